@@ -1,0 +1,334 @@
+package ipvs
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Errors with the wording ipvsadm prints for the kernel's answers.
+var (
+	ErrServiceExists     = errors.New("Service already exists")
+	ErrNoService         = errors.New("No such service")
+	ErrServiceNotDefined = errors.New("Service not defined")
+	ErrDestExists        = errors.New("Destination already exists")
+	ErrNoDest            = errors.New("No such destination")
+	ErrNoScheduler       = errors.New("Scheduler or persistence engine not found")
+	ErrInvalidTimeout    = errors.New("Invalid timeout value")
+	ErrInvalid           = errors.New("Invalid operation.  Possibly wrong module version, address not unicast, ...")
+	ErrFamily            = errors.New("Operation not supported with specified address family")
+)
+
+// Op is a table operation, one per ipvsadm command.
+type Op string
+
+// Operations, named after ipvsadm's long options.
+const (
+	OpAddService  Op = "add-service"    // -A
+	OpEditService Op = "edit-service"   // -E
+	OpDelService  Op = "delete-service" // -D
+	OpClear       Op = "clear"          // -C
+	OpAddDest     Op = "add-server"     // -a
+	OpEditDest    Op = "edit-server"    // -e
+	OpDelDest     Op = "delete-server"  // -d
+	OpSetTimeout  Op = "set"            // --set
+	OpZero        Op = "zero"           // -Z (counters live in the engine)
+)
+
+// Command is one change to the table: what gvsadm sends and -R replays.
+type Command struct {
+	Op       Op        `json:"op"`
+	Service  *Service  `json:"service,omitempty"`
+	Dest     *Dest     `json:"dest,omitempty"`
+	Timeouts *Timeouts `json:"timeouts,omitempty"`
+}
+
+// DestChecker vets a real server before the table takes it, typically the
+// running engine refusing a forwarding method it cannot do.
+type DestChecker func(svc *Service, d *Dest) error
+
+// Table is the IPVS table. It is safe for concurrent use.
+type Table struct {
+	mu       sync.Mutex
+	services []*entry // in the order added
+	timeouts Timeouts
+	check    DestChecker
+}
+
+type entry struct {
+	svc   Service
+	dests []Dest // the kernel's order: the most recently added first
+}
+
+// NewTable returns an empty table with the kernel's default timeouts. check
+// may be nil.
+func NewTable(check DestChecker) *Table {
+	return &Table{timeouts: DefaultTimeouts, check: check}
+}
+
+// Snapshot is an immutable copy of the table.
+type Snapshot struct {
+	Services []ServiceConfig `json:"services"`
+	Timeouts Timeouts        `json:"timeouts"`
+}
+
+// ServiceConfig is a service with its real servers in the kernel's order
+// (most recently added first).
+type ServiceConfig struct {
+	Service
+	Dests []Dest `json:"dests"`
+}
+
+// Snapshot copies the table.
+func (t *Table) Snapshot() *Snapshot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &Snapshot{Timeouts: t.timeouts, Services: make([]ServiceConfig, 0, len(t.services))}
+	for _, e := range t.services {
+		svc := e.svc
+		svc.LocalAddrs = slices.Clone(svc.LocalAddrs)
+		s.Services = append(s.Services, ServiceConfig{Service: svc, Dests: slices.Clone(e.dests)})
+	}
+	return s
+}
+
+// Timeouts returns the connection timeouts.
+func (t *Table) Timeouts() Timeouts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.timeouts
+}
+
+// Exec applies one command. OpZero is accepted (it only checks that the
+// service exists); the engine clears its counters.
+func (t *Table) Exec(c Command) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch c.Op {
+	case OpClear:
+		t.services = nil
+		return nil
+	case OpSetTimeout:
+		if c.Timeouts == nil {
+			return ErrInvalidTimeout
+		}
+		t.setTimeouts(*c.Timeouts)
+		return nil
+	}
+	if c.Service == nil {
+		if c.Op == OpZero {
+			return nil
+		}
+		return fmt.Errorf("%s: no service given", c.Op)
+	}
+	switch c.Op {
+	case OpAddService:
+		return t.addService(*c.Service)
+	case OpEditService:
+		return t.editService(*c.Service)
+	case OpDelService:
+		return t.delService(c.Service.ServiceKey)
+	case OpZero:
+		if t.find(c.Service.ServiceKey) < 0 {
+			return ErrNoService
+		}
+		return nil
+	case OpAddDest, OpEditDest, OpDelDest:
+		if c.Dest == nil {
+			return fmt.Errorf("%s: no real server given", c.Op)
+		}
+		i := t.find(c.Service.ServiceKey)
+		if i < 0 {
+			return ErrServiceNotDefined
+		}
+		e := t.services[i]
+		switch c.Op {
+		case OpAddDest:
+			return t.addDest(e, *c.Dest)
+		case OpEditDest:
+			return t.editDest(e, *c.Dest)
+		default:
+			return e.delDest(*c.Dest)
+		}
+	}
+	return fmt.Errorf("unknown operation %q", c.Op)
+}
+
+func (t *Table) find(k ServiceKey) int {
+	return slices.IndexFunc(t.services, func(e *entry) bool { return e.svc.ServiceKey == k })
+}
+
+// ValidateService checks a service as the kernel does.
+func ValidateService(s *Service) error {
+	if !slices.Contains(Schedulers, s.Scheduler) {
+		return ErrNoScheduler
+	}
+	if s.PE != "" && s.PE != "sip" {
+		return ErrNoScheduler
+	}
+	if !s.Addr.IsValid() {
+		return ErrInvalid
+	}
+	if !s.IsFWMark() && s.Proto != TCP && s.Proto != UDP && s.Proto != SCTP {
+		return ErrInvalid
+	}
+	max := 32
+	if s.IPv6() {
+		max = 128
+	}
+	if s.Netmask < 1 || s.Netmask > max {
+		return ErrInvalid
+	}
+	if s.ProxyProtocol < 0 || s.ProxyProtocol > 2 {
+		return fmt.Errorf("PROXY protocol version %d not supported (want 1 or 2)", s.ProxyProtocol)
+	}
+	return nil
+}
+
+func normalizeService(s *Service) {
+	if s.Scheduler == "" {
+		s.Scheduler = DefaultScheduler
+	}
+	if s.Netmask == 0 {
+		s.Netmask = 32
+		if s.IPv6() {
+			s.Netmask = 128
+		}
+	}
+	if s.Addr.Is4In6() {
+		s.Addr = s.Addr.Unmap()
+	}
+	if s.Persistent() && s.Timeout == 0 {
+		s.Timeout = DefaultPersistence
+	}
+	s.Flags |= FlagHashed
+}
+
+func (t *Table) addService(s Service) error {
+	normalizeService(&s)
+	if err := ValidateService(&s); err != nil {
+		return err
+	}
+	if t.find(s.ServiceKey) >= 0 {
+		return ErrServiceExists
+	}
+	t.services = append(t.services, &entry{svc: s})
+	return nil
+}
+
+func (t *Table) editService(s Service) error {
+	normalizeService(&s)
+	if err := ValidateService(&s); err != nil {
+		return err
+	}
+	i := t.find(s.ServiceKey)
+	if i < 0 {
+		return ErrNoService
+	}
+	for _, d := range t.services[i].dests {
+		if err := t.checkDest(&s, &d); err != nil {
+			return err
+		}
+	}
+	t.services[i].svc = s
+	return nil
+}
+
+func (t *Table) delService(k ServiceKey) error {
+	i := t.find(k)
+	if i < 0 {
+		return ErrNoService
+	}
+	t.services = slices.Delete(t.services, i, i+1)
+	return nil
+}
+
+// ValidateDest checks a real server as the kernel does.
+func ValidateDest(s *Service, d *Dest) error {
+	if d.Weight < 0 {
+		return ErrInvalid
+	}
+	if d.UThreshold != 0 && d.LThreshold > d.UThreshold {
+		return ErrInvalid
+	}
+	if !d.Addr.IsValid() || d.Addr.IsUnspecified() || d.Addr.IsMulticast() {
+		return ErrInvalid
+	}
+	if d.Addr.Is4() != s.Addr.Is4() && d.Method != Tunnel {
+		return ErrFamily
+	}
+	return nil
+}
+
+func (t *Table) checkDest(s *Service, d *Dest) error {
+	if err := ValidateDest(s, d); err != nil {
+		return err
+	}
+	if t.check != nil {
+		return t.check(s, d)
+	}
+	return nil
+}
+
+func normalizeDest(s *Service, d *Dest) {
+	d.Addr = d.Addr.Unmap()
+	if d.Port == 0 && !s.IsFWMark() {
+		d.Port = s.Port
+	}
+	if s.IsFWMark() && d.Method != Masq && d.Method != FullNAT {
+		d.Port = 0
+	}
+}
+
+func (t *Table) addDest(e *entry, d Dest) error {
+	normalizeDest(&e.svc, &d)
+	if err := t.checkDest(&e.svc, &d); err != nil {
+		return err
+	}
+	if e.index(d) >= 0 {
+		return ErrDestExists
+	}
+	e.dests = slices.Insert(e.dests, 0, d)
+	return nil
+}
+
+func (t *Table) editDest(e *entry, d Dest) error {
+	normalizeDest(&e.svc, &d)
+	if err := t.checkDest(&e.svc, &d); err != nil {
+		return err
+	}
+	i := e.index(d)
+	if i < 0 {
+		return ErrNoDest
+	}
+	e.dests[i] = d
+	return nil
+}
+
+func (e *entry) delDest(d Dest) error {
+	normalizeDest(&e.svc, &d)
+	i := e.index(d)
+	if i < 0 {
+		return ErrNoDest
+	}
+	e.dests = slices.Delete(e.dests, i, i+1)
+	return nil
+}
+
+func (e *entry) index(d Dest) int {
+	return slices.IndexFunc(e.dests, func(x Dest) bool { return x.Addr == d.Addr && x.Port == d.Port })
+}
+
+func (t *Table) setTimeouts(to Timeouts) {
+	// ipvsadm --set: a zero leaves that timeout unchanged.
+	if to.TCP != 0 {
+		t.timeouts.TCP = to.TCP
+	}
+	if to.TCPFin != 0 {
+		t.timeouts.TCPFin = to.TCPFin
+	}
+	if to.UDP != 0 {
+		t.timeouts.UDP = to.UDP
+	}
+}

@@ -1,0 +1,95 @@
+// Package sched implements IPVS's connection schedulers (rr, wrr, lc, wlc,
+// lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos) with the kernel's
+// semantics (net/netfilter/ipvs/ip_vs_*.c). It is the reference the engines
+// use and the BPF schedulers are tested against.
+package sched
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// Dest is a real server as the schedulers see it: its address, weight,
+// thresholds and live connection counters. Engines keep one Dest per real
+// server and update its counters through Bind, Unbind and SetActive.
+type Dest struct {
+	Addr       netip.AddrPort
+	UThreshold uint32
+	LThreshold uint32
+
+	weight     atomic.Int32
+	active     atomic.Int32
+	inactive   atomic.Int32
+	persist    atomic.Int32
+	overloaded atomic.Bool
+	removed    atomic.Bool
+}
+
+// NewDest returns a Dest for a configured real server.
+func NewDest(d ipvs.Dest) *Dest {
+	x := &Dest{Addr: d.AddrPort(), UThreshold: d.UThreshold, LThreshold: d.LThreshold}
+	x.weight.Store(d.Weight)
+	return x
+}
+
+// Weight is the real server's weight; 0 quiesces it.
+func (d *Dest) Weight() int32 { return d.weight.Load() }
+
+// SetWeight changes the weight (ipvsadm -e -w).
+func (d *Dest) SetWeight(w int32) { d.weight.Store(w) }
+
+// ActiveConns and InactConns are the kernel's activeconns and inactconns.
+func (d *Dest) ActiveConns() int32 { return d.active.Load() }
+
+// InactConns is the number of connections not in ESTABLISHED state.
+func (d *Dest) InactConns() int32 { return d.inactive.Load() }
+
+// PersistConns is the number of persistence templates pointing here.
+func (d *Dest) PersistConns() int32 { return d.persist.Load() }
+
+// Overloaded reports IP_VS_DEST_F_OVERLOAD.
+func (d *Dest) Overloaded() bool { return d.overloaded.Load() }
+
+// Removed reports that the server was deleted from its service; it keeps
+// serving its established connections but is never scheduled.
+func (d *Dest) Removed() bool { return d.removed.Load() }
+
+// MarkRemoved takes the server out of its service.
+func (d *Dest) MarkRemoved() { d.removed.Store(true) }
+
+// Scheduler picks a real server for a new connection.
+type Scheduler interface {
+	// Name is the scheduler's ipvsadm name.
+	Name() string
+	// Update gives the scheduler the service's real servers in the kernel's
+	// list order (the most recently added first). It is called whenever
+	// the list, a weight or a threshold changes.
+	Update(dests []*Dest)
+	// Schedule returns the real server for a new connection, or nil when
+	// none is available (the kernel's "no destination available").
+	Schedule(c Conn) *Dest
+}
+
+// Conn is what a scheduler may look at: the client and the virtual
+// address of the new connection.
+type Conn struct {
+	Client  netip.AddrPort
+	Virtual netip.AddrPort
+}
+
+// New returns the named scheduler. flags are the service's flags (the
+// ipvs.SchedFlag bits matter to sh and mh).
+func New(name string, flags uint32) (Scheduler, error) {
+	mk, ok := registry[name]
+	if !ok {
+		return nil, fmt.Errorf("scheduler %q: %w", name, ipvs.ErrNoScheduler)
+	}
+	return mk(flags), nil
+}
+
+var registry = map[string]func(flags uint32) Scheduler{}
+
+func register(name string, mk func(flags uint32) Scheduler) { registry[name] = mk }
