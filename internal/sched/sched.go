@@ -26,6 +26,7 @@ type Dest struct {
 	persist    atomic.Int32
 	overloaded atomic.Bool
 	removed    atomic.Bool
+	failed     atomic.Bool
 }
 
 // NewDest returns a Dest for a configured real server.
@@ -93,3 +94,83 @@ func New(name string, flags uint32) (Scheduler, error) {
 var registry = map[string]func(flags uint32) Scheduler{}
 
 func register(name string, mk func(flags uint32) Scheduler) { registry[name] = mk }
+
+// Failed reports that the engine could not reach the server lately; it is
+// skipped for new connections until it is reachable again.
+func (d *Dest) Failed() bool { return d.failed.Load() }
+
+// SetFailed marks the server unreachable (true) or reachable again.
+func (d *Dest) SetFailed(f bool) { d.failed.Store(f) }
+
+// Available reports whether the server may take new connections at all:
+// not removed from its service and not failed. Every scheduler skips
+// servers that are not available, besides its own weight and overload
+// rules.
+func (d *Dest) Available() bool { return !d.removed.Load() && !d.failed.Load() }
+
+// ConnKind is how a connection counts against its real server.
+type ConnKind uint8
+
+// Connection kinds, as the kernel's counters.
+const (
+	Active   ConnKind = iota // activeconns: an ESTABLISHED TCP connection
+	Inactive                 // inactconns: any other state, and UDP
+	Template                 // persistconns: a persistence template
+)
+
+func (d *Dest) counter(k ConnKind) *atomic.Int32 {
+	switch k {
+	case Active:
+		return &d.active
+	case Inactive:
+		return &d.inactive
+	}
+	return &d.persist
+}
+
+// TotalConns is the kernel's ip_vs_dest_totalconns: active plus inactive.
+func (d *Dest) TotalConns() int32 { return d.active.Load() + d.inactive.Load() }
+
+// Bind counts a new connection of kind k against the server and marks it
+// overloaded when it reaches its upper threshold (ip_vs_bind_dest).
+func (d *Dest) Bind(k ConnKind) {
+	d.counter(k).Add(1)
+	if d.UThreshold != 0 && uint32(d.TotalConns()) >= d.UThreshold {
+		d.overloaded.Store(true)
+	}
+}
+
+// Unbind uncounts a connection of kind k and clears the overload mark once
+// the server falls below its lower threshold, or below 3/4 of the upper one
+// when no lower threshold is set (ip_vs_unbind_dest).
+func (d *Dest) Unbind(k ConnKind) {
+	d.counter(k).Add(-1)
+	total := uint32(max(d.TotalConns(), 0))
+	switch {
+	case d.LThreshold != 0:
+		if total < d.LThreshold {
+			d.overloaded.Store(false)
+		}
+	case d.UThreshold != 0:
+		if total*4 < d.UThreshold*3 {
+			d.overloaded.Store(false)
+		}
+	default:
+		d.overloaded.Store(false)
+	}
+}
+
+// Move moves a connection from one kind to another, as a TCP state change
+// between ESTABLISHED and the other states does.
+func (d *Dest) Move(from, to ConnKind) {
+	if from == to {
+		return
+	}
+	d.counter(to).Add(1)
+	d.counter(from).Add(-1)
+}
+
+// SetThresholds changes the thresholds (ipvsadm -e -x -y).
+func (d *Dest) SetThresholds(upper, lower uint32) {
+	d.UThreshold, d.LThreshold = upper, lower
+}
