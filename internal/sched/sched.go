@@ -16,10 +16,10 @@ import (
 // thresholds and live connection counters. Engines keep one Dest per real
 // server and update its counters through Bind, Unbind and SetActive.
 type Dest struct {
-	Addr       netip.AddrPort
-	UThreshold uint32
-	LThreshold uint32
+	Addr netip.AddrPort
 
+	uthreshold atomic.Uint32
+	lthreshold atomic.Uint32
 	weight     atomic.Int32
 	active     atomic.Int32
 	inactive   atomic.Int32
@@ -31,8 +31,9 @@ type Dest struct {
 
 // NewDest returns a Dest for a configured real server.
 func NewDest(d ipvs.Dest) *Dest {
-	x := &Dest{Addr: d.AddrPort(), UThreshold: d.UThreshold, LThreshold: d.LThreshold}
+	x := &Dest{Addr: d.AddrPort()}
 	x.weight.Store(d.Weight)
+	x.SetThresholds(d.UThreshold, d.LThreshold)
 	return x
 }
 
@@ -135,7 +136,7 @@ func (d *Dest) TotalConns() int32 { return d.active.Load() + d.inactive.Load() }
 // overloaded when it reaches its upper threshold (ip_vs_bind_dest).
 func (d *Dest) Bind(k ConnKind) {
 	d.counter(k).Add(1)
-	if d.UThreshold != 0 && uint32(d.TotalConns()) >= d.UThreshold {
+	if u := d.uthreshold.Load(); u != 0 && uint32(d.TotalConns()) >= u {
 		d.overloaded.Store(true)
 	}
 }
@@ -146,13 +147,14 @@ func (d *Dest) Bind(k ConnKind) {
 func (d *Dest) Unbind(k ConnKind) {
 	d.counter(k).Add(-1)
 	total := uint32(max(d.TotalConns(), 0))
+	upper, lower := d.Thresholds()
 	switch {
-	case d.LThreshold != 0:
-		if total < d.LThreshold {
+	case lower != 0:
+		if total < lower {
 			d.overloaded.Store(false)
 		}
-	case d.UThreshold != 0:
-		if total*4 < d.UThreshold*3 {
+	case upper != 0:
+		if total*4 < upper*3 {
 			d.overloaded.Store(false)
 		}
 	default:
@@ -172,5 +174,12 @@ func (d *Dest) Move(from, to ConnKind) {
 
 // SetThresholds changes the thresholds (ipvsadm -e -x -y).
 func (d *Dest) SetThresholds(upper, lower uint32) {
-	d.UThreshold, d.LThreshold = upper, lower
+	d.uthreshold.Store(upper)
+	d.lthreshold.Store(lower)
+}
+
+// Thresholds returns the upper (-x) and lower (-y) connection thresholds;
+// 0 means none.
+func (d *Dest) Thresholds() (upper, lower uint32) {
+	return d.uthreshold.Load(), d.lthreshold.Load()
 }
