@@ -332,3 +332,38 @@ func (t *Table) setTimeouts(to Timeouts) {
 		t.timeouts.UDP = to.UDP
 	}
 }
+
+// Replace makes the table hold exactly the snapshot's services and
+// timeouts, for rolling back a change the engine refused and for applying a
+// reloaded configuration. The snapshot is validated first; on error the
+// table is unchanged.
+func (t *Table) Replace(s *Snapshot) error {
+	next := make([]*entry, 0, len(s.Services))
+	for _, sc := range s.Services {
+		e := &entry{svc: sc.Service}
+		normalizeService(&e.svc)
+		if err := ValidateService(&e.svc); err != nil {
+			return fmt.Errorf("%s: %w", e.svc.ServiceKey, err)
+		}
+		for _, d := range sc.Dests {
+			normalizeDest(&e.svc, &d)
+			if err := t.checkDest(&e.svc, &d); err != nil {
+				return fmt.Errorf("%s -> %s: %w", e.svc.ServiceKey, d.AddrPort(), err)
+			}
+			if e.index(d) >= 0 {
+				return fmt.Errorf("%s -> %s: %w", e.svc.ServiceKey, d.AddrPort(), ErrDestExists)
+			}
+			e.dests = append(e.dests, d)
+		}
+		if slices.ContainsFunc(next, func(x *entry) bool { return x.svc.ServiceKey == e.svc.ServiceKey }) {
+			return fmt.Errorf("%s: %w", e.svc.ServiceKey, ErrServiceExists)
+		}
+		e.svc.LocalAddrs = slices.Clone(e.svc.LocalAddrs)
+		next = append(next, e)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.services = next
+	t.timeouts = s.Timeouts
+	return nil
+}
