@@ -1,0 +1,213 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// VIP is one virtual_ipaddress line: "198.18.0.10/24 dev eth0 label eth0:1".
+type VIP struct {
+	Prefix netip.Prefix // address and prefix length (/32 or /128 when none given)
+	Dev    string       // interface; empty means the instance's interface
+	Label  string       // IPv4 address label, optional
+}
+
+// TrackInterface is a track_interface entry.
+type TrackInterface struct {
+	Name string
+	// Weight 0: the link going down puts the instance in FAULT. Otherwise
+	// a positive weight is added to the priority while the link is up, a
+	// negative one subtracted while it is down.
+	Weight int
+}
+
+// TrackScript is a vrrp_script block.
+type TrackScript struct {
+	Name     string
+	Script   string        // command line, run with /bin/sh -c
+	Interval time.Duration // default 1 s
+	Timeout  time.Duration // default Interval
+	// Weight as track_interface's; Rise and Fall are how many successes
+	// and failures in a row change the result (default 1).
+	Weight int
+	Rise   int
+	Fall   int
+}
+
+// TrackFile is a vrrp_track_file block: the integer in File, times Weight,
+// is added to the priority; with Weight 0 a non-zero value means FAULT.
+type TrackFile struct {
+	Name   string
+	File   string
+	Weight int
+}
+
+// TrackRef is a track_script / track_file reference in an instance; a
+// non-nil Weight overrides the block's weight.
+type TrackRef struct {
+	Name   string
+	Weight *int
+}
+
+// InstanceConfig mirrors keepalived's vrrp_instance keywords.
+type InstanceConfig struct {
+	Name      string        // vrrp_instance NAME
+	State     State         // state MASTER|BACKUP: the wanted initial state
+	Interface string        // interface
+	VRID      uint8         // virtual_router_id
+	Priority  uint8         // priority (default 100); 255 is the address owner
+	AdvertInt time.Duration // advert_int (default 1 s)
+	Version   uint8         // version (default 2; IPv6 forces 3)
+
+	NoPreempt    bool          // nopreempt
+	PreemptDelay time.Duration // preempt_delay
+
+	AuthType AuthType // authentication { auth_type }, v2 only
+	AuthPass string   // authentication { auth_pass }: first 8 characters used
+
+	VIPs         []VIP // virtual_ipaddress: in adverts
+	ExcludedVIPs []VIP // virtual_ipaddress_excluded: set but not advertised
+
+	UnicastSrcIP netip.Addr   // unicast_src_ip
+	UnicastPeers []netip.Addr // unicast_peer
+	MCastSrcIP   netip.Addr   // mcast_src_ip
+
+	TrackInterfaces []TrackInterface // track_interface
+	TrackScripts    []TrackRef       // track_script
+	TrackFiles      []TrackRef       // track_file
+
+	NotifyMaster string // notify_master
+	NotifyBackup string // notify_backup
+	NotifyFault  string // notify_fault
+	NotifyStop   string // notify_stop
+	Notify       string // notify: gets INSTANCE name state priority
+
+	GARPMasterDelay         time.Duration // garp_master_delay (default 5 s; 0 disables the second burst)
+	GARPMasterRepeat        int           // garp_master_repeat (default 5)
+	GARPMasterRefresh       time.Duration // garp_master_refresh (default 0: none)
+	GARPMasterRefreshRepeat int           // garp_master_refresh_repeat (default 1)
+	GARPInterval            time.Duration // garp_interval / vrrp_garp_interval between packets of a burst (default 0)
+}
+
+// SyncGroup is a vrrp_sync_group: its instances change state together.
+type SyncGroup struct {
+	Name                                                        string
+	Instances                                                   []string
+	NotifyMaster, NotifyBackup, NotifyFault, NotifyStop, Notify string
+}
+
+// IPv6 reports whether the instance runs VRRP over IPv6 (its first VIP is
+// IPv6, as in keepalived).
+func (c *InstanceConfig) IPv6() bool {
+	if len(c.VIPs) > 0 {
+		return c.VIPs[0].Prefix.Addr().Is6()
+	}
+	return c.UnicastSrcIP.Is6() || c.MCastSrcIP.Is6()
+}
+
+// Unicast reports whether adverts go to unicast peers instead of the group.
+func (c *InstanceConfig) Unicast() bool { return len(c.UnicastPeers) > 0 }
+
+// withDefaults validates c and returns it with keepalived's defaults filled.
+func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
+	var errs []error
+	bad := func(f string, a ...any) {
+		errs = append(errs, fmt.Errorf("vrrp_instance %s: "+f, append([]any{c.Name}, a...)...))
+	}
+	if c.Name == "" {
+		bad("has no name")
+	}
+	if c.Interface == "" {
+		bad("no interface given (add: interface eth0)")
+	}
+	if c.VRID == 0 {
+		bad("virtual_router_id must be 1..255")
+	}
+	if c.Priority == 0 {
+		c.Priority = 100
+	}
+	if c.State == StateInit {
+		c.State = StateBackup
+	}
+	if c.State != StateBackup && c.State != StateMaster {
+		bad("state must be MASTER or BACKUP, not %s", c.State)
+	}
+	if c.AdvertInt == 0 {
+		c.AdvertInt = time.Second
+	}
+	if c.Version == 0 {
+		c.Version = 2
+	}
+	is6 := c.IPv6()
+	if is6 && c.Version == 2 {
+		c.Version = 3 // keepalived does the same: VRRPv2 is IPv4 only
+	}
+	switch c.Version {
+	case 2:
+		if c.AdvertInt < time.Second || c.AdvertInt > 255*time.Second || c.AdvertInt%time.Second != 0 {
+			bad("advert_int %s: VRRPv2 needs whole seconds 1..255 (use version 3 for less)", c.AdvertInt)
+		}
+	case 3:
+		if c.AdvertInt < 10*time.Millisecond || c.AdvertInt > 40950*time.Millisecond {
+			bad("advert_int %s: VRRPv3 needs 0.01..40.95 s", c.AdvertInt)
+		}
+		c.AdvertInt = c.AdvertInt.Round(10 * time.Millisecond)
+		if c.AuthType != AuthNone {
+			bad("authentication is not allowed with VRRP version 3 (remove it or set version 2)")
+		}
+	default:
+		bad("version %d: want 2 or 3", c.Version)
+	}
+	if c.AuthType != AuthNone && c.AuthType != AuthPass {
+		bad("auth_type %s is not supported (want PASS)", c.AuthType)
+	}
+	if len(c.VIPs) > maxAddrs {
+		bad("%d virtual_ipaddress entries, at most %d", len(c.VIPs), maxAddrs)
+	}
+	for i, v := range append(append([]VIP{}, c.VIPs...), c.ExcludedVIPs...) {
+		if !v.Prefix.IsValid() {
+			bad("virtual address %d is not valid", i+1)
+			continue
+		}
+		if i < len(c.VIPs) && v.Prefix.Addr().Is6() != is6 {
+			bad("virtual_ipaddress %s: all addresses must be of one family (move the other family to virtual_ipaddress_excluded)", v.Prefix)
+		}
+	}
+	for _, p := range c.UnicastPeers {
+		if p.Is6() != is6 {
+			bad("unicast_peer %s is not of the instance's address family", p)
+		}
+	}
+	if c.GARPMasterDelay == 0 {
+		c.GARPMasterDelay = 5 * time.Second
+	}
+	if c.GARPMasterDelay < 0 {
+		c.GARPMasterDelay = 0
+	}
+	if c.GARPMasterRepeat == 0 {
+		c.GARPMasterRepeat = 5
+	}
+	if c.GARPMasterRefreshRepeat == 0 {
+		c.GARPMasterRefreshRepeat = 1
+	}
+	return c, errors.Join(errs...)
+}
+
+func (s *TrackScript) withDefaults() TrackScript {
+	t := *s
+	if t.Interval <= 0 {
+		t.Interval = time.Second
+	}
+	if t.Timeout <= 0 {
+		t.Timeout = t.Interval
+	}
+	if t.Rise <= 0 {
+		t.Rise = 1
+	}
+	if t.Fall <= 0 {
+		t.Fall = 1
+	}
+	return t
+}
