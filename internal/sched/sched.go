@@ -172,8 +172,13 @@ func (d *Dest) Move(from, to ConnKind) {
 	d.counter(from).Add(-1)
 }
 
-// SetThresholds changes the thresholds (ipvsadm -e -x -y).
+// SetThresholds changes the thresholds (ipvsadm -e -x -y). As in the
+// kernel's __ip_vs_update_dest, raising or removing the upper threshold
+// clears the overload mark; lowering it marks nothing until the next Bind.
 func (d *Dest) SetThresholds(upper, lower uint32) {
+	if upper == 0 || upper > d.uthreshold.Load() {
+		d.overloaded.Store(false)
+	}
 	d.uthreshold.Store(upper)
 	d.lthreshold.Store(lower)
 }
