@@ -1,5 +1,11 @@
 #!/bin/bash
-# Guest script: record real IPVS scheduling choices for internal/sched tests.
+# Guest script: record real IPVS scheduling choices for internal/sched tests
+# (TestLinuxRecorded). Run from the repository root, in the ipvs-vm rig:
+#   ../shared/tools/ipvs-vm/run.sh internal/sched/testdata/record-linux.sh
+# It sends one TCP SYN per connection from a client netns (no real server
+# needs to answer: IPVS schedules on the SYN, and SYN_RECV counts as an
+# active connection) and prints RESULT lines from /proc/net/ip_vs_conn;
+# keep those (and the CONFIG lines) in linux-6.1.txt.
 set -euo pipefail
 echo "### kernel $(uname -r)"
 grep -E 'IP_VS_(SH|DH|MH|LBLC|LBLCR)_TAB|IP_VS_MH_TAB_INDEX|CONFIG_IP_VS_IPV6' /boot/config-$(uname -r) || true
