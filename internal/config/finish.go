@@ -1,0 +1,54 @@
+package config
+
+// finish checks what spans blocks: names that refer to other blocks, and
+// that the virtual servers make a valid IPVS table.
+func (d *decoder) finish(c *Config) {
+	inGroup := map[string]string{}
+	for _, g := range c.SyncGroups {
+		for _, name := range g.Group {
+			if _, ok := c.Instance(name); !ok {
+				d.lx.errorf(g.Pos, "vrrp_sync_group %s: no vrrp_instance named %q", g.Name, name)
+				continue
+			}
+			if other, dup := inGroup[name]; dup {
+				d.lx.errorf(g.Pos, "vrrp_instance %s is in vrrp_sync_group %s and %s (one group only)", name, other, g.Name)
+			}
+			inGroup[name] = g.Name
+		}
+		d.checkTrackScripts(c, g.Pos, "vrrp_sync_group "+g.Name, g.TrackScripts)
+	}
+	for _, v := range c.Instances {
+		d.checkTrackScripts(c, v.Pos, "vrrp_instance "+v.Name, v.TrackScripts)
+	}
+	for _, vs := range c.VirtualServers {
+		if vs.Group != "" {
+			if _, ok := c.VSGroup(vs.Group); !ok {
+				d.lx.errorf(vs.Pos, "virtual_server group %s: no virtual_server_group named %q", vs.Group, vs.Group)
+			}
+		}
+		if vs.LocalAddrGroup != "" {
+			if _, ok := c.LocalAddrGroup(vs.LocalAddrGroup); !ok {
+				d.lx.errorf(vs.Pos, "virtual server %s: no local_address_group named %q", vs.Key(), vs.LocalAddrGroup)
+			}
+		}
+	}
+	if len(d.lx.errs) > 0 {
+		return
+	}
+	if _, _, err := c.Services(); err != nil {
+		switch e := err.(type) {
+		case *Error:
+			d.lx.errs = append(d.lx.errs, e)
+		case Errors:
+			d.lx.errs = append(d.lx.errs, e...)
+		}
+	}
+}
+
+func (d *decoder) checkTrackScripts(c *Config, pos Pos, owner string, ts []Track) {
+	for _, t := range ts {
+		if _, ok := c.Script(t.Name); !ok {
+			d.lx.errorf(pos, "%s: track_script %q names no vrrp_script", owner, t.Name)
+		}
+	}
+}
