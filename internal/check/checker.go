@@ -1,0 +1,275 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Report is one attempt's outcome, handed to whoever runs the checker.
+type Report struct {
+	Checker *Checker
+	Up      bool  // the checker's state after the attempt
+	Verdict bool  // the attempt decided the state (false while retrying)
+	Changed bool  // the state changed, or this is the first verdict
+	Weight  int   // MISC_CHECK misc_dynamic weight, -1 when none
+	Err     error // why the attempt failed, nil on success
+}
+
+// Checker runs one Spec against one real server.
+type Checker struct {
+	spec   Spec
+	rs     netip.AddrPort
+	target netip.AddrPort
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	m       machine
+	enabled bool
+	st      counters
+	wake    chan struct{} // nudged when enabled changes
+}
+
+type counters struct {
+	checks, failures uint64
+	lastErr          string
+	lastCheck        time.Time
+	lastChange       time.Time
+	weight           int
+}
+
+// NewChecker prepares spec for the real server at rs. log may be nil.
+func NewChecker(spec Spec, rs netip.AddrPort, log *slog.Logger) (*Checker, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Checker{
+		spec:    spec,
+		rs:      rs,
+		target:  spec.target(rs),
+		m:       newMachine(&spec),
+		enabled: true,
+		wake:    make(chan struct{}, 1),
+		st:      counters{weight: -1},
+	}
+	c.log = log.With("checker", string(spec.Type), "target", c.target.String())
+	if spec.Type != MISC && spec.Type != PING && c.target.Port() == 0 {
+		return nil, fmt.Errorf("%s for %s: no port to check (set connect_port)", spec.Type, rs)
+	}
+	if !c.target.Addr().IsValid() && spec.Type != MISC {
+		return nil, fmt.Errorf("%s: no address to check (set connect_ip)", spec.Type)
+	}
+	return c, nil
+}
+
+// Spec returns the checker's spec.
+func (c *Checker) Spec() Spec { return c.spec }
+
+// RealServer is the real server the checker watches.
+func (c *Checker) RealServer() netip.AddrPort { return c.rs }
+
+// Target is the address probed.
+func (c *Checker) Target() netip.AddrPort { return c.target }
+
+// Up reports the checker's current state.
+func (c *Checker) Up() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m.up
+}
+
+// SetEnabled suspends (false) or resumes (true) the probes, as keepalived's
+// ha_suspend does; a suspended checker keeps its state.
+func (c *Checker) SetEnabled(on bool) {
+	c.mu.Lock()
+	c.enabled = on
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run checks until ctx ends: a first check after a random part of the
+// warmup, then one every delay_loop, with retries as the machine says.
+// report is called after every attempt, from Run's goroutine.
+func (c *Checker) Run(ctx context.Context, report func(Report)) {
+	var first time.Duration
+	if c.spec.Warmup > 0 {
+		first = rand.N(c.spec.Warmup + 1)
+	}
+	if !c.sleep(ctx, first) {
+		return
+	}
+	for {
+		c.mu.Lock()
+		enabled := c.enabled
+		c.mu.Unlock()
+		next := c.spec.DelayLoop
+		if enabled {
+			r := c.Attempt(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if report != nil {
+				report(r)
+			}
+			if !r.Verdict {
+				next = c.spec.DelayBeforeRetry
+			}
+		}
+		if !c.sleep(ctx, next) {
+			return
+		}
+	}
+}
+
+// sleep waits d, or less when the checker is re-enabled; false when ctx
+// ended.
+func (c *Checker) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-c.wake:
+			c.mu.Lock()
+			on := c.enabled
+			c.mu.Unlock()
+			if on {
+				return true
+			}
+		}
+	}
+}
+
+// Attempt probes once and advances the state machine.
+func (c *Checker) Attempt(ctx context.Context) Report {
+	weight, err := c.Probe(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.m.step(err == nil)
+	now := time.Now()
+	c.st.checks++
+	c.st.lastCheck = now
+	if err != nil {
+		c.st.failures++
+		c.st.lastErr = err.Error()
+	} else {
+		c.st.lastErr = ""
+		if weight >= 0 {
+			c.st.weight = weight
+		}
+	}
+	if s.changed {
+		c.st.lastChange = now
+		state := "DOWN"
+		if c.m.up {
+			state = "UP"
+		}
+		if err != nil {
+			c.log.Info("check failed", "state", state, "retries", c.spec.Retry, "error", err)
+		} else {
+			c.log.Info("check succeeded", "state", state)
+		}
+	}
+	return Report{Checker: c, Up: c.m.up, Verdict: s.verdict, Changed: s.changed, Weight: weight, Err: err}
+}
+
+// Probe runs the check once, without touching the state: nil when the
+// server passes. weight is the misc_dynamic weight, -1 when none.
+func (c *Checker) Probe(ctx context.Context) (weight int, err error) {
+	timeout := c.spec.ConnectTimeout
+	if c.spec.Type == MISC {
+		timeout = c.spec.MiscTimeout
+		if timeout <= 0 {
+			timeout = c.spec.DelayLoop
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	weight = -1
+	switch c.spec.Type {
+	case TCP:
+		err = c.probeTCP(ctx)
+	case HTTP, SSL:
+		err = c.probeHTTP(ctx)
+	case MISC:
+		weight, err = c.probeMisc(ctx)
+	case DNS:
+		err = c.probeDNS(ctx)
+	case SMTP:
+		err = c.probeSMTP(ctx)
+	case UDP:
+		err = c.probeUDP(ctx)
+	case PING:
+		err = c.probePing(ctx)
+	default:
+		err = fmt.Errorf("unknown checker %q", c.spec.Type)
+	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (timeout after %s)", err, timeout)
+	}
+	return weight, err
+}
+
+// Status is a checker's state for display, keepalived's data dump
+// equivalent.
+type Status struct {
+	Service    string         `json:"service,omitempty"`
+	RealServer netip.AddrPort `json:"real_server"`
+	Type       Type           `json:"type"`
+	Target     netip.AddrPort `json:"target"`
+	State      string         `json:"state"` // "UP" or "DOWN"
+	Enabled    bool           `json:"enabled"`
+	HasRun     bool           `json:"has_run"`
+	Alpha      bool           `json:"alpha,omitempty"`
+	Retry      int            `json:"retry"`
+	RetryIt    int            `json:"retry_it"` // failed attempts of the current failure
+	DelayLoop  string         `json:"delay_loop"`
+	Checks     uint64         `json:"checks"`
+	Failures   uint64         `json:"failures"`
+	LastError  string         `json:"last_error,omitempty"`
+	LastCheck  time.Time      `json:"last_check,omitzero"`
+	LastChange time.Time      `json:"last_change,omitzero"`
+	Weight     int            `json:"dynamic_weight,omitempty"` // last misc_dynamic weight, -1 when none
+}
+
+// Status returns the checker's state for display.
+func (c *Checker) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	state := "DOWN"
+	if c.m.up {
+		state = "UP"
+	}
+	return Status{
+		RealServer: c.rs,
+		Type:       c.spec.Type,
+		Target:     c.target,
+		State:      state,
+		Enabled:    c.enabled,
+		HasRun:     c.m.hasRun,
+		Alpha:      c.spec.Alpha,
+		Retry:      c.spec.Retry,
+		RetryIt:    c.m.retryIt,
+		DelayLoop:  c.spec.DelayLoop.String(),
+		Checks:     c.st.checks,
+		Failures:   c.st.failures,
+		LastError:  c.st.lastErr,
+		LastCheck:  c.st.lastCheck,
+		LastChange: c.st.lastChange,
+		Weight:     c.st.weight,
+	}
+}

@@ -1,0 +1,222 @@
+// Package check runs keepalived's real-server health checkers (TCP_CHECK,
+// HTTP_GET, SSL_GET, MISC_CHECK, DNS_CHECK, SMTP_CHECK, UDP_CHECK,
+// PING_CHECK) with keepalived's timers, retries and pool semantics
+// (inhibit_on_failure, quorum, sorry_server, notify scripts).
+package check
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Type is a checker kind, named as keepalived.conf names its block.
+type Type string
+
+// Checker kinds.
+const (
+	TCP  Type = "TCP_CHECK"
+	HTTP Type = "HTTP_GET"
+	SSL  Type = "SSL_GET"
+	MISC Type = "MISC_CHECK"
+	DNS  Type = "DNS_CHECK"
+	SMTP Type = "SMTP_CHECK"
+	UDP  Type = "UDP_CHECK"
+	PING Type = "PING_CHECK"
+)
+
+// Types lists every checker kind.
+var Types = []Type{TCP, HTTP, SSL, MISC, DNS, SMTP, UDP, PING}
+
+// Spec is one checker block of a real server, every value resolved: start
+// from Defaults and overwrite what the configuration sets.
+type Spec struct {
+	Type Type `json:"type"`
+
+	// Connect is the address probed (connect_ip, connect_port); an invalid
+	// address or a zero port means the real server's.
+	Connect netip.AddrPort `json:"connect,omitzero"`
+	// BindTo and BindPort choose the probe's source (bindto, bind_port).
+	BindTo   netip.Addr `json:"bindto,omitzero"`
+	BindPort uint16     `json:"bind_port,omitempty"`
+
+	ConnectTimeout   time.Duration `json:"connect_timeout"`
+	Retry            int           `json:"retry"`
+	DelayBeforeRetry time.Duration `json:"delay_before_retry"`
+	DelayLoop        time.Duration `json:"delay_loop"`
+	// Warmup bounds the random delay before the first check; keepalived's
+	// default is the delay_loop. Zero checks at once.
+	Warmup time.Duration `json:"warmup"`
+	// Alpha starts the checker DOWN: the real server joins the pool only
+	// after a successful check.
+	Alpha bool `json:"alpha,omitempty"`
+
+	// HTTP_GET and SSL_GET.
+	URLs         []URL  `json:"urls,omitempty"`
+	HTTPProtocol string `json:"http_protocol,omitempty"` // "1.0" (default), "1.0C", "1.1"
+	VirtualHost  string `json:"virtualhost,omitempty"`   // default Host for every url
+	EnableSNI    bool   `json:"enable_sni,omitempty"`
+	// Verify checks the server certificate; keepalived does not.
+	Verify bool `json:"verify,omitempty"`
+
+	// MISC_CHECK.
+	MiscPath    string        `json:"misc_path,omitempty"`
+	MiscTimeout time.Duration `json:"misc_timeout,omitempty"` // 0: delay_loop
+	MiscDynamic bool          `json:"misc_dynamic,omitempty"`
+	User        string        `json:"user,omitempty"` // run the script as this user
+
+	// DNS_CHECK.
+	DNSType string `json:"dns_type,omitempty"` // "SOA" by default
+	DNSName string `json:"dns_name,omitempty"` // "." by default
+
+	// SMTP_CHECK.
+	HeloName string `json:"helo_name,omitempty"`
+
+	// UDP_CHECK.
+	Payload      []byte `json:"payload,omitempty"`
+	RequireReply bool   `json:"require_reply,omitempty"`
+	// Reply, when set with RequireReply, is what the reply must start
+	// with.
+	Reply []byte `json:"reply,omitempty"`
+}
+
+// URL is one url block of HTTP_GET or SSL_GET.
+type URL struct {
+	Path string `json:"path"`
+	// Digest is the hex MD5 of the expected body; empty skips the check.
+	Digest string `json:"digest,omitempty"`
+	// Status is the accepted status codes; empty means 200-299.
+	Status      StatusCodes `json:"status_code,omitempty"`
+	VirtualHost string      `json:"virtualhost,omitempty"`
+}
+
+// StatusCodes is a set of HTTP status code ranges, inclusive.
+type StatusCodes [][2]int
+
+// ParseStatusCodes reads keepalived's status_code arguments ("200",
+// "200-299", "301 302").
+func ParseStatusCodes(args ...string) (StatusCodes, error) {
+	var s StatusCodes
+	for _, a := range args {
+		for _, f := range strings.Fields(strings.ReplaceAll(a, ",", " ")) {
+			lo, hi, isRange := strings.Cut(f, "-")
+			l, err := strconv.Atoi(lo)
+			h := l
+			if err == nil && isRange {
+				h, err = strconv.Atoi(hi)
+			}
+			if err != nil || l < 100 || h > 599 || l > h {
+				return nil, fmt.Errorf("invalid status_code %q (want a code or a range like 200-299, within 100-599)", f)
+			}
+			s = append(s, [2]int{l, h})
+		}
+	}
+	return s, nil
+}
+
+// Match reports whether code is accepted; an empty set accepts 2xx.
+func (s StatusCodes) Match(code int) bool {
+	if len(s) == 0 {
+		return code >= 200 && code <= 299
+	}
+	for _, r := range s {
+		if code >= r[0] && code <= r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// Defaults returns keepalived's defaults for a checker kind: a 5s
+// connect_timeout, a 60s delay_loop (also the warmup), one retry after 1s
+// (3s for HTTP_GET and SSL_GET), three retries after a delay_loop for
+// DNS_CHECK, no retry for MISC_CHECK.
+func Defaults(t Type) Spec {
+	s := Spec{
+		Type:             t,
+		ConnectTimeout:   5 * time.Second,
+		DelayLoop:        60 * time.Second,
+		Warmup:           60 * time.Second,
+		Retry:            1,
+		DelayBeforeRetry: time.Second,
+	}
+	switch t {
+	case HTTP, SSL:
+		s.DelayBeforeRetry = 3 * time.Second
+		s.HTTPProtocol = "1.0"
+	case DNS:
+		s.Retry = 3
+		s.DelayBeforeRetry = s.DelayLoop
+		s.DNSType = "SOA"
+		s.DNSName = "."
+	case MISC:
+		s.Retry = 0
+	}
+	return s
+}
+
+// Validate checks a spec before it runs.
+func (s *Spec) Validate() error {
+	switch s.Type {
+	case TCP, HTTP, SSL, MISC, DNS, SMTP, UDP, PING:
+	default:
+		return fmt.Errorf("unknown checker %q (want one of %v)", s.Type, Types)
+	}
+	if s.DelayLoop <= 0 {
+		return fmt.Errorf("%s: delay_loop must be positive", s.Type)
+	}
+	if s.Type != MISC && s.ConnectTimeout <= 0 {
+		return fmt.Errorf("%s: connect_timeout must be positive", s.Type)
+	}
+	if s.Retry < 0 || s.DelayBeforeRetry < 0 || s.Warmup < 0 {
+		return fmt.Errorf("%s: retry, delay_before_retry and warmup must not be negative", s.Type)
+	}
+	switch s.Type {
+	case HTTP, SSL:
+		if len(s.URLs) == 0 {
+			return fmt.Errorf("%s: no url block (add url { path / })", s.Type)
+		}
+		switch s.HTTPProtocol {
+		case "", "1.0", "1.0C", "1.1":
+		default:
+			return fmt.Errorf("%s: unknown http_protocol %q (want 1.0, 1.0C or 1.1)", s.Type, s.HTTPProtocol)
+		}
+		for _, u := range s.URLs {
+			if u.Digest != "" {
+				if b, err := hex.DecodeString(u.Digest); err != nil || len(b) != md5.Size {
+					return fmt.Errorf("%s: url %s: digest %q is not a hex MD5 sum", s.Type, u.Path, u.Digest)
+				}
+			}
+		}
+	case MISC:
+		if len(splitCommand(s.MiscPath)) == 0 {
+			return fmt.Errorf("MISC_CHECK: no misc_path")
+		}
+	case DNS:
+		if _, err := dnsType(s.DNSType); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// target is the address a checker probes for a real server.
+func (s *Spec) target(rs netip.AddrPort) netip.AddrPort {
+	addr, port := rs.Addr(), rs.Port()
+	if s.Connect.Addr().IsValid() {
+		addr = s.Connect.Addr()
+	}
+	if s.Connect.Port() != 0 {
+		port = s.Connect.Port()
+	}
+	return netip.AddrPortFrom(addr, port)
+}
+
+// retriesWhileDown reports whether failed checks of a checker already DOWN
+// are retried before the next delay_loop: keepalived's MISC_CHECK and
+// DNS_CHECK retry only while UP, the others always.
+func (s *Spec) retriesWhileDown() bool { return s.Type != MISC && s.Type != DNS }
