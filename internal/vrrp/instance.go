@@ -1,0 +1,654 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options are the parts of an instance that do not come from its
+// vrrp_instance block.
+type Options struct {
+	Logger *slog.Logger
+	// Netns is keepalived's net_namespace: the named network namespace
+	// (ip netns) the instance works in; empty for the current one.
+	Netns string
+	// Scripts and Files are the vrrp_script and vrrp_track_file blocks the
+	// instance's track_script and track_file refer to.
+	Scripts map[string]TrackScript
+	Files   map[string]TrackFile
+	// Conn and Host replace the raw sockets and netlink, for tests.
+	Conn Conn
+	Host Host
+	// TrackPoll is how often links and track files are read (default 250 ms).
+	TrackPoll time.Duration
+}
+
+// Status is what an instance shows of itself; JSON-friendly.
+type Status struct {
+	Name                 string            `json:"name"`
+	Interface            string            `json:"interface"`
+	VRID                 uint8             `json:"vrid"`
+	Version              uint8             `json:"version"`
+	State                State             `json:"state"`
+	Priority             uint8             `json:"priority"`
+	EffectivePriority    uint8             `json:"effective_priority"`
+	MasterAddr           string            `json:"master_addr,omitempty"`
+	VIPs                 []string          `json:"vips"`
+	AdvertsSent          uint64            `json:"adverts_sent"`
+	AdvertsReceived      uint64            `json:"adverts_received"`
+	PriorityZeroSent     uint64            `json:"priority_zero_sent"`
+	PriorityZeroReceived uint64            `json:"priority_zero_received"`
+	BecomeMaster         uint64            `json:"become_master"`
+	ReleaseMaster        uint64            `json:"release_master"`
+	Drops                map[string]uint64 `json:"drops"`
+}
+
+// Instance runs one vrrp_instance.
+type Instance struct {
+	cfg InstanceConfig
+	opt Options
+	log *slog.Logger
+
+	mu     sync.Mutex // guards the fields below
+	state  State
+	prio   uint8
+	master netip.Addr
+	// tracking results
+	scripts    map[string]bool
+	files      map[string]int
+	links      map[string]bool
+	groupFault bool
+	onState    func(*Instance, State)
+
+	sent, rcvd, prio0Sent, prio0Rcvd, becomeMaster, releaseMaster atomic.Uint64
+	drops                                                         DropCounters
+
+	kick    chan struct{} // tracking changed
+	inject  chan EventKind
+	aborted atomic.Bool
+	cancel  atomic.Pointer[context.CancelFunc]
+}
+
+// NewInstance checks cfg and returns an instance ready to Run.
+func NewInstance(cfg InstanceConfig, opt Options) (*Instance, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range c.TrackScripts {
+		if _, ok := opt.Scripts[r.Name]; !ok {
+			return nil, fmt.Errorf("vrrp_instance %s: track_script %s: no vrrp_script of that name", c.Name, r.Name)
+		}
+	}
+	for _, r := range c.TrackFiles {
+		if _, ok := opt.Files[r.Name]; !ok {
+			return nil, fmt.Errorf("vrrp_instance %s: track_file %s: no vrrp_track_file of that name", c.Name, r.Name)
+		}
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.TrackPoll <= 0 {
+		opt.TrackPoll = 250 * time.Millisecond
+	}
+	return &Instance{
+		cfg: c, opt: opt,
+		log:     opt.Logger.With("vrrp_instance", c.Name),
+		state:   StateInit,
+		prio:    c.Priority,
+		scripts: map[string]bool{},
+		files:   map[string]int{},
+		links:   map[string]bool{},
+		kick:    make(chan struct{}, 1),
+		inject:  make(chan EventKind, 16),
+	}, nil
+}
+
+// Name is the instance name.
+func (i *Instance) Name() string { return i.cfg.Name }
+
+// Config is the instance's configuration with defaults filled in.
+func (i *Instance) Config() InstanceConfig { return i.cfg }
+
+// Status returns a snapshot of the instance's state and counters.
+func (i *Instance) Status() Status {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	s := Status{
+		Name: i.cfg.Name, Interface: i.cfg.Interface, VRID: i.cfg.VRID, Version: i.cfg.Version,
+		State: i.state, Priority: i.cfg.Priority, EffectivePriority: i.prio,
+		AdvertsSent: i.sent.Load(), AdvertsReceived: i.rcvd.Load(),
+		PriorityZeroSent: i.prio0Sent.Load(), PriorityZeroReceived: i.prio0Rcvd.Load(),
+		BecomeMaster: i.becomeMaster.Load(), ReleaseMaster: i.releaseMaster.Load(),
+		Drops: i.drops.Map(), VIPs: []string{},
+	}
+	if i.master.IsValid() {
+		s.MasterAddr = i.master.String()
+	}
+	for _, v := range i.cfg.VIPs {
+		s.VIPs = append(s.VIPs, v.Prefix.String())
+	}
+	return s
+}
+
+// Drops are the instance's drop counters.
+func (i *Instance) Drops() *DropCounters { return &i.drops }
+
+// SetScriptResult feeds the result of the vrrp_script name (see
+// RunScript). Until a script reports, it counts as succeeding.
+func (i *Instance) SetScriptResult(name string, ok bool) {
+	i.mu.Lock()
+	old, seen := i.scripts[name]
+	i.scripts[name] = ok
+	i.mu.Unlock()
+	if !seen || old != ok {
+		i.poke()
+	}
+}
+
+func (i *Instance) poke() {
+	select {
+	case i.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (i *Instance) setGroupFault(f bool) {
+	i.mu.Lock()
+	i.groupFault = f
+	i.mu.Unlock()
+	i.poke()
+}
+
+func (i *Instance) inGroupFault() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.groupFault
+}
+
+func (i *Instance) injectEvent(k EventKind) {
+	select {
+	case i.inject <- k:
+	default:
+		i.log.Warn("sync group event dropped: instance is busy", "event", k)
+	}
+}
+
+// Abort stops Run as a crash would: no priority 0 advert, the VIPs stay.
+func (i *Instance) Abort() {
+	i.aborted.Store(true)
+	if c := i.cancel.Load(); c != nil {
+		(*c)()
+	}
+}
+
+// tracked computes the instance's own fault (sync group aside) and
+// effective priority from the tracking results.
+func (i *Instance) tracked() (fault bool, prio uint8) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if up, ok := i.links[i.cfg.Interface]; ok && !up {
+		fault = true
+	}
+	delta := 0
+	weigh := func(w int, good bool) {
+		switch {
+		case w == 0 && !good:
+			fault = true
+		case w > 0 && good, w < 0 && !good:
+			delta += w
+		}
+	}
+	for _, t := range i.cfg.TrackInterfaces {
+		up, ok := i.links[t.Name]
+		weigh(t.Weight, up || !ok)
+	}
+	for _, r := range i.cfg.TrackScripts {
+		w := i.opt.Scripts[r.Name].Weight
+		if r.Weight != nil {
+			w = *r.Weight
+		}
+		good, ok := i.scripts[r.Name]
+		weigh(w, good || !ok)
+	}
+	for _, r := range i.cfg.TrackFiles {
+		w := i.opt.Files[r.Name].Weight
+		if r.Weight != nil {
+			w = *r.Weight
+		}
+		v := i.files[r.Name]
+		if w == 0 {
+			if v != 0 {
+				fault = true
+			}
+			continue
+		}
+		if v*w <= -254 {
+			fault = true
+		}
+		delta += v * w
+	}
+	p := int(i.cfg.Priority)
+	if delta != 0 {
+		p = min(max(p+delta, 1), 254)
+	}
+	return fault, uint8(p)
+}
+
+// pollTracking reads links and track files; it reports whether anything
+// changed.
+func (i *Instance) pollTracking(h Host) bool {
+	names := []string{i.cfg.Interface}
+	for _, t := range i.cfg.TrackInterfaces {
+		names = append(names, t.Name)
+	}
+	links := map[string]bool{}
+	for _, n := range names {
+		up, err := h.LinkUp(n)
+		if err != nil {
+			up = false
+		}
+		links[n] = up
+	}
+	files := map[string]int{}
+	for _, r := range i.cfg.TrackFiles {
+		files[r.Name] = readTrackFile(i.opt.Files[r.Name].File)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	changed := !mapsEqual(links, i.links) || !mapsEqual(files, i.files)
+	i.links, i.files = links, files
+	return changed
+}
+
+func mapsEqual[V comparable](a, b map[string]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// endpoint finds the interface and our primary address in the namespace.
+func (i *Instance) endpoint() (*net.Interface, netip.Addr, error) {
+	var ifi *net.Interface
+	var primary netip.Addr
+	is6 := i.cfg.IPv6()
+	err := inNetns(i.opt.Netns, func() error {
+		var err error
+		ifi, err = net.InterfaceByName(i.cfg.Interface)
+		if err != nil {
+			return fmt.Errorf("vrrp_instance %s: interface %s: %w", i.cfg.Name, i.cfg.Interface, err)
+		}
+		switch {
+		case i.cfg.UnicastSrcIP.IsValid():
+			primary = i.cfg.UnicastSrcIP
+			return nil
+		case i.cfg.MCastSrcIP.IsValid():
+			primary = i.cfg.MCastSrcIP
+			return nil
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, _ := netip.AddrFromSlice(ipn.IP)
+			ip = ip.Unmap()
+			if i.isVIP(ip) {
+				continue
+			}
+			if !is6 && ip.Is4() || is6 && ip.Is6() && ip.IsLinkLocalUnicast() {
+				primary = ip
+				return nil
+			}
+		}
+		if is6 {
+			return fmt.Errorf("vrrp_instance %s: interface %s has no IPv6 link-local address yet (is it up?)", i.cfg.Name, i.cfg.Interface)
+		}
+		return fmt.Errorf("vrrp_instance %s: interface %s has no IPv4 address (add one, or set mcast_src_ip / unicast_src_ip)", i.cfg.Name, i.cfg.Interface)
+	})
+	return ifi, primary, err
+}
+
+func (i *Instance) isVIP(a netip.Addr) bool {
+	for _, v := range append(slices.Clip(i.cfg.VIPs), i.cfg.ExcludedVIPs...) {
+		if v.Prefix.Addr() == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs the instance until ctx ends, then sends a priority 0 advert if
+// MASTER, removes the VIPs and runs notify_stop (unless Abort was called).
+func (i *Instance) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	i.cancel.Store(&cancel)
+	if i.aborted.Load() {
+		return nil
+	}
+	ifi, primary, err := i.endpoint()
+	if err != nil {
+		return err
+	}
+	is6 := i.cfg.IPv6()
+	conn := i.opt.Conn
+	if conn == nil {
+		err = inNetns(i.opt.Netns, func() error {
+			var err error
+			if is6 {
+				conn, err = DialConn6(ifi, primary, !i.cfg.Unicast())
+			} else {
+				conn, err = DialConn4(ifi, primary, !i.cfg.Unicast())
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
+		}
+	}
+	defer conn.Close()
+	host := i.opt.Host
+	if host == nil {
+		host, err = NewHost(i.opt.Netns, i.cfg.Interface)
+		if err != nil {
+			return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
+		}
+		defer host.Close()
+	}
+	r := &runner{Instance: i, conn: conn, host: host, primary: primary, notify: newNotifier(i.log)}
+	defer r.notify.close()
+	r.validator = Validator{Version: i.cfg.Version, VRID: i.cfg.VRID, IPv6: is6, AuthType: i.cfg.AuthType,
+		AuthData: PassAuthData(i.cfg.AuthPass), Interval: uint16(i.cfg.AdvertInt / time.Second),
+		Unicast: i.cfg.Unicast(), Own: []netip.Addr{primary}}
+	for _, v := range i.cfg.VIPs {
+		r.validator.VIPs = append(r.validator.VIPs, v.Prefix.Addr())
+	}
+	r.dsts = i.cfg.UnicastPeers
+	if len(r.dsts) == 0 {
+		r.dsts = []netip.Addr{Group4}
+		if is6 {
+			r.dsts = []netip.Addr{Group6}
+		}
+	}
+	r.m = NewMachine(MachineConfig{Version: i.cfg.Version, Priority: i.cfg.Priority, AdvertInt: i.cfg.AdvertInt,
+		Preempt: !i.cfg.NoPreempt, PreemptDelay: i.cfg.PreemptDelay, Primary: primary})
+	i.log.Info("starting", "interface", i.cfg.Interface, "vrid", i.cfg.VRID, "version", i.cfg.Version,
+		"priority", i.cfg.Priority, "source", primary)
+	return r.loop(ctx)
+}
+
+// runner is the state of one Run.
+type runner struct {
+	*Instance
+	conn      Conn
+	host      Host
+	primary   netip.Addr
+	validator Validator
+	dsts      []netip.Addr
+	m         *Machine
+	notify    *notifier
+	fault     bool
+	garpAt    time.Time // second burst
+	refreshAt time.Time
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	pkts := make(chan Received, 64)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		for {
+			p, err := r.conn.ReadAdvert()
+			if err != nil {
+				if ctx.Err() == nil {
+					r.log.Error("reading adverts stopped", "err", err)
+				}
+				return
+			}
+			select {
+			case pkts <- p:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { r.conn.Close(); <-readDone }()
+
+	r.pollTracking(r.host)
+	fault, prio := r.tracked()
+	fault = fault || r.inGroupFault()
+	r.fault = fault
+	now := time.Now()
+	r.do(now, r.m.Step(now, Event{Kind: EvPriority, Priority: prio}))
+	if fault {
+		r.do(now, r.m.Step(now, Event{Kind: EvFault}))
+	} else {
+		r.do(now, r.m.Step(now, Event{Kind: EvStartup}))
+	}
+	poll := time.NewTicker(r.opt.TrackPoll)
+	defer poll.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := r.m.Deadline()
+		for _, t := range []time.Time{r.garpAt, r.refreshAt} {
+			if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(time.Until(next), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			if r.aborted.Load() {
+				r.log.Info("aborted: leaving VIPs and sending no priority 0 advert")
+				return nil
+			}
+			now := time.Now()
+			r.do(now, r.m.Step(now, Event{Kind: EvShutdown}))
+			return nil
+		case p := <-pkts:
+			now := time.Now()
+			a, why := r.validator.Check(p)
+			if why != DropNone {
+				r.drops.Add(why)
+				if why != DropOwn {
+					r.log.Debug("advert dropped", "from", p.Src, "reason", why)
+				}
+				continue
+			}
+			r.rcvd.Add(1)
+			if a.Priority == 0 {
+				r.prio0Rcvd.Add(1)
+			}
+			r.do(now, r.m.Step(now, Event{Kind: EvAdvert, Advert: a, From: p.Src}))
+		case <-timer.C:
+			now := time.Now()
+			if !r.garpAt.IsZero() && !now.Before(r.garpAt) {
+				r.garpAt = time.Time{}
+				r.garpBurst(r.cfg.GARPMasterRepeat)
+			}
+			if !r.refreshAt.IsZero() && !now.Before(r.refreshAt) {
+				r.refreshAt = now.Add(r.cfg.GARPMasterRefresh)
+				r.garpBurst(r.cfg.GARPMasterRefreshRepeat)
+			}
+			if d := r.m.Deadline(); !d.IsZero() && !now.Before(d) {
+				r.do(now, r.m.Step(now, Event{Kind: EvTimer}))
+			}
+		case <-poll.C:
+			if r.pollTracking(r.host) {
+				r.retrack()
+			}
+		case <-r.kick:
+			r.retrack()
+		case k := <-r.inject:
+			now := time.Now()
+			r.do(now, r.m.Step(now, Event{Kind: k}))
+		}
+	}
+}
+
+// retrack applies the tracking results to the machine.
+func (r *runner) retrack() {
+	now := time.Now()
+	fault, prio := r.tracked()
+	fault = fault || r.inGroupFault()
+	if prio != r.m.Priority() {
+		r.log.Info("effective priority changed", "from", r.m.Priority(), "to", prio)
+		r.do(now, r.m.Step(now, Event{Kind: EvPriority, Priority: prio}))
+	}
+	if fault != r.fault {
+		r.fault = fault
+		if fault {
+			r.do(now, r.m.Step(now, Event{Kind: EvFault}))
+		} else {
+			r.do(now, r.m.Step(now, Event{Kind: EvRecover}))
+		}
+	}
+}
+
+func (r *runner) allVIPs() []VIP {
+	return append(slices.Clip(r.cfg.VIPs), r.cfg.ExcludedVIPs...)
+}
+
+func (r *runner) garpBurst(n int) {
+	for k := range n {
+		if k > 0 && r.cfg.GARPInterval > 0 {
+			time.Sleep(r.cfg.GARPInterval)
+		}
+		if err := r.host.Gratuitous(r.allVIPs()); err != nil {
+			r.log.Warn("gratuitous ARP/NA", "err", err)
+			return
+		}
+	}
+}
+
+// do carries out the machine's actions.
+func (r *runner) do(now time.Time, acts []Action) {
+	for _, a := range acts {
+		switch a.Kind {
+		case ActSendAdvert:
+			r.send(a.Priority)
+		case ActAddVIPs:
+			if err := r.host.AddVIPs(r.allVIPs()); err != nil {
+				r.log.Error("adding VIPs", "err", err)
+			}
+		case ActDelVIPs:
+			if err := r.host.DelVIPs(r.allVIPs()); err != nil {
+				r.log.Error("removing VIPs", "err", err)
+			}
+		case ActGratuitous:
+			r.garpBurst(r.cfg.GARPMasterRepeat)
+			if r.cfg.GARPMasterDelay > 0 {
+				r.garpAt = now.Add(r.cfg.GARPMasterDelay)
+			}
+			if r.cfg.GARPMasterRefresh > 0 {
+				r.refreshAt = now.Add(r.cfg.GARPMasterRefresh)
+			}
+		case ActNotify:
+			r.changed(a.State)
+		}
+	}
+	r.mu.Lock()
+	r.prio, r.master = r.m.Priority(), r.m.Master()
+	r.mu.Unlock()
+}
+
+func (r *runner) changed(s State) {
+	r.mu.Lock()
+	old := r.state
+	r.state = s
+	hook := r.onState
+	r.mu.Unlock()
+	if s == StateMaster {
+		r.becomeMaster.Add(1)
+	}
+	if old == StateMaster {
+		r.releaseMaster.Add(1)
+	}
+	if s != StateMaster {
+		r.garpAt, r.refreshAt = time.Time{}, time.Time{}
+	}
+	r.log.Info("entering "+s.String()+" state", "priority", r.m.Priority())
+	var script string
+	switch s {
+	case StateMaster:
+		script = r.cfg.NotifyMaster
+	case StateBackup:
+		script = r.cfg.NotifyBackup
+	case StateFault:
+		script = r.cfg.NotifyFault
+	case StateStop:
+		script = r.cfg.NotifyStop
+	}
+	r.notify.run(script)
+	r.notify.run(r.cfg.Notify, "INSTANCE", r.cfg.Name, s.String(), fmt.Sprint(r.m.Priority()))
+	if hook != nil {
+		hook(r.Instance, s)
+	}
+}
+
+func (r *runner) send(prio uint8) {
+	a := Advert{Version: r.cfg.Version, Type: TypeAdv, VRID: r.cfg.VRID, Priority: prio}
+	if r.cfg.Version == 2 {
+		a.Interval = uint16(r.cfg.AdvertInt / time.Second)
+		a.AuthType = r.cfg.AuthType
+		if a.AuthType == AuthPass {
+			a.AuthData = PassAuthData(r.cfg.AuthPass)
+		}
+	} else {
+		a.Interval = uint16(r.cfg.AdvertInt / (10 * time.Millisecond))
+	}
+	for _, v := range r.cfg.VIPs {
+		a.Addrs = append(a.Addrs, v.Prefix.Addr())
+	}
+	var errs []error
+	for _, dst := range r.dsts {
+		b, err := a.Marshal(r.primary, dst)
+		if err == nil {
+			err = r.conn.WriteAdvert(b, dst)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", dst, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.log.Warn("sending advert", "err", err)
+		return
+	}
+	r.sent.Add(1)
+	if prio == 0 {
+		r.prio0Sent.Add(1)
+	}
+}
+
+// groupFaultOnly reports whether the instance is in FAULT only because its
+// sync group is.
+func (i *Instance) groupFaultOnly() bool {
+	own, _ := i.tracked()
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.groupFault && !own
+}
