@@ -1,0 +1,126 @@
+package check
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStatusCodes(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		match   []int
+		nomatch []int
+		wantErr string
+	}{
+		{name: "none is 2xx", match: []int{200, 204, 299}, nomatch: []int{199, 300, 404}},
+		{name: "one code", args: []string{"200"}, match: []int{200}, nomatch: []int{201}},
+		{name: "range and codes", args: []string{"200-299", "301", "302"}, match: []int{250, 301, 302}, nomatch: []int{303, 404}},
+		{name: "comma list", args: []string{"200,404"}, match: []int{200, 404}, nomatch: []int{500}},
+		{name: "backwards range", args: []string{"299-200"}, wantErr: `invalid status_code "299-200"`},
+		{name: "not a number", args: []string{"ok"}, wantErr: `invalid status_code "ok"`},
+		{name: "out of range", args: []string{"99"}, wantErr: "within 100-599"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ParseStatusCodes(tt.args...)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range tt.match {
+				if !s.Match(c) {
+					t.Errorf("%d not matched", c)
+				}
+			}
+			for _, c := range tt.nomatch {
+				if s.Match(c) {
+					t.Errorf("%d matched", c)
+				}
+			}
+		})
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+		want []string
+	}{
+		{name: "words", line: "/bin/check  -p 80", want: []string{"/bin/check", "-p", "80"}},
+		{name: "double quotes", line: `sh -c "exit 3"`, want: []string{"sh", "-c", "exit 3"}},
+		{name: "single quotes", line: `sh -c 'echo "x y"'`, want: []string{"sh", "-c", `echo "x y"`}},
+		{name: "empty quoted word", line: `a "" b`, want: []string{"a", "", "b"}},
+		{name: "blank", line: "  ", want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := splitCommand(tt.line); !slices.Equal(got, tt.want) {
+				t.Errorf("%q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Spec)
+		typ     Type
+		wantErr string
+	}{
+		{name: "tcp defaults", typ: TCP},
+		{name: "unknown type", typ: "FOO_CHECK", wantErr: `unknown checker "FOO_CHECK"`},
+		{name: "http without url", typ: HTTP, wantErr: "no url block"},
+		{name: "bad protocol", typ: HTTP, edit: func(s *Spec) { s.URLs = []URL{{Path: "/"}}; s.HTTPProtocol = "2" }, wantErr: `unknown http_protocol "2"`},
+		{name: "bad digest", typ: SSL, edit: func(s *Spec) { s.URLs = []URL{{Path: "/", Digest: "abc"}} }, wantErr: "not a hex MD5 sum"},
+		{name: "misc without path", typ: MISC, wantErr: "no misc_path"},
+		{name: "dns bad type", typ: DNS, edit: func(s *Spec) { s.DNSType = "WKS" }, wantErr: `unknown type "WKS"`},
+		{name: "zero delay_loop", typ: TCP, edit: func(s *Spec) { s.DelayLoop = 0 }, wantErr: "delay_loop must be positive"},
+		{name: "negative retry", typ: TCP, edit: func(s *Spec) { s.Retry = -1 }, wantErr: "must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Defaults(tt.typ)
+			if tt.edit != nil {
+				tt.edit(&s)
+			}
+			err := s.Validate()
+			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("error %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		typ   Type
+		retry int
+		dbr   time.Duration
+	}{
+		{name: "tcp", typ: TCP, retry: 1, dbr: time.Second},
+		{name: "http", typ: HTTP, retry: 1, dbr: 3 * time.Second},
+		{name: "ssl", typ: SSL, retry: 1, dbr: 3 * time.Second},
+		{name: "dns", typ: DNS, retry: 3, dbr: 60 * time.Second},
+		{name: "misc", typ: MISC, retry: 0, dbr: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Defaults(tt.typ)
+			if s.Retry != tt.retry || s.DelayBeforeRetry != tt.dbr || s.ConnectTimeout != 5*time.Second ||
+				s.DelayLoop != time.Minute || s.Warmup != time.Minute {
+				t.Errorf("%+v", s)
+			}
+		})
+	}
+}
