@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"github.com/vishvananda/netns"
@@ -208,7 +209,9 @@ func (c *conn6) WriteAdvert(b []byte, dst netip.Addr) error {
 	if c.src.IsValid() {
 		cm.Src = c.src.AsSlice()
 	}
-	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: c.ifi.Name})
+	// a numeric zone: names resolve in the calling thread's namespace,
+	// which need not be the socket's
+	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: strconv.Itoa(c.ifi.Index)})
 	return err
 }
 
