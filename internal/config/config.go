@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"sort"
 )
 
 // Config is a parsed keepalived.conf. It is a value: nothing in this
@@ -124,6 +125,19 @@ func Parse(name string, data []byte, opts Options) (*Config, []Warning, error) {
 		d.finish(cfg)
 	}
 	warns := lx.warns
+	order := map[string]int{}
+	for _, ln := range lx.lines {
+		if _, ok := order[ln.pos.File]; !ok {
+			order[ln.pos.File] = len(order)
+		}
+	}
+	sort.SliceStable(warns, func(i, j int) bool {
+		a, b := warns[i].Pos, warns[j].Pos
+		if a.File != b.File {
+			return order[a.File] < order[b.File]
+		}
+		return a.Line < b.Line
+	})
 	switch n := len(lx.errs); {
 	case n == 0:
 		return cfg, warns, nil

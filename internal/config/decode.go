@@ -120,14 +120,18 @@ func blockName(b string) string {
 	return b
 }
 
-// closest is the known word nearest to w by edit distance, if near enough.
+// closest is the known word nearest to w by edit distance, if near
+// enough, or the known word w begins.
 func closest(w string, known []string) string {
-	best, bestD := "", len(w)/2+1
-	if bestD > 3 {
-		bestD = 3
-	}
+	lw := strings.ToLower(w)
+	best, bestD := "", max(2, len(w)/3)+1
 	for _, k := range known {
-		if dist := editDistance(strings.ToLower(w), strings.ToLower(k)); dist < bestD || (dist <= bestD && best == "" && dist <= 2) {
+		lk := strings.ToLower(k)
+		dist := editDistance(lw, lk)
+		if len(lw) >= 4 && strings.HasPrefix(lk, lw) {
+			dist = min(dist, 1)
+		}
+		if dist < bestD {
 			best, bestD = k, dist
 		}
 	}

@@ -21,6 +21,7 @@ func (c *Config) Services() ([]ipvs.ServiceConfig, ipvs.Timeouts, error) {
 	var out []ipvs.ServiceConfig
 	var errs Errors
 	seen := map[ipvs.ServiceKey]Pos{}
+	total := 0
 	for i := range c.VirtualServers {
 		vs := &c.VirtualServers[i]
 		fail := func(format string, args ...any) {
@@ -31,7 +32,15 @@ func (c *Config) Services() ([]ipvs.ServiceConfig, ipvs.Timeouts, error) {
 			fail("%s", err)
 			continue
 		}
+		if total += len(keys); total > maxServices {
+			fail("the virtual servers expand to more than %d services", maxServices)
+			break
+		}
 		dests := initialDests(vs)
+		if total += len(keys) * len(dests); total > maxServices*16 {
+			fail("the virtual servers expand to more than %d real-server entries", maxServices*16)
+			break
+		}
 		for _, k := range keys {
 			if first, dup := seen[k]; dup {
 				fail("virtual server %s is already defined at %s", k, first)
@@ -88,6 +97,9 @@ func (c *Config) Services() ([]ipvs.ServiceConfig, ipvs.Timeouts, error) {
 	return nil, ipvs.Timeouts{}, errs
 }
 
+// maxServices bounds the IPVS services a configuration may ask for.
+const maxServices = 1 << 16
+
 // serviceKeys lists the IPVS services a virtual server stands for.
 func (c *Config) serviceKeys(vs *VirtualServer) ([]ipvs.ServiceKey, string) {
 	family := func(v6 bool) netip.Addr {
@@ -114,7 +126,7 @@ func (c *Config) serviceKeys(vs *VirtualServer) ([]ipvs.ServiceKey, string) {
 		}
 		for a := m.Addr; a.IsValid(); a = a.Next() {
 			keys = append(keys, ipvs.ServiceKey{Proto: vs.Protocol, Addr: a, Port: m.Port})
-			if a == m.Last || len(keys) > maxRange {
+			if a == m.Last || len(keys) > maxServices {
 				break
 			}
 		}
