@@ -21,6 +21,9 @@ func spec(t Type) Spec {
 	s.DelayLoop = 100 * time.Millisecond
 	s.DelayBeforeRetry = 50 * time.Millisecond
 	s.Warmup = 0
+	if t == MISC {
+		s.MiscTimeout = 5 * time.Second // not the short delay_loop: scripts start slowly on a loaded machine
+	}
 	return s
 }
 
@@ -299,6 +302,9 @@ func TestMiscCheck(t *testing.T) {
 			s.MiscPath = tt.path
 			s.MiscDynamic = tt.dynamic
 			s.MiscTimeout = tt.timeout
+			if s.MiscTimeout == 0 {
+				s.MiscTimeout = 5 * time.Second // not the short test delay_loop
+			}
 			start := time.Now()
 			got, w := probe(t, s, netip.MustParseAddrPort("127.0.0.1:80"))
 			if !strings.Contains(got, tt.wantErr) || (tt.wantErr == "") != (got == "") {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -69,10 +70,12 @@ func newWebServer(t *testing.T, tlsOn bool) *webServer {
 		rw.WriteHeader(int(w.status.Load()))
 		io.WriteString(rw, w.body.Load().(string))
 	})
+	w.Server = httptest.NewUnstartedServer(h)
+	w.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake errors are expected
 	if tlsOn {
-		w.Server = httptest.NewTLSServer(h)
+		w.StartTLS()
 	} else {
-		w.Server = httptest.NewServer(h)
+		w.Start()
 	}
 	t.Cleanup(func() { close(stop); w.Server.Close() })
 	return w

@@ -58,11 +58,13 @@ func waitVerdict(t *testing.T, ch <-chan timedReport, up bool, within time.Durat
 // success after it returns.
 func TestDetectionTime(t *testing.T) {
 	const (
-		delayLoop = 300 * time.Millisecond
-		timeout   = 150 * time.Millisecond
-		dbr       = 100 * time.Millisecond
+		delayLoop = 400 * time.Millisecond
+		timeout   = 200 * time.Millisecond
+		dbr       = 150 * time.Millisecond
 		retry     = 2
-		margin    = 200 * time.Millisecond
+		// margin absorbs a loaded machine's scheduling delays (go test
+		// runs packages in parallel on a 2-core CI runner).
+		margin = 400 * time.Millisecond
 	)
 	tests := []struct {
 		name string
