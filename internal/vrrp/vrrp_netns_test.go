@@ -283,6 +283,23 @@ vrrp_instance VI_K {
 	return path
 }
 
+// keepalivedComplains fails the test if keepalived logged that it
+// dropped one of our adverts.
+func keepalivedComplains(t *testing.T, k *netnstest.Proc) {
+	t.Helper()
+	if !strings.Contains(k.Output(), "(VI_K)") {
+		t.Errorf("keepalived logged nothing about VI_K:\n%s", k.Output())
+	}
+	for _, line := range strings.Split(k.Output(), "\n") {
+		l := strings.ToLower(line)
+		for _, bad := range []string{"invalid", "mismatch", "wrong", "error"} {
+			if strings.Contains(l, bad) {
+				t.Errorf("keepalived complains: %s", line)
+			}
+		}
+	}
+}
+
 // startKeepalived runs the real keepalived (VRRP only) in the namespace.
 func startKeepalived(t *testing.T, ns *netnstest.NS, conf string) *netnstest.Proc {
 	t.Helper()
@@ -317,6 +334,7 @@ func TestNetnsKeepalived(t *testing.T) {
 			if s := g.Status(); s.AdvertsReceived == 0 || len(s.Drops) != 0 {
 				t.Fatalf("gvs did not decode keepalived's adverts cleanly: %+v", s)
 			}
+			keepalivedComplains(t, k)
 		})
 		t.Run(f.name+" keepalived master gvs backup", func(t *testing.T) {
 			p := newPair(t)
@@ -333,6 +351,7 @@ func TestNetnsKeepalived(t *testing.T) {
 			if s := g.Status(); len(s.Drops) != 0 {
 				t.Fatalf("gvs dropped keepalived's adverts: %v", s.Drops)
 			}
+			keepalivedComplains(t, k)
 			k.Stop() // SIGTERM: keepalived sends priority 0
 			took := waitUntil(t, time.Second, "VIP moves to gvs after keepalived stops", func() bool { return hasAddr(p.a, vip) })
 			t.Logf("gvs took over in %v", took)
