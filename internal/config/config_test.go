@@ -241,3 +241,26 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("TestExitCode(nil) = %d, want 0", got)
 	}
 }
+
+// TestExamples loads the starter configurations in examples/ without
+// warnings.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.conf")
+	if len(files) == 0 {
+		t.Fatal("no examples/*.conf")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, warns, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(warns) > 0 {
+				t.Errorf("warnings: %v", warns)
+			}
+			if _, _, err := c.Services(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}

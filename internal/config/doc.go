@@ -1,0 +1,93 @@
+// Package config reads keepalived.conf (keepalived 2.2's grammar, as
+// keepalived.conf(5) documents it) into an immutable, typed Config, and
+// turns its virtual servers into the IPVS services GVS installs.
+//
+// # Syntax
+//
+// Blocks are delimited by '{' and '}', on the keyword's line or the next;
+// several statements may share a line when braces separate them
+// ("url { path / }"). '#' and '!' start comments anywhere. Double or
+// single quotes keep spaces. "include PATTERN" (and includer, includem,
+// includew, includeb, includea) reads files matching a glob, relative to
+// the including file; a plain include matching nothing only warns.
+// "@id" / "@^id" conditional lines and "$NAME=value" parameters with
+// $NAME / ${NAME} substitution work as in keepalived.
+//
+// # Blocks and keywords
+//
+//   - global_defs: router_id, notification_email, notification_email_from,
+//     smtp_server [port], smtp_helo_name, smtp_connect_timeout,
+//     smtp_alert[_vrrp|_checker], no_email_faults, checker_log_all_failures,
+//     vrrp_version, vrrp_mcast_group4/6, vrrp_garp_master_delay/repeat/
+//     refresh/refresh_repeat, vrrp_garp_lower_prio_delay/repeat,
+//     vrrp_garp_interval, vrrp_gna_interval, vrrp_skip_check_adv_addr,
+//     vrrp_strict, vrrp_check_unicast_src, notify_fifo, vrrp_notify_fifo,
+//     lvs_notify_fifo, default_interface, enable_script_security,
+//     script_user, lvs_timeouts, lvs_flush, lvs_flush_onstop,
+//     lvs_sync_daemon. Other keepalived global keywords (SNMP, D-Bus,
+//     nftables, process tuning ...) are accepted with a warning.
+//   - vrrp_script: script, interval, timeout, weight [reverse], rise, fall,
+//     user, init_fail.
+//   - vrrp_sync_group: group, track_interface, track_script, track_file,
+//     notify_master/backup/fault/stop, notify, smtp_alert.
+//   - vrrp_instance: state, interface, virtual_router_id, priority,
+//     advert_int, version, nopreempt, preempt, preempt_delay, accept,
+//     no_accept, authentication { auth_type PASS|AH, auth_pass },
+//     virtual_ipaddress and virtual_ipaddress_excluded (ADDR[/LEN] dev,
+//     scope, label, brd, peer, use_vmac, no_track, flags),
+//     no_virtual_ipaddress, virtual_routes, mcast_src_ip, unicast_src_ip,
+//     unicast_peer, unicast_ttl, track_interface, track_script, track_file,
+//     dont_track_primary, notify_*, notify, smtp_alert, garp_master_*,
+//     garp_lower_prio_*, use_vmac, vmac_xmit_base, native_ipv6,
+//     skip_check_adv_addr, strict_mode.
+//   - virtual_server_group: ADDR [PORT], ranges (A.B.C.D-E, ADDR-ADDR,
+//     ADDR/LEN) and fwmark N [inet|inet6].
+//   - virtual_server ADDR PORT | fwmark N | group NAME: lvs_sched (lb_algo),
+//     flag-1/2/3, sh-port, sh-fallback, mh-port, mh-fallback, ops,
+//     lvs_method (lb_kind) NAT|DR|TUN [type ipip|gue port N|gre]
+//     [nocsum|csum|remcsum]|FNAT, persistence_timeout [N],
+//     persistence_granularity, persistence_engine, protocol TCP|UDP|SCTP,
+//     ha_suspend, alpha, omega, quorum, hysteresis, quorum_up, quorum_down,
+//     ip_family, sorry_server, sorry_server_inhibit,
+//     sorry_server_lvs_method, virtualhost, smtp_alert, delay_loop,
+//     connect_timeout, retry, delay_before_retry, warmup,
+//     inhibit_on_failure, real_server.
+//   - real_server ADDR [PORT]: weight, lvs_method (lb_kind), tun_type,
+//     tun_port, uthreshold, lthreshold, notify_up, notify_down, alpha,
+//     inhibit_on_failure, virtualhost, smtp_alert, the common timers, and
+//     checkers: TCP_CHECK, HTTP_GET, SSL_GET (http_protocol, virtualhost,
+//     fast_recovery, enable_sni, sni_name, tls_compliant, url { path,
+//     digest, status_code 200-299 404 ..., virtualhost, regex,
+//     regex_no_match }), MISC_CHECK (misc_path, misc_timeout, misc_dynamic,
+//     user), DNS_CHECK (type, name), SMTP_CHECK (helo_name, deprecated host
+//     blocks), UDP_CHECK (payload, require_reply, min_reply_length,
+//     max_reply_length), PING_CHECK, each with connect_ip, connect_port,
+//     bindto, bind_if, bind_port, fwmark, connect_timeout, retry
+//     (nb_get_retry), delay_before_retry, warmup, delay_loop, alpha,
+//     log_all_failures.
+//
+// A virtual server's settings are the defaults of its real servers, and a
+// real server's the defaults of its checkers; the resolved values are in
+// the Checker. Defaults are keepalived's and are documented on each field.
+//
+// # GVS extensions
+//
+//   - lvs_method FNAT (or FULLNAT): full NAT, ipvs.FullNAT: the director
+//     rewrites the source too, using a local address from the pool.
+//   - local_address_group NAME { ADDR|RANGE [DEV] ... } at the top level
+//     (laddr_group is a synonym) and laddr_group_name NAME (or
+//     laddr_group NAME) in a virtual_server: the FNAT source address pool,
+//     as DPVS's keepalived spells it.
+//   - proxy_protocol 1|2 in a virtual_server: the proxy engine sends a
+//     PROXY protocol v1 or v2 header to the real servers (TCP only).
+//
+// # Errors and warnings
+//
+// Errors are *Error ("file:line: what is wrong", with a hint such as the
+// valid values or the nearest keyword), or Errors when there are several.
+// Where keepalived carries on with a complaint (deprecated spellings,
+// missing closing braces at the end of a file, a missing protocol) Parse
+// returns a Warning; Warning.KeepalivedError marks those keepalived -t
+// counts as errors. TestExitCode maps an error to keepalived's config-test
+// exit codes (ExitOK, ExitConfig, ExitConfigTest).
+package config
