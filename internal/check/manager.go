@@ -175,7 +175,7 @@ func NewManager(vss []VirtualServer, apply Applier, opts Options) (*Manager, err
 	return m, nil
 }
 
-// Run fills the pools as keepalived does at start (servers without alpha
+// Run, called once, fills the pools as keepalived does at start (servers without alpha
 // checkers are in, the sorry server too when the quorum is not met), then
 // runs every checker until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
