@@ -1,0 +1,397 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hub is an in-memory LAN: what one conn writes, every other conn reads.
+type hub struct {
+	mu    sync.Mutex
+	conns []*memConn
+}
+
+type memConn struct {
+	hub    *hub
+	src    netip.Addr
+	in     chan Received
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (h *hub) conn(src string) *memConn {
+	c := &memConn{hub: h, src: netip.MustParseAddr(src), in: make(chan Received, 64), closed: make(chan struct{})}
+	h.mu.Lock()
+	h.conns = append(h.conns, c)
+	h.mu.Unlock()
+	return c
+}
+
+func (c *memConn) WriteAdvert(b []byte, dst netip.Addr) error {
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	for _, o := range c.hub.conns {
+		if o == c {
+			continue
+		}
+		select {
+		case o.in <- Received{Src: c.src, Dst: dst, TTL: TTL, Payload: slices.Clone(b)}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (c *memConn) ReadAdvert() (Received, error) {
+	select {
+	case r := <-c.in:
+		return r, nil
+	case <-c.closed:
+		return Received{}, errors.New("closed")
+	}
+}
+
+func (c *memConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
+
+// memHost records VIPs and link states instead of touching the kernel.
+type memHost struct {
+	mu    sync.Mutex
+	vips  map[netip.Prefix]bool
+	down  map[string]bool
+	garps int
+}
+
+func newMemHost() *memHost { return &memHost{vips: map[netip.Prefix]bool{}, down: map[string]bool{}} }
+
+func (h *memHost) AddVIPs(v []VIP) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, x := range v {
+		h.vips[x.Prefix] = true
+	}
+	return nil
+}
+
+func (h *memHost) DelVIPs(v []VIP) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, x := range v {
+		delete(h.vips, x.Prefix)
+	}
+	return nil
+}
+
+func (h *memHost) Gratuitous([]VIP) error { h.mu.Lock(); h.garps++; h.mu.Unlock(); return nil }
+
+func (h *memHost) LinkUp(name string) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.down[name], nil
+}
+
+func (h *memHost) setDown(name string, down bool) { h.mu.Lock(); h.down[name] = down; h.mu.Unlock() }
+func (h *memHost) hasVIPs() bool                  { h.mu.Lock(); defer h.mu.Unlock(); return len(h.vips) > 0 }
+func (h *memHost) Close() error                   { return nil }
+
+func memConfig(name string, vrid, prio uint8, src string) InstanceConfig {
+	return InstanceConfig{Name: name, Interface: "lo", VRID: vrid, Priority: prio, Version: 3,
+		AdvertInt: 50 * time.Millisecond, MCastSrcIP: netip.MustParseAddr(src),
+		VIPs: []VIP{{Prefix: netip.MustParsePrefix("198.18.9.1/32")}}}
+}
+
+func runMem(t *testing.T, cfg InstanceConfig, opt Options) (*Instance, func()) {
+	t.Helper()
+	opt.Logger = slog.New(slog.DiscardHandler)
+	opt.TrackPoll = 20 * time.Millisecond
+	inst, err := NewInstance(cfg, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := inst.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	stop := func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("instance did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return inst, stop
+}
+
+func waitState(t *testing.T, i *Instance, want State) {
+	t.Helper()
+	waitUntil(t, 3*time.Second, i.Name()+" in "+want.String(), func() bool { return i.Status().State == want })
+}
+
+func readLines(t *testing.T, path string) []string {
+	b, _ := os.ReadFile(path)
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+func TestInstanceTrackingAndNotify(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "notify.log")
+	masterLog := filepath.Join(dir, "master.log")
+	trackFile := filepath.Join(dir, "track")
+	cfg := memConfig("VI_1", 1, 200, "198.18.0.1")
+	cfg.Notify = "echo >>" + log
+	cfg.NotifyMaster = "echo master >>" + masterLog
+	cfg.TrackScripts = []TrackRef{{Name: "chk"}}
+	cfg.TrackInterfaces = []TrackInterface{{Name: "uplink", Weight: -50}}
+	cfg.TrackFiles = []TrackRef{{Name: "tf"}}
+	host := newMemHost()
+	var h hub
+	inst, stop := runMem(t, cfg, Options{
+		Conn: h.conn("198.18.0.1"), Host: host,
+		Scripts: map[string]TrackScript{"chk": {Name: "chk", Script: "true"}},
+		Files:   map[string]TrackFile{"tf": {Name: "tf", File: trackFile, Weight: -10}},
+	})
+	waitState(t, inst, StateMaster)
+	if !host.hasVIPs() {
+		t.Fatal("MASTER without its VIPs")
+	}
+
+	tests := []struct {
+		name  string
+		do    func()
+		state State
+		prio  uint8
+	}{
+		{"tracked link down lowers the priority", func() { host.setDown("uplink", true) }, StateMaster, 150},
+		{"track file value times weight", func() { os.WriteFile(trackFile, []byte("3\n"), 0o644) }, StateMaster, 120},
+		{"link back up", func() { host.setDown("uplink", false) }, StateMaster, 170},
+		{"script with weight 0 fails: FAULT", func() { inst.SetScriptResult("chk", false) }, StateFault, 170},
+		{"script recovers", func() { inst.SetScriptResult("chk", true) }, StateMaster, 170},
+		{"own interface down: FAULT", func() { host.setDown("lo", true) }, StateFault, 170},
+		{"own interface up", func() { host.setDown("lo", false) }, StateMaster, 170},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.do()
+			waitUntil(t, 3*time.Second, "state "+tt.state.String(), func() bool {
+				s := inst.Status()
+				return s.State == tt.state && s.EffectivePriority == tt.prio
+			})
+			if host.hasVIPs() != (tt.state == StateMaster) {
+				t.Fatalf("VIPs present: %v in %v", host.hasVIPs(), tt.state)
+			}
+		})
+	}
+	stop()
+	s := inst.Status()
+	if s.State != StateStop || s.BecomeMaster != 3 || s.PriorityZeroSent < 3 {
+		t.Fatalf("status after stop: %+v", s)
+	}
+	want := []string{
+		"INSTANCE VI_1 BACKUP 200", "INSTANCE VI_1 MASTER 200", "INSTANCE VI_1 FAULT 170",
+		"INSTANCE VI_1 BACKUP 170", "INSTANCE VI_1 MASTER 170", "INSTANCE VI_1 FAULT 170",
+		"INSTANCE VI_1 BACKUP 170", "INSTANCE VI_1 MASTER 170", "INSTANCE VI_1 STOP 170",
+	}
+	if got := readLines(t, log); !slices.Equal(got, want) {
+		t.Fatalf("notify calls:\n%q\nwant\n%q", got, want)
+	}
+	if got := readLines(t, masterLog); len(got) != 3 {
+		t.Fatalf("notify_master ran %d times, want 3", len(got))
+	}
+}
+
+func TestInstanceDropsCounted(t *testing.T) {
+	var h hub
+	inst, _ := runMem(t, memConfig("VI_1", 1, 100, "198.18.0.1"), Options{Conn: h.conn("198.18.0.1"), Host: newMemHost()})
+	peer := h.conn("198.18.0.2")
+	bad := []Advert{
+		{Version: 2, Type: TypeAdv, VRID: 1, Priority: 100, Interval: 1, Addrs: addrs("198.18.9.1")},
+		{Version: 3, Type: TypeAdv, VRID: 1, Priority: 100, Interval: 5},
+		{Version: 3, Type: TypeAdv, VRID: 1, Priority: 100, Interval: 5, Addrs: addrs("198.18.9.2")},
+	}
+	for _, a := range bad {
+		b, err := a.Marshal(peer.src, Group4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer.WriteAdvert(b, Group4)
+	}
+	peer.WriteAdvert([]byte{0x31, 1}, Group4)
+	want := map[string]uint64{"bad_version": 1, "addr_count_mismatch": 1, "addr_list_mismatch": 1, "too_short": 1}
+	waitUntil(t, 2*time.Second, "drops counted", func() bool {
+		d := inst.Status().Drops
+		for k, v := range want {
+			if d[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestSyncGroup(t *testing.T) {
+	// B (50 ms adverts) becomes MASTER long before A (1 s adverts) would
+	// on its own: the group pulls A along. B failing puts A in FAULT.
+	var lanA, lanB hub
+	cfgA := memConfig("VI_A", 1, 100, "198.18.0.1")
+	cfgA.AdvertInt = time.Second
+	a, err := NewInstance(cfgA, Options{Conn: lanA.conn("198.18.0.1"), Host: newMemHost(),
+		Logger: slog.New(slog.DiscardHandler), TrackPoll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB := memConfig("VI_B", 2, 100, "198.18.1.1")
+	cfgB.TrackScripts = []TrackRef{{Name: "chk"}}
+	b, err := NewInstance(cfgB, Options{Conn: lanB.conn("198.18.1.1"), Host: newMemHost(),
+		Scripts: map[string]TrackScript{"chk": {Name: "chk"}},
+		Logger:  slog.New(slog.DiscardHandler), TrackPoll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notify := filepath.Join(t.TempDir(), "group.log")
+	g, err := NewGroup(SyncGroup{Name: "G", Instances: []string{"VI_A", "VI_B"}, Notify: "echo >>" + notify},
+		[]*Instance{a, b}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, i := range []*Instance{a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); i.Run(ctx) }()
+	}
+	stop := func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	start := time.Now()
+	waitState(t, b, StateMaster)
+	waitState(t, a, StateMaster)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("A became MASTER after %v: on its own, not pulled by the group", d)
+	}
+	if g.State() != StateMaster {
+		t.Fatalf("group state %v", g.State())
+	}
+	b.SetScriptResult("chk", false)
+	waitState(t, b, StateFault)
+	waitState(t, a, StateFault)
+	b.SetScriptResult("chk", true)
+	waitState(t, b, StateMaster)
+	waitState(t, a, StateMaster)
+	stop()
+	g.Close()
+	got := readLines(t, notify)
+	want := []string{"GROUP G BACKUP", "GROUP G MASTER", "GROUP G FAULT", "GROUP G BACKUP", "GROUP G MASTER", "GROUP G STOP"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("group notify calls %q, want %q", got, want)
+	}
+}
+
+func TestRunScriptRiseFall(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "ok")
+	s := TrackScript{Name: "chk", Script: "test -e " + flag, Interval: 20 * time.Millisecond, Rise: 3, Fall: 2}
+	results := make(chan bool, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		RunScript(ctx, slog.New(slog.DiscardHandler), s, func(ok bool) { results <- ok })
+	}()
+	defer func() { cancel(); <-done }()
+	next := func() (bool, time.Time) {
+		select {
+		case r := <-results:
+			return r, time.Now()
+		case <-time.After(3 * time.Second):
+			t.Fatal("no result")
+		}
+		return false, time.Time{}
+	}
+	if r, _ := next(); r {
+		t.Fatal("first result: ok, want failure")
+	}
+	start := time.Now()
+	os.WriteFile(flag, nil, 0o644)
+	r, at := next()
+	if !r || at.Sub(start) < 2*s.Interval {
+		t.Fatalf("rise: %v after %v, want true after >= 3 runs", r, at.Sub(start))
+	}
+	start = time.Now()
+	os.Remove(flag)
+	r, at = next()
+	if r || at.Sub(start) < s.Interval {
+		t.Fatalf("fall: %v after %v, want false after >= 2 runs", r, at.Sub(start))
+	}
+}
+
+func TestReadTrackFile(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, content string
+		want          int
+	}{
+		{"number", "42\n", 42},
+		{"negative", " -7 ", -7},
+		{"empty", "", 0},
+		{"garbage", "abc", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, tt.name)
+			os.WriteFile(p, []byte(tt.content), 0o644)
+			if got := readTrackFile(p); got != tt.want {
+				t.Fatalf("got %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if readTrackFile(filepath.Join(dir, "missing")) != 0 {
+		t.Fatal("missing file is not 0")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	good := memConfig("VI_1", 1, 100, "198.18.0.1")
+	tests := []struct {
+		name string
+		mod  func(c *InstanceConfig)
+		want string
+	}{
+		{"no interface", func(c *InstanceConfig) { c.Interface = "" }, "no interface"},
+		{"vrid 0", func(c *InstanceConfig) { c.VRID = 0 }, "virtual_router_id"},
+		{"v2 sub-second", func(c *InstanceConfig) { c.Version = 2; c.AdvertInt = 500 * time.Millisecond }, "whole seconds"},
+		{"v3 with auth", func(c *InstanceConfig) { c.AuthType = AuthPass }, "not allowed with VRRP version 3"},
+		{"mixed families", func(c *InstanceConfig) {
+			c.VIPs = append(c.VIPs, VIP{Prefix: netip.MustParsePrefix("2001:db8::1/128")})
+		}, "one family"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			c.VIPs = slices.Clone(good.VIPs)
+			tt.mod(&c)
+			_, err := NewInstance(c, Options{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tt.want)
+			}
+		})
+	}
+	c := good
+	c.VIPs = []VIP{{Prefix: netip.MustParsePrefix("2001:db8::1/64")}}
+	c.Version = 2
+	i, err := NewInstance(c, Options{})
+	if err != nil || i.Config().Version != 3 {
+		t.Fatalf("IPv6 instance: %v, version %d (want 3)", err, i.Config().Version)
+	}
+}
