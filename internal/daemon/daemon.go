@@ -1,0 +1,102 @@
+// Package daemon is gvsd: it wires an engine, the director, the admin API,
+// and (from a keepalived.conf) health checkers and VRRP, and runs them until
+// SIGTERM, reloading the configuration on SIGHUP.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/director"
+	"github.com/gvs-lb/gvs/internal/engine"
+	"github.com/gvs-lb/gvs/internal/engine/proxy"
+)
+
+// Options are gvsd's settings, from its command line.
+type Options struct {
+	Engine     string        // proxy, xdp or auto
+	Socket     string        // admin API socket
+	ConfigFile string        // keepalived.conf, optional
+	Interfaces []string      // for the xdp engine
+	Grace      time.Duration // how long established connections may finish on SIGTERM
+}
+
+// Run runs gvsd until ctx ends or SIGTERM/SIGINT arrives.
+func Run(ctx context.Context, opts Options, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	eng, err := newEngine(opts, log)
+	if err != nil {
+		return err
+	}
+	log.Info("engine started", "engine", eng.Name())
+	dir := director.New(eng, log)
+
+	k, err := startKeepalived(ctx, opts.ConfigFile, dir, log)
+	if err != nil {
+		closeEngine(eng, opts.Grace, log)
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				k.reload(ctx)
+			}
+		}
+	}()
+
+	srv := api.NewServer(dir, log, k.views())
+	apiErr := make(chan error, 1)
+	go func() { apiErr <- srv.Listen(ctx, opts.Socket) }()
+	log.Info("admin API listening", "socket", opts.Socket)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", opts.Grace)
+	case err = <-apiErr:
+		stop()
+	}
+	k.stop()
+	closeEngine(eng, opts.Grace, log)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func closeEngine(eng engine.Engine, grace time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := eng.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("engine close", "error", err)
+	}
+}
+
+func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
+	switch opts.Engine {
+	case "proxy", "":
+		return proxy.New(log.With("engine", "proxy"), proxy.Options{}), nil
+	case "xdp", "auto":
+		eng, err := newXDP(opts, log)
+		if err == nil || opts.Engine == "xdp" {
+			return eng, err
+		}
+		log.Warn("xdp engine unavailable, using the proxy engine", "reason", err)
+		return proxy.New(log.With("engine", "proxy"), proxy.Options{}), nil
+	}
+	return nil, fmt.Errorf("unknown engine %q (want proxy, xdp or auto)", opts.Engine)
+}

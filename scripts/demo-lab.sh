@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The seeds' lab in network namespaces (root): a client, two directors
+# running gvsd from a keepalived.conf (VRRP MASTER and BACKUP sharing the VIP,
+# TCP health checks) and two real servers, all on one LAN. It shows the
+# three experiments: curl alternating between RS1 and RS2, a stopped real
+# server skipped and restored, and the VIP moving from the MASTER to the
+# BACKUP with requests still answered.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+go build -o bin/ ./cmd/... ./test/rs
+
+engine=${GVS_DEMO_ENGINE:-proxy}
+p=gvsdemo                      # namespace prefix
+vip=198.18.0.100
+work=$(mktemp -d /tmp/gvs-lab.XXXXXX)
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	for ns in client dir1 dir2 rs1 rs2 lan; do ip netns del "$p-$ns" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+say() { printf '\n### %s\n' "$*"; }
+in() { local ns=$1; shift; ip netns exec "$p-$ns" "$@"; }
+
+say "building the lab: client 198.18.0.2, directors 198.18.0.3 and .4 (VIP $vip), RS1 .11, RS2 .12"
+ip netns add "$p-lan"
+in lan ip link add br0 type bridge
+in lan ip link set br0 up
+i=0
+for host in client:198.18.0.2 dir1:198.18.0.3 dir2:198.18.0.4 rs1:198.18.0.11 rs2:198.18.0.12; do
+	ns=${host%%:*} addr=${host#*:}
+	ip netns add "$p-$ns"
+	ip link add "veth$i" netns "$p-lan" type veth peer name eth0 netns "$p-$ns"
+	in lan ip link set "veth$i" master br0 up
+	in "$ns" ip addr add "$addr/24" dev eth0
+	in "$ns" ip link set eth0 up
+	in "$ns" ip link set lo up
+	i=$((i + 1))
+done
+
+for n in 1 2; do
+	in "rs$n" "$top/bin/rs" --name "RS$n" --listen "198.18.0.1$n:80" 2>/dev/null & pids+=($!)
+done
+
+conf() { # state priority
+	cat <<EOC
+global_defs {
+	router_id LVS_$1
+}
+vrrp_instance VI_1 {
+	state $1
+	interface eth0
+	virtual_router_id 51
+	priority $2
+	advert_int 1
+	authentication {
+		auth_type PASS
+		auth_pass 1111
+	}
+	virtual_ipaddress {
+		$vip/24 dev eth0
+	}
+}
+virtual_server $vip 80 {
+	delay_loop 1
+	lb_algo rr
+	lb_kind NAT
+	protocol TCP
+	real_server 198.18.0.11 80 {
+		weight 1
+		TCP_CHECK {
+			connect_timeout 1
+			retry 1
+			delay_before_retry 1
+		}
+	}
+	real_server 198.18.0.12 80 {
+		weight 1
+		TCP_CHECK {
+			connect_timeout 1
+			retry 1
+			delay_before_retry 1
+		}
+	}
+}
+EOC
+}
+conf MASTER 100 >"$work/dir1.conf"
+conf BACKUP 90 >"$work/dir2.conf"
+say "director 1: gvsd -f keepalived.conf (state MASTER, priority 100)"
+sed 's/^/    /' "$work/dir1.conf" | head -20
+echo "    ..."
+for n in 1 2; do
+	in "dir$n" "$top/bin/gvsd" --engine "$engine" -f "$work/dir$n.conf" --socket "$work/dir$n.sock" 2>"$work/dir$n.log" & pids+=($!)
+done
+dir1_pid=${pids[-2]}
+
+has_vip() { in "$1" ip -4 addr show dev eth0 | grep -q "inet $vip/"; }
+wait_vip() { # ns seconds
+	local end=$((SECONDS + $2))
+	while [ $SECONDS -lt "$end" ]; do has_vip "$1" && return 0; sleep 0.1; done
+	return 1
+}
+curls() {
+	for k in $(seq "$1"); do
+		printf 'curl #%d -> %s\n' "$k" "$(in client curl -s --max-time 2 "http://$vip/" || echo '(no answer)')"
+	done
+}
+adm() { GVS_SOCKET=$work/$1.sock "$top/bin/gvsadm" "${@:2}"; }
+
+wait_vip dir1 10 || { echo "the VIP never came up on director 1"; cat "$work/dir1.log"; exit 1; }
+sleep 1
+say "director 1 holds the VIP:"
+in dir1 ip -4 -brief addr show dev eth0
+say "gvsadm -Ln on director 1"
+adm dir1 -Ln
+
+say "experiment 1: 6 x curl http://$vip/ from the client"
+curls 6
+
+say "experiment 2: stop RS1 (its health check fails within ~4 s)"
+kill "${pids[0]}"
+sleep 4
+adm dir1 -Ln
+curls 4
+say "start RS1 again"
+in rs1 "$top/bin/rs" --name RS1 --listen 198.18.0.11:80 2>/dev/null & pids+=($!)
+sleep 3
+adm dir1 -Ln
+curls 4
+
+say "experiment 3: stop the MASTER director (SIGTERM); the BACKUP takes the VIP"
+kill -TERM "$dir1_pid"
+start=$(date +%s.%N)
+wait_vip dir2 5 || { echo "the VIP did not move to director 2"; cat "$work/dir2.log"; exit 1; }
+awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "VIP on director 2 after %.2f s:\n", b - a }'
+in dir2 ip -4 -brief addr show dev eth0
+has_vip dir1 && echo "(director 1 still has it!)" || echo "director 1 no longer has the VIP"
+curls 4
+say "done"

@@ -1,0 +1,182 @@
+// Package e2e holds end-to-end tests: the real gvsd and gvsadm binaries,
+// real servers and real clients, on loopback or in network namespaces.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bin is the directory holding the freshly built gvsd, gvsadm and rs.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gvs-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/gvsd", "../../cmd/gvsadm", "../../test/rs")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the binaries:", err)
+		os.Exit(1)
+	}
+	bin = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running gvsd.
+type daemon struct {
+	socket string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+}
+
+// startGVSD starts gvsd with the given extra arguments and waits for its
+// admin socket. The test's cleanup stops it.
+func startGVSD(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{socket: filepath.Join(t.TempDir(), "gvsd.sock"), log: &bytes.Buffer{}}
+	d.cmd = exec.Command(filepath.Join(bin, "gvsd"), append([]string{"--socket", d.socket, "--grace", "1s"}, args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", d.log)
+		}
+	})
+	waitFor(t, 5*time.Second, "gvsd's admin socket", func() bool {
+		c, err := net.Dial("unix", d.socket)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return d
+}
+
+// gvsadm runs gvsadm against the daemon and returns its output; it fails
+// the test when gvsadm exits non-zero.
+func (d *daemon) gvsadm(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := d.gvsadmErr(args...)
+	if err != nil {
+		t.Fatalf("gvsadm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (d *daemon) gvsadmErr(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(bin, "gvsadm"), args...)
+	cmd.Env = append(os.Environ(), "GVS_SOCKET="+d.socket)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// realServer is an HTTP server on loopback answering with its name.
+type realServer struct {
+	name string
+	addr string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+func startRS(t *testing.T, name, addr string) *realServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("real server %s: %v", name, err)
+	}
+	rs := &realServer{name: name, addr: ln.Addr().String(), ln: ln}
+	rs.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("hold")); err == nil {
+			time.Sleep(d)
+		}
+		w.Header().Set("X-Client", r.RemoteAddr)
+		io.WriteString(w, name)
+	})}
+	go rs.srv.Serve(ln)
+	t.Cleanup(rs.stop)
+	return rs
+}
+
+func (rs *realServer) stop() { rs.srv.Close() }
+
+// port is the real server's port as a string.
+func (rs *realServer) port() string { _, p, _ := net.SplitHostPort(rs.addr); return p }
+
+// get fetches url on a new connection (from the local address src when
+// set) and returns the body.
+func get(t *testing.T, url, src string) string {
+	t.Helper()
+	body, err := tryGet(url, src)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return body
+}
+
+func tryGet(url, src string) (string, error) {
+	dialer := &net.Dialer{Timeout: 2 * time.Second}
+	if src != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dialer.DialContext}}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// freePort returns a TCP port free on 127.0.0.1 (and likely on other
+// loopback addresses).
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	return p
+}
