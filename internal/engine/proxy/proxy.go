@@ -1,0 +1,419 @@
+// Package proxy is the userspace data plane: a full proxy for ipvsadm's
+// masquerading method (-m). It listens on each virtual service's address
+// and port, schedules every new TCP connection or UDP client with the
+// service's IPVS scheduler, connects to the real server and moves data
+// both ways (TCP with splice), optionally telling the real server the
+// client's address with a PROXY protocol v1 or v2 header. It keeps IPVS's
+// connection table (states, timeouts, persistence templates), connection
+// counters, statistics and rate estimator, so gvsadm shows what ipvsadm
+// would.
+//
+// Choices where a proxy cannot be the kernel:
+//   - A TCP connection is SYN_RECV while the proxy connects to the real
+//     server, ESTABLISHED while both sides are open, FIN_WAIT after the
+//     client half-closes, CLOSE_WAIT after the server half-closes, and
+//     TIME_WAIT for the tcpfin timeout once both have closed (the kernel
+//     keeps TIME_WAIT a fixed 120 s, the default tcpfin). A reset leaves a
+//     CLOSE entry for 10 s. An entry idle for its state's timeout is
+//     closed with a reset on both sides and removed.
+//   - Packets are not seen: a TCP transfer counts one packet per 1460
+//     bytes or part of them, a UDP datagram one packet. Counters are
+//     updated at least every Options.Tick while data flows.
+//   - A real server that refuses or does not answer a connection is
+//     skipped by the schedulers for Options.FailBackoff (2 s by default);
+//     the client that hit it gets a reset, never a retry.
+//   - Firewall-mark services, port 0 (all ports) services and SCTP cannot
+//     be proxied: they are kept and listed, with a warning, but not served.
+//   - UDP services send no PROXY header; one-packet scheduling (-o) is not
+//     done (each client address is one flow).
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/engine"
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// Options tune the engine; the zero value is usable.
+type Options struct {
+	// DialTimeout bounds connecting to a real server (default 2 s).
+	DialTimeout time.Duration
+	// FailBackoff is how long a real server that could not be reached is
+	// skipped for new connections (default 2 s).
+	FailBackoff time.Duration
+	// Tick is how often a busy or idle connection wakes up to update the
+	// counters and check its timeout (default 1 s).
+	Tick time.Duration
+	// Grace bounds how long Close waits for established connections, on
+	// top of Close's context (0: only the context).
+	Grace time.Duration
+	// FreeBind lets a service listen on a virtual address this host does
+	// not hold yet (IP_FREEBIND, Linux), as a VRRP backup must.
+	FreeBind bool
+}
+
+var errDeadline = os.ErrDeadlineExceeded
+
+// Engine is the proxy data plane. It implements engine.Engine.
+type Engine struct {
+	log    *slog.Logger
+	opts   Options
+	epoch  time.Time
+	dialer net.Dialer
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+
+	tcpTimeout, finTimeout, udpTimeout atomic.Int64 // nanoseconds
+
+	mu       sync.Mutex
+	services map[ipvs.ServiceKey]*service
+	order    []*service // the snapshot's order
+	warned   map[string]bool
+	closed   bool
+
+	table         connTable
+	timeWait      expiryQueue
+	closing       expiryQueue
+	loops         sync.WaitGroup // accept loops, UDP readers and flows
+	live          sync.WaitGroup // TCP connections with open sockets
+	janitorDone   chan struct{}
+	lastNoDestLog atomic.Int64
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// New returns an engine serving nothing until Apply. Close stops it.
+func New(logger *slog.Logger, opts Options) *Engine {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	if opts.FailBackoff <= 0 {
+		opts.FailBackoff = 2 * time.Second
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		log:         logger,
+		opts:        opts,
+		epoch:       time.Now(),
+		dialer:      net.Dialer{Timeout: opts.DialTimeout},
+		ctx:         ctx,
+		cancel:      cancel,
+		services:    make(map[ipvs.ServiceKey]*service),
+		warned:      make(map[string]bool),
+		janitorDone: make(chan struct{}),
+	}
+	e.timeWait.state = stTimeWait
+	e.closing.state = stClose
+	e.setTimeouts(ipvs.DefaultTimeouts)
+	go e.janitor(ctx)
+	return e
+}
+
+// now is the engine's monotonic clock in nanoseconds.
+func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
+
+// Name is "proxy".
+func (e *Engine) Name() string { return "proxy" }
+
+// CheckDest accepts only masquerading (-m): a proxy forwards by opening
+// its own connection to the real server.
+func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
+	switch d.Method {
+	case ipvs.Masq:
+		return nil
+	case ipvs.Route:
+		return errors.New("the proxy engine forwards only with -m (masquerading); -g (direct routing) needs the xdp engine (gvsd --engine xdp)")
+	case ipvs.Tunnel:
+		return errors.New("the proxy engine forwards only with -m (masquerading); -i (tunneling) needs the xdp engine (gvsd --engine xdp)")
+	case ipvs.FullNAT:
+		return errors.New("the proxy engine forwards only with -m (masquerading); --fullnat needs the xdp engine (gvsd --engine xdp)")
+	}
+	return fmt.Errorf("the proxy engine forwards only with -m (masquerading), not %s", d.Method)
+}
+
+func (e *Engine) setTimeouts(t ipvs.Timeouts) {
+	def := ipvs.DefaultTimeouts
+	sec := func(v, d uint32) int64 {
+		if v == 0 {
+			v = d
+		}
+		return int64(v) * int64(time.Second)
+	}
+	e.tcpTimeout.Store(sec(t.TCP, def.TCP))
+	e.finTimeout.Store(sec(t.TCPFin, def.TCPFin))
+	e.udpTimeout.Store(sec(t.UDP, def.UDP))
+}
+
+// Apply makes the engine serve exactly the snapshot's services. A service
+// that cannot be served (its address cannot be bound, its scheduler is
+// unknown) is left out and named in the error; the others are applied.
+func (e *Engine) Apply(snap *ipvs.Snapshot) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("the proxy engine is closed")
+	}
+	e.setTimeouts(snap.Timeouts)
+	var errs []error
+	next := make(map[ipvs.ServiceKey]*service, len(snap.Services))
+	order := make([]*service, 0, len(snap.Services))
+	for i := range snap.Services {
+		sc := &snap.Services[i]
+		if next[sc.ServiceKey] != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", sc.ServiceKey, ipvs.ErrServiceExists))
+			continue
+		}
+		s := e.services[sc.ServiceKey]
+		if s == nil {
+			var err error
+			if s, err = e.startService(sc); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		} else if err := s.update(sc); err != nil {
+			errs = append(errs, err)
+		}
+		e.warnUnserved(s)
+		next[sc.ServiceKey] = s
+		order = append(order, s)
+	}
+	for k, s := range e.services {
+		if next[k] == nil {
+			e.stopService(s)
+		}
+	}
+	e.services, e.order = next, order
+	return errors.Join(errs...)
+}
+
+// unserved says why a service cannot be proxied, or "".
+func unserved(k ipvs.ServiceKey) string {
+	switch {
+	case k.IsFWMark():
+		return "a firewall-mark service"
+	case k.Proto != ipvs.TCP && k.Proto != ipvs.UDP:
+		return "an " + k.Proto.String() + " service"
+	case k.Port == 0:
+		return "a port 0 (all ports) service"
+	}
+	return ""
+}
+
+func (e *Engine) warnUnserved(s *service) {
+	if why := unserved(s.key); why != "" {
+		e.warnOnce(s.key.String()+"/unserved", "service kept but not served: the proxy engine cannot serve "+why+"; use the xdp engine (gvsd --engine xdp)", s)
+	}
+	if s.key.Proto == ipvs.UDP && s.cfg.Load().ProxyProtocol != 0 {
+		e.warnOnce(s.key.String()+"/pp", "no PROXY protocol header is sent on a UDP service", s)
+	}
+}
+
+func (e *Engine) warnOnce(key, msg string, s *service) {
+	if !e.warned[key] {
+		e.warned[key] = true
+		e.log.Warn(msg, "service", s.key.String())
+	}
+}
+
+// startService sets up a new service and opens its socket.
+func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
+	s := &service{e: e, key: sc.ServiceKey, vip: sc.AddrPort()}
+	if err := s.update(sc); err != nil {
+		return nil, err
+	}
+	if unserved(s.key) != "" {
+		return s, nil
+	}
+	lc := net.ListenConfig{}
+	if e.opts.FreeBind {
+		lc.Control = freeBind
+	}
+	addr := s.vip.String()
+	switch s.key.Proto {
+	case ipvs.TCP:
+		ln, err := lc.Listen(e.ctx, networkOf("tcp", s.vip.Addr()), addr)
+		if err != nil {
+			return nil, bindError(s.key, err)
+		}
+		s.tcp = &tcpListener{ln: ln.(*net.TCPListener), done: make(chan struct{})}
+		e.loops.Add(1)
+		go s.acceptLoop(s.tcp)
+	case ipvs.UDP:
+		pc, err := lc.ListenPacket(e.ctx, networkOf("udp", s.vip.Addr()), addr)
+		if err != nil {
+			return nil, bindError(s.key, err)
+		}
+		s.udp = &udpService{s: s, pc: pc.(*net.UDPConn), done: make(chan struct{})}
+		e.loops.Add(1)
+		go s.udp.readLoop()
+	}
+	e.log.Info("serving", "service", s.key.String(), "scheduler", s.cfg.Load().Scheduler)
+	return s, nil
+}
+
+// bindError says why a virtual address could not be bound and what to do.
+func bindError(k ipvs.ServiceKey, err error) error {
+	hint := "check the virtual address and port"
+	switch {
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		hint = fmt.Sprintf("%s is not an address of this host: add it (ip addr add %s dev lo) or let gvsd bind it before it is up (free bind)", k.Addr, k.Addr)
+	case errors.Is(err, syscall.EADDRINUSE):
+		hint = "another program already uses this port: stop it or choose another virtual port"
+	case errors.Is(err, syscall.EACCES):
+		hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE"
+	}
+	return fmt.Errorf("%s: the proxy engine cannot listen: %w; %s", k, err, hint)
+}
+
+// stopService closes the service's socket; its TCP connections finish on
+// their own, its UDP flows end with the socket they reply from.
+func (e *Engine) stopService(s *service) {
+	if s.tcp != nil {
+		s.tcp.close()
+	}
+	if s.udp != nil {
+		s.udp.close()
+	}
+	for _, d := range s.dests {
+		d.sd.MarkRemoved()
+	}
+	s.dropTemplates()
+	e.log.Info("stopped serving", "service", s.key.String())
+}
+
+// noDest logs, at most once a second, that a connection found no server.
+func (e *Engine) noDest(s *service) {
+	now := e.now()
+	last := e.lastNoDestLog.Load()
+	if now-last < int64(time.Second) || !e.lastNoDestLog.CompareAndSwap(last, now) {
+		return
+	}
+	e.log.Warn("no destination available", "service", s.key.String())
+}
+
+// Status returns every service with its counters and rates, real servers
+// in the kernel's order.
+func (e *Engine) Status() []ipvs.ServiceStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ipvs.ServiceStatus, 0, len(e.order))
+	for _, s := range e.order {
+		cfg := *s.cfg.Load()
+		cfg.LocalAddrs = slices.Clone(cfg.LocalAddrs)
+		ss := ipvs.ServiceStatus{Service: cfg, Dests: make([]ipvs.DestStatus, 0, len(s.dests))}
+		ss.Stats, ss.Rates = s.stats.snapshot()
+		for _, d := range s.dests {
+			ds := ipvs.DestStatus{
+				Dest:         d.cfg,
+				ActiveConns:  uint32(max(d.sd.ActiveConns(), 0)),
+				InactConns:   uint32(max(d.sd.InactConns(), 0)),
+				PersistConns: uint32(max(d.sd.PersistConns(), 0)),
+			}
+			ds.Stats, ds.Rates = d.stats.snapshot()
+			ss.Dests = append(ss.Dests, ds)
+		}
+		out = append(out, ss)
+	}
+	return out
+}
+
+// Conns lists the connection table: TCP connections, UDP flows and
+// persistence templates, sorted by virtual address, client and server.
+func (e *Engine) Conns() []ipvs.Conn {
+	now := e.now()
+	out := e.table.entries(now, nil)
+	e.mu.Lock()
+	for _, s := range e.order {
+		if s.udp != nil {
+			out = s.udp.entries(now, out)
+		}
+		out = s.templateConns(now, out)
+	}
+	e.mu.Unlock()
+	slices.SortFunc(out, func(a, b ipvs.Conn) int {
+		return cmp.Or(
+			cmp.Compare(a.Proto, b.Proto),
+			a.Virtual.Compare(b.Virtual),
+			a.Client.Compare(b.Client),
+			a.Dest.Compare(b.Dest),
+			cmp.Compare(a.Expires, b.Expires),
+		)
+	})
+	return out
+}
+
+// Zero clears the counters and rates of one service and its real servers,
+// or of all services when key is nil (ipvsadm -Z).
+func (e *Engine) Zero(key *ipvs.ServiceKey) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.order {
+		if key != nil && s.key != *key {
+			continue
+		}
+		s.stats.zero()
+		for _, d := range s.dests {
+			d.stats.zero()
+		}
+	}
+}
+
+// Close stops accepting connections and serving UDP, waits until the
+// established TCP connections finish or ctx (and Options.Grace) ends, then
+// resets what is left and releases everything. It returns ctx's error
+// when connections had to be cut.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	for _, s := range e.order {
+		e.stopService(s)
+	}
+	e.services, e.order = map[ipvs.ServiceKey]*service{}, nil
+	e.mu.Unlock()
+	e.loops.Wait()
+
+	if e.opts.Grace > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.opts.Grace)
+		defer cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		e.live.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		e.cancel() // ends connects in progress
+		e.table.each(func(c *tcpConn) { c.abort() })
+		<-done
+	}
+	e.cancel()
+	<-e.janitorDone
+	return err
+}

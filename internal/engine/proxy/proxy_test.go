@@ -1,0 +1,680 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+func needIPv6(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		needCI(t, "IPv6 loopback ::1 is not available: "+err.Error())
+	}
+	ln.Close()
+}
+
+func TestCheckDest(t *testing.T) {
+	tests := []struct {
+		name    string
+		method  ipvs.Method
+		wantErr string
+	}{
+		{name: "masquerading", method: ipvs.Masq},
+		{name: "direct routing", method: ipvs.Route, wantErr: "-g (direct routing) needs the xdp engine (gvsd --engine xdp)"},
+		{name: "tunneling", method: ipvs.Tunnel, wantErr: "-i (tunneling) needs the xdp engine"},
+		{name: "fullnat", method: ipvs.FullNAT, wantErr: "--fullnat needs the xdp engine"},
+	}
+	e := newEngine(t, Options{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := ipvs.NewTable(e.CheckDest)
+			svc := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: lo4, Port: 80}, Scheduler: "rr"}
+			if err := tb.Exec(addSvc(svc)); err != nil {
+				t.Fatal(err)
+			}
+			c := addDest(svc, netip.MustParseAddrPort("127.0.0.2:80"), 1)
+			c.Dest.Method = tt.method
+			err := tb.Exec(c)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), "only with -m (masquerading)"):
+				t.Fatalf("error %v does not say what the proxy can do", err)
+			}
+		})
+	}
+}
+
+// TestScheduling checks through real connections which server each new
+// connection reaches.
+func TestScheduling(t *testing.T) {
+	tests := []struct {
+		name      string
+		scheduler string
+		addr      netip.Addr
+		weights   []int32 // servers added in this order
+		conns     int
+		want      []string // servers reached, in order; nil to check counts
+		counts    map[string]int
+	}{
+		{name: "rr starts with the last added", scheduler: "rr", addr: lo4, weights: []int32{1, 1, 1}, conns: 6,
+			want: []string{"rs3", "rs2", "rs1", "rs3", "rs2", "rs1"}},
+		{name: "rr IPv6", scheduler: "rr", addr: netip.IPv6Loopback(), weights: []int32{1, 1}, conns: 4,
+			want: []string{"rs2", "rs1", "rs2", "rs1"}},
+		{name: "wrr 3:1", scheduler: "wrr", addr: lo4, weights: []int32{3, 1}, conns: 8,
+			counts: map[string]int{"rs1": 6, "rs2": 2}},
+		{name: "rr skips weight 0", scheduler: "rr", addr: lo4, weights: []int32{1, 0, 1}, conns: 4,
+			want: []string{"rs3", "rs1", "rs3", "rs1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.addr.Is6() {
+				needIPv6(t)
+			}
+			e := newEngine(t, Options{})
+			svc := vs(t, ipvs.TCP, tt.addr, tt.scheduler)
+			cmds := []ipvs.Command{addSvc(svc)}
+			for i, w := range tt.weights {
+				rs := startTCP(t, tt.addr, "rs"+string(rune('1'+i)))
+				cmds = append(cmds, addDest(svc, rs.addr, w))
+			}
+			newTable(t, e).exec(cmds...)
+			var got []string
+			counts := map[string]int{}
+			for range tt.conns {
+				c := mustDial(t, svc.AddrPort())
+				got = append(got, c.server)
+				counts[c.server]++
+				c.finish(t)
+			}
+			if tt.want != nil && strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("servers %v, want %v", got, tt.want)
+			}
+			for name, n := range tt.counts {
+				if counts[name] != n {
+					t.Fatalf("servers %v: %s got %d, want %d", got, name, counts[name], n)
+				}
+			}
+			st := e.Status()
+			if len(st) != 1 || st[0].Stats.Conns != uint64(tt.conns) {
+				t.Fatalf("status %+v, want %d connections", st, tt.conns)
+			}
+		})
+	}
+}
+
+func TestPersistence(t *testing.T) {
+	tests := []struct {
+		name    string
+		netmask int
+		from    []string // client source addresses, in order
+		sameAs0 []bool   // whether each reaches the first client's server
+	}{
+		{name: "per client address", netmask: 32, from: []string{"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"},
+			sameAs0: []bool{true, true, false, true, false}},
+		{name: "netmask /8 groups 127/8", netmask: 8, from: []string{"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"},
+			sameAs0: []bool{true, true, true, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, Options{})
+			svc := vs(t, ipvs.TCP, lo4, "rr")
+			svc.Flags = ipvs.FlagPersistent
+			svc.Timeout = 60
+			svc.Netmask = tt.netmask
+			rs1, rs2 := startTCP(t, lo4, "rs1"), startTCP(t, lo4, "rs2")
+			newTable(t, e).exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1))
+			var first string
+			for i, from := range tt.from {
+				c, err := dialVS(t, svc.AddrPort(), netip.MustParseAddr(from))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					first = c.server
+				}
+				if (c.server == first) != tt.sameAs0[i] {
+					t.Fatalf("connection %d from %s reached %s (first went to %s)", i, from, c.server, first)
+				}
+				c.finish(t)
+			}
+			// The templates are listed with client port 0 and count as
+			// persistent connections.
+			var templates int
+			for _, c := range connsOf(e, svc.AddrPort()) {
+				if c.State != "NONE" {
+					continue
+				}
+				templates++
+				pfx := netip.PrefixFrom(c.Client.Addr(), tt.netmask).Masked()
+				if c.Client.Port() != 0 || pfx.Addr() != c.Client.Addr() || c.Expires <= 55000 || c.Expires > 60000 {
+					t.Fatalf("template %+v: want a masked client with port 0 expiring in about 60 s", c)
+				}
+			}
+			wantTemplates := 1
+			if tt.netmask == 32 {
+				wantTemplates = 2
+			}
+			if templates != wantTemplates {
+				t.Fatalf("%d templates, want %d: %+v", templates, wantTemplates, e.Conns())
+			}
+			var persist uint32
+			for _, s := range e.Status()[0].Dests {
+				persist += s.PersistConns
+			}
+			if persist != uint32(wantTemplates) {
+				t.Fatalf("PersistConns total %d, want %d", persist, wantTemplates)
+			}
+		})
+	}
+}
+
+func TestPersistenceTemplateExpiry(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	svc.Flags = ipvs.FlagPersistent
+	svc.Timeout = 1
+	rs1, rs2 := startTCP(t, lo4, "rs1"), startTCP(t, lo4, "rs2")
+	newTable(t, e).exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1))
+
+	// An open connection keeps its template past the timeout (n_control).
+	c := mustDial(t, svc.AddrPort())
+	time.Sleep(1500 * time.Millisecond)
+	if c2 := mustDial(t, svc.AddrPort()); c2.server != c.server {
+		t.Fatalf("template expired while its connection lived: %s then %s", c.server, c2.server)
+	} else {
+		c2.finish(t)
+	}
+	c.finish(t)
+	// Closed connections stay TIME_WAIT and still hold the template;
+	// shorten tcpfin so they expire, then the template goes too.
+	tb := newTable(t, e)
+	tb.tb = ipvs.NewTable(e.CheckDest)
+	tb.exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1),
+		ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{TCPFin: 1}})
+	eventually(t, 5*time.Second, "the template to expire", func() bool {
+		d1, _ := destStatus(t, e, svc.ServiceKey, rs1.addr)
+		d2, _ := destStatus(t, e, svc.ServiceKey, rs2.addr)
+		return d1.PersistConns+d2.PersistConns == 0 && len(connsOf(e, svc.AddrPort())) == 0
+	})
+}
+
+func TestPersistenceQuiescedAndRemoved(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	svc.Flags = ipvs.FlagPersistent
+	svc.Timeout = 60
+	rs1, rs2 := startTCP(t, lo4, "rs1"), startTCP(t, lo4, "rs2")
+	tb := newTable(t, e)
+	tb.exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1))
+	c := mustDial(t, svc.AddrPort())
+	if c.server != "rs2" {
+		t.Fatalf("first connection went to %s, want rs2", c.server)
+	}
+	c.finish(t)
+	// Weight 0: the template still sends the client there (the kernel's
+	// default expire_quiescent_template=0).
+	tb.exec(editDest(svc, rs2.addr, 0))
+	c = mustDial(t, svc.AddrPort())
+	if c.server != "rs2" {
+		t.Fatalf("with rs2 quiesced the client went to %s, want rs2 (template)", c.server)
+	}
+	c.finish(t)
+	// Removed: a new template to another server.
+	tb.exec(delDest(svc, rs2.addr))
+	c = mustDial(t, svc.AddrPort())
+	if c.server != "rs1" {
+		t.Fatalf("with rs2 removed the client went to %s, want rs1", c.server)
+	}
+	c.finish(t)
+}
+
+func TestDrainAndRemove(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(svc ipvs.Service, rs netip.AddrPort) ipvs.Command
+		listed bool // the server is still in Status
+	}{
+		{name: "weight 0", change: func(svc ipvs.Service, rs netip.AddrPort) ipvs.Command { return editDest(svc, rs, 0) }, listed: true},
+		{name: "removed", change: delDest, listed: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, Options{})
+			svc := vs(t, ipvs.TCP, lo4, "rr")
+			rs1, rs2 := startTCP(t, lo4, "rs1"), startTCP(t, lo4, "rs2")
+			tb := newTable(t, e)
+			tb.exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1))
+			old := mustDial(t, svc.AddrPort())
+			if old.server != "rs2" {
+				t.Fatalf("first connection reached %s, want rs2", old.server)
+			}
+			old.echo(t, "before\n")
+			tb.exec(tt.change(svc, rs2.addr))
+			for range 3 {
+				c := mustDial(t, svc.AddrPort())
+				if c.server != "rs1" {
+					t.Fatalf("new connection reached %s after draining rs2", c.server)
+				}
+				c.finish(t)
+			}
+			old.echo(t, "the established connection still works\n")
+			if d, ok := destStatus(t, e, svc.ServiceKey, rs2.addr); ok != tt.listed {
+				t.Fatalf("rs2 listed = %v, want %v", ok, tt.listed)
+			} else if ok && d.ActiveConns != 1 {
+				t.Fatalf("rs2 ActiveConns %d, want 1", d.ActiveConns)
+			}
+			old.finish(t)
+			eventually(t, 2*time.Second, "the old connection in TIME_WAIT", func() bool {
+				for _, c := range connsOf(e, svc.AddrPort()) {
+					if c.Dest == rs2.addr && c.State == "TIME_WAIT" {
+						return true
+					}
+				}
+				return false
+			})
+		})
+	}
+}
+
+func TestRefusedServer(t *testing.T) {
+	e := newEngine(t, Options{FailBackoff: 300 * time.Millisecond})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	rs1 := startTCP(t, lo4, "rs1")
+	dead := netip.AddrPortFrom(lo4, freePort(t, "tcp", lo4)) // nothing listens
+	newTable(t, e).exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, dead, 1))
+
+	// The first connection goes to the dead server: the client sees the
+	// connection reset (or at least closed) instead of a greeting.
+	_, err := dialVS(t, svc.AddrPort(), netip.Addr{})
+	if err == nil {
+		t.Fatal("connection through a refusing real server got a greeting")
+	}
+	if !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("client error %v, want a reset or EOF", err)
+	}
+	// The next ones go to the live server while the dead one is skipped.
+	for range 3 {
+		if c := mustDial(t, svc.AddrPort()); c.server != "rs1" {
+			t.Fatalf("connection reached %s, want rs1", c.server)
+		} else {
+			c.finish(t)
+		}
+	}
+	entries := connsOf(e, svc.AddrPort())
+	var closed int
+	for _, c := range entries {
+		if c.Dest == dead && c.State == "CLOSE" && c.Expires > 0 && c.Expires <= 10000 {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Fatalf("want one CLOSE entry for the refused connection: %+v", entries)
+	}
+	// After the back-off it is tried again (and fails again).
+	time.Sleep(400 * time.Millisecond)
+	if _, err := dialVS(t, svc.AddrPort(), netip.Addr{}); err == nil {
+		t.Fatal("after the back-off the dead server was not tried again")
+	}
+}
+
+func TestConnStates(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	hold := make(chan struct{})
+	rs := startTCP(t, lo4, "rs1", withHold(hold))
+	tb := newTable(t, e)
+	tb.exec(addSvc(svc), addDest(svc, rs.addr, 1))
+
+	entry := func() ipvs.Conn {
+		t.Helper()
+		list := connsOf(e, svc.AddrPort())
+		if len(list) != 1 {
+			t.Fatalf("want one entry, have %+v", list)
+		}
+		return list[0]
+	}
+	counts := func(active, inact uint32) {
+		t.Helper()
+		d, _ := destStatus(t, e, svc.ServiceKey, rs.addr)
+		if d.ActiveConns != active || d.InactConns != inact {
+			t.Fatalf("ActiveConns %d InActConn %d, want %d %d", d.ActiveConns, d.InactConns, active, inact)
+		}
+	}
+	c := mustDial(t, svc.AddrPort())
+	c.echo(t, "hello\n")
+	en := entry()
+	if en.State != "ESTABLISHED" || en.Expires <= 899000 || en.Expires > 900000 || en.Client.String() != c.LocalAddr().String() || en.Dest != rs.addr {
+		t.Fatalf("entry %+v, want ESTABLISHED from %s expiring in 15:00", en, c.LocalAddr())
+	}
+	counts(1, 0)
+
+	// The client half-closes; the server holds its side open.
+	c.Conn.(*net.TCPConn).CloseWrite()
+	eventually(t, 2*time.Second, "FIN_WAIT", func() bool { return entry().State == "FIN_WAIT" })
+	if en := entry(); en.Expires <= 118000 || en.Expires > 120000 {
+		t.Fatalf("FIN_WAIT entry %+v, want it to expire in about 2:00", en)
+	}
+	counts(0, 1)
+
+	close(hold)
+	if rest, err := io.ReadAll(c.br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the server closed: %q, %v", rest, err)
+	}
+	eventually(t, 2*time.Second, "TIME_WAIT", func() bool { return entry().State == "TIME_WAIT" })
+	if en := entry(); en.Expires <= 118000 || en.Expires > 120000 {
+		t.Fatalf("TIME_WAIT entry %+v, want it to expire in about 2:00", en)
+	}
+	counts(0, 1)
+
+	// ipvsadm --set 0 1 0: the entry expires within a second.
+	tb.exec(ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{TCPFin: 1}})
+	eventually(t, 3*time.Second, "the TIME_WAIT entry to expire", func() bool { return len(connsOf(e, svc.AddrPort())) == 0 })
+	counts(0, 0)
+}
+
+func TestServerCloseFirst(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	// A real server that says hello and closes at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "bye\n")
+			c.(*net.TCPConn).CloseWrite()
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	rs := ln.Addr().(*net.TCPAddr).AddrPort()
+	newTable(t, e).exec(addSvc(svc), addDest(svc, rs, 1))
+	c := mustDial(t, svc.AddrPort())
+	eventually(t, 2*time.Second, "CLOSE_WAIT", func() bool {
+		l := connsOf(e, svc.AddrPort())
+		return len(l) == 1 && l[0].State == "CLOSE_WAIT" && l[0].Expires > 58000 && l[0].Expires <= 60000
+	})
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		t.Fatalf("client read after the server closed: %v, want EOF", err)
+	}
+	c.Close()
+	eventually(t, 2*time.Second, "TIME_WAIT", func() bool {
+		l := connsOf(e, svc.AddrPort())
+		return len(l) == 1 && l[0].State == "TIME_WAIT"
+	})
+}
+
+func TestIdleTimeout(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	rs := startTCP(t, lo4, "rs1")
+	tb := newTable(t, e)
+	tb.exec(addSvc(svc), addDest(svc, rs.addr, 1), ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{TCP: 1}})
+	c := mustDial(t, svc.AddrPort())
+	c.echo(t, "x")
+	start := time.Now()
+	_, err := c.br.ReadByte()
+	if err == nil {
+		t.Fatal("an idle connection was not closed")
+	}
+	if d := time.Since(start); d < 800*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("idle connection closed after %v, want about 1 s", d)
+	}
+	eventually(t, time.Second, "the entry to go", func() bool { return len(connsOf(e, svc.AddrPort())) == 0 })
+	if d, _ := destStatus(t, e, svc.ServiceKey, rs.addr); d.ActiveConns+d.InactConns != 0 {
+		t.Fatalf("counters after expiry: %+v", d)
+	}
+}
+
+func TestStatsAndZero(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	rs := startTCP(t, lo4, "rs1")
+	newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))
+	msg := strings.Repeat("x", 3000) // 3 segments of at most 1460 bytes
+	for range 2 {
+		c := mustDial(t, svc.AddrPort())
+		c.echo(t, msg)
+		c.finish(t)
+	}
+	want := ipvs.Stats{Conns: 2, InBytes: 6000, OutBytes: 6000 + 2*uint64(len("rs1\n"))}
+	eventually(t, 2*time.Second, "byte counters", func() bool {
+		st := e.Status()[0]
+		return st.Stats.Conns == want.Conns && st.Stats.InBytes == want.InBytes && st.Stats.OutBytes == want.OutBytes &&
+			st.Dests[0].Stats.InBytes == want.InBytes
+	})
+	st := e.Status()[0]
+	if st.Stats.InPkts < 6 || st.Stats.InPkts > 8 || st.Stats.OutPkts < 6 {
+		t.Fatalf("packets %+v: want about one per 1460 bytes", st.Stats)
+	}
+	e.Zero(&svc.ServiceKey)
+	st = e.Status()[0]
+	if st.Stats != (ipvs.Stats{}) || st.Dests[0].Stats != (ipvs.Stats{}) || st.Rates != (ipvs.Rates{}) {
+		t.Fatalf("after Zero: %+v", st)
+	}
+	c := mustDial(t, svc.AddrPort())
+	c.finish(t)
+	eventually(t, 2*time.Second, "counting again", func() bool { return e.Status()[0].Stats.Conns == 1 })
+}
+
+func TestEstimator(t *testing.T) {
+	// The kernel's fixed-point EWMA: 100 connections and 1000 bytes per
+	// 2 s period converge to 50 cps and 500 bps.
+	tests := []struct {
+		name    string
+		periods int
+		wantCPS uint64
+		wantBPS uint64
+	}{
+		{name: "first period", periods: 1, wantCPS: 12, wantBPS: 125},
+		{name: "second period", periods: 2, wantCPS: 22, wantBPS: 219},
+		{name: "converged", periods: 60, wantCPS: 50, wantBPS: 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s stats
+			for range tt.periods {
+				s.raw.conns.Add(100)
+				s.raw.inBytes.Add(1000)
+				s.estimate()
+			}
+			st, r := s.snapshot()
+			if st.Conns != uint64(100*tt.periods) || r.CPS != tt.wantCPS || r.InBPS != tt.wantBPS {
+				t.Fatalf("stats %+v rates %+v, want cps %d bps %d", st, r, tt.wantCPS, tt.wantBPS)
+			}
+			s.zero()
+			if st, r := s.snapshot(); st != (ipvs.Stats{}) || r != (ipvs.Rates{}) {
+				t.Fatalf("after zero: %+v %+v", st, r)
+			}
+		})
+	}
+}
+
+func TestUDP(t *testing.T) {
+	for _, addr := range []netip.Addr{lo4, netip.IPv6Loopback()} {
+		t.Run(addr.String(), func(t *testing.T) {
+			if addr.Is6() {
+				needIPv6(t)
+			}
+			e := newEngine(t, Options{})
+			svc := vs(t, ipvs.UDP, addr, "rr")
+			rs1, rs2 := startUDP(t, addr, "rs1"), startUDP(t, addr, "rs2")
+			tb := newTable(t, e)
+			tb.exec(addSvc(svc), addDest(svc, rs1, 1), addDest(svc, rs2, 1))
+
+			ask := func(c *net.UDPConn, msg string) string {
+				t.Helper()
+				if _, err := c.Write([]byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 2048)
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Fatalf("no reply to %q: %v", msg, err)
+				}
+				return string(buf[:n])
+			}
+			var clients []*net.UDPConn
+			for range 2 {
+				c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(svc.AddrPort()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				clients = append(clients, c)
+			}
+			// Each client sticks to the server of its first datagram.
+			for i := range 3 {
+				if got := ask(clients[0], "a"+string(rune('0'+i))); got != "rs2:a"+string(rune('0'+i)) {
+					t.Fatalf("client 1 got %q", got)
+				}
+				if got := ask(clients[1], "b"); got != "rs1:b" {
+					t.Fatalf("client 2 got %q", got)
+				}
+			}
+			list := connsOf(e, svc.AddrPort())
+			if len(list) != 2 || list[0].State != "UDP" || list[0].Expires <= 299000 || list[0].Expires > 300000 {
+				t.Fatalf("entries %+v, want two UDP flows expiring in 5:00", list)
+			}
+			st := e.Status()[0]
+			if st.Stats.Conns != 2 || st.Stats.InPkts != 6 || st.Stats.OutPkts != 6 || st.Stats.InBytes != 9 || st.Stats.OutBytes != 33 {
+				t.Fatalf("stats %+v", st.Stats)
+			}
+			for _, d := range st.Dests {
+				if d.InactConns != 1 || d.ActiveConns != 0 {
+					t.Fatalf("server %s: active %d inactive %d, want 0 1", d.AddrPort(), d.ActiveConns, d.InactConns)
+				}
+			}
+			// ipvsadm --set 0 0 1: idle flows expire.
+			tb.exec(ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{UDP: 1}})
+			eventually(t, 4*time.Second, "the flows to expire", func() bool { return len(connsOf(e, svc.AddrPort())) == 0 })
+			for _, d := range e.Status()[0].Dests {
+				if d.InactConns != 0 {
+					t.Fatalf("server %s still counts %d", d.AddrPort(), d.InactConns)
+				}
+			}
+			// A new datagram makes a new flow.
+			if got := ask(clients[0], "again"); !strings.HasSuffix(got, ":again") {
+				t.Fatalf("after expiry got %q", got)
+			}
+		})
+	}
+}
+
+func TestApplyBadAddress(t *testing.T) {
+	e := newEngine(t, Options{})
+	good := vs(t, ipvs.TCP, lo4, "rr")
+	rs := startTCP(t, lo4, "rs1")
+	bad := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr("198.18.0.1"), Port: 80}, Scheduler: "rr"}
+	fwm := ipvs.Service{ServiceKey: ipvs.ServiceKey{Addr: lo4, FWMark: 7}, Scheduler: "rr"}
+	tb := ipvs.NewTable(e.CheckDest)
+	for _, c := range []ipvs.Command{addSvc(good), addDest(good, rs.addr, 1), addSvc(bad), addDest(bad, rs.addr, 1), addSvc(fwm)} {
+		if err := tb.Exec(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := e.Apply(tb.Snapshot())
+	if err == nil || !strings.Contains(err.Error(), "TCP 198.18.0.1:80") || !strings.Contains(err.Error(), "not an address of this host") {
+		t.Fatalf("Apply error %v, want one naming the service and the cause", err)
+	}
+	if strings.Contains(err.Error(), good.AddrPort().String()) || strings.Contains(err.Error(), "FWM") {
+		t.Fatalf("Apply error %v names a service that is fine", err)
+	}
+	if c := mustDial(t, good.AddrPort()); c.server != "rs1" {
+		t.Fatalf("good service reached %s", c.server)
+	}
+	var keys []string
+	for _, s := range e.Status() {
+		keys = append(keys, s.ServiceKey.String())
+	}
+	if strings.Join(keys, ",") != good.ServiceKey.String()+",FWM 7" {
+		t.Fatalf("status lists %v, want the good TCP service and the fwmark one", keys)
+	}
+}
+
+func TestApplyRemovesService(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	rs := startTCP(t, lo4, "rs1")
+	tb := newTable(t, e)
+	tb.exec(addSvc(svc), addDest(svc, rs.addr, 1))
+	c := mustDial(t, svc.AddrPort())
+	tb.exec(ipvs.Command{Op: ipvs.OpDelService, Service: &svc})
+	if _, err := net.DialTimeout("tcp", svc.AddrPort().String(), time.Second); err == nil {
+		t.Fatal("a removed service still accepts connections")
+	}
+	c.echo(t, "its established connection finishes\n")
+	c.finish(t)
+	if len(e.Status()) != 0 {
+		t.Fatalf("status after removal: %+v", e.Status())
+	}
+}
+
+func TestClose(t *testing.T) {
+	tests := []struct {
+		name    string
+		finish  bool // the client ends its connection during the grace period
+		wantErr error
+	}{
+		{name: "connections finish within the grace period", finish: true},
+		{name: "connections cut when the grace period ends", wantErr: context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, Options{})
+			svc := vs(t, ipvs.TCP, lo4, "rr")
+			rs := startTCP(t, lo4, "rs1")
+			newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))
+			c := mustDial(t, svc.AddrPort())
+			if tt.finish {
+				go func() {
+					time.Sleep(200 * time.Millisecond)
+					c.echo(t, "still served while closing\n")
+					c.Conn.(*net.TCPConn).CloseWrite()
+					io.ReadAll(c.br)
+				}()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err := e.Close(ctx)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Close = %v, want %v", err, tt.wantErr)
+			}
+			if took := time.Since(start); tt.finish && took > 550*time.Millisecond {
+				t.Fatalf("Close took %v though the connection ended", took)
+			}
+			if _, err := net.DialTimeout("tcp", svc.AddrPort().String(), time.Second); err == nil {
+				t.Fatal("the service still accepts connections after Close")
+			}
+			if !tt.finish {
+				c.SetDeadline(time.Now().Add(time.Second))
+				if _, err := c.br.ReadByte(); err == nil {
+					t.Fatal("the connection was not cut")
+				}
+			}
+			if err := e.Apply(&ipvs.Snapshot{}); err == nil {
+				t.Fatal("Apply after Close succeeded")
+			}
+		})
+	}
+}
