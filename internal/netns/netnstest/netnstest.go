@@ -44,6 +44,8 @@ func debPackage(tool string) string {
 	switch tool {
 	case "ip", "bridge":
 		return "iproute2"
+	case "sysctl":
+		return "procps"
 	}
 	return tool
 }
