@@ -1,0 +1,978 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdp_lb: the GVS XDP data plane for direct routing (DR, ipvsadm -g) and
+ * tunnelling (TUN, ipvsadm -i: IPIP / IPv6-in-IPv6 and GUE).
+ *
+ * Parsing: Ethernet with up to two VLAN tags (802.1Q / 802.1ad), IPv4 with
+ * options (ihl), IPv6 with TCP or UDP as the first next header, TCP and UDP.
+ * What this program does not handle it leaves to the kernel, untouched:
+ *   - any packet that is not TCP or UDP over IPv4/IPv6 (XDP_PASS);
+ *   - IPv6 packets whose first next header is not TCP or UDP (extension
+ *     headers are not chased) (XDP_PASS);
+ *   - IPv4 fragments (MF set or a fragment offset): the ports are not in
+ *     every fragment, so they go to the stack (XDP_PASS);
+ *   - truncated or malformed headers (XDP_PASS);
+ *   - packets for no virtual service (XDP_PASS);
+ *   - TCP packets of no known connection that are not a SYN without ACK:
+ *     they are never scheduled (XDP_PASS, the local stack answers them as
+ *     it would without GVS).
+ * A new connection for which no real server is available is dropped, as
+ * IPVS drops it ("no destination available").
+ *
+ * Go (internal/engine/xdp) owns everything slow: it fills the maps,
+ * expires connections, corrects the per-server counters and reads stats.
+ */
+#include "include/gvs_bpf.h"
+#include "xdp_lb.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES * 2);
+	__type(key, struct svc_key);
+	__type(value, struct svc_info);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct dest_info);
+} dests SEC(".maps");
+
+/* Live connection counters of each real server (lc family, overload). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct dest_load);
+} loads SEC(".maps");
+
+/* Scheduler tables: two generations per service, TAB_SIZE slots each. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES * 2 * TAB_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} tables SEC(".maps");
+
+/* rr/wrr cursors, one per service. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u64);
+} cursors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_CONNS);
+	__type(key, struct conn_key);
+	__type(value, struct conn_val);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_PERSIST);
+	__type(key, struct persist_key);
+	__type(value, struct persist_val);
+} persist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct stats);
+} svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct stats);
+} dest_stats SEC(".maps");
+
+/* Why packets were not forwarded, counted per CPU (enum drop_reason). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, REASON_MAX);
+	__type(key, enum drop_reason);
+	__type(value, __u64);
+} reasons SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} cfg SEC(".maps");
+
+/* Egress interfaces other than the ingress one, by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
+struct pkt {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport; /* network order */
+	__u16 dport; /* network order */
+	__u8 proto;
+	__u8 family;
+	__u8 tcp_flags; /* TCPF_* */
+	__u8 tos;
+	__u16 l3off;   /* offset of the IP header */
+	__u16 l3len;   /* IP packet length (header + payload) */
+	__u16 ihl;     /* IPv4 header length in bytes; 40 for IPv6 */
+};
+
+#define TCPF_FIN 0x01
+#define TCPF_SYN 0x02
+#define TCPF_RST 0x04
+#define TCPF_ACK 0x10
+
+static __always_inline void count(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&reasons, &reason);
+	if (n)
+		*n += 1;
+}
+
+/* parse fills p from the packet; it returns 0 when the packet is a TCP or
+ * UDP packet this program may handle, else the reason it is not. */
+static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__u16 proto;
+	void *l4;
+
+	if ((void *)(eth + 1) > end)
+		return REASON_MALFORMED;
+	proto = eth->h_proto;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlan_hdr *vh = data + off;
+		if ((void *)(vh + 1) > end)
+			return REASON_MALFORMED;
+		proto = vh->h_vlan_encapsulated_proto;
+		off += sizeof(*vh);
+	}
+	p->l3off = off;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + off;
+		if ((void *)(ip + 1) > end)
+			return REASON_MALFORMED;
+		if (ip->version != 4 || ip->ihl < 5)
+			return REASON_MALFORMED;
+		__u32 ihl = ip->ihl * 4;
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (tot < ihl || data + off + tot > end)
+			return REASON_MALFORMED;
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return REASON_FRAGMENT;
+		p->family = AF_INET;
+		p->saddr[0] = ip->saddr;
+		p->daddr[0] = ip->daddr;
+		p->saddr[1] = p->saddr[2] = p->saddr[3] = 0;
+		p->daddr[1] = p->daddr[2] = p->daddr[3] = 0;
+		p->proto = ip->protocol;
+		p->tos = ip->tos;
+		p->ihl = ihl;
+		p->l3len = tot;
+		l4 = data + off + ihl;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + off;
+		if ((void *)(ip6 + 1) > end)
+			return REASON_MALFORMED;
+		if (ip6->version != 6)
+			return REASON_MALFORMED;
+		__u32 tot = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+		if (data + off + tot > end)
+			return REASON_MALFORMED;
+		p->family = AF_INET6;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			p->saddr[i] = ip6->saddr[i];
+			p->daddr[i] = ip6->daddr[i];
+		}
+		p->proto = ip6->nexthdr;
+		p->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+		p->ihl = sizeof(*ip6);
+		p->l3len = tot;
+		l4 = (void *)(ip6 + 1);
+	} else {
+		return REASON_NOT_IP;
+	}
+
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > end)
+			return REASON_MALFORMED;
+		p->sport = th->source;
+		p->dport = th->dest;
+		p->tcp_flags = (th->fin ? TCPF_FIN : 0) | (th->syn ? TCPF_SYN : 0) |
+			       (th->rst ? TCPF_RST : 0) | (th->ack ? TCPF_ACK : 0);
+	} else if (p->proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+		if ((void *)(uh + 1) > end)
+			return REASON_MALFORMED;
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		p->tcp_flags = 0;
+	} else {
+		return REASON_NOT_L4;
+	}
+	return 0;
+}
+
+/* The kernel's hash_32 of v, to 8 bits. */
+static __always_inline __u32 hash32_8(__u32 v)
+{
+	return (v * GOLDEN_RATIO_32) >> 24;
+}
+
+/* addr_fold in host order: the IPv4 address, or the XOR of the words of an
+ * IPv6 address. */
+static __always_inline __u32 addr_fold(const __u32 *a, __u8 family)
+{
+	if (family == AF_INET)
+		return bpf_ntohl(a[0]);
+	return bpf_ntohl(a[0] ^ a[1] ^ a[2] ^ a[3]);
+}
+
+static __always_inline __u64 rotl(__u64 x, int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+#define SIPROUND                                                                       \
+	do {                                                                           \
+		v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);              \
+		v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;                                 \
+		v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;                                 \
+		v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);              \
+	} while (0)
+
+/* The kernel's 64-bit hsiphash_1u32 (SipHash-1-3 truncated to 32 bits)
+ * with the key {k, k}, which ip_vs_mh uses. */
+static __always_inline __u32 hsiphash_u32(__u64 k, __u32 v)
+{
+	__u64 v0 = 0x736f6d6570736575ULL ^ k;
+	__u64 v1 = 0x646f72616e646f6dULL ^ k;
+	__u64 v2 = 0x6c7967656e657261ULL ^ k;
+	__u64 v3 = 0x7465646279746573ULL ^ k;
+	__u64 m = (4ULL << 56) | v;
+
+	v3 ^= m;
+	SIPROUND;
+	v0 ^= m;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return (__u32)(v0 ^ v1 ^ v2 ^ v3);
+}
+
+static __always_inline __u32 *table_slot(__u32 svc, __u32 gen, __u32 i)
+{
+	__u32 key = ((svc * 2 + (gen & 1)) * TAB_SIZE) + (i % TAB_SIZE);
+	return bpf_map_lookup_elem(&tables, &key);
+}
+
+/* eligible is the schedulers' usual test: in service, weight above 0 and
+ * not overloaded. It returns the dest_info or NULL. */
+static __always_inline struct dest_info *eligible(__u32 idx)
+{
+	struct dest_info *d = bpf_map_lookup_elem(&dests, &idx);
+	if (!d || !(d->flags & DEST_F_AVAILABLE) || d->weight <= 0)
+		return 0;
+	struct dest_load *l = bpf_map_lookup_elem(&loads, &idx);
+	if (l && l->overloaded)
+		return 0;
+	return d;
+}
+
+struct walk {
+	__u32 svc;
+	__u32 gen;
+	__u32 len;
+	__u32 start;
+	__u32 found;
+	__u32 fold;
+	__u32 port;
+	__u32 kind;
+	/* least-loaded search */
+	__s64 loh;
+	__s64 lw;
+};
+
+/* seq_step: rr and wrr walk the precomputed sequence from the cursor,
+ * skipping overloaded servers. */
+static long seq_step(__u32 i, struct walk *w)
+{
+	__u32 *slot = table_slot(w->svc, w->gen, (w->start + i) % (w->len ? w->len : 1));
+	if (!slot)
+		return 1;
+	if (eligible(*slot)) {
+		w->found = *slot;
+		return 1;
+	}
+	return 0;
+}
+
+static long sh_step(__u32 off, struct walk *w)
+{
+	__u32 b = (off + w->start + w->start) & (SH_TAB - 1);
+	__u32 *slot = table_slot(w->svc, w->gen, b);
+	if (!slot || *slot == NO_DEST)
+		return 1;
+	if (eligible(*slot)) {
+		w->found = *slot;
+		return 1;
+	}
+	return 0;
+}
+
+static long mh_step(__u32 off, struct walk *w)
+{
+	__u32 roff = (off + w->start) % MH_TAB;
+	__u32 b = hsiphash_u32(MH_KEY1, roff + w->port + w->fold) % MH_TAB;
+	__u32 *slot = table_slot(w->svc, w->gen, b);
+	if (!slot || *slot == NO_DEST)
+		return 1;
+	if (eligible(*slot)) {
+		w->found = *slot;
+		return 1;
+	}
+	return 0;
+}
+
+/* lc_step visits one server of the list for lc, wlc, sed, nq, fo and ovf,
+ * keeping the kernel's comparisons (the first of equals wins). */
+static long lc_step(__u32 i, struct walk *w)
+{
+	if (i >= w->len)
+		return 1;
+	__u32 *slot = table_slot(w->svc, w->gen, i);
+	if (!slot)
+		return 1;
+	__u32 idx = *slot;
+	struct dest_info *d = bpf_map_lookup_elem(&dests, &idx);
+	struct dest_load *l = bpf_map_lookup_elem(&loads, &idx);
+	if (!d || !l)
+		return 0;
+	if (!(d->flags & DEST_F_AVAILABLE) || l->overloaded)
+		return 0;
+	__s64 dw = d->weight;
+	__s64 act = l->active, inact = l->inactive;
+	__s64 doh;
+
+	switch (w->kind) {
+	case SCHED_LC:
+		if (dw <= 0)
+			return 0;
+		doh = (act << 8) + inact;
+		if (w->found == NO_DEST || doh < w->loh) {
+			w->found = idx;
+			w->loh = doh;
+		}
+		return 0;
+	case SCHED_WLC:
+	case SCHED_SED:
+		doh = w->kind == SCHED_WLC ? (act << 8) + inact : act + 1;
+		if (w->found == NO_DEST) {
+			if (dw > 0) {
+				w->found = idx;
+				w->loh = doh;
+				w->lw = dw;
+			}
+			return 0;
+		}
+		if (w->loh * dw > doh * w->lw) {
+			w->found = idx;
+			w->loh = doh;
+			w->lw = dw;
+		}
+		return 0;
+	case SCHED_NQ:
+		if (dw <= 0)
+			return 0;
+		if (act == 0) {
+			w->found = idx;
+			return 1;
+		}
+		doh = act + 1;
+		if (w->found == NO_DEST || w->loh * dw > doh * w->lw) {
+			w->found = idx;
+			w->loh = doh;
+			w->lw = dw;
+		}
+		return 0;
+	case SCHED_FO:
+		if (dw > 0 && dw > w->lw) {
+			w->found = idx;
+			w->lw = dw;
+		}
+		return 0;
+	case SCHED_OVF:
+		if (dw <= 0 || act > dw)
+			return 0;
+		if (w->found == NO_DEST || dw > w->lw) {
+			w->found = idx;
+			w->lw = dw;
+		}
+		return 0;
+	}
+	return 1;
+}
+
+/* schedule picks a real server for a new connection, or NO_DEST. */
+static __always_inline __u32 schedule(struct svc_info *s, struct pkt *p)
+{
+	struct walk w = {
+		.svc = s->index,
+		.gen = s->gen,
+		.len = s->tab_len,
+		.found = NO_DEST,
+		.kind = s->sched,
+	};
+	__u32 *slot;
+
+	if (w.len == 0 || w.len > TAB_SIZE)
+		return NO_DEST;
+	switch ((__u32)s->sched) {
+	case SCHED_SEQ: {
+		__u32 key = s->index;
+		__u64 *cur = bpf_map_lookup_elem(&cursors, &key);
+		if (!cur)
+			return NO_DEST;
+		/* One atomic step per new connection; a skipped (overloaded)
+		 * server does not move the shared cursor further. */
+		w.start = __sync_fetch_and_add(cur, 1) % w.len;
+		bpf_loop(w.len, seq_step, &w, 0);
+		return w.found;
+	}
+	case SCHED_SH:
+		w.fold = addr_fold(p->saddr, p->family);
+		if (s->flags & SVC_F_HASH_PORT)
+			w.port = bpf_ntohs(p->sport);
+		w.start = hash32_8(w.port + w.fold);
+		slot = table_slot(w.svc, w.gen, w.start);
+		if (!slot || *slot == NO_DEST)
+			return NO_DEST;
+		if (eligible(*slot))
+			return *slot;
+		if (!(s->flags & SVC_F_FALLBACK))
+			return NO_DEST;
+		bpf_loop(SH_TAB, sh_step, &w, 0);
+		return w.found;
+	case SCHED_DH:
+		slot = table_slot(w.svc, w.gen, hash32_8(addr_fold(p->daddr, p->family)));
+		if (!slot || *slot == NO_DEST || !eligible(*slot))
+			return NO_DEST;
+		return *slot;
+	case SCHED_MH:
+		w.fold = addr_fold(p->saddr, p->family);
+		if (s->flags & SVC_F_HASH_PORT)
+			w.port = bpf_ntohs(p->sport);
+		w.start = hsiphash_u32(MH_KEY1, w.port + w.fold) % MH_TAB;
+		slot = table_slot(w.svc, w.gen, w.start);
+		if (!slot || *slot == NO_DEST)
+			return NO_DEST;
+		if (eligible(*slot))
+			return *slot;
+		if (!(s->flags & SVC_F_FALLBACK))
+			return NO_DEST;
+		bpf_loop(MH_TAB, mh_step, &w, 0);
+		return w.found;
+	case SCHED_LC:
+	case SCHED_WLC:
+	case SCHED_SED:
+	case SCHED_NQ:
+	case SCHED_FO:
+	case SCHED_OVF:
+		bpf_loop(MAX_SVC_DESTS, lc_step, &w, 0);
+		return w.found;
+	}
+	return NO_DEST;
+}
+
+/* bind counts a new connection against its server (ip_vs_bind_dest): new
+ * connections are inactive until they are established. */
+static __always_inline void bind_dest(__u32 idx, struct dest_info *d)
+{
+	struct dest_load *l = bpf_map_lookup_elem(&loads, &idx);
+	if (!l)
+		return;
+	__s64 inact = __sync_fetch_and_add(&l->inactive, 1) + 1;
+	if (d->uthreshold && (__u64)(inact + l->active) >= d->uthreshold)
+		l->overloaded = 1;
+}
+
+/* tcp_next is the kernel's "input only" TCP state table (the director
+ * sees only the client's half of a DR or TUN connection). */
+static __always_inline __u32 tcp_next(__u32 state, __u8 flags)
+{
+	if (flags & TCPF_RST)
+		return state == ST_SYN_RECV ? ST_SYN_RECV : ST_CLOSE;
+	if (flags & TCPF_SYN)
+		return state == ST_ESTABLISHED ? ST_ESTABLISHED : ST_SYN_RECV;
+	if (flags & TCPF_FIN) {
+		switch (state) {
+		case ST_ESTABLISHED:
+		case ST_FIN_WAIT:
+			return ST_FIN_WAIT;
+		case ST_SYN_RECV:
+		case ST_TIME_WAIT:
+			return ST_TIME_WAIT;
+		}
+		return ST_CLOSE;
+	}
+	if (flags & TCPF_ACK) {
+		if (state == ST_SYN_RECV)
+			return ST_ESTABLISHED;
+		return state;
+	}
+	return ST_CLOSE;
+}
+
+static __always_inline void account(__u32 svc, __u32 dest, __u32 bytes, int new_conn)
+{
+	struct stats *s = bpf_map_lookup_elem(&svc_stats, &svc);
+	if (s) {
+		s->conns += new_conn;
+		s->pkts += 1;
+		s->bytes += bytes;
+	}
+	s = bpf_map_lookup_elem(&dest_stats, &dest);
+	if (s) {
+		s->conns += new_conn;
+		s->pkts += 1;
+		s->bytes += bytes;
+	}
+}
+
+static __always_inline int egress(struct xdp_md *ctx, __u32 ifindex)
+{
+	if (ifindex == 0 || ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect_map(&tx_ports, ifindex, 0);
+}
+
+static __always_inline int forward_dr(struct xdp_md *ctx, struct dest_info *d)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if (!(d->flags & DEST_F_HAVE_MAC)) {
+		count(REASON_NO_NEIGH);
+		return XDP_PASS;
+	}
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, d->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, d->smac, ETH_ALEN);
+	return egress(ctx, d->ifindex);
+}
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+static __always_inline __u16 ipv4_csum(struct iphdr *ip)
+{
+	__u16 *w = (__u16 *)ip;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	return csum_fold(sum);
+}
+
+/* flow_hash mixes the inner 5-tuple for the outer source address or the
+ * GUE source port, so that receivers spread flows over their queues. */
+static __always_inline __u32 flow_hash(struct pkt *p)
+{
+	__u32 h = p->saddr[0] ^ p->saddr[1] ^ p->saddr[2] ^ p->saddr[3];
+	h ^= p->daddr[0] ^ p->daddr[1] ^ p->daddr[2] ^ p->daddr[3];
+	h ^= ((__u32)p->sport << 16) | p->dport;
+	h ^= p->proto;
+	h *= GOLDEN_RATIO_32;
+	h ^= h >> 15;
+	h *= 0x2c1b3c6d;
+	h ^= h >> 12;
+	return h;
+}
+
+/* icmp_too_big turns an IPv4 packet that would exceed the tunnel's MTU
+ * into an ICMP "fragmentation needed" back to its sender, with the inner
+ * MTU, and sends it out where it came from. Only for untagged frames. */
+static __always_inline int icmp_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+	__u32 ihl = p->ihl;
+
+	if (p->l3off != ETH_HLEN || ihl > 60 || ihl < 20)
+		return XDP_DROP;
+	if ((void *)(eth + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
+
+	/* [eth][ip][icmp] in front of the original IP header. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmphdr))))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u32 keep = ETH_HLEN + sizeof(struct iphdr) + sizeof(struct icmphdr) + ihl + 8;
+	__u32 have = end - data;
+	if (have < keep)
+		return XDP_DROP;
+	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct icmphdr *ic = (void *)(ip + 1);
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, dmac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0xc0;
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ic) + ihl + 8);
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->check = 0;
+	ip->saddr = p->daddr[0];
+	ip->daddr = p->saddr[0];
+	ip->check = ipv4_csum(ip);
+	ic->type = 3;  /* destination unreachable */
+	ic->code = 4;  /* fragmentation needed and DF set */
+	ic->checksum = 0;
+	ic->unused = 0;
+	ic->mtu = bpf_htons(mtu);
+
+	__u32 sum = 0;
+	__u16 *w = (__u16 *)ic;
+#pragma unroll
+	for (int i = 0; i < (8 + 60 + 8) / 2; i++) {
+		if ((void *)(w + i + 1) > end)
+			break;
+		sum += w[i];
+	}
+	/* Hide ic from the compiler so that the verifier sees a fresh
+	 * bounds check rather than a pointer derived in the loop. */
+	asm volatile("" : "+r"(ic));
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	ic->checksum = csum_fold(sum);
+	count(REASON_TOO_BIG);
+	return XDP_TX;
+}
+
+/* forward_tun prepends the outer IPv4/IPv6 header (and UDP + GUE for GUE)
+ * and sends the packet to the next hop bpf_fib_lookup finds. The outer
+ * family is the real server's; the inner one may differ. */
+static __always_inline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest_info *d)
+{
+	__u32 zero = 0;
+	struct config *conf = bpf_map_lookup_elem(&cfg, &zero);
+	struct bpf_fib_lookup fib = {};
+	int gue = d->tun_type == TUN_GUE;
+	__u32 outer_ip = d->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	__u32 encap = outer_ip + (gue ? sizeof(struct udphdr) + 4 : 0);
+	__u8 inner_proto = p->family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	__u32 h = flow_hash(p);
+	__u32 src[4] = {};
+	__u32 total = p->l3len + encap;
+
+	if (!conf)
+		return XDP_PASS;
+	if (total > 0xffff) {
+		count(REASON_TOO_BIG);
+		return XDP_DROP;
+	}
+	if (d->family == AF_INET) {
+		if (!conf->src4)
+			return XDP_PASS;
+		src[0] = conf->src4 | (bpf_htonl(h) & conf->src4_hostmask);
+		fib.family = AF_INET;
+		fib.ipv4_src = src[0];
+		fib.ipv4_dst = d->addr[0];
+		fib.tot_len = total;
+	} else {
+		if (!(conf->src6[0] | conf->src6[1] | conf->src6[2] | conf->src6[3]))
+			return XDP_PASS;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			src[i] = conf->src6[i];
+			fib.ipv6_dst[i] = d->addr[i];
+		}
+		src[3] |= bpf_htonl(h) & conf->src6_hostmask;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			fib.ipv6_src[i] = src[i];
+		fib.family = AF_INET6;
+		fib.tot_len = total;
+	}
+	fib.l4_protocol = gue ? IPPROTO_UDP : inner_proto;
+	/* An output lookup restricted to the interface Go found the route
+	 * on (the ingress one when unknown): it needs no ip_forward. */
+	fib.ifindex = d->ifindex ? d->ifindex : ctx->ingress_ifindex;
+
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED) {
+		/* The FIB answers only where forwarding is on; else use the next
+		 * hop Go resolved through netlink (and keeps fresh). */
+		if (!(d->flags & DEST_F_HAVE_MAC)) {
+			count(REASON_NO_NEIGH);
+			return XDP_PASS;
+		}
+		__builtin_memcpy(fib.dmac, d->dmac, ETH_ALEN);
+		__builtin_memcpy(fib.smac, d->smac, ETH_ALEN);
+		fib.ifindex = d->ifindex;
+		if (d->mtu && total > d->mtu) {
+			rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
+			fib.mtu_result = d->mtu;
+		} else {
+			rc = BPF_FIB_LKUP_RET_SUCCESS;
+		}
+	}
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		__u32 mtu = fib.mtu_result;
+		if (p->family == AF_INET && d->family == AF_INET && mtu > encap)
+			return icmp_too_big(ctx, p, mtu - encap);
+		/* ICMPv6 "packet too big" is not generated yet: dropped. */
+		count(REASON_TOO_BIG);
+		return XDP_DROP;
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		count(REASON_NO_NEIGH);
+		return XDP_PASS;
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		count(REASON_NO_ROUTE);
+		return XDP_PASS;
+	}
+
+	/* Grow the head so that [eth][outer][inner IP...] fits; VLAN tags of
+	 * the incoming frame are not kept: the egress is the FIB's. */
+	int delta = (int)encap - (int)(p->l3off - ETH_HLEN);
+	if (bpf_xdp_adjust_head(ctx, -delta))
+		return XDP_DROP;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	struct udphdr *uh;
+	if (d->family == AF_INET) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end)
+			return XDP_DROP;
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = p->tos;
+		ip->tot_len = bpf_htons(total);
+		ip->id = 0;
+		ip->frag_off = bpf_htons(IP_DF);
+		ip->ttl = 64;
+		ip->protocol = gue ? IPPROTO_UDP : inner_proto;
+		ip->check = 0;
+		ip->saddr = src[0];
+		ip->daddr = d->addr[0];
+		ip->check = ipv4_csum(ip);
+		uh = (void *)(ip + 1);
+	} else {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end)
+			return XDP_DROP;
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		ip6->version = 6;
+		ip6->priority = p->tos >> 4;
+		ip6->flow_lbl[0] = (p->tos << 4) | ((h >> 16) & 0x0f);
+		ip6->flow_lbl[1] = h >> 8;
+		ip6->flow_lbl[2] = h;
+		ip6->payload_len = bpf_htons(total - sizeof(*ip6));
+		ip6->nexthdr = gue ? IPPROTO_UDP : inner_proto;
+		ip6->hop_limit = 64;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			ip6->saddr[i] = src[i];
+			ip6->daddr[i] = d->addr[i];
+		}
+		uh = (void *)(ip6 + 1);
+	}
+	if (gue) {
+		__u8 *gh = (void *)(uh + 1);
+		if ((void *)(gh + 4) > end)
+			return XDP_DROP;
+		uh->source = bpf_htons(GUE_SPORT_MIN | (h & GUE_SPORT_MASK));
+		uh->dest = d->tun_port;
+		uh->len = bpf_htons(total - outer_ip);
+		/* A zero checksum: allowed for IPv4; for IPv6 the receiver
+		 * must accept zero UDP checksums on its GUE port (RFC 6935). */
+		uh->check = 0;
+		/* GUE variant 0, no extension fields, protocol of the inner IP. */
+		gh[0] = 0;
+		gh[1] = inner_proto;
+		gh[2] = 0;
+		gh[3] = 0;
+	}
+	return egress(ctx, fib.ifindex);
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	struct pkt p = {};
+	struct conn_key ck = {};
+	struct conn_val *cv;
+	struct dest_info *d;
+	__u64 now;
+	__u32 didx, sidx;
+	int rc;
+
+	rc = parse(ctx, &p);
+	if (rc) {
+		count(rc);
+		return XDP_PASS;
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		ck.saddr[i] = p.saddr[i];
+		ck.daddr[i] = p.daddr[i];
+	}
+	ck.sport = p.sport;
+	ck.dport = p.dport;
+	ck.proto = p.proto;
+	ck.family = p.family;
+	now = bpf_ktime_get_ns();
+
+	cv = bpf_map_lookup_elem(&conns, &ck);
+	if (cv) {
+		didx = cv->dest;
+		sidx = cv->svc;
+		d = bpf_map_lookup_elem(&dests, &didx);
+		if (!d || !(d->flags & DEST_F_IN_USE)) {
+			count(REASON_STALE);
+			return XDP_PASS;
+		}
+		cv->last_seen = now;
+		if (p.proto == IPPROTO_TCP) {
+			__u32 old = cv->state, next = tcp_next(old, p.tcp_flags);
+			if (next != old) {
+				struct dest_load *l = bpf_map_lookup_elem(&loads, &didx);
+				if (l && old == ST_ESTABLISHED) {
+					__sync_fetch_and_add(&l->active, -1);
+					__sync_fetch_and_add(&l->inactive, 1);
+				} else if (l && next == ST_ESTABLISHED) {
+					__sync_fetch_and_add(&l->inactive, -1);
+					__sync_fetch_and_add(&l->active, 1);
+				}
+				cv->state = next;
+			}
+		}
+		account(sidx, didx, p.l3len, 0);
+	} else {
+		struct svc_key sk = {};
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			sk.addr[i] = p.daddr[i];
+		sk.port = p.dport;
+		sk.proto = p.proto;
+		sk.family = p.family;
+		struct svc_info *s = bpf_map_lookup_elem(&services, &sk);
+		if (!s) {
+			/* A persistent service on port 0 takes every port. */
+			sk.port = 0;
+			s = bpf_map_lookup_elem(&services, &sk);
+			if (!s || !(s->flags & SVC_F_PERSISTENT)) {
+				count(REASON_NO_SERVICE);
+				return XDP_PASS;
+			}
+		}
+		if (p.proto == IPPROTO_TCP &&
+		    (p.tcp_flags & (TCPF_SYN | TCPF_ACK | TCPF_RST)) != TCPF_SYN) {
+			count(REASON_NOT_SYN);
+			return XDP_PASS;
+		}
+		sidx = s->index;
+		didx = NO_DEST;
+
+		struct persist_key pk = {};
+		struct persist_val *pv = 0;
+		if (s->flags & SVC_F_PERSISTENT) {
+#pragma unroll
+			for (int i = 0; i < 4; i++)
+				pk.addr[i] = p.saddr[i] & s->pmask[i];
+			pk.svc = sidx;
+			pk.family = p.family;
+			pv = bpf_map_lookup_elem(&persist, &pk);
+			if (pv && now - pv->last_seen <= (__u64)s->ptimeout * 1000000000ULL) {
+				__u32 t = pv->dest;
+				struct dest_info *td = bpf_map_lookup_elem(&dests, &t);
+				if (td && (td->flags & DEST_F_AVAILABLE))
+					didx = t;
+			}
+		}
+		if (didx == NO_DEST)
+			didx = schedule(s, &p);
+		if (didx == NO_DEST) {
+			count(REASON_NO_DEST);
+			return XDP_DROP;
+		}
+		d = bpf_map_lookup_elem(&dests, &didx);
+		if (!d)
+			return XDP_DROP;
+		if (s->flags & SVC_F_PERSISTENT) {
+			if (pv && pv->dest == didx) {
+				pv->last_seen = now;
+			} else {
+				struct persist_val nv = {.last_seen = now, .dest = didx};
+				bpf_map_update_elem(&persist, &pk, &nv, BPF_ANY);
+			}
+		}
+		struct conn_val nc = {
+			.last_seen = now,
+			.created = now,
+			.dest = didx,
+			.svc = sidx,
+			.state = p.proto == IPPROTO_TCP ? ST_SYN_RECV : ST_UDP,
+		};
+		if (bpf_map_update_elem(&conns, &ck, &nc, BPF_NOEXIST) == 0)
+			bind_dest(didx, d);
+		account(sidx, didx, p.l3len, 1);
+	}
+
+	if (d->method == METHOD_TUNNEL)
+		return forward_tun(ctx, &p, d);
+	return forward_dr(ctx, d);
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Types and constants shared by xdp_lb.c and its Go loader
+ * (internal/engine/xdp, whose structs bpf2go generates from these).
+ */
+#ifndef GVS_XDP_LB_H
+#define GVS_XDP_LB_H
+
+#define MAX_SERVICES 256
+#define MAX_DESTS 4096
+#define MAX_SVC_DESTS 256   /* real servers one lc-family service may have */
+#define TAB_SIZE 4096       /* slots per scheduler table (Maglev needs 4093) */
+#define SH_TAB 256
+#define MH_TAB 4093
+#define MAX_CONNS 262144
+#define MAX_PERSIST 65536
+#define NO_DEST 0xffffffff
+
+#define GOLDEN_RATIO_32 0x61C88647
+#define MH_KEY1 2654435761ULL
+
+#define GUE_SPORT_MIN 0xC000
+#define GUE_SPORT_MASK 0x3FFF
+
+enum sched_kind {
+	SCHED_NONE = 0,
+	SCHED_SEQ = 1,  /* rr, wrr: a precomputed sequence */
+	SCHED_SH = 2,
+	SCHED_DH = 3,
+	SCHED_MH = 4,
+	SCHED_LC = 5,
+	SCHED_WLC = 6,
+	SCHED_SED = 7,
+	SCHED_NQ = 8,
+	SCHED_FO = 9,
+	SCHED_OVF = 10,
+};
+
+/* svc_info.flags */
+#define SVC_F_PERSISTENT 0x1
+#define SVC_F_FALLBACK 0x2  /* sh-fallback, mh-fallback */
+#define SVC_F_HASH_PORT 0x4 /* sh-port, mh-port */
+
+/* dest_info.flags */
+#define DEST_F_IN_USE 0x1    /* the slot holds a real server */
+#define DEST_F_AVAILABLE 0x2 /* in its service: may take new connections */
+#define DEST_F_HAVE_MAC 0x4  /* dmac/smac/ifindex are resolved */
+
+#define METHOD_ROUTE 0
+#define METHOD_TUNNEL 1
+
+#define TUN_IPIP 0
+#define TUN_GUE 1
+
+/* Connection states: the kernel's IP_VS_TCP_S_* numbers, and UDP. */
+enum conn_state {
+	ST_NONE = 0,
+	ST_ESTABLISHED = 1,
+	ST_SYN_SENT = 2,
+	ST_SYN_RECV = 3,
+	ST_FIN_WAIT = 4,
+	ST_TIME_WAIT = 5,
+	ST_CLOSE = 6,
+	ST_UDP = 16,
+};
+
+enum drop_reason {
+	REASON_NONE = 0,
+	REASON_MALFORMED = 1,
+	REASON_FRAGMENT = 2,
+	REASON_NOT_IP = 3,
+	REASON_NOT_L4 = 4,
+	REASON_NO_SERVICE = 5,
+	REASON_NOT_SYN = 6,
+	REASON_NO_DEST = 7,
+	REASON_NO_NEIGH = 8,
+	REASON_NO_ROUTE = 9,
+	REASON_TOO_BIG = 10,
+	REASON_STALE = 11,
+	REASON_MAX = 12,
+};
+
+struct svc_key {
+	__u32 addr[4]; /* network order; IPv4 in addr[0] */
+	__u16 port;    /* network order */
+	__u8 proto;
+	__u8 family;
+};
+
+struct svc_info {
+	__u32 index;
+	enum sched_kind sched;
+	__u32 flags;    /* SVC_F_* */
+	__u32 gen;      /* which half of the service's tables is live */
+	__u32 tab_len;
+	__u32 ptimeout; /* persistence timeout, seconds */
+	__u32 pmask[4]; /* persistence netmask, network order */
+};
+
+struct dest_info {
+	__u32 addr[4];
+	__u32 ifindex; /* DR: egress interface */
+	__s32 weight;
+	__u32 uthreshold;
+	__u32 svc;
+	__u16 port;     /* network order */
+	__u16 tun_port; /* network order */
+	__u8 family;
+	__u8 method;
+	__u8 tun_type;
+	__u8 flags;
+	__u8 smac[6];   /* DR: ours; TUN: ours towards the next hop */
+	__u8 dmac[6];   /* DR: the real server's; TUN: the next hop's */
+	__u32 mtu;      /* TUN: the egress MTU, when the FIB is not asked */
+};
+
+struct dest_load {
+	__s64 active;
+	__s64 inactive;
+	__u32 overloaded;
+	__u32 pad;
+};
+
+struct conn_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct conn_val {
+	__u64 last_seen; /* bpf_ktime_get_ns */
+	__u64 created;
+	__u32 dest;
+	__u32 svc;
+	enum conn_state state;
+	__u32 pad;
+};
+
+struct persist_key {
+	__u32 addr[4];
+	__u32 svc;
+	__u32 family;
+};
+
+struct persist_val {
+	__u64 last_seen;
+	__u32 dest;
+	__u32 pad;
+};
+
+struct stats {
+	__u64 conns;
+	__u64 pkts;
+	__u64 bytes;
+};
+
+struct config {
+	__u32 src4;          /* tunnel source prefix, network order */
+	__u32 src4_hostmask; /* bits of src4 taken from the flow hash */
+	__u32 src6[4];
+	__u32 src6_hostmask; /* applies to the last word */
+};
+
+#endif

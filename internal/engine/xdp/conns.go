@@ -1,0 +1,259 @@
+package xdp
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// The kernel's fixed TCP state timeouts (ip_vs_proto_tcp.c) for the
+// states ipvsadm --set does not change.
+const (
+	timeoutSynRecv  = 60 * time.Second
+	timeoutTimeWait = 120 * time.Second
+	timeoutClose    = 10 * time.Second
+)
+
+// monotonic is bpf_ktime_get_ns's clock.
+func monotonic() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// timeout is how long a connection in state st lives without packets.
+func (e *Engine) timeout(st lbConnState) time.Duration {
+	to := e.timeouts
+	switch st {
+	case lbConnStateST_ESTABLISHED:
+		return time.Duration(to.TCP) * time.Second
+	case lbConnStateST_SYN_RECV, lbConnStateST_SYN_SENT:
+		return timeoutSynRecv
+	case lbConnStateST_FIN_WAIT:
+		return time.Duration(to.TCPFin) * time.Second
+	case lbConnStateST_TIME_WAIT:
+		return timeoutTimeWait
+	case lbConnStateST_UDP:
+		return time.Duration(to.UDP) * time.Second
+	}
+	return timeoutClose
+}
+
+type ctlKey struct {
+	svc  uint32
+	addr [4]uint32
+}
+
+// expire deletes connections and persistence templates idle longer than
+// their timeout, then sets each real server's counters from what is left
+// (correcting what the program counted, including entries the LRU map
+// evicted by itself) and frees the indexes of removed servers and
+// services nobody refers to any more.
+func (e *Engine) expire() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := monotonic()
+	counts := map[uint32]destCounts{}
+	svcRefs := map[uint32]bool{}
+	controlled := map[ctlKey]bool{}
+	masks := map[uint32][4]uint32{}
+	for _, s := range e.svcs {
+		if s.cfg.Persistent() {
+			_, fam := addrWords(s.cfg.Addr)
+			masks[s.index] = maskWords(s.cfg.Netmask, fam)
+		}
+	}
+
+	var k lbConnKey
+	var v lbConnVal
+	var dead []lbConnKey
+	it := e.objs.Conns.Iterate()
+	for it.Next(&k, &v) {
+		age := time.Duration(int64(now - v.LastSeen))
+		if v.LastSeen > now {
+			age = 0
+		}
+		if age > e.timeout(v.State) {
+			dead = append(dead, k)
+			continue
+		}
+		c := counts[v.Dest]
+		if v.State == lbConnStateST_ESTABLISHED {
+			c.active++
+		} else {
+			c.inactive++
+		}
+		counts[v.Dest] = c
+		svcRefs[v.Svc] = true
+		if m, ok := masks[v.Svc]; ok {
+			ck := ctlKey{svc: v.Svc}
+			for i := range ck.addr {
+				ck.addr[i] = k.Saddr[i] & m[i]
+			}
+			controlled[ck] = true
+		}
+	}
+	for i := range dead {
+		e.objs.Conns.Delete(&dead[i])
+	}
+
+	var pk lbPersistKey
+	var pv lbPersistVal
+	var deadT []lbPersistKey
+	pt := e.objs.Persist.Iterate()
+	for pt.Next(&pk, &pv) {
+		to := time.Duration(e.persistTimeout(pk.Svc)) * time.Second
+		age := time.Duration(int64(now - pv.LastSeen))
+		if pv.LastSeen > now {
+			age = 0
+		}
+		// A template lives on while it controls connections, as the
+		// kernel restarts its timer.
+		if age > to && !controlled[ctlKey{svc: pk.Svc, addr: pk.Addr}] {
+			deadT = append(deadT, pk)
+			continue
+		}
+		c := counts[pv.Dest]
+		c.persist++
+		counts[pv.Dest] = c
+		svcRefs[pk.Svc] = true
+	}
+	for i := range deadT {
+		e.objs.Persist.Delete(&deadT[i])
+	}
+
+	for idx, d := range e.dests {
+		c := counts[idx]
+		e.setLoad(d, c)
+		if !d.inService && c.active+c.inactive+c.persist == 0 {
+			e.freeDest(d)
+		}
+	}
+	e.counts = counts
+	kept := e.retired[:0]
+	for _, s := range e.retired {
+		if svcRefs[s.index] || len(s.all) > 0 {
+			kept = append(kept, s)
+			continue
+		}
+		e.svcUsed[s.index] = false
+		delete(e.est, estKey{svc: true, index: s.index})
+	}
+	e.retired = kept
+}
+
+// setLoad writes the counted connections and clears the overload mark
+// the way ip_vs_unbind_dest does.
+func (e *Engine) setLoad(d *destState, c destCounts) {
+	var l lbDestLoad
+	if err := e.objs.Loads.Lookup(d.index, &l); err != nil {
+		return
+	}
+	l.Active, l.Inactive = int64(c.active), int64(c.inactive)
+	total := uint32(c.active + c.inactive)
+	upper, lower := d.cfg.UThreshold, d.cfg.LThreshold
+	if l.Overloaded != 0 {
+		switch {
+		case lower != 0:
+			if total < lower {
+				l.Overloaded = 0
+			}
+		case upper != 0:
+			if total*4 < upper*3 {
+				l.Overloaded = 0
+			}
+		default:
+			l.Overloaded = 0
+		}
+	}
+	e.objs.Loads.Update(d.index, l, ebpf.UpdateAny)
+}
+
+func (e *Engine) freeDest(d *destState) {
+	e.objs.Dests.Update(d.index, lbDestInfo{}, ebpf.UpdateAny)
+	delete(e.dests, d.index)
+	delete(d.svc.all, d.cfg.AddrPort())
+	delete(e.est, estKey{index: d.index})
+	e.destUsed[d.index] = false
+}
+
+func (e *Engine) persistTimeout(svc uint32) uint32 {
+	if s := e.svcByIndex(svc); s != nil {
+		return s.cfg.Timeout
+	}
+	return 0
+}
+
+func (e *Engine) svcByIndex(idx uint32) *svcState {
+	for _, s := range e.svcs {
+		if s.index == idx {
+			return s
+		}
+	}
+	for _, s := range e.retired {
+		if s.index == idx {
+			return s
+		}
+	}
+	return nil
+}
+
+// Conns lists connections and persistence templates as ipvsadm -Lnc.
+func (e *Engine) Conns() []ipvs.Conn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := monotonic()
+	var out []ipvs.Conn
+	var k lbConnKey
+	var v lbConnVal
+	it := e.objs.Conns.Iterate()
+	for it.Next(&k, &v) {
+		d := e.dests[v.Dest]
+		if d == nil {
+			continue
+		}
+		out = append(out, ipvs.Conn{
+			Proto:   ipvs.Protocol(k.Proto),
+			Client:  netip.AddrPortFrom(wordsAddr(k.Saddr, k.Family), be16(k.Sport)),
+			Virtual: netip.AddrPortFrom(wordsAddr(k.Daddr, k.Family), be16(k.Dport)),
+			Dest:    d.cfg.AddrPort(),
+			State:   stateName(v.State),
+			Expires: expiresMS(e.timeout(v.State), now, v.LastSeen),
+		})
+	}
+	var pk lbPersistKey
+	var pv lbPersistVal
+	pt := e.objs.Persist.Iterate()
+	for pt.Next(&pk, &pv) {
+		d := e.dests[pv.Dest]
+		s := e.svcByIndex(pk.Svc)
+		if d == nil || s == nil {
+			continue
+		}
+		out = append(out, ipvs.Conn{
+			Proto:   s.cfg.Proto,
+			Client:  netip.AddrPortFrom(wordsAddr(pk.Addr, uint8(pk.Family)), 0),
+			Virtual: s.cfg.AddrPort(),
+			Dest:    d.cfg.AddrPort(),
+			State:   "NONE",
+			Expires: expiresMS(time.Duration(s.cfg.Timeout)*time.Second, now, pv.LastSeen),
+		})
+	}
+	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
+		e.log.Warn("listing connections", "err", err)
+	}
+	return out
+}
+
+func expiresMS(to time.Duration, now, last uint64) int64 {
+	left := to - time.Duration(int64(now-last))
+	if last > now {
+		left = to
+	}
+	return max(left.Milliseconds(), 0)
+}

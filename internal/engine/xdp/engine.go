@@ -1,0 +1,361 @@
+// Package xdp is the XDP data plane: the BPF program of bpf/xdp_lb.c,
+// loaded with cilium/ebpf, forwards packets for direct routing (-g) and
+// tunnelling (-i, IPIP or GUE) at the driver, and this package keeps its
+// maps in step with the IPVS table: services, real servers, scheduler
+// tables, connection expiry with IPVS's timeouts, counters and rates.
+package xdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/gvs-lb/gvs/internal/engine"
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// Capacity, as in bpf/xdp_lb.h.
+const (
+	maxServices = 256
+	maxDests    = 4096
+)
+
+// Options configure the engine.
+type Options struct {
+	// Interfaces are the names of the interfaces the program is attached
+	// to: where client packets for the virtual services arrive.
+	Interfaces []string
+	// Mode is "native", "generic", or "" for native with a fallback to
+	// generic (with a warning).
+	Mode string
+	// TunnelSource4 is the outer source of IPv4 tunnels: the host bits of
+	// the prefix are taken from a hash of the inner flow, so that real
+	// servers spread tunnelled flows over their receive queues. A /32 is
+	// one fixed address. Empty: the first IPv4 address of the first
+	// interface.
+	TunnelSource4 netip.Prefix
+	// TunnelSource6 is the same for IPv6 tunnels (at most 32 host bits
+	// vary).
+	TunnelSource6 netip.Prefix
+	// ExpiryInterval is how often connections are expired and counters
+	// corrected (default 1s).
+	ExpiryInterval time.Duration
+	// NeighRefresh is how often real servers' and next hops' MAC
+	// addresses are refreshed (default 5s).
+	NeighRefresh time.Duration
+}
+
+// Engine is the XDP engine. It implements engine.Engine.
+type Engine struct {
+	log   *slog.Logger
+	opts  Options
+	objs  lbObjects
+	links []link.Link
+
+	mu       sync.Mutex
+	order    []ipvs.ServiceKey
+	svcs     map[ipvs.ServiceKey]*svcState
+	retired  []*svcState // deleted services whose connections live on
+	dests    map[uint32]*destState
+	svcUsed  [maxServices]bool
+	destUsed [maxDests]bool
+	timeouts ipvs.Timeouts
+	counts   map[uint32]destCounts // per dest index, from the last scan
+	svcBase  map[uint32]ipvs.Stats // Zero's baselines
+	destBase map[uint32]ipvs.Stats
+	est      map[estKey]*estimator
+	closing  bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+type svcState struct {
+	cfg   ipvs.Service
+	index uint32
+	gen   uint32
+	dests []*destState // in service, the kernel's order
+	all   map[netip.AddrPort]*destState
+	table []uint32 // the live table, for tests
+}
+
+type destState struct {
+	cfg        ipvs.Dest
+	index      uint32
+	svc        *svcState
+	inService  bool
+	lastWeight int32
+	ifindex    int
+	smac, dmac net.HardwareAddr
+	mtu        int
+	tried      bool // resolved once: Apply waited for the neighbour
+}
+
+type destCounts struct{ active, inactive, persist uint32 }
+
+// New loads the BPF program, attaches it to opts.Interfaces and starts the
+// connection expiry. The maps are empty until Apply; call Apply with the
+// table before traffic matters (gvsd does it right after New). Close
+// detaches the program.
+func New(log *slog.Logger, opts Options) (*Engine, error) {
+	if len(opts.Interfaces) == 0 {
+		return nil, errors.New("xdp engine: no interface to attach to; name at least one (gvsd --xdp-interface)")
+	}
+	e, err := load(log, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.setTunnelSources(); err != nil {
+		e.objs.Close()
+		return nil, err
+	}
+	if err := e.attach(); err != nil {
+		e.closeLinks()
+		e.objs.Close()
+		return nil, err
+	}
+	e.start()
+	return e, nil
+}
+
+// load creates the maps and the program without attaching it.
+func load(log *slog.Logger, opts Options) (*Engine, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.ExpiryInterval <= 0 {
+		opts.ExpiryInterval = time.Second
+	}
+	if opts.NeighRefresh <= 0 {
+		opts.NeighRefresh = 5 * time.Second
+	}
+	e := &Engine{
+		log:      log.With("engine", "xdp"),
+		opts:     opts,
+		svcs:     map[ipvs.ServiceKey]*svcState{},
+		dests:    map[uint32]*destState{},
+		timeouts: ipvs.DefaultTimeouts,
+		counts:   map[uint32]destCounts{},
+		svcBase:  map[uint32]ipvs.Stats{},
+		destBase: map[uint32]ipvs.Stats{},
+		est:      map[estKey]*estimator{},
+	}
+	if err := loadLbObjects(&e.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("xdp engine: the kernel refused the BPF program: %w (run as root on Linux 5.17 or later)", err)
+		}
+		return nil, fmt.Errorf("xdp engine: loading the BPF program: %w (run as root on Linux 5.17 or later)", err)
+	}
+	return e, nil
+}
+
+func (e *Engine) attach() error {
+	for _, name := range e.opts.Interfaces {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("xdp engine: interface %q: %w", name, err)
+		}
+		idx := l.Attrs().Index
+		var lk link.Link
+		if e.opts.Mode != "generic" {
+			lk, err = link.AttachXDP(link.XDPOptions{Program: e.objs.XdpLb, Interface: idx, Flags: link.XDPDriverMode})
+			if err != nil && e.opts.Mode == "native" {
+				return fmt.Errorf("xdp engine: attaching to %s in native mode: %w", name, err)
+			}
+			if err != nil {
+				e.log.Warn("native XDP not available, falling back to generic mode (slower)", "interface", name, "err", err)
+			}
+		}
+		if lk == nil {
+			lk, err = link.AttachXDP(link.XDPOptions{Program: e.objs.XdpLb, Interface: idx, Flags: link.XDPGenericMode})
+			if err != nil {
+				return fmt.Errorf("xdp engine: attaching to %s: %w", name, err)
+			}
+		}
+		e.links = append(e.links, lk)
+		if err := e.objs.TxPorts.Update(uint32(idx), uint32(idx), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("xdp engine: adding %s to the egress map: %w", name, err)
+		}
+		e.log.Info("attached", "interface", name, "ifindex", idx)
+	}
+	return nil
+}
+
+func (e *Engine) closeLinks() {
+	for _, l := range e.links {
+		l.Close()
+	}
+	e.links = nil
+}
+
+// start runs the expiry and neighbour refresh until Close.
+func (e *Engine) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.wg.Add(2)
+	go func() {
+		defer e.wg.Done()
+		t := time.NewTicker(e.opts.ExpiryInterval)
+		defer t.Stop()
+		est := time.NewTicker(estInterval)
+		defer est.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.expire()
+			case <-est.C:
+				e.estimate()
+			}
+		}
+	}()
+	go func() {
+		defer e.wg.Done()
+		t := time.NewTicker(e.opts.NeighRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.refreshNeighbours()
+			}
+		}
+	}()
+}
+
+// Name is "xdp".
+func (e *Engine) Name() string { return "xdp" }
+
+// CheckDest refuses what the BPF program cannot forward.
+func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
+	if err := checkService(svc); err != nil {
+		return err
+	}
+	switch d.Method {
+	case ipvs.Masq, ipvs.FullNAT:
+		return errors.New("NAT on the xdp engine is not implemented yet; use -g/-i, or gvsd --engine proxy for -m")
+	case ipvs.Tunnel:
+		switch d.TunType {
+		case ipvs.TunIPIP:
+		case ipvs.TunGUE:
+			if d.TunPort == 0 {
+				return errors.New("a GUE tunnel needs its port (--tun-port)")
+			}
+		default:
+			return fmt.Errorf("tunnel type %s is not implemented on the xdp engine; use --tun-type ipip or gue", d.TunType)
+		}
+	case ipvs.Route:
+		if d.Addr.Unmap().Is4() != svc.Addr.Unmap().Is4() {
+			return errors.New("direct routing cannot change the address family: the real server needs an address of the virtual service's family")
+		}
+	}
+	return nil
+}
+
+func checkService(svc *ipvs.Service) error {
+	if svc.IsFWMark() {
+		return errors.New("firewall-mark services are not supported on the xdp engine (XDP runs before netfilter marks packets); use gvsd --engine proxy or ipvs")
+	}
+	if svc.Proto != ipvs.TCP && svc.Proto != ipvs.UDP {
+		return fmt.Errorf("protocol %s is not supported on the xdp engine; use TCP or UDP", svc.Proto)
+	}
+	if _, ok := schedKinds[svc.Scheduler]; !ok {
+		return notImplemented(svc.Scheduler)
+	}
+	return nil
+}
+
+// Close stops scheduling new connections, waits until the established
+// ones have expired or ctx ends, then detaches the program and frees the
+// maps.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closing = true
+	for _, d := range e.dests {
+		d.inService = false
+		e.writeDest(d)
+	}
+	e.mu.Unlock()
+	for {
+		n := e.liveConns()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			e.log.Info("closing with connections left", "conns", n)
+			goto out
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+out:
+	if e.cancel != nil {
+		e.cancel()
+		e.wg.Wait()
+	}
+	e.closeLinks()
+	return e.objs.Close()
+}
+
+func (e *Engine) liveConns() int {
+	var k lbConnKey
+	var v lbConnVal
+	n := 0
+	it := e.objs.Conns.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	return n
+}
+
+// Drops returns how many packets the program left to the kernel or
+// dropped, by reason, for diagnostics.
+func (e *Engine) Drops() map[string]uint64 {
+	names := []string{"", "malformed", "fragment", "not-ip", "not-tcp-udp", "no-service", "not-syn", "no-dest", "no-neighbour", "no-route", "too-big", "stale"}
+	out := map[string]uint64{}
+	for i := 1; i < len(names); i++ {
+		var per []uint64
+		if err := e.objs.Reasons.Lookup(uint32(i), &per); err != nil {
+			continue
+		}
+		var n uint64
+		for _, x := range per {
+			n += x
+		}
+		if n > 0 {
+			out[names[i]] = n
+		}
+	}
+	return out
+}
+
+func (e *Engine) allocSvc() (uint32, error) {
+	if i := slices.Index(e.svcUsed[:], false); i >= 0 {
+		e.svcUsed[i] = true
+		return uint32(i), nil
+	}
+	return 0, fmt.Errorf("the xdp engine serves at most %d virtual services", maxServices)
+}
+
+func (e *Engine) allocDest() (uint32, error) {
+	if i := slices.Index(e.destUsed[:], false); i >= 0 {
+		e.destUsed[i] = true
+		return uint32(i), nil
+	}
+	return 0, fmt.Errorf("the xdp engine serves at most %d real servers", maxDests)
+}

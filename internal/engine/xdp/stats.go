@@ -1,0 +1,144 @@
+package xdp
+
+import (
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// estInterval is the IPVS estimator's period.
+const estInterval = 2 * time.Second
+
+type estKey struct {
+	svc   bool
+	index uint32
+}
+
+// estimator is the kernel's ip_vs_est: every 2 s the rates move a quarter
+// of the way to the last period's rate, kept scaled (conns and packets by
+// 2^10, bytes by 2^5) as the kernel does.
+type estimator struct {
+	last               ipvs.Stats
+	primed             bool
+	cps, inpps, outpps int64
+	inbps, outbps      int64
+}
+
+func (x *estimator) tick(cur ipvs.Stats) {
+	if !x.primed {
+		x.last, x.primed = cur, true
+		return
+	}
+	step := func(rate *int64, now, last uint64, shift uint) {
+		r := int64(now-last) << shift / 2 // per second, scaled
+		*rate += (r - *rate) >> 2
+	}
+	step(&x.cps, cur.Conns, x.last.Conns, 10)
+	step(&x.inpps, cur.InPkts, x.last.InPkts, 10)
+	step(&x.outpps, cur.OutPkts, x.last.OutPkts, 10)
+	step(&x.inbps, cur.InBytes, x.last.InBytes, 5)
+	step(&x.outbps, cur.OutBytes, x.last.OutBytes, 5)
+	x.last = cur
+}
+
+func (x *estimator) rates() ipvs.Rates {
+	if x == nil {
+		return ipvs.Rates{}
+	}
+	r := func(v int64, shift uint) uint64 {
+		if v <= 0 {
+			return 0
+		}
+		return uint64((v + 1<<(shift-1) - 1) >> shift)
+	}
+	return ipvs.Rates{CPS: r(x.cps, 10), InPPS: r(x.inpps, 10), OutPPS: r(x.outpps, 10), InBPS: r(x.inbps, 5), OutBPS: r(x.outbps, 5)}
+}
+
+// readStats sums a per-CPU stats slot. DR and TUN see no replies, so the
+// out counters stay 0, as with IPVS.
+func readStats(m *ebpf.Map, idx uint32) ipvs.Stats {
+	var per []lbStats
+	var s ipvs.Stats
+	if err := m.Lookup(idx, &per); err != nil {
+		return s
+	}
+	for _, p := range per {
+		s.Conns += p.Conns
+		s.InPkts += p.Pkts
+		s.InBytes += p.Bytes
+	}
+	return s
+}
+
+func sub(a, b ipvs.Stats) ipvs.Stats {
+	return ipvs.Stats{Conns: a.Conns - b.Conns, InPkts: a.InPkts - b.InPkts, OutPkts: a.OutPkts - b.OutPkts, InBytes: a.InBytes - b.InBytes, OutBytes: a.OutBytes - b.OutBytes}
+}
+
+func (e *Engine) estimate() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, x := range e.est {
+		m := e.objs.DestStats
+		if k.svc {
+			m = e.objs.SvcStats
+		}
+		x.tick(readStats(m, k.index))
+	}
+}
+
+// Status returns every service with its counters and rates.
+func (e *Engine) Status() []ipvs.ServiceStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ipvs.ServiceStatus, 0, len(e.order))
+	for _, k := range e.order {
+		s := e.svcs[k]
+		if s == nil {
+			continue
+		}
+		st := ipvs.ServiceStatus{
+			Service: s.cfg,
+			Stats:   sub(readStats(e.objs.SvcStats, s.index), e.svcBase[s.index]),
+			Rates:   e.est[estKey{svc: true, index: s.index}].rates(),
+			Dests:   make([]ipvs.DestStatus, 0, len(s.dests)),
+		}
+		for _, d := range s.dests {
+			c := e.counts[d.index]
+			var l lbDestLoad
+			if e.objs.Loads.Lookup(d.index, &l) == nil {
+				// The program's live counts are newer than the last scan.
+				c.active, c.inactive = uint32(max(l.Active, 0)), uint32(max(l.Inactive, 0))
+			}
+			st.Dests = append(st.Dests, ipvs.DestStatus{
+				Dest:         d.cfg,
+				ActiveConns:  c.active,
+				InactConns:   c.inactive,
+				PersistConns: c.persist,
+				Stats:        sub(readStats(e.objs.DestStats, d.index), e.destBase[d.index]),
+				Rates:        e.est[estKey{index: d.index}].rates(),
+			})
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Zero clears the counters of one service (and its real servers), or of
+// all when key is nil.
+func (e *Engine) Zero(key *ipvs.ServiceKey) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, s := range e.svcs {
+		if key != nil && *key != k {
+			continue
+		}
+		e.svcBase[s.index] = readStats(e.objs.SvcStats, s.index)
+		e.est[estKey{svc: true, index: s.index}] = &estimator{}
+		for _, d := range s.all {
+			e.destBase[d.index] = readStats(e.objs.DestStats, d.index)
+			e.est[estKey{index: d.index}] = &estimator{}
+		}
+	}
+}

@@ -1,0 +1,225 @@
+package xdp
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/sched"
+)
+
+// Table sizes, as in bpf/xdp_lb.h.
+const (
+	tabSize     = 4096
+	shTabSize   = 256
+	mhTabSize   = 4093
+	maxSvcDests = 256
+	noDest      = 0xffffffff
+)
+
+// schedKinds are the schedulers the BPF program implements and how.
+var schedKinds = map[string]lbSchedKind{
+	"rr":  lbSchedKindSCHED_SEQ,
+	"wrr": lbSchedKindSCHED_SEQ,
+	"sh":  lbSchedKindSCHED_SH,
+	"dh":  lbSchedKindSCHED_DH,
+	"mh":  lbSchedKindSCHED_MH,
+	"lc":  lbSchedKindSCHED_LC,
+	"wlc": lbSchedKindSCHED_WLC,
+	"sed": lbSchedKindSCHED_SED,
+	"nq":  lbSchedKindSCHED_NQ,
+	"fo":  lbSchedKindSCHED_FO,
+	"ovf": lbSchedKindSCHED_OVF,
+}
+
+// tableDest is a real server in service as the table builder sees it.
+type tableDest struct {
+	index      uint32
+	addr       netip.AddrPort
+	weight     int32
+	lastWeight int32 // mh: the last non-zero weight (the kernel's last_weight)
+}
+
+// buildTable computes a service's scheduler table from the Go reference
+// schedulers in internal/sched, so that the BPF program makes the same
+// choices:
+//   - rr, wrr: the sequence the Go scheduler produces over one full cycle
+//     (the number of servers with a weight for rr, the sum of weight/gcd
+//     for wrr), walked by BPF with one shared atomic cursor;
+//   - sh, dh: the 256 buckets, read back from the Go scheduler by probing
+//     each bucket with an address that hashes to it;
+//   - mh: the 4093-slot Maglev ring, read back by probing addresses until
+//     every slot has been seen;
+//   - lc, wlc, sed, nq, fo, ovf: the servers in the kernel's list order.
+func buildTable(name string, ds []tableDest) ([]uint32, error) {
+	kind, ok := schedKinds[name]
+	if !ok {
+		return nil, notImplemented(name)
+	}
+	switch kind {
+	case lbSchedKindSCHED_SEQ:
+		return seqTable(name, ds)
+	case lbSchedKindSCHED_SH, lbSchedKindSCHED_DH:
+		return hashTable(name, ds)
+	case lbSchedKindSCHED_MH:
+		return maglevTable(ds)
+	}
+	if len(ds) > maxSvcDests {
+		return nil, fmt.Errorf("scheduler %s: %d real servers, the xdp engine takes at most %d per service", name, len(ds), maxSvcDests)
+	}
+	t := make([]uint32, len(ds))
+	for i, d := range ds {
+		t[i] = d.index
+	}
+	return t, nil
+}
+
+func notImplemented(name string) error {
+	return fmt.Errorf("scheduler %q is not implemented on the xdp engine yet; use another scheduler, or gvsd --engine proxy", name)
+}
+
+// goDests makes fresh reference servers with the given weights and a map
+// back to the BPF indexes.
+func goDests(ds []tableDest, weight func(tableDest) int32) ([]*sched.Dest, map[*sched.Dest]uint32) {
+	list := make([]*sched.Dest, len(ds))
+	back := make(map[*sched.Dest]uint32, len(ds))
+	for i, d := range ds {
+		x := sched.NewDest(ipvs.Dest{Addr: d.addr.Addr(), Port: d.addr.Port(), Weight: weight(d)})
+		list[i] = x
+		back[x] = d.index
+	}
+	return list, back
+}
+
+func seqTable(name string, ds []tableDest) ([]uint32, error) {
+	var n int
+	var g int32
+	for _, d := range ds {
+		if d.weight > 0 {
+			g = gcd(g, d.weight)
+		}
+	}
+	for _, d := range ds {
+		if d.weight <= 0 {
+			continue
+		}
+		if name == "rr" {
+			n++
+		} else {
+			n += int(d.weight / g)
+		}
+	}
+	if n > tabSize {
+		return nil, fmt.Errorf("scheduler %s: one cycle takes %d steps, more than the xdp engine's %d: use smaller weights (or weights with a common divisor)", name, n, tabSize)
+	}
+	s, err := sched.New(name, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, back := goDests(ds, func(d tableDest) int32 { return d.weight })
+	s.Update(list)
+	t := make([]uint32, n)
+	for i := range t {
+		d := s.Schedule(sched.Conn{})
+		if d == nil {
+			return nil, fmt.Errorf("scheduler %s: the reference scheduler chose nothing at step %d", name, i)
+		}
+		t[i] = back[d]
+	}
+	return t, nil
+}
+
+// goldenInverse is the inverse of the kernel's GOLDEN_RATIO_32 modulo
+// 2^32: hash_32(x*goldenInverse) gives the top bits of x back.
+var goldenInverse = func() uint32 {
+	const g = 0x61C88647
+	x := uint32(g)
+	for range 5 {
+		x *= 2 - g*x
+	}
+	return x
+}()
+
+// bucketAddr is an IPv4 address whose hash_32 to 8 bits is b.
+func bucketAddr(b uint32) netip.Addr {
+	v := (b << 24) * goldenInverse
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func hashTable(name string, ds []tableDest) ([]uint32, error) {
+	t := make([]uint32, shTabSize)
+	for i := range t {
+		t[i] = noDest
+	}
+	if len(ds) == 0 {
+		return t, nil
+	}
+	// Without flags (no port in the hash, no fallback); a weight of 0
+	// takes one bucket like a weight of 1, so probing with at least 1
+	// reads the same table with every server eligible.
+	s, err := sched.New(name, 0)
+	if err != nil {
+		return nil, err
+	}
+	list, back := goDests(ds, func(d tableDest) int32 { return max(d.weight, 1) })
+	s.Update(list)
+	for b := range uint32(shTabSize) {
+		c := sched.Conn{Client: netip.AddrPortFrom(bucketAddr(b), 0)}
+		if name == "dh" {
+			c = sched.Conn{Virtual: netip.AddrPortFrom(bucketAddr(b), 0)}
+		}
+		if d := s.Schedule(c); d != nil {
+			t[b] = back[d]
+		}
+	}
+	return t, nil
+}
+
+// maglevProbes bounds the search for an address hashing to every slot;
+// about 35 000 probes fill the 4093 slots on average.
+const maglevProbes = 1 << 22
+
+func maglevTable(ds []tableDest) ([]uint32, error) {
+	t := make([]uint32, tabSize)
+	for i := range t {
+		t[i] = noDest
+	}
+	weighted := false
+	for _, d := range ds {
+		weighted = weighted || d.lastWeight > 0
+	}
+	if !weighted {
+		return t[:mhTabSize], nil
+	}
+	s, err := sched.New("mh", 0)
+	if err != nil {
+		return nil, err
+	}
+	list, back := goDests(ds, func(d tableDest) int32 { return d.lastWeight })
+	s.Update(list)
+	left := mhTabSize
+	for v := uint32(0); v < maglevProbes && left > 0; v++ {
+		slot := mhSlot(v)
+		if t[slot] != noDest {
+			continue
+		}
+		a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+		d := s.Schedule(sched.Conn{Client: netip.AddrPortFrom(a, 0)})
+		if d == nil {
+			return nil, fmt.Errorf("scheduler mh: the reference table has an empty slot %d", slot)
+		}
+		t[slot] = back[d]
+		left--
+	}
+	if left > 0 {
+		return nil, fmt.Errorf("scheduler mh: %d Maglev slots not found in %d probes", left, maglevProbes)
+	}
+	return t[:mhTabSize], nil
+}
+
+func gcd(a, b int32) int32 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
