@@ -47,9 +47,30 @@ func rsMAC(n byte) net.HardwareAddr { return net.HardwareAddr{0x02, 0, 0, 0, 1, 
 
 func rsIP(n byte) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, n}) }
 
+// enterNS moves a subtest's goroutine (locked to its thread) into ns until
+// the subtest ends: t.Run starts a new goroutine, which may run on any
+// thread.
+func enterNS(t *testing.T, ns netns.NsHandle) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Set(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		netns.Set(orig)
+		orig.Close()
+		runtime.UnlockOSThread()
+	})
+}
+
 // labNS moves the test's goroutine (locked to its thread) into a fresh
-// network namespace with the lab network, for the rest of the test.
-func labNS(t *testing.T, rs ...byte) {
+// network namespace with the lab network, for the rest of the test, and
+// returns it for subtests (see enterNS).
+func labNS(t *testing.T, rs ...byte) netns.NsHandle {
 	t.Helper()
 	requireRoot(t)
 	runtime.LockOSThread()
@@ -109,6 +130,7 @@ func labNS(t *testing.T, rs ...byte) {
 	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst6, Gw: routerIP6.AsSlice()}); err != nil {
 		t.Fatal(err)
 	}
+	return ns
 }
 
 // v6 is the IPv6 on-link real server n.
