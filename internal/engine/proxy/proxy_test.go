@@ -186,7 +186,8 @@ func TestPersistenceTemplateExpiry(t *testing.T) {
 	svc.Flags = ipvs.FlagPersistent
 	svc.Timeout = 1
 	rs1, rs2 := startTCP(t, lo4, "rs1"), startTCP(t, lo4, "rs2")
-	newTable(t, e).exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1))
+	tb := newTable(t, e)
+	tb.exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1))
 
 	// An open connection keeps its template past the timeout (n_control).
 	c := mustDial(t, svc.AddrPort())
@@ -199,10 +200,7 @@ func TestPersistenceTemplateExpiry(t *testing.T) {
 	c.finish(t)
 	// Closed connections stay TIME_WAIT and still hold the template;
 	// shorten tcpfin so they expire, then the template goes too.
-	tb := newTable(t, e)
-	tb.tb = ipvs.NewTable(e.CheckDest)
-	tb.exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1),
-		ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{TCPFin: 1}})
+	tb.exec(ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{TCPFin: 1}})
 	eventually(t, 5*time.Second, "the template to expire", func() bool {
 		d1, _ := destStatus(t, e, svc.ServiceKey, rs1.addr)
 		d2, _ := destStatus(t, e, svc.ServiceKey, rs2.addr)
@@ -632,15 +630,18 @@ func TestApplyRemovesService(t *testing.T) {
 func TestClose(t *testing.T) {
 	tests := []struct {
 		name    string
-		finish  bool // the client ends its connection during the grace period
+		grace   time.Duration // Options.Grace
+		ctx     time.Duration // Close's context
+		finish  bool          // the client ends its connection during the grace period
 		wantErr error
 	}{
-		{name: "connections finish within the grace period", finish: true},
-		{name: "connections cut when the grace period ends", wantErr: context.DeadlineExceeded},
+		{name: "connections finish within the grace period", ctx: 600 * time.Millisecond, finish: true},
+		{name: "connections cut when the context ends", ctx: 600 * time.Millisecond, wantErr: context.DeadlineExceeded},
+		{name: "connections cut when Options.Grace ends", grace: 600 * time.Millisecond, ctx: time.Minute, wantErr: context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEngine(t, Options{})
+			e := newEngine(t, Options{Grace: tt.grace})
 			svc := vs(t, ipvs.TCP, lo4, "rr")
 			rs := startTCP(t, lo4, "rs1")
 			newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))
@@ -653,15 +654,19 @@ func TestClose(t *testing.T) {
 					io.ReadAll(c.br)
 				}()
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), tt.ctx)
 			defer cancel()
 			start := time.Now()
 			err := e.Close(ctx)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Close = %v, want %v", err, tt.wantErr)
 			}
-			if took := time.Since(start); tt.finish && took > 550*time.Millisecond {
+			took := time.Since(start)
+			if tt.finish && took > 550*time.Millisecond {
 				t.Fatalf("Close took %v though the connection ended", took)
+			}
+			if !tt.finish && (took < 550*time.Millisecond || took > 2*time.Second) {
+				t.Fatalf("Close took %v, want about 600 ms", took)
 			}
 			if _, err := net.DialTimeout("tcp", svc.AddrPort().String(), time.Second); err == nil {
 				t.Fatal("the service still accepts connections after Close")
@@ -677,4 +682,33 @@ func TestClose(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestEditKeepsConnections(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	rs1, rs2 := startTCP(t, lo4, "rs1"), startTCP(t, lo4, "rs2")
+	tb := newTable(t, e)
+	tb.exec(addSvc(svc), addDest(svc, rs1.addr, 1), addDest(svc, rs2.addr, 1))
+	c := mustDial(t, svc.AddrPort()) // rs2
+	// A weight edit and a scheduler change keep the server's counters and
+	// its established connection.
+	tb.exec(editDest(svc, rs2.addr, 5))
+	edited := svc
+	edited.Scheduler = "wrr"
+	tb.exec(ipvs.Command{Op: ipvs.OpEditService, Service: &edited})
+	c.echo(t, "still here\n")
+	st := e.Status()[0]
+	if st.Scheduler != "wrr" || st.Dests[0].Weight != 5 || st.Dests[0].ActiveConns != 1 || st.Dests[0].Stats.Conns != 1 {
+		t.Fatalf("status after edits: %+v", st)
+	}
+	// wrr with weights 5 and 1 sends the next five to rs2.
+	for range 5 {
+		if n := mustDial(t, svc.AddrPort()); n.server != "rs2" {
+			t.Fatalf("wrr sent a connection to %s", n.server)
+		} else {
+			n.finish(t)
+		}
+	}
+	c.finish(t)
 }

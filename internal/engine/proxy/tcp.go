@@ -355,11 +355,17 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
+// networkOf is "tcp4", "tcp6", "udp4" or "udp6" for proto and a's family.
 func networkOf(proto string, a netip.Addr) string {
-	if a.Is4() {
-		return proto + "4"
+	switch {
+	case proto == "tcp" && a.Is4():
+		return "tcp4"
+	case proto == "tcp":
+		return "tcp6"
+	case a.Is4():
+		return "udp4"
 	}
-	return proto + "6"
+	return "udp6"
 }
 
 var _ io.ReaderFrom = (*net.TCPConn)(nil)

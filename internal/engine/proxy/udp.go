@@ -52,9 +52,11 @@ func (u *udpService) readLoop() {
 				break
 			}
 			f.last.Store(e.now())
+			if try == 0 {
+				f.dest.account(int64(n), 1, true)
+			}
 			_, err := f.up.Write(buf[:n])
 			if err == nil {
-				f.dest.account(int64(n), 1, true)
 				break
 			}
 			// The flow expired under us (try again with a new one) or
@@ -157,11 +159,11 @@ func (f *udpFlow) relay() {
 				return true
 			}
 			f.last.Store(e.now())
+			f.dest.account(int64(n), 1, false)
 			if _, err := f.u.pc.WriteToUDPAddrPort((*bp)[:n], f.client); err != nil {
 				rerr = err
 				return true
 			}
-			f.dest.account(int64(n), 1, false)
 		}
 	}
 	for {
