@@ -1,0 +1,69 @@
+package xdp
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+func TestCheckDest(t *testing.T) {
+	svc := func(sched string, proto ipvs.Protocol) *ipvs.Service {
+		return &ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: proto, Addr: vip.Addr(), Port: 80}, Scheduler: sched}
+	}
+	rs := netip.MustParseAddr("198.18.0.11")
+	tests := []struct {
+		name string
+		svc  *ipvs.Service
+		dest ipvs.Dest
+		want string // part of the error; empty: accepted
+	}{
+		{name: "DR", svc: svc("wlc", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Route}},
+		{name: "IPIP", svc: svc("rr", ipvs.UDP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Tunnel}},
+		{name: "GUE", svc: svc("mh", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Tunnel, TunType: ipvs.TunGUE, TunPort: 6080}},
+		{name: "GUE without port", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Tunnel, TunType: ipvs.TunGUE}, want: "--tun-port"},
+		{name: "GRE", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Tunnel, TunType: ipvs.TunGRE}, want: "tunnel type gre is not implemented on the xdp engine"},
+		{name: "NAT", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Masq}, want: "NAT on the xdp engine is not implemented yet; use -g/-i, or gvsd --engine proxy for -m"},
+		{name: "FullNAT", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.FullNAT}, want: "NAT on the xdp engine is not implemented yet"},
+		{name: "lblc", svc: svc("lblc", ipvs.TCP), dest: ipvs.Dest{Addr: rs}, want: `scheduler "lblc" is not implemented on the xdp engine yet`},
+		{name: "twos", svc: svc("twos", ipvs.TCP), dest: ipvs.Dest{Addr: rs}, want: "gvsd --engine proxy"},
+		{name: "SCTP", svc: svc("rr", ipvs.SCTP), dest: ipvs.Dest{Addr: rs}, want: "protocol SCTP is not supported"},
+		{name: "DR across families", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: netip.MustParseAddr("2001:db8::11")}, want: "address family"},
+		{name: "fwmark", svc: &ipvs.Service{ServiceKey: ipvs.ServiceKey{Addr: vip.Addr(), FWMark: 1}, Scheduler: "rr"}, dest: ipvs.Dest{Addr: rs}, want: "firewall-mark"},
+	}
+	var e Engine
+	for _, tc := range tests {
+		err := e.CheckDest(tc.svc, &tc.dest)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestTables(t *testing.T) {
+	tds := []tableDest{{index: 7, weight: 3, lastWeight: 3}, {index: 9, weight: 1, lastWeight: 1}}
+	seq, err := buildTable("wrr", tds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seq, []uint32{7, 7, 7, 9}; !slicesEq(got, want) {
+		t.Errorf("wrr sequence %v, want %v", got, want)
+	}
+	big := []tableDest{{index: 1, weight: 5000}, {index: 2, weight: 1}}
+	if _, err := buildTable("wrr", big); err == nil || !strings.Contains(err.Error(), "smaller weights") {
+		t.Errorf("a wrr cycle longer than the table: %v", err)
+	}
+	for b := range uint32(256) {
+		a := bucketAddr(b).As4()
+		v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+		if h := (v * 0x61C88647) >> 24; h != b {
+			t.Fatalf("bucketAddr(%d) hashes to %d", b, h)
+		}
+	}
+}
+
+func slicesEq(a, b []uint32) bool { return slicesEqual(a, b) }
