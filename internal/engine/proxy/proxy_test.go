@@ -712,3 +712,36 @@ func TestEditKeepsConnections(t *testing.T) {
 	}
 	c.finish(t)
 }
+
+func TestUDPRefusedServer(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.UDP, lo4, "rr")
+	rs1 := startUDP(t, lo4, "rs1")
+	dead := netip.AddrPortFrom(lo4, freePort(t, "udp", lo4)) // nothing listens
+	newTable(t, e).exec(addSvc(svc), addDest(svc, rs1, 1), addDest(svc, dead, 1))
+
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(svc.AddrPort()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The first datagram goes to the dead server (last added): no answer,
+	// the port unreachable ends the flow and marks the server failed; a
+	// client retrying then reaches the live one.
+	buf := make([]byte, 100)
+	var got string
+	for try := 0; try < 10 && got == ""; try++ {
+		c.Write([]byte("ping"))
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil {
+			got = string(buf[:n])
+		}
+	}
+	if got != "rs1:ping" {
+		t.Fatalf("answer %q, want rs1:ping", got)
+	}
+	d, _ := destStatus(t, e, svc.ServiceKey, dead)
+	if d.Stats.Conns != 1 || d.InactConns != 0 {
+		t.Fatalf("dead server: %+v, want one connection, expired", d)
+	}
+}
