@@ -153,7 +153,9 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 	if err != nil {
 		// The client gets a reset; the server is skipped for a while so
 		// the client's next connection goes elsewhere. No retry here.
-		d.fail(err)
+		if e.ctx.Err() == nil { // not cut by Close
+			d.fail(err)
+		}
 		c.abort()
 		return
 	}
