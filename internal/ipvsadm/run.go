@@ -1,0 +1,230 @@
+package ipvsadm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// Client is the part of gvsd's admin API gvsadm uses; *api.Client is one.
+type Client interface {
+	Exec(ctx context.Context, cmds []ipvs.Command) error
+	Services(ctx context.Context) ([]ipvs.ServiceStatus, error)
+	Conns(ctx context.Context) ([]ipvs.Conn, error)
+	Timeouts(ctx context.Context) (ipvs.Timeouts, error)
+	Info(ctx context.Context) (api.Info, error)
+	Socket() string
+}
+
+// Run is gvsadm's main: it parses args (args[0] is the program name), talks
+// to gvsd through c, writes what ipvsadm would write and returns the exit
+// status.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, c Client) int {
+	r := &runner{ctx: ctx, prog: ProgName(args), stdin: stdin, stdout: stdout, stderr: stderr, c: c}
+	return r.run(args, false)
+}
+
+type runner struct {
+	ctx            context.Context
+	prog           string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	c              Client
+}
+
+func (r *runner) run(args []string, restoring bool) int {
+	req, err := Parse(args)
+	if err != nil {
+		return r.fail(err)
+	}
+	switch req.Cmd {
+	case CmdHelp:
+		WriteHelp(r.stdout, r.prog)
+		return ExitOK
+	case CmdVersion:
+		WriteVersion(r.stdout, r.prog)
+		return ExitOK
+	case CmdRestore:
+		if restoring {
+			return r.fail(tryHelp(r.prog))
+		}
+		return r.restore()
+	case CmdStartDaemon, CmdStopDaemon:
+		fmt.Fprintf(r.stderr, "%s: the connection sync daemon is not supported: gvsd has no --%s\n", r.prog, req.Cmd)
+		return ExitFailure
+	case CmdList, CmdSave:
+		return r.list(req)
+	}
+	if err := r.c.Exec(r.ctx, []ipvs.Command{*req.Change}); err != nil {
+		return r.fail(err)
+	}
+	return ExitOK
+}
+
+// fail prints an error as ipvsadm would and returns the exit status.
+func (r *runner) fail(err error) int {
+	var ue *Error
+	var ce *api.CommandError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintln(r.stderr, ue.Msg)
+		return ue.Code
+	case errors.As(err, &ce):
+		fmt.Fprintln(r.stderr, ce.Msg)
+		return ExitKernel
+	case errors.Is(err, api.ErrNotRunning):
+		fmt.Fprintf(r.stderr, "%s: gvsd is not running: nothing answers on %s\n"+
+			"Start it with `gvsd --engine proxy --socket %s`, or set GVS_SOCKET to the socket of a running gvsd.\n",
+			r.prog, r.c.Socket(), r.c.Socket())
+		return ExitUsage
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(r.stderr, "%s: %v\n", r.prog, err)
+		return ExitFailure
+	}
+	fmt.Fprintf(r.stderr, "%s: talking to gvsd on %s: %v\n", r.prog, r.c.Socket(), err)
+	return ExitFailure
+}
+
+func (r *runner) list(req *Request) int {
+	switch req.List {
+	case ListTimeout:
+		t, err := r.c.Timeouts(r.ctx)
+		if err != nil {
+			return r.fail(err)
+		}
+		WriteTimeouts(r.stdout, t)
+		return ExitOK
+	case ListDaemon:
+		return ExitOK // no sync daemon runs, so there is nothing to list
+	case ListConns:
+		conns, err := r.c.Conns(r.ctx)
+		if err != nil {
+			return r.fail(err)
+		}
+		WriteConns(r.stdout, conns, req.Format)
+		return ExitOK
+	}
+	svcs, err := r.c.Services(r.ctx)
+	if err != nil {
+		return r.fail(err)
+	}
+	if req.List == ListService {
+		for _, s := range svcs {
+			if sameService(s.ServiceKey, req.Service.ServiceKey) {
+				WriteService(r.stdout, s, req.Format)
+				return ExitOK
+			}
+		}
+		fmt.Fprintln(r.stderr, ipvs.ErrNoService)
+		return ExitFailure
+	}
+	version, size := "1.2.1", 4096
+	if req.Format&FmtRule == 0 {
+		info, err := r.c.Info(r.ctx)
+		if err != nil {
+			return r.fail(err)
+		}
+		version, size = info.Version, info.ConnTabSize
+	}
+	WriteTable(r.stdout, version, size, svcs, req.Format)
+	return ExitOK
+}
+
+// sameService matches a listed service with the one named on the line.
+func sameService(a, b ipvs.ServiceKey) bool {
+	if a.IsFWMark() || b.IsFWMark() {
+		return a.FWMark == b.FWMark && is6(a.Addr) == is6(b.Addr)
+	}
+	return a.Proto == b.Proto && a.Port == b.Port && a.Addr.Unmap() == b.Addr.Unmap()
+}
+
+// restore reads rules from stdin, one command line per line, and runs each
+// as ipvsadm -R does: a refused change is reported and the next line runs;
+// a line that does not parse ends the restore. The exit status is the last
+// line's. Unlike ipvsadm, blank lines and lines starting with '#' are
+// skipped.
+func (r *runner) restore() int {
+	sc := bufio.NewScanner(r.stdin)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	result := ExitOK
+	for sc.Scan() {
+		words, err := SplitLine(sc.Text())
+		if err != nil {
+			fmt.Fprintf(r.stderr, "%s: %v\n", r.prog, err)
+			return ExitUsage
+		}
+		if len(words) == 0 || strings.HasPrefix(words[0], "#") {
+			continue
+		}
+		req, err := Parse(append([]string{r.prog}, words...))
+		if err != nil {
+			return r.fail(err)
+		}
+		if req.Cmd == CmdRestore {
+			return r.fail(tryHelp(r.prog))
+		}
+		if req.Change != nil {
+			// one change at a time, so that a refused line does not stop the
+			// ones after it, as with ipvsadm
+			result = ExitOK
+			if err := r.c.Exec(r.ctx, []ipvs.Command{*req.Change}); err != nil {
+				var ce *api.CommandError
+				if !errors.As(err, &ce) {
+					return r.fail(err)
+				}
+				result = r.fail(err)
+			}
+			continue
+		}
+		result = r.run(append([]string{r.prog}, words...), true)
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintf(r.stderr, "%s: reading rules: %v\n", r.prog, err)
+		return ExitFailure
+	}
+	return result
+}
+
+// SplitLine splits a rule line into words at blanks; double or single
+// quotes group a word, as ipvsadm's config_stream does.
+func SplitLine(line string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				cur.WriteByte(c)
+			}
+		case c == '"' || c == '\'':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated quote in %q", line)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
