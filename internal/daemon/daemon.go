@@ -89,14 +89,20 @@ func closeEngine(eng engine.Engine, grace time.Duration, log *slog.Logger) {
 func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
 	switch opts.Engine {
 	case "proxy", "":
-		return proxy.New(log.With("engine", "proxy"), proxy.Options{}), nil
+		return newProxy(log), nil
 	case "xdp", "auto":
 		eng, err := newXDP(opts, log)
 		if err == nil || opts.Engine == "xdp" {
 			return eng, err
 		}
 		log.Warn("xdp engine unavailable, using the proxy engine", "reason", err)
-		return proxy.New(log.With("engine", "proxy"), proxy.Options{}), nil
+		return newProxy(log), nil
 	}
 	return nil, fmt.Errorf("unknown engine %q (want proxy, xdp or auto)", opts.Engine)
+}
+
+// newProxy is the proxy engine. Its listeners bind with IP_FREEBIND: a VRRP
+// backup serves its virtual addresses the moment they arrive.
+func newProxy(log *slog.Logger) engine.Engine {
+	return proxy.New(log.With("engine", "proxy"), proxy.Options{FreeBind: true})
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
 	"github.com/gvs-lb/gvs/internal/config"
@@ -13,25 +16,195 @@ import (
 
 // keepalived runs what a keepalived.conf asks for: the virtual servers,
 // their health checkers and the VRRP instances.
+//
+// Its goroutines live under its own context, not gvsd's: on SIGTERM stop
+// ends them in keepalived's order (VRRP first, so the VIPs move to the
+// backup at once, then the checkers) before the engine drains.
 type keepalived struct {
 	path string
 	dir  *director.Director
 	log  *slog.Logger
+
+	ctx    context.Context // lives until stop
+	cancel context.CancelFunc
+
+	reloadMu sync.Mutex // serialises start, reload and stop
+	stopped  bool
+
+	mu   sync.Mutex // guards the fields below
+	cfg  *config.Config
+	lvs  map[string]*lvsUnit  // by service key (ipvs.ServiceKey.String())
+	vrrp map[string]*vrrpUnit // by instance or sync group name
+	// vips are the virtual addresses the VRRP instances hold now (MASTER),
+	// for ha_suspend.
+	vips map[netip.Addr]int
+
+	// applyMu makes the checkers' pool changes and a reload's table swap
+	// mutually exclusive, so a stopped checker never edits the new table.
+	applyMu sync.Mutex
+
+	mail *mailer
+	poll sync.WaitGroup
 }
 
 func startKeepalived(ctx context.Context, path string, dir *director.Director, log *slog.Logger) (*keepalived, error) {
-	return &keepalived{path: path, dir: dir, log: log}, nil
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	k := &keepalived{path: path, dir: dir, log: log, ctx: kctx, cancel: cancel,
+		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{}}
+	if path == "" {
+		return k, nil
+	}
+	cfg, err := k.load()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := k.apply(cfg); err != nil {
+		k.stop()
+		return nil, err
+	}
+	k.poll.Add(1)
+	go func() {
+		defer k.poll.Done()
+		k.watchVRRP(kctx, 100*time.Millisecond)
+	}()
+	k.log.Info("configuration loaded", "file", path, "virtual_servers", len(cfg.VirtualServers),
+		"vrrp_instances", len(cfg.Instances))
+	return k, nil
 }
 
+// load reads and parses the configuration file, logging its warnings.
+func (k *keepalived) load() (*config.Config, error) {
+	cfg, warnings, err := config.Load(k.path)
+	for _, w := range warnings {
+		k.log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// apply makes cfg run: the virtual servers and checkers first (so a
+// configuration the engine refuses changes nothing), then VRRP.
+func (k *keepalived) apply(cfg *config.Config) error {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	if k.stopped {
+		return fmt.Errorf("gvsd is stopping")
+	}
+	vplan, err := planVRRP(cfg, k.log)
+	if err != nil {
+		return err
+	}
+	mail := newMailer(cfg, k.log)
+	k.mu.Lock()
+	oldCfg, oldMail := k.cfg, k.mail
+	k.cfg, k.mail = cfg, mail
+	k.mu.Unlock()
+	if err := k.applyLVS(cfg); err != nil {
+		k.mu.Lock()
+		k.cfg, k.mail = oldCfg, oldMail
+		k.mu.Unlock()
+		return err
+	}
+	k.applyVRRP(vplan)
+	return nil
+}
+
+// reload re-reads the configuration file (SIGHUP). A file that does not
+// load leaves everything running as it was; otherwise only what changed
+// is restarted.
 func (k *keepalived) reload(ctx context.Context) {
 	if k.path == "" {
 		k.log.Info("SIGHUP ignored: no configuration file (-f)")
+		return
 	}
+	k.log.Info("reloading the configuration", "file", k.path)
+	cfg, err := k.load()
+	if err != nil {
+		k.log.Error("reload refused, still running the previous configuration: "+err.Error(), "file", k.path)
+		return
+	}
+	if err := k.apply(cfg); err != nil {
+		k.log.Error("reload refused, still running the previous configuration: "+err.Error(), "file", k.path)
+		return
+	}
+	k.log.Info("configuration reloaded", "file", k.path, "virtual_servers", len(cfg.VirtualServers),
+		"vrrp_instances", len(cfg.Instances))
 }
 
-func (k *keepalived) views() map[string]api.Extra { return nil }
+// stop ends the VRRP instances (priority 0 adverts, VIPs released), then
+// the checkers. The engine is left to the caller.
+func (k *keepalived) stop() {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	if k.stopped {
+		return
+	}
+	k.stopped = true
+	k.mu.Lock()
+	vus := make([]*vrrpUnit, 0, len(k.vrrp))
+	for _, u := range k.vrrp {
+		vus = append(vus, u)
+	}
+	k.vrrp = map[string]*vrrpUnit{}
+	k.mu.Unlock()
+	k.stopVRRPUnits(vus)
 
-func (k *keepalived) stop() {}
+	k.mu.Lock()
+	lus := make([]*lvsUnit, 0, len(k.lvs))
+	for _, u := range k.lvs {
+		lus = append(lus, u)
+	}
+	k.lvs = map[string]*lvsUnit{}
+	k.mu.Unlock()
+	k.applyMu.Lock()
+	for _, u := range lus {
+		u.active = false
+	}
+	k.applyMu.Unlock()
+	for _, u := range lus {
+		u.cancel()
+	}
+	for _, u := range lus {
+		<-u.done
+	}
+	k.cancel()
+	k.poll.Wait()
+}
+
+// views are the read-only state gvsd serves at GET /v1/state/NAME.
+//
+//   - "checkers": a JSON array, one object per health checker, in
+//     configuration order (check.Status):
+//     {"service":"TCP 198.18.0.100:80","real_server":"198.18.0.11:80",
+//     "type":"TCP_CHECK","target":"198.18.0.11:80","state":"UP"|"DOWN",
+//     "enabled":true,"has_run":true,"retry":1,"retry_it":0,
+//     "delay_loop":"1s","checks":12,"failures":0,"last_error":"...",
+//     "last_check":RFC3339,"last_change":RFC3339}
+//   - "virtual-servers": a JSON array, one object per virtual service
+//     (check.VirtualStatus): {"service":"TCP 198.18.0.100:80",
+//     "quorum_up":true,"quorum":1,"hysteresis":0,"live_weight":2,
+//     "sorry_server":{...}?, "real_servers":[{"addr":"198.18.0.11:80",
+//     "alive":true,"in_pool":true,"weight":1,"pool_weight":1,
+//     "failed_checkers":0}]}
+//   - "vrrp": a JSON array, one object per vrrp_instance (vrrp.Status):
+//     {"name":"VI_1","interface":"eth0","vrid":51,"version":2,
+//     "state":"MASTER"|"BACKUP"|"FAULT"|"INIT"|"STOP","priority":100,
+//     "effective_priority":100,"master_addr":"198.18.0.3","vips":[...],
+//     "adverts_sent":10,"adverts_received":0,"priority_zero_sent":0,
+//     "priority_zero_received":0,"become_master":1,"release_master":0,
+//     "drops":{"reason":count}}
+//
+// Every view is an empty array, never null, when there is nothing to show.
+func (k *keepalived) views() map[string]api.Extra {
+	return map[string]api.Extra{
+		"checkers":        func() any { return k.checkerStatus() },
+		"virtual-servers": func() any { return k.virtualServerStatus() },
+		"vrrp":            func() any { return k.vrrpStatus() },
+	}
+}
 
 // ConfigTest checks a keepalived.conf as `keepalived -t` does and returns
 // keepalived's exit code.
@@ -39,7 +212,14 @@ func ConfigTest(path string, out io.Writer) int {
 	if path == "" {
 		path = DefaultConfigFile
 	}
-	_, warnings, err := config.Load(path)
+	cfg, warnings, err := config.Load(path)
+	if err == nil {
+		// What gvsd itself would refuse at start, engine aside.
+		quiet := slog.New(slog.DiscardHandler)
+		if _, _, err = planLVS(cfg, quiet); err == nil {
+			_, err = planVRRP(cfg, quiet)
+		}
+	}
 	strict := 0
 	for _, w := range warnings {
 		fmt.Fprintf(out, "%s: warning: %s\n", w.Pos, w.Msg)

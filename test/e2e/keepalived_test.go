@@ -1,0 +1,588 @@
+package e2e
+
+// gvsd running a keepalived.conf: the seeds' experiments on loopback with
+// the proxy engine (health checks taking servers out and back, reloads,
+// smtp_alert, the config test), and VRRP failover between two gvsd in
+// network namespaces.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/api"
+)
+
+// kaDaemon is a gvsd started with -f, with its log readable while it runs.
+type kaDaemon struct {
+	socket string
+	conf   string
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exited chan struct{}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// writeConf writes a keepalived.conf into a fresh directory.
+func writeConf(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// rewrite replaces the configuration file's text (for a reload).
+func (d *kaDaemon) rewrite(t *testing.T, text string) {
+	t.Helper()
+	if err := os.WriteFile(d.conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startKeepalived runs gvsd -f conf with the proxy engine and waits for its
+// admin socket; the test's cleanup stops it.
+func startKeepalived(t *testing.T, conf string) *kaDaemon {
+	t.Helper()
+	d := &kaDaemon{socket: filepath.Join(t.TempDir(), "gvsd.sock"), conf: conf, out: &lockedBuffer{},
+		exited: make(chan struct{})}
+	d.cmd = exec.Command(filepath.Join(bin, "gvsd"), "--engine", "proxy", "--socket", d.socket, "--grace", "1s", "-f", conf)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(5 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", d.out)
+		}
+	})
+	waitFor(t, 5*time.Second, "gvsd's admin socket", func() bool {
+		select {
+		case <-d.exited:
+			t.Fatalf("gvsd exited: %v\n%s", d.cmd.ProcessState, d.out)
+		default:
+		}
+		c, err := net.Dial("unix", d.socket)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return d
+}
+
+func (d *kaDaemon) client() *api.Client { return api.NewClient(d.socket) }
+
+// pool describes the first service's real servers as "NAME:weight"
+// sorted, naming addresses with names.
+func (d *kaDaemon) pool(t *testing.T, names map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	svcs, err := d.client().Services(ctx)
+	if err != nil {
+		t.Fatalf("listing services: %v", err)
+	}
+	if len(svcs) != 1 {
+		t.Fatalf("gvsd has %d services, want 1: %+v", len(svcs), svcs)
+	}
+	var out []string
+	for _, ds := range svcs[0].Dests {
+		name := names[ds.AddrPort().String()]
+		if name == "" {
+			name = ds.AddrPort().String()
+		}
+		out = append(out, fmt.Sprintf("%s:%d", name, ds.Weight))
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+// hup sends SIGHUP and waits for the log line that ends the reload.
+func (d *kaDaemon) hup(t *testing.T, want string) {
+	t.Helper()
+	before := strings.Count(d.out.String(), want)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, fmt.Sprintf("%q in gvsd's log", want), func() bool {
+		return strings.Count(d.out.String(), want) > before
+	})
+}
+
+// vsConf is a keepalived.conf with one rr NAT virtual server on addr and
+// a real server per entry of rss ("ADDR PORT" -> body inside real_server).
+func vsConf(global, addr string, rss []string, bodies []string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	var b strings.Builder
+	fmt.Fprintf(&b, "global_defs {\n\trouter_id GVS_E2E\n%s}\n\n", global)
+	fmt.Fprintf(&b, "virtual_server %s %s {\n\tdelay_loop 1\n\tlb_algo rr\n\tlb_kind NAT\n\tprotocol TCP\n", host, port)
+	for i, rs := range rss {
+		h, p, _ := net.SplitHostPort(rs)
+		fmt.Fprintf(&b, "\n\treal_server %s %s {\n%s\t}\n", h, p, bodies[i])
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+const tcpCheck = `		weight 1
+		TCP_CHECK {
+			connect_timeout 1
+			retry 1
+			delay_before_retry 1
+		}
+`
+
+// The seeds' timers: a stopped server is out within delay_loop +
+// connect_timeout x (retry + 1) + delay_before_retry x retry.
+const detectWithin = 1*time.Second + 1*time.Second*2 + 1*time.Second*1 + 1500*time.Millisecond
+
+func TestKeepalivedHealthChecksTakeServersOutAndBack(t *testing.T) {
+	tests := []struct {
+		name  string
+		check string
+	}{
+		{"TCP_CHECK", tcpCheck},
+		{"HTTP_GET status_code", `		weight 1
+		HTTP_GET {
+			url {
+				path /healthz
+				status_code 200
+			}
+			connect_timeout 1
+			retry 1
+			delay_before_retry 1
+		}
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs1 := startRS(t, "RS1", "127.0.0.1:0")
+			rs2 := startRS(t, "RS2", "127.0.0.1:0")
+			vip := "127.0.0.1:" + freePort(t)
+			names := map[string]string{rs1.addr: "RS1", rs2.addr: "RS2"}
+			d := startKeepalived(t, writeConf(t, vsConf("", vip, []string{rs1.addr, rs2.addr}, []string{tt.check, tt.check})))
+
+			// Experiment 1: curl alternates, the last real server first.
+			if got := d.pool(t, names); got != "RS1:1 RS2:1" {
+				t.Fatalf("pool at start: %s, want RS1:1 RS2:1", got)
+			}
+			if got, want := curls(t, vip, 6), "RS2 RS1 RS2 RS1 RS2 RS1"; got != want {
+				t.Errorf("curl answers %q, want %q", got, want)
+			}
+
+			// Experiment 2: RS1 stops; it is out within the seeds' bound.
+			rs1.stop()
+			start := time.Now()
+			waitFor(t, detectWithin, "RS1 out of the pool", func() bool { return d.pool(t, names) == "RS2:1" })
+			t.Logf("RS1 out after %v", time.Since(start).Round(100*time.Millisecond))
+			if got, want := curls(t, vip, 4), "RS2 RS2 RS2 RS2"; got != want {
+				t.Errorf("with RS1 stopped, curl answers %q, want %q", got, want)
+			}
+			checkerStates(t, d, map[string]string{rs1.addr: "DOWN", rs2.addr: "UP"})
+
+			// RS1 comes back: the next check passes and alternation returns.
+			startRS(t, "RS1", rs1.addr)
+			waitFor(t, 3*time.Second, "RS1 back in the pool", func() bool { return d.pool(t, names) == "RS1:1 RS2:1" })
+			if got := curls(t, vip, 4); strings.Count(got, "RS1") != 2 || strings.Count(got, "RS2") != 2 {
+				t.Errorf("with RS1 back, curl answers %q, want RS1 and RS2 alternating", got)
+			}
+			checkerStates(t, d, map[string]string{rs1.addr: "UP", rs2.addr: "UP"})
+		})
+	}
+}
+
+func TestKeepalivedHTTPGetWrongStatusTakesServerOut(t *testing.T) {
+	rs1 := startRS(t, "RS1", "127.0.0.1:0")
+	rs2 := startRS(t, "RS2", "127.0.0.1:0")
+	vip := "127.0.0.1:" + freePort(t)
+	names := map[string]string{rs1.addr: "RS1", rs2.addr: "RS2"}
+	want418 := strings.Replace(tcpCheck, "TCP_CHECK {", "HTTP_GET {\n\t\t\turl {\n\t\t\t\tpath /\n\t\t\t\tstatus_code 418\n\t\t\t}", 1)
+	d := startKeepalived(t, writeConf(t, vsConf("", vip, []string{rs1.addr, rs2.addr}, []string{want418, tcpCheck})))
+	// RS1 answers 200 where 418 is wanted: its first check takes it out.
+	waitFor(t, detectWithin, "RS1 out of the pool", func() bool { return d.pool(t, names) == "RS2:1" })
+	if got, want := curls(t, vip, 3), "RS2 RS2 RS2"; got != want {
+		t.Errorf("curl answers %q, want %q", got, want)
+	}
+}
+
+// curls GETs the VIP n times on new connections and lists the answers.
+func curls(t *testing.T, vip string, n int) string {
+	t.Helper()
+	var seq []string
+	for range n {
+		seq = append(seq, get(t, "http://"+vip+"/", ""))
+	}
+	return strings.Join(seq, " ")
+}
+
+// checkerStates compares the "checkers" view with want (real server ->
+// state).
+func checkerStates(t *testing.T, d *kaDaemon, want map[string]string) {
+	t.Helper()
+	var view []struct {
+		Service    string `json:"service"`
+		RealServer string `json:"real_server"`
+		Type       string `json:"type"`
+		Target     string `json:"target"`
+		State      string `json:"state"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := d.client().State(ctx, "checkers", &view); err != nil {
+		t.Fatalf("GET /v1/state/checkers: %v", err)
+	}
+	got := map[string]string{}
+	for _, c := range view {
+		got[c.RealServer] = c.State
+		if c.Target != c.RealServer || c.Service == "" || c.Type == "" {
+			t.Errorf("checker %+v: want service, type and target set", c)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("checker states %v, want %v", got, want)
+	}
+}
+
+// holdRS is a TCP real server that writes its name and keeps each
+// connection open; it can stop and start again on the same address.
+type holdRS struct {
+	name, addr string
+	mu         sync.Mutex
+	ln         net.Listener
+	conns      []net.Conn
+}
+
+func startHold(t *testing.T, name string) *holdRS {
+	t.Helper()
+	h := &holdRS{name: name, addr: "127.0.0.1:0"}
+	h.start(t)
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *holdRS) start(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.ln, h.addr = ln, ln.Addr().String()
+	h.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.conns = append(h.conns, c)
+			h.mu.Unlock()
+			go func() {
+				defer c.Close()
+				io.WriteString(c, h.name+"\n")
+				io.Copy(c, c) // echo, so a held connection can be probed
+			}()
+		}
+	}()
+}
+
+// stop closes the listener (new connections are refused); established
+// connections stay.
+func (h *holdRS) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ln.Close()
+}
+
+func TestKeepalivedReload(t *testing.T) {
+	a, b, c, e := startHold(t, "A"), startHold(t, "B"), startHold(t, "C"), startHold(t, "E")
+	names := map[string]string{a.addr: "A", b.addr: "B", c.addr: "C", e.addr: "E"}
+	vip := "127.0.0.1:" + freePort(t)
+	weight := func(w int) string { return strings.Replace(tcpCheck, "weight 1", fmt.Sprintf("weight %d", w), 1) }
+	first := vsConf("", vip, []string{a.addr, b.addr, c.addr}, []string{tcpCheck, tcpCheck, tcpCheck})
+	d := startKeepalived(t, writeConf(t, first))
+	if got := d.pool(t, names); got != "A:1 B:1 C:1" {
+		t.Fatalf("pool at start: %s", got)
+	}
+
+	// A held connection through the VIP, to the first server rr picks (C,
+	// the last configured).
+	held, err := net.DialTimeout("tcp", vip, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	r := bufio.NewReader(held)
+	held.SetReadDeadline(time.Now().Add(3 * time.Second))
+	heldBy, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldBy = strings.TrimSpace(heldBy)
+	if heldBy != "C" {
+		t.Fatalf("the first connection went to %s, want C", heldBy)
+	}
+	alive := func(when string) {
+		t.Helper()
+		held.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(held, "ping\n"); err != nil {
+			t.Fatalf("%s: the held connection is gone: %v", when, err)
+		}
+		if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
+			t.Fatalf("%s: the held connection is gone: %q %v", when, line, err)
+		}
+	}
+	alive("before the reloads")
+
+	// B stops: its checker takes it out.
+	b.stop()
+	waitFor(t, detectWithin, "B out of the pool", func() bool { return d.pool(t, names) == "A:1 C:1" })
+
+	t.Run("broken file keeps the old configuration", func(t *testing.T) {
+		broken := strings.Replace(first, "lb_kind NAT", "lb_kind NATT", 1)
+		line := 1 + strings.Count(broken[:strings.Index(broken, "lb_kind NATT")], "\n")
+		d.rewrite(t, broken)
+		d.hup(t, "reload refused")
+		log := d.out.String()
+		if want := fmt.Sprintf("%s:%d", d.conf, line); !strings.Contains(log, want) {
+			t.Errorf("the refused reload does not say where (%s):\n%s", want, log)
+		}
+		if got := d.pool(t, names); got != "A:1 C:1" {
+			t.Errorf("pool after a refused reload: %s, want A:1 C:1", got)
+		}
+		alive("after the refused reload")
+		if got := openHeld(t, vip, 2); got["A"] != 1 || got["C"] != 1 {
+			t.Errorf("new connections after the refused reload went to %v, want A and C", got)
+		}
+	})
+
+	t.Run("changed file is applied", func(t *testing.T) {
+		// A is removed, C (holding our connection) gets weight 3, B
+		// (down) stays configured, E is added.
+		next := vsConf("", vip, []string{b.addr, c.addr, e.addr}, []string{tcpCheck, weight(3), tcpCheck})
+		d.rewrite(t, next)
+		d.hup(t, "configuration reloaded")
+		// B is still down: it stays out until its checker passes.
+		if got := d.pool(t, names); got != "C:3 E:1" {
+			t.Errorf("pool after the reload: %s, want C:3 E:1", got)
+		}
+		alive("after the reload")
+
+		b.start(t)
+		waitFor(t, 3*time.Second, "B back in the pool", func() bool { return d.pool(t, names) == "B:1 C:3 E:1" })
+		alive("after B came back")
+	})
+
+	t.Run("unchanged file keeps everything", func(t *testing.T) {
+		var before []struct {
+			RealServer string `json:"real_server"`
+			Checks     uint64 `json:"checks"`
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := d.client().State(ctx, "checkers", &before); err != nil {
+			t.Fatal(err)
+		}
+		d.hup(t, "configuration reloaded")
+		after := before[:0:0]
+		if err := d.client().State(ctx, "checkers", &after); err != nil {
+			t.Fatal(err)
+		}
+		// The same checkers keep counting: none was restarted.
+		for i := range before {
+			if i >= len(after) || after[i].RealServer != before[i].RealServer || after[i].Checks < before[i].Checks {
+				t.Fatalf("checkers restarted by a reload that changed nothing: before %+v, after %+v", before, after)
+			}
+		}
+		alive("after a reload that changed nothing")
+	})
+}
+
+// smtpSink is a minimal SMTP server on loopback that collects messages.
+type smtpSink struct {
+	addr string
+	msgs chan string
+}
+
+func startSMTP(t *testing.T) *smtpSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s := &smtpSink{addr: ln.Addr().String(), msgs: make(chan string, 16)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *smtpSink) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	say := func(line string) { io.WriteString(c, line+"\r\n") }
+	say("220 sink.test ESMTP")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "DATA"):
+			say("354 go ahead")
+			var msg strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				msg.WriteString(l)
+			}
+			s.msgs <- msg.String()
+			say("250 queued")
+		case strings.HasPrefix(cmd, "QUIT"):
+			say("221 bye")
+			return
+		default:
+			say("250 ok")
+		}
+	}
+}
+
+func TestKeepalivedSMTPAlertOnRealServerDown(t *testing.T) {
+	sink := startSMTP(t)
+	rs1 := startRS(t, "RS1", "127.0.0.1:0")
+	rs2 := startRS(t, "RS2", "127.0.0.1:0")
+	vip := "127.0.0.1:" + freePort(t)
+	host, port, _ := net.SplitHostPort(sink.addr)
+	global := fmt.Sprintf("\tnotification_email {\n\t\tops@example.com\n\t}\n\tnotification_email_from gvsd@example.com\n"+
+		"\tsmtp_server %s %s\n\tsmtp_connect_timeout 5\n", host, port)
+	conf := vsConf(global, vip, []string{rs1.addr, rs2.addr}, []string{tcpCheck, tcpCheck})
+	conf = strings.Replace(conf, "\tprotocol TCP\n", "\tprotocol TCP\n\tsmtp_alert\n", 1)
+	d := startKeepalived(t, writeConf(t, conf))
+	rs1.stop()
+	select {
+	case msg := <-sink.msgs:
+		for _, want := range []string{"Subject: [GVS_E2E] Realserver " + rs1.addr, "DOWN", "To: ops@example.com", "From: gvsd@example.com"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("the alert does not contain %q:\n%s", want, msg)
+			}
+		}
+	case <-time.After(detectWithin + 2*time.Second):
+		t.Fatalf("no mail within %v of RS1 stopping\n%s", detectWithin+2*time.Second, d.out)
+	}
+}
+
+func TestKeepalivedConfigTest(t *testing.T) {
+	good := vsConf("", "127.0.0.1:8080", []string{"127.0.0.1:9001"}, []string{tcpCheck})
+	bad := strings.Replace(good, "lb_algo rr", "lb_algo rrr", 1)
+	badLine := 1 + strings.Count(bad[:strings.Index(bad, "lb_algo rrr")], "\n")
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		text string // "" for a missing file
+		code int
+		want string // a regexp the output must match; FILE is the path
+	}{
+		{"good", good, 0, `FILE: configuration OK`},
+		{"bad scheduler", bad, 5, fmt.Sprintf(`FILE:%d: .*rrr`, badLine)},
+		{"missing", "", 4, `FILE`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".conf")
+			if tt.text != "" {
+				if err := os.WriteFile(path, []byte(tt.text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := exec.Command(filepath.Join(bin, "gvsd"), "-t", "-f", path).CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code {
+				t.Errorf("gvsd -t exit code %d, want %d\n%s", code, tt.code, out)
+			}
+			re := regexp.MustCompile(strings.ReplaceAll(tt.want, "FILE", regexp.QuoteMeta(path)))
+			if !re.Match(out) {
+				t.Errorf("gvsd -t output does not match %s:\n%s", re, out)
+			}
+		})
+	}
+}
+
+func TestKeepalivedRefusesDirectRoutingOnProxyEngine(t *testing.T) {
+	conf := vsConf("", "127.0.0.1:"+freePort(t), []string{"127.0.0.1:9001"}, []string{tcpCheck})
+	conf = strings.Replace(conf, "lb_kind NAT", "lb_kind DR", 1)
+	path := writeConf(t, conf)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "gvsd"), "--engine", "proxy",
+		"--socket", filepath.Join(t.TempDir(), "gvsd.sock"), "-f", path)
+	out, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("gvsd ran a DR virtual server on the proxy engine (err %v):\n%s", err, out)
+	}
+	for _, want := range []string{path + ":", "xdp engine"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("gvsd's refusal does not say %q:\n%s", want, out)
+		}
+	}
+}
+
