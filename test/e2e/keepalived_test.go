@@ -585,4 +585,3 @@ func TestKeepalivedRefusesDirectRoutingOnProxyEngine(t *testing.T) {
 		}
 	}
 }
-
