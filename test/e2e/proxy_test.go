@@ -31,7 +31,7 @@ func TestProxyRoundRobinAlternates(t *testing.T) {
 	want := fmt.Sprintf(`IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
-TCP  %-21s rr
+TCP  %s rr
   -> %-28s Masq    1      0          0         
   -> %-28s Masq    1      0          0         
 `, addr, rs1.addr, rs2.addr)
