@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/gvs-lb/gvs/internal/engine/xdp"
+	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
+	"github.com/gvs-lb/gvs/internal/realserver"
+)
+
+// The xdp end-to-end topology, all inside namespaces this test makes:
+//
+//	client 198.18.0.100 ─┐
+//	director 198.18.0.1 ─┼─ br0 (198.18.0.0/24) ── router 198.18.0.254
+//	rs1 198.18.0.11 ─────┤                         │ 198.18.2.254
+//	rs2 198.18.0.12 ─────┘                         br1 ── rs3 198.18.2.11
+//	director eth1 198.18.1.1 ── router eth1 .254       └─ rs4 198.18.2.12
+//
+// The VIP 198.18.0.200 is on the director's eth0 and on every real
+// server's lo. TCP :80 is DR to rs1 and rs2; TCP :8080 is TUN to rs3
+// (IPIP) and rs4 (GUE), reached via the router. Real servers answer the
+// client directly (DR on br0, TUN through the router onto br0), never
+// through the director.
+const (
+	e2eVIP     = "198.18.0.200"
+	e2eGUEPort = 6080
+)
+
+func TestXDPDirectRoutingAndTunnel(t *testing.T) {
+	netnstest.Require(t, "sysctl")
+	hub := netnstest.New(t, "hub")
+	client := netnstest.New(t, "cli")
+	dir := netnstest.New(t, "dir")
+	router := netnstest.New(t, "rtr")
+	rs := []*netnstest.NS{netnstest.New(t, "rs1"), netnstest.New(t, "rs2"), netnstest.New(t, "rs3"), netnstest.New(t, "rs4")}
+
+	netnstest.Bridge(t, hub, "br0", "eth0", client, dir, router, rs[0], rs[1])
+	netnstest.Bridge(t, hub, "br1", "eth0", rs[2], rs[3])
+	netnstest.Veth(t, dir, "eth1", router, "eth1")
+	// The router's second br0 port has to have another name.
+	router.Run("ip", "link", "set", "eth0", "name", "eth2")
+	netnstest.Veth(t, router, "eth0", hub, "br1-r")
+	hub.Run("ip", "link", "set", "br1-r", "master", "br1")
+
+	client.Addr("eth0", "198.18.0.100/24")
+	dir.Addr("eth0", "198.18.0.1/24")
+	dir.Addr("eth0", e2eVIP+"/32")
+	dir.Addr("eth1", "198.18.1.1/24")
+	dir.Run("ip", "route", "add", "198.18.2.0/24", "via", "198.18.1.254")
+	router.Addr("eth2", "198.18.0.254/24")
+	router.Addr("eth1", "198.18.1.254/24")
+	router.Addr("eth0", "198.18.2.254/24")
+	router.Run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+		"net.ipv4.conf.eth0.rp_filter=0", "net.ipv4.conf.eth1.rp_filter=0", "net.ipv4.conf.eth2.rp_filter=0")
+	for i, n := range rs {
+		if i < 2 {
+			n.Addr("eth0", fmt.Sprintf("198.18.0.%d/24", 11+i))
+		} else {
+			n.Addr("eth0", fmt.Sprintf("198.18.2.%d/24", 9+i))
+			n.Run("ip", "route", "add", "default", "via", "198.18.2.254")
+		}
+	}
+
+	// Real servers: realserver.Setup plus an HTTP server naming itself.
+	for i, n := range rs {
+		mode, port := "dr", "80"
+		if i >= 2 {
+			mode, port = "tun", "8080"
+		}
+		t.Setenv("GVS_XDP_ROLE", "rs")
+		t.Setenv("GVS_XDP_NAME", fmt.Sprintf("RS%d", i+1))
+		t.Setenv("GVS_XDP_MODE", mode)
+		t.Setenv("GVS_XDP_LISTEN", e2eVIP+":"+port)
+		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
+	}
+	sock := filepath.Join(t.TempDir(), "director.sock")
+	t.Setenv("GVS_XDP_ROLE", "director")
+	t.Setenv("GVS_XDP_SOCK", sock)
+	director := dir.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
+	os.Unsetenv("GVS_XDP_ROLE")
+
+	ctl := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	waitFor(t, 60*time.Second, "the xdp director", func() bool {
+		resp, err := ctl.Get("http://director/status")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+
+	vip := netip.MustParseAddr(e2eVIP)
+	snap := func(w1 int32) *ipvs.Snapshot {
+		return &ipvs.Snapshot{Timeouts: ipvs.DefaultTimeouts, Services: []ipvs.ServiceConfig{
+			{Service: ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: vip, Port: 80}, Scheduler: "rr"}, Dests: []ipvs.Dest{
+				{Addr: netip.MustParseAddr("198.18.0.11"), Port: 80, Method: ipvs.Route, Weight: w1},
+				{Addr: netip.MustParseAddr("198.18.0.12"), Port: 80, Method: ipvs.Route, Weight: 1},
+			}},
+			{Service: ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: vip, Port: 8080}, Scheduler: "rr"}, Dests: []ipvs.Dest{
+				{Addr: netip.MustParseAddr("198.18.2.11"), Port: 8080, Method: ipvs.Tunnel, Weight: 1},
+				{Addr: netip.MustParseAddr("198.18.2.12"), Port: 8080, Method: ipvs.Tunnel, Weight: 1, TunType: ipvs.TunGUE, TunPort: e2eGUEPort},
+			}},
+		}}
+	}
+	apply := func(s *ipvs.Snapshot) {
+		t.Helper()
+		b, _ := json.Marshal(s)
+		resp, err := ctl.Post("http://director/apply", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("apply: %s", msg)
+		}
+	}
+	apply(snap(1))
+
+	fetch := func(port string, n int) []string {
+		t.Helper()
+		var got []string
+		for i := range n {
+			body, err := getInNS(client.Name, e2eVIP+":"+port)
+			if err != nil {
+				t.Fatalf("GET %d from the client to %s:%s: %v\ndirector log:\n%s", i, e2eVIP, port, err, director.Output())
+			}
+			got = append(got, body)
+		}
+		return got
+	}
+	alternates := func(t *testing.T, seq []string, a, b string) {
+		t.Helper()
+		for i, s := range seq {
+			if s != a && s != b {
+				t.Fatalf("answer %d is %q, want %s or %s (all: %v)", i, s, a, b, seq)
+			}
+			if i > 0 && s == seq[i-1] {
+				t.Fatalf("answers do not alternate: %v", seq)
+			}
+		}
+	}
+
+	t.Run("DR answers alternate", func(t *testing.T) { alternates(t, fetch("80", 6), "RS1", "RS2") })
+	t.Run("TUN answers alternate over IPIP and GUE", func(t *testing.T) { alternates(t, fetch("8080", 6), "RS3", "RS4") })
+	t.Run("replies bypass the director", func(t *testing.T) {
+		var st []ipvs.ServiceStatus
+		resp, err := ctl.Get("http://director/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if len(st) != 2 {
+			t.Fatalf("status of %d services", len(st))
+		}
+		for _, s := range st {
+			if s.Stats.Conns != 6 || s.Stats.InPkts < 6*3 || s.Stats.OutPkts != 0 || s.Stats.OutBytes != 0 {
+				t.Errorf("%s: stats %+v, want 6 conns, at least 18 packets in, none out", s.ServiceKey, s.Stats)
+			}
+			for _, d := range s.Dests {
+				if d.Stats.Conns != 3 || d.Stats.OutPkts != 0 {
+					t.Errorf("%s -> %s: stats %+v, want 3 conns, no packets out", s.ServiceKey, d.AddrPort(), d.Stats)
+				}
+			}
+		}
+	})
+	t.Run("weight 0 drains", func(t *testing.T) {
+		apply(snap(0))
+		for i, s := range fetch("80", 4) {
+			if s != "RS2" {
+				t.Fatalf("answer %d from %s after RS1 got weight 0", i, s)
+			}
+		}
+	})
+}
+
+// getInNS makes one HTTP/1.0 request to addr from the namespace ns and
+// returns the body, trimmed. The socket is made on a thread moved into ns.
+func getInNS(ns, addr string) (string, error) {
+	conn, err := func() (net.Conn, error) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			return nil, err
+		}
+		defer orig.Close()
+		h, err := netns.GetFromName(ns)
+		if err != nil {
+			return nil, err
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			return nil, err
+		}
+		defer netns.Set(orig)
+		return net.DialTimeout("tcp", addr, 3*time.Second)
+	}()
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
+}
+
+// TestXDPHelper is not a test: it is the director or a real server of
+// TestXDPDirectRoutingAndTunnel, run by it in a namespace (GVS_XDP_ROLE).
+func TestXDPHelper(t *testing.T) {
+	role := os.Getenv("GVS_XDP_ROLE")
+	if role == "" {
+		t.Skip("helper process of TestXDPDirectRoutingAndTunnel; runs only when it starts it")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch role {
+	case "rs":
+		mode := realserver.Mode(os.Getenv("GVS_XDP_MODE"))
+		opts := realserver.Options{Interface: "eth0", Generic: true, GUEPorts: []uint16{e2eGUEPort}}
+		srv, err := realserver.Setup(netip.MustParseAddr(e2eVIP), mode, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Teardown()
+		name := os.Getenv("GVS_XDP_NAME")
+		ln, err := net.Listen("tcp", os.Getenv("GVS_XDP_LISTEN"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, name) })}
+		go hs.Serve(ln)
+		<-ctx.Done()
+		hs.Close()
+		t.Logf("%s: %d packets decapsulated", name, srv.Decapsulated())
+	case "director":
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		e, err := xdp.New(log, xdp.Options{Interfaces: []string{"eth0"}, Mode: "generic", TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /apply", func(w http.ResponseWriter, r *http.Request) {
+			var s ipvs.Snapshot
+			if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			if err := e.Apply(&s); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+			}
+		})
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Status()) })
+		ln, err := net.Listen("unix", os.Getenv("GVS_XDP_SOCK"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: mux}
+		go hs.Serve(ln)
+		<-ctx.Done()
+		hs.Close()
+		log.Info("drops", "reasons", e.Drops())
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		e.Close(cctx)
+	}
+}
