@@ -746,7 +746,7 @@ func (e *entry) parseService(buf string, proto ipvs.Protocol) (parsedAddr, bool)
 		case host == "localhost":
 			r.addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 		default:
-			if host != "" && err != nil {
+			if strings.ContainsAny(strings.ToLower(host), "abcdefghijklmnopqrstuvwxyz") && !strings.Contains(host, ":") {
 				e.hostName = host
 			}
 			return r, false
