@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +25,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
 
 // kaDaemon is a gvsd started with -f, with its log readable while it runs.
@@ -583,5 +588,231 @@ func TestKeepalivedRefusesDirectRoutingOnProxyEngine(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("gvsd's refusal does not say %q:\n%s", want, out)
 		}
+	}
+}
+
+// labConf is the seeds' director configuration: VRRP instance VI_1 holding
+// the VIP, and an rr NAT virtual server on it with TCP_CHECK.
+func labConf(state string, priority int, vip string, rss ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `global_defs {
+	router_id LVS_%s
+}
+vrrp_instance VI_1 {
+	state %s
+	interface eth0
+	virtual_router_id 51
+	priority %d
+	advert_int 1
+	authentication {
+		auth_type PASS
+		auth_pass 1111
+	}
+	virtual_ipaddress {
+		%s/24 dev eth0
+	}
+}
+virtual_server %s 80 {
+	delay_loop 1
+	lb_algo rr
+	lb_kind NAT
+	protocol TCP
+`, state, state, priority, vip, vip)
+	for _, rs := range rss {
+		fmt.Fprintf(&b, "\treal_server %s 80 {\n%s\t}\n", rs, tcpCheck)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// inNetns runs fn on a thread switched into the named network namespace;
+// sockets fn opens belong to that namespace.
+func inNetns(name string, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	target, err := os.Open("/var/run/netns/" + name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("entering network namespace %s: %w", name, err)
+	}
+	defer func() {
+		// A thread that cannot go back stays locked and dies with the
+		// goroutine.
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return fn()
+}
+
+// nsHTTP is an HTTP client whose connections start in namespace ns.
+func nsHTTP(ns string, timeout time.Duration) *http.Client {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := inNetns(ns, func() error {
+			var err error
+			c, err = (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+}
+
+// answer is one client request through the VIP.
+type answer struct {
+	at   time.Time
+	body string // the real server's name, "" when it failed
+	via  string // the director that proxied it (X-Client seen by the real server)
+}
+
+func nsHasAddr(n *netnstest.NS, addr string) bool {
+	out, err := n.Output("ip", "-4", "-o", "addr", "show", "dev", "eth0")
+	return err == nil && strings.Contains(out, " "+addr+"/")
+}
+
+// TestKeepalivedVRRPFailover is the seeds' experiment 3: two directors run
+// gvsd with the same virtual server and a VRRP instance (MASTER 100,
+// BACKUP 90) on one LAN with the client and two real servers. SIGTERM on
+// the master moves the VIP to the backup within a second, and the client
+// keeps getting answers.
+func TestKeepalivedVRRPFailover(t *testing.T) {
+	netnstest.Require(t)
+	const vip = "198.18.0.100"
+	lan := netnstest.New(t, "lan")
+	client, dir1, dir2 := netnstest.New(t, "cli"), netnstest.New(t, "dir1"), netnstest.New(t, "dir2")
+	rs1, rs2 := netnstest.New(t, "rs1"), netnstest.New(t, "rs2")
+	netnstest.Bridge(t, lan, "br0", "eth0", client, dir1, dir2, rs1, rs2)
+	for n, addr := range map[*netnstest.NS]string{client: "198.18.0.2", dir1: "198.18.0.3", dir2: "198.18.0.4",
+		rs1: "198.18.0.11", rs2: "198.18.0.12"} {
+		n.Addr("eth0", addr+"/24")
+	}
+	rs1.Start(filepath.Join(bin, "rs"), "--name", "RS1", "--listen", "198.18.0.11:80")
+	rs2.Start(filepath.Join(bin, "rs"), "--name", "RS2", "--listen", "198.18.0.12:80")
+
+	dir := t.TempDir()
+	var socks [2]string
+	var gvsd [2]*netnstest.Proc
+	for i, n := range []*netnstest.NS{dir1, dir2} {
+		state, prio := "MASTER", 100
+		if i == 1 {
+			state, prio = "BACKUP", 90
+		}
+		conf := filepath.Join(dir, fmt.Sprintf("dir%d.conf", i+1))
+		if err := os.WriteFile(conf, []byte(labConf(state, prio, vip, "198.18.0.11", "198.18.0.12")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		socks[i] = filepath.Join(dir, fmt.Sprintf("dir%d.sock", i+1))
+		gvsd[i] = n.Start(filepath.Join(bin, "gvsd"), "--engine", "proxy", "--grace", "1s", "-f", conf, "--socket", socks[i])
+	}
+	waitFor(t, 10*time.Second, "the VIP on director 1", func() bool { return nsHasAddr(dir1, vip) })
+	if nsHasAddr(dir2, vip) {
+		t.Fatal("the VIP is on both directors")
+	}
+	httpc := nsHTTP(client.Name, time.Second)
+	ask := func() answer {
+		a := answer{at: time.Now()}
+		resp, err := httpc.Get("http://" + vip + "/")
+		if err != nil {
+			return a
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil {
+			a.body = strings.TrimSpace(string(body))
+			a.via, _, _ = net.SplitHostPort(resp.Header.Get("X-Client"))
+		}
+		return a
+	}
+	waitFor(t, 5*time.Second, "an answer through the VIP", func() bool { return ask().body != "" })
+
+	// The client asks every 50 ms while the master stops.
+	ctx, cancel := context.WithCancel(context.Background())
+	var answers []answer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			answers = append(answers, ask())
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	time.Sleep(time.Second)
+	stopAt := time.Now()
+	if err := syscall.Kill(-gvsd[0].Cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "the VIP on director 2", func() bool { return nsHasAddr(dir2, vip) })
+	moved := time.Since(stopAt)
+	t.Logf("VIP on director 2 after %v", moved.Round(10*time.Millisecond))
+	if moved > time.Second {
+		t.Errorf("the VIP took %v to move to the backup, want at most 1s", moved)
+	}
+	select {
+	case <-gvsd[0].Done():
+	case <-time.After(5 * time.Second):
+		t.Error("director 1's gvsd did not exit within 5 s of SIGTERM")
+	}
+	if nsHasAddr(dir1, vip) {
+		t.Error("director 1 kept the VIP after it stopped")
+	}
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+
+	var gap time.Duration
+	okBefore, okAfter, failed := 0, 0, 0
+	var prev time.Time
+	for _, a := range answers {
+		switch {
+		case a.body == "":
+			failed++
+			continue
+		case a.at.Before(stopAt):
+			okBefore++
+			if a.via != "198.18.0.3" {
+				t.Errorf("before the failover an answer came via %q, want director 1 (198.18.0.3)", a.via)
+			}
+		case a.at.After(stopAt.Add(moved)):
+			okAfter++
+			if a.via != "198.18.0.4" {
+				t.Errorf("after the failover an answer came via %q, want director 2 (198.18.0.4)", a.via)
+			}
+		}
+		if !prev.IsZero() {
+			gap = max(gap, a.at.Sub(prev))
+		}
+		prev = a.at
+	}
+	t.Logf("%d answers before the SIGTERM, %d after the VIP moved, %d failed; longest gap %v",
+		okBefore, okAfter, failed, gap.Round(10*time.Millisecond))
+	if okBefore == 0 || okAfter < 10 {
+		t.Errorf("answers: %d before, %d after the failover; want some before and at least 10 after", okBefore, okAfter)
+	}
+	if gap > 2*time.Second {
+		t.Errorf("the client went %v without an answer during the failover, want under 2s", gap)
+	}
+
+	var view []struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	}
+	vctx, vcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer vcancel()
+	if err := api.NewClient(socks[1]).State(vctx, "vrrp", &view); err != nil {
+		t.Fatal(err)
+	}
+	if len(view) != 1 || view[0].Name != "VI_1" || view[0].State != "MASTER" {
+		t.Errorf("director 2's vrrp view: %+v, want VI_1 MASTER", view)
 	}
 }
