@@ -91,9 +91,11 @@ func (b tableBackend) Services() []ipvs.ServiceStatus {
 	return out
 }
 
-func (b tableBackend) Conns() []ipvs.Conn            { return nil }
-func (b tableBackend) Timeouts() ipvs.Timeouts       { return b.table.Timeouts() }
-func (b tableBackend) Info() api.Info                { return api.Info{Version: "1.2.1", ConnTabSize: 4096, Engine: "none"} }
+func (b tableBackend) Conns() []ipvs.Conn      { return nil }
+func (b tableBackend) Timeouts() ipvs.Timeouts { return b.table.Timeouts() }
+func (b tableBackend) Info() api.Info {
+	return api.Info{Version: "1.2.1", ConnTabSize: 4096, Engine: "none"}
+}
 func (b tableBackend) Status() []ipvs.ServiceStatus { return b.Services() }
 
 // startServer serves a fresh table on a unix socket in a temporary
