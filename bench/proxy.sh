@@ -4,10 +4,13 @@
 # straight to the real server (nginx serving a small body on loopback).
 # Prints a markdown table of requests/s and p99 latency with ratios against
 # HAProxy. Run as root on Debian (it apt-installs wrk, haproxy, nginx).
-#   bash bench/proxy.sh [seconds] [connections]
+# Each path is measured in several interleaved rounds and the median kept,
+# so a noisy neighbour hurts all paths alike.
+#   bash bench/proxy.sh [seconds] [connections] [rounds]
 set -euo pipefail
 secs=${1:-10}
 conns=${2:-64}
+rounds=${3:-3}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
@@ -51,7 +54,7 @@ nginx -c "$work/nginx.conf" & pids+=($!)
 cat >"$work/haproxy.cfg" <<EOC
 global
 	nbthread 1
-	maxconn 20000
+	maxconn 4000
 defaults
 	mode tcp
 	timeout connect 5s
@@ -78,13 +81,22 @@ run() { # name port -> "rps p99ms"
 	p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$out")
 	echo "$rps $p99"
 }
+median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+declare -A RPS P99
+for _ in $(seq "$rounds"); do
+	for target in "direct 18080" "gvsd 18081" "haproxy 18082" "nginx 18083"; do
+		set -- $target
+		read -r rps p99 <<<"$(run "$1" "$2")"
+		RPS[$1]+="$rps "
+		P99[$1]+="$p99 "
+	done
+done
 declare -A R
-for target in "direct 18080" "gvsd 18081" "haproxy 18082" "nginx 18083"; do
-	set -- $target
-	R[$1]=$(run "$1" "$2")
+for name in direct gvsd haproxy nginx; do
+	R[$name]="$(tr ' ' '\n' <<<"${RPS[$name]}" | grep . | median) $(tr ' ' '\n' <<<"${P99[$name]}" | grep . | median)"
 done
 read -r hrps hp99 <<<"${R[haproxy]}"
-echo "wrk -t1 -c$conns -d${secs}s, $(nproc) CPUs, $(date -u +%F)"
+echo "wrk -t1 -c$conns -d${secs}s, median of $rounds rounds, $(nproc) CPUs, $(date -u +%F)"
 echo
 echo "| path | requests/s | p99 ms | req/s vs HAProxy | p99 vs HAProxy |"
 echo "| --- | ---: | ---: | ---: | ---: |"
