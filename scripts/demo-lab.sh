@@ -23,26 +23,28 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { printf '\n### %s\n' "$*"; }
-in() { local ns=$1; shift; ip netns exec "$p-$ns" "$@"; }
+# inns NS CMD... runs CMD in the lab's namespace NS. (Background processes
+# are started with ip netns exec directly, so that $! is their own pid.)
+inns() { local ns=$1; shift; ip netns exec "$p-$ns" "$@"; }
 
 say "building the lab: client 198.18.0.2, directors 198.18.0.3 and .4 (VIP $vip), RS1 .11, RS2 .12"
 ip netns add "$p-lan"
-in lan ip link add br0 type bridge
-in lan ip link set br0 up
+inns lan ip link add br0 type bridge
+inns lan ip link set br0 up
 i=0
 for host in client:198.18.0.2 dir1:198.18.0.3 dir2:198.18.0.4 rs1:198.18.0.11 rs2:198.18.0.12; do
 	ns=${host%%:*} addr=${host#*:}
 	ip netns add "$p-$ns"
 	ip link add "veth$i" netns "$p-lan" type veth peer name eth0 netns "$p-$ns"
-	in lan ip link set "veth$i" master br0 up
-	in "$ns" ip addr add "$addr/24" dev eth0
-	in "$ns" ip link set eth0 up
-	in "$ns" ip link set lo up
+	inns lan ip link set "veth$i" master br0 up
+	inns "$ns" ip addr add "$addr/24" dev eth0
+	inns "$ns" ip link set eth0 up
+	inns "$ns" ip link set lo up
 	i=$((i + 1))
 done
 
 for n in 1 2; do
-	in "rs$n" "$top/bin/rs" --name "RS$n" --listen "198.18.0.1$n:80" 2>/dev/null & pids+=($!)
+	ip netns exec "$p-rs$n" "$top/bin/rs" --name "RS$n" --listen "198.18.0.1$n:80" 2>/dev/null & pids+=($!)
 done
 
 conf() { # state priority
@@ -94,11 +96,11 @@ say "director 1: gvsd -f keepalived.conf (state MASTER, priority 100)"
 sed 's/^/    /' "$work/dir1.conf" | head -20
 echo "    ..."
 for n in 1 2; do
-	in "dir$n" "$top/bin/gvsd" --engine "$engine" -f "$work/dir$n.conf" --socket "$work/dir$n.sock" 2>"$work/dir$n.log" & pids+=($!)
+	ip netns exec "$p-dir$n" "$top/bin/gvsd" --engine "$engine" -f "$work/dir$n.conf" --socket "$work/dir$n.sock" 2>"$work/dir$n.log" & pids+=($!)
 done
 dir1_pid=${pids[-2]}
 
-has_vip() { in "$1" ip -4 addr show dev eth0 | grep -q "inet $vip/"; }
+has_vip() { inns "$1" ip -4 addr show dev eth0 | grep -q "inet $vip/"; }
 wait_vip() { # ns seconds
 	local end=$((SECONDS + $2))
 	while [ $SECONDS -lt "$end" ]; do has_vip "$1" && return 0; sleep 0.1; done
@@ -106,7 +108,7 @@ wait_vip() { # ns seconds
 }
 curls() {
 	for k in $(seq "$1"); do
-		printf 'curl #%d -> %s\n' "$k" "$(in client curl -s --max-time 2 "http://$vip/" || echo '(no answer)')"
+		printf 'curl #%d -> %s\n' "$k" "$(inns client curl -s --max-time 2 "http://$vip/" || echo '(no answer)')"
 	done
 }
 adm() { GVS_SOCKET=$work/$1.sock "$top/bin/gvsadm" "${@:2}"; }
@@ -114,7 +116,7 @@ adm() { GVS_SOCKET=$work/$1.sock "$top/bin/gvsadm" "${@:2}"; }
 wait_vip dir1 10 || { echo "the VIP never came up on director 1"; cat "$work/dir1.log"; exit 1; }
 sleep 1
 say "director 1 holds the VIP:"
-in dir1 ip -4 -brief addr show dev eth0
+inns dir1 ip -4 -brief addr show dev eth0
 say "gvsadm -Ln on director 1"
 adm dir1 -Ln
 
@@ -127,7 +129,7 @@ sleep 4
 adm dir1 -Ln
 curls 4
 say "start RS1 again"
-in rs1 "$top/bin/rs" --name RS1 --listen 198.18.0.11:80 2>/dev/null & pids+=($!)
+ip netns exec "$p-rs1" "$top/bin/rs" --name RS1 --listen 198.18.0.11:80 2>/dev/null & pids+=($!)
 sleep 3
 adm dir1 -Ln
 curls 4
@@ -137,7 +139,7 @@ kill -TERM "$dir1_pid"
 start=$(date +%s.%N)
 wait_vip dir2 5 || { echo "the VIP did not move to director 2"; cat "$work/dir2.log"; exit 1; }
 awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "VIP on director 2 after %.2f s:\n", b - a }'
-in dir2 ip -4 -brief addr show dev eth0
+inns dir2 ip -4 -brief addr show dev eth0
 has_vip dir1 && echo "(director 1 still has it!)" || echo "director 1 no longer has the VIP"
 curls 4
 say "done"
