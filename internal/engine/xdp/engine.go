@@ -3,6 +3,34 @@
 // tunnelling (-i, IPIP or GUE) at the driver, and this package keeps its
 // maps in step with the IPVS table: services, real servers, scheduler
 // tables, connection expiry with IPVS's timeouts, counters and rates.
+//
+// How it differs from kernel IPVS, by design or for now:
+//   - rr and wrr walk a sequence Go precomputes with internal/sched, with
+//     one atomic cursor per service shared by all CPUs: connections that
+//     arrive at the same moment on different CPUs take consecutive slots
+//     in whichever order the atomic add serializes them, where the kernel
+//     serializes the whole choice under a lock. Over many connections the
+//     shares are the kernel's; a server skipped because it is overloaded
+//     does not shift the cycle (the kernel's wrr keeps scanning its pass).
+//   - sh, dh and mh read their tables back from internal/sched, so they
+//     choose exactly as it does; lc, wlc, sed, nq, fo and ovf compare the
+//     per-server counters the program keeps with atomic adds, which Go
+//     sets again from the connection table on every expiry pass (at most
+//     ExpiryInterval late, also for entries the LRU map evicted).
+//   - lblc, lblcr and twos are refused (CheckDest, Apply) with an error
+//     naming the proxy engine; so are NAT, FullNAT, GRE, SCTP and
+//     firewall-mark services.
+//   - IPv4 fragments, IPv6 extension headers and more than two VLAN tags
+//     go to the kernel untouched (XDP_PASS); so does a TCP packet that
+//     belongs to no connection and is not a SYN.
+//   - A tunnelled IPv4 packet that no longer fits the MTU gets an ICMP
+//     "fragmentation needed" from the VIP; IPv6 "packet too big" is not
+//     generated yet (the packet is dropped and counted as too-big).
+//   - The tunnel next hop comes from bpf_fib_lookup where forwarding is
+//     enabled; elsewhere from the route and neighbour Go resolved over
+//     netlink (refreshed every NeighRefresh).
+//   - Deleting a service ends its connections at once (new packets go to
+//     the stack); removing a real server keeps its connections.
 package xdp
 
 import (

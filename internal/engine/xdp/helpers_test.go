@@ -18,7 +18,7 @@ import (
 
 // requireRoot skips (or fails in CI) when the test cannot load BPF
 // programs and make network namespaces.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -70,7 +70,7 @@ func enterNS(t *testing.T, ns netns.NsHandle) {
 // labNS moves the test's goroutine (locked to its thread) into a fresh
 // network namespace with the lab network, for the rest of the test, and
 // returns it for subtests (see enterNS).
-func labNS(t *testing.T, rs ...byte) netns.NsHandle {
+func labNS(t testing.TB, rs ...byte) netns.NsHandle {
 	t.Helper()
 	requireRoot(t)
 	runtime.LockOSThread()
@@ -142,7 +142,7 @@ func v6(n byte) netip.Addr {
 
 // newTestEngine loads the program (not attached) with the tunnel sources
 // 198.18.0.1/32 and 2001:db8::1/128 and applies snap.
-func newTestEngine(t *testing.T, snap *ipvs.Snapshot) *Engine {
+func newTestEngine(t testing.TB, snap *ipvs.Snapshot) *Engine {
 	t.Helper()
 	e, err := load(nil, Options{})
 	if err != nil {
