@@ -29,8 +29,8 @@
 //   - The tunnel next hop comes from bpf_fib_lookup where forwarding is
 //     enabled; elsewhere from the route and neighbour Go resolved over
 //     netlink (refreshed every NeighRefresh).
-//   - Deleting a service ends its connections at once (new packets go to
-//     the stack); removing a real server keeps its connections.
+//   - Deleting a service or a real server stops new connections to it;
+//     established ones are forwarded until they expire, as in IPVS.
 package xdp
 
 import (
