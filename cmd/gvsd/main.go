@@ -31,6 +31,7 @@ func main() {
 	flag.BoolVar(&test, "t", false, "test the configuration file and exit (also --config-test)")
 	flag.BoolVar(&test, "config-test", false, "test the configuration file and exit")
 	flag.Var(&ifaces, "interface", "interface the xdp engine attaches to (repeat for several)")
+	flag.StringVar(&opts.XDPMode, "xdp-mode", "", "XDP attach mode: native, generic, or empty for native falling back to generic")
 	flag.DurationVar(&opts.Grace, "grace", 10*time.Second, "how long established connections may finish on SIGTERM")
 	flag.BoolVar(&debug, "D", false, "debug logging (as keepalived's -D)")
 	for _, compat := range []string{"n", "l"} { // keepalived's --dont-fork, --log-console: gvsd always does both

@@ -25,6 +25,7 @@ type Options struct {
 	Socket     string        // admin API socket
 	ConfigFile string        // keepalived.conf, optional
 	Interfaces []string      // for the xdp engine
+	XDPMode    string        // native, generic, or "" for native falling back to generic
 	Grace      time.Duration // how long established connections may finish on SIGTERM
 }
 
