@@ -11,38 +11,40 @@ type DropReason uint8
 
 // Drop reasons, in the order the checks run (keepalived's vrrp_in_chk).
 const (
-	DropNone      DropReason = iota // accepted
-	DropShort                       // shorter than a VRRP header
-	DropTTL                         // TTL / hop limit is not 255
-	DropVersion                     // version differs from the instance's
-	DropType                        // type is not ADVERTISEMENT
-	DropVRID                        // another virtual router
-	DropAuthType                    // v2 auth type unknown or not ours
-	DropAuth                        // v2 password differs
-	DropInterval                    // v2 advert interval differs from ours
-	DropAddrCount                   // address count differs from our VIP count
-	DropLength                      // length does not match the address count
-	DropChecksum                    // bad checksum
-	DropAddrList                    // one of our VIPs is missing from the advert
-	DropOwn                         // our own advert looped back
+	DropNone       DropReason = iota // accepted
+	DropShort                        // shorter than a VRRP header
+	DropTTL                          // TTL / hop limit is not 255
+	DropVersion                      // version differs from the instance's
+	DropType                         // type is not ADVERTISEMENT
+	DropVRID                         // another virtual router
+	DropAuthType                     // v2 auth type unknown or not ours
+	DropAuth                         // v2 password differs
+	DropInterval                     // v2 advert interval differs from ours
+	DropAddrCount                    // address count differs from our VIP count
+	DropLength                       // length does not match the address count
+	DropChecksum                     // bad checksum
+	DropAddrList                     // one of our VIPs is missing from the advert
+	DropOwn                          // our own advert looped back
+	DropUnicastSrc                   // unicast advert from an address not in unicast_peer (check_unicast_src)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
-	DropNone:      "none",
-	DropShort:     "too_short",
-	DropTTL:       "bad_ttl",
-	DropVersion:   "bad_version",
-	DropType:      "bad_type",
-	DropVRID:      "vrid_mismatch",
-	DropAuthType:  "auth_type_mismatch",
-	DropAuth:      "auth_failure",
-	DropInterval:  "interval_mismatch",
-	DropAddrCount: "addr_count_mismatch",
-	DropLength:    "bad_length",
-	DropChecksum:  "bad_checksum",
-	DropAddrList:  "addr_list_mismatch",
-	DropOwn:       "own_advert",
+	DropNone:       "none",
+	DropShort:      "too_short",
+	DropTTL:        "bad_ttl",
+	DropVersion:    "bad_version",
+	DropType:       "bad_type",
+	DropVRID:       "vrid_mismatch",
+	DropAuthType:   "auth_type_mismatch",
+	DropAuth:       "auth_failure",
+	DropInterval:   "interval_mismatch",
+	DropAddrCount:  "addr_count_mismatch",
+	DropLength:     "bad_length",
+	DropChecksum:   "bad_checksum",
+	DropAddrList:   "addr_list_mismatch",
+	DropOwn:        "own_advert",
+	DropUnicastSrc: "unicast_src_not_peer",
 }
 
 func (r DropReason) String() string {
@@ -108,6 +110,9 @@ type Validator struct {
 	Unicast bool
 	// Own lists our source addresses: packets from them are our own.
 	Own []netip.Addr
+	// Peers, when not empty, are the only sources accepted: keepalived's
+	// check_unicast_src / vrrp_check_unicast_src for unicast instances.
+	Peers []netip.Addr
 }
 
 // Check parses and validates r. It returns the advert, or the reason the
@@ -122,6 +127,9 @@ func (v *Validator) Check(r Received) (*Advert, DropReason) {
 	}
 	if !v.Unicast && r.TTL >= 0 && r.TTL != TTL {
 		return nil, DropTTL
+	}
+	if len(v.Peers) > 0 && !slices.Contains(v.Peers, r.Src) {
+		return nil, DropUnicastSrc
 	}
 	if b[0]>>4 != v.Version {
 		return nil, DropVersion

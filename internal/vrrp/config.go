@@ -73,6 +73,20 @@ type InstanceConfig struct {
 	UnicastSrcIP netip.Addr   // unicast_src_ip
 	UnicastPeers []netip.Addr // unicast_peer
 	MCastSrcIP   netip.Addr   // mcast_src_ip
+	// CheckUnicastSrc drops unicast adverts whose source is not one of
+	// UnicastPeers (check_unicast_src, or global vrrp_check_unicast_src).
+	CheckUnicastSrc bool
+
+	// Routes are virtual_routes: installed with the VIPs when MASTER.
+	Routes []Route
+
+	// UseVMAC puts the VIPs on a macvlan interface with the VRRP virtual
+	// MAC 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID), created at Run
+	// and removed when Run returns; adverts and gratuitous ARPs leave from
+	// it (from Interface with VMACXmitBase).
+	UseVMAC      bool
+	VMACName     string // the macvlan's name (default vrrp.VRID)
+	VMACXmitBase bool   // vmac_xmit_base
 
 	TrackInterfaces []TrackInterface // track_interface
 	TrackScripts    []TrackRef       // track_script
@@ -178,6 +192,19 @@ func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
 	for _, p := range c.UnicastPeers {
 		if p.Is6() != is6 {
 			bad("unicast_peer %s is not of the instance's address family", p)
+		}
+	}
+	if c.UseVMAC {
+		if c.VMACName == "" {
+			c.VMACName = fmt.Sprintf("vrrp.%d", c.VRID)
+		}
+		if len(c.VMACName) > 15 {
+			bad("vmac name %q is longer than 15 characters", c.VMACName)
+		}
+	}
+	for _, r := range c.Routes {
+		if !r.Dst.IsValid() {
+			bad("virtual_routes: a route has no destination")
 		}
 	}
 	if c.GARPMasterDelay == 0 {

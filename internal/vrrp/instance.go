@@ -350,16 +350,52 @@ func (i *Instance) Run(ctx context.Context) error {
 		return err
 	}
 	is6 := i.cfg.IPv6()
+	hostDev := i.cfg.Interface
+	var vmacIfi *net.Interface
+	if i.cfg.UseVMAC {
+		v, err := createVMAC(i.opt.Netns, i.cfg.Interface, i.cfg.VMACName, VMAC(i.cfg.VRID, is6), primary)
+		if err != nil {
+			return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
+		}
+		defer func() {
+			if i.aborted.Load() {
+				return // as a crash: the interface and its VIPs stay
+			}
+			if err := v.remove(); err != nil {
+				i.log.Warn("removing the vmac interface", "err", err)
+			}
+		}()
+		hostDev = i.cfg.VMACName
+		err = inNetns(i.opt.Netns, func() error {
+			var err error
+			vmacIfi, err = net.InterfaceByName(i.cfg.VMACName)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("vrrp_instance %s: vmac %s: %w", i.cfg.Name, i.cfg.VMACName, err)
+		}
+		i.log.Info("vmac interface up", "name", i.cfg.VMACName, "mac", VMAC(i.cfg.VRID, is6))
+	}
 	conn := i.opt.Conn
 	if conn == nil {
 		err = inNetns(i.opt.Netns, func() error {
-			var err error
+			dial := dialConn4
 			if is6 {
-				conn, err = DialConn6(ifi, primary, !i.cfg.Unicast())
-			} else {
-				conn, err = DialConn4(ifi, primary, !i.cfg.Unicast())
+				dial = dialConn6
 			}
-			return err
+			in, err := dial(ifi, primary, !i.cfg.Unicast(), false)
+			if err != nil || vmacIfi == nil || i.cfg.VMACXmitBase {
+				conn = in
+				return err
+			}
+			// use_vmac: adverts leave the macvlan, with the virtual MAC
+			out, err := dial(vmacIfi, primary, !i.cfg.Unicast(), true)
+			if err != nil {
+				in.Close()
+				return err
+			}
+			conn = splitConn{Conn: in, out: out}
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
@@ -368,7 +404,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	defer conn.Close()
 	host := i.opt.Host
 	if host == nil {
-		host, err = NewHost(i.opt.Netns, i.cfg.Interface)
+		host, err = NewHost(i.opt.Netns, hostDev)
 		if err != nil {
 			return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
 		}
@@ -379,8 +415,17 @@ func (i *Instance) Run(ctx context.Context) error {
 	r.validator = Validator{Version: i.cfg.Version, VRID: i.cfg.VRID, IPv6: is6, AuthType: i.cfg.AuthType,
 		AuthData: PassAuthData(i.cfg.AuthPass), Interval: uint16(i.cfg.AdvertInt / time.Second),
 		Unicast: i.cfg.Unicast(), Own: []netip.Addr{primary}}
+	if i.cfg.CheckUnicastSrc && i.cfg.Unicast() {
+		r.validator.Peers = i.cfg.UnicastPeers
+	}
 	for _, v := range i.cfg.VIPs {
 		r.validator.VIPs = append(r.validator.VIPs, v.Prefix.Addr())
+	}
+	for _, v := range append(slices.Clip(i.cfg.VIPs), i.cfg.ExcludedVIPs...) {
+		if i.cfg.UseVMAC && v.Dev == i.cfg.Interface {
+			v.Dev = i.cfg.VMACName // keepalived moves the interface's VIPs to the vmac
+		}
+		r.vips = append(r.vips, v)
 	}
 	r.dsts = i.cfg.UnicastPeers
 	if len(r.dsts) == 0 {
@@ -404,6 +449,7 @@ type runner struct {
 	primary   netip.Addr
 	validator Validator
 	dsts      []netip.Addr
+	vips      []VIP // virtual_ipaddress and virtual_ipaddress_excluded, as set on the host
 	m         *Machine
 	notify    *notifier
 	fault     bool
@@ -529,8 +575,25 @@ func (r *runner) retrack() {
 	}
 }
 
-func (r *runner) allVIPs() []VIP {
-	return append(slices.Clip(r.cfg.VIPs), r.cfg.ExcludedVIPs...)
+func (r *runner) allVIPs() []VIP { return r.vips }
+
+// routes adds (or removes) the virtual_routes.
+func (r *runner) routes(add bool) {
+	if len(r.cfg.Routes) == 0 {
+		return
+	}
+	rh, ok := r.host.(RouteHost)
+	if !ok {
+		r.log.Error("virtual_routes: this host cannot install routes")
+		return
+	}
+	if add {
+		if err := rh.AddRoutes(r.cfg.Routes); err != nil {
+			r.log.Error("adding virtual_routes", "err", err)
+		}
+	} else if err := rh.DelRoutes(r.cfg.Routes); err != nil {
+		r.log.Error("removing virtual_routes", "err", err)
+	}
 }
 
 func (r *runner) garpBurst(n int) {
@@ -555,7 +618,9 @@ func (r *runner) do(now time.Time, acts []Action) {
 			if err := r.host.AddVIPs(r.allVIPs()); err != nil {
 				r.log.Error("adding VIPs", "err", err)
 			}
+			r.routes(true)
 		case ActDelVIPs:
+			r.routes(false)
 			if err := r.host.DelVIPs(r.allVIPs()); err != nil {
 				r.log.Error("removing VIPs", "err", err)
 			}

@@ -88,6 +88,12 @@ type conn4 struct {
 // come from. With no unicast peers it joins 224.0.0.18 on ifi, with
 // multicast loopback off.
 func DialConn4(ifi *net.Interface, src netip.Addr, multicast bool) (Conn, error) {
+	return dialConn4(ifi, src, multicast, false)
+}
+
+// dialConn4 opens the IPv4 socket; a sendOnly one joins no group and
+// reads nothing (a filter drops every packet it would receive).
+func dialConn4(ifi *net.Interface, src netip.Addr, multicast, sendOnly bool) (Conn, error) {
 	pc, err := net.ListenPacket("ip4:112", "0.0.0.0")
 	if err != nil {
 		return nil, fmt.Errorf("open raw IPv4 socket for VRRP (needs root or CAP_NET_RAW): %w", err)
@@ -105,7 +111,12 @@ func DialConn4(ifi *net.Interface, src netip.Addr, multicast bool) (Conn, error)
 	if err := bindToDevice(c, ifi.Name); err != nil {
 		return fail("bind", err)
 	}
-	if multicast {
+	if sendOnly {
+		if err := dropReads(c); err != nil {
+			return fail("drop filter", err)
+		}
+	}
+	if multicast || sendOnly {
 		if err := rc.SetMulticastInterface(ifi); err != nil {
 			return fail("multicast interface", err)
 		}
@@ -115,6 +126,8 @@ func DialConn4(ifi *net.Interface, src netip.Addr, multicast bool) (Conn, error)
 		if err := rc.SetMulticastTTL(TTL); err != nil {
 			return fail("multicast TTL", err)
 		}
+	}
+	if multicast && !sendOnly {
 		if err := rc.JoinGroup(ifi, &net.IPAddr{IP: Group4.AsSlice()}); err != nil {
 			return fail("join 224.0.0.18", err)
 		}
@@ -165,6 +178,10 @@ type conn6 struct {
 
 // DialConn6 opens the IPv6 VRRP socket on ifi; see DialConn4.
 func DialConn6(ifi *net.Interface, src netip.Addr, multicast bool) (Conn, error) {
+	return dialConn6(ifi, src, multicast, false)
+}
+
+func dialConn6(ifi *net.Interface, src netip.Addr, multicast, sendOnly bool) (Conn, error) {
 	lp, err := net.ListenPacket("ip6:112", "::")
 	if err != nil {
 		return nil, fmt.Errorf("open raw IPv6 socket for VRRP (needs root or CAP_NET_RAW): %w", err)
@@ -187,7 +204,12 @@ func DialConn6(ifi *net.Interface, src netip.Addr, multicast bool) (Conn, error)
 	if err := pc.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst, true); err != nil {
 		return fail("control messages", err)
 	}
-	if multicast {
+	if sendOnly {
+		if err := dropReads(c); err != nil {
+			return fail("drop filter", err)
+		}
+	}
+	if multicast || sendOnly {
 		if err := pc.SetMulticastInterface(ifi); err != nil {
 			return fail("multicast interface", err)
 		}
@@ -197,6 +219,8 @@ func DialConn6(ifi *net.Interface, src netip.Addr, multicast bool) (Conn, error)
 		if err := pc.SetMulticastHopLimit(TTL); err != nil {
 			return fail("multicast hop limit", err)
 		}
+	}
+	if multicast && !sendOnly {
 		if err := pc.JoinGroup(ifi, &net.IPAddr{IP: Group6.AsSlice()}); err != nil {
 			return fail("join ff02::12", err)
 		}
@@ -232,3 +256,32 @@ func (c *conn6) ReadAdvert() (Received, error) {
 }
 
 func (c *conn6) Close() error { return c.c.Close() }
+
+// dropReads attaches a socket filter that accepts no packet, for sockets
+// that only send.
+func dropReads(c syscall.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// splitConn reads adverts from one socket and sends them from another:
+// use_vmac receives on the base interface and sends from the macvlan.
+type splitConn struct {
+	Conn
+	out Conn
+}
+
+func (c splitConn) WriteAdvert(b []byte, dst netip.Addr) error { return c.out.WriteAdvert(b, dst) }
+
+func (c splitConn) Close() error { return errors.Join(c.Conn.Close(), c.out.Close()) }

@@ -157,6 +157,8 @@ func TestValidatorCheck(t *testing.T) {
 		{name: "header only", v: v3, adv: good3, raw: func(b []byte) []byte { return b[:7] }, want: DropShort},
 		{name: "bad checksum", v: v3, adv: good3, raw: func(b []byte) []byte { b[7] ^= 1; return b }, want: DropChecksum},
 		{name: "v2 bad checksum", v: v2, adv: good2, raw: func(b []byte) []byte { b[6] ^= 0x80; return b }, want: DropChecksum},
+		{name: "unicast source is a peer", v: func() Validator { v := v2; v.Unicast, v.Peers = true, []netip.Addr{src4}; return v }(), adv: good2, want: DropNone},
+		{name: "unicast source not a peer", v: func() Validator { v := v2; v.Unicast, v.Peers = true, addrs("198.18.0.77"); return v }(), adv: good2, want: DropUnicastSrc},
 		{name: "v3 checksum with wrong pseudo dst", v: v3, adv: good3, mod: func(a *Advert, r *Received) { r.Dst = netip.MustParseAddr("198.18.0.3") }, want: DropChecksum},
 	}
 	for _, tt := range tests {
