@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,6 +117,36 @@ func startKeepalived(t *testing.T, conf string) *kaDaemon {
 
 func (d *kaDaemon) client() *api.Client { return api.NewClient(d.socket) }
 
+// gvsadm runs gvsadm against the daemon; the test fails when it fails.
+func (d *kaDaemon) gvsadm(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "gvsadm"), args...)
+	cmd.Env = append(os.Environ(), "GVS_SOCKET="+d.socket)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("gvsadm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// ipvsadmL is what ipvsadm -Ln prints for an rr TCP service at vip with
+// the real servers rss (masquerading, weight 1, no connections).
+func ipvsadmL(vip string, rss ...string) string {
+	rss = slices.Clone(rss)
+	slices.SortFunc(rss, func(a, b string) int { // ipvsadm sorts by address and port
+		return netip.MustParseAddrPort(a).Compare(netip.MustParseAddrPort(b))
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "IP Virtual Server version 1.2.1 (size=4096)\n"+
+		"Prot LocalAddress:Port Scheduler Flags\n"+
+		"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"+
+		"TCP  %s rr\n", vip)
+	for _, rs := range rss {
+		fmt.Fprintf(&b, "  -> %-28s Masq    1      0          0         \n", rs)
+	}
+	return b.String()
+}
+
 // pool describes the first service's real servers as "NAME:weight"
 // sorted, naming addresses with names.
 func (d *kaDaemon) pool(t *testing.T, names map[string]string) string {
@@ -207,8 +238,8 @@ func TestKeepalivedHealthChecksTakeServersOutAndBack(t *testing.T) {
 			d := startKeepalived(t, writeConf(t, vsConf("", vip, []string{rs1.addr, rs2.addr}, []string{tt.check, tt.check})))
 
 			// Experiment 1: curl alternates, the last real server first.
-			if got := d.pool(t, names); got != "RS1:1 RS2:1" {
-				t.Fatalf("pool at start: %s, want RS1:1 RS2:1", got)
+			if got, want := d.gvsadm(t, "-Ln"), ipvsadmL(vip, rs1.addr, rs2.addr); got != want {
+				t.Fatalf("gvsadm -Ln at start:\n%s\nwant:\n%s", got, want)
 			}
 			if got, want := curls(t, vip, 6), "RS2 RS1 RS2 RS1 RS2 RS1"; got != want {
 				t.Errorf("curl answers %q, want %q", got, want)
@@ -222,11 +253,15 @@ func TestKeepalivedHealthChecksTakeServersOutAndBack(t *testing.T) {
 			if got, want := curls(t, vip, 4), "RS2 RS2 RS2 RS2"; got != want {
 				t.Errorf("with RS1 stopped, curl answers %q, want %q", got, want)
 			}
+			if got := d.gvsadm(t, "-Ln"); strings.Contains(got, rs1.addr) || !strings.Contains(got, rs2.addr) {
+				t.Errorf("gvsadm -Ln with RS1 stopped still lists it, or not RS2:\n%s", got)
+			}
 			checkerStates(t, d, map[string]string{rs1.addr: "DOWN", rs2.addr: "UP"})
 
 			// RS1 comes back: the next check passes and alternation returns.
 			startRS(t, "RS1", rs1.addr)
-			waitFor(t, 3*time.Second, "RS1 back in the pool", func() bool { return d.pool(t, names) == "RS1:1 RS2:1" })
+			// Back at the next check: within delay_loop + connect_timeout.
+			waitFor(t, 1*time.Second+1*time.Second+3*time.Second, "RS1 back in the pool", func() bool { return d.pool(t, names) == "RS1:1 RS2:1" })
 			if got := curls(t, vip, 4); strings.Count(got, "RS1") != 2 || strings.Count(got, "RS2") != 2 {
 				t.Errorf("with RS1 back, curl answers %q, want RS1 and RS2 alternating", got)
 			}
@@ -414,7 +449,7 @@ func TestKeepalivedReload(t *testing.T) {
 		alive("after the reload")
 
 		b.start(t)
-		waitFor(t, 3*time.Second, "B back in the pool", func() bool { return d.pool(t, names) == "B:1 C:3 E:1" })
+		waitFor(t, 5*time.Second, "B back in the pool", func() bool { return d.pool(t, names) == "B:1 C:3 E:1" })
 		alive("after B came back")
 	})
 
