@@ -851,3 +851,98 @@ func TestKeepalivedVRRPFailover(t *testing.T) {
 		t.Errorf("director 2's vrrp view: %+v, want VI_1 MASTER", view)
 	}
 }
+
+// vrrpConf is a configuration of VRRP instances only: name -> "VRID PRIO VIP".
+func vrrpConf(instances ...string) string {
+	var b strings.Builder
+	for _, in := range instances {
+		var name, vip string
+		var vrid, prio int
+		fmt.Sscan(in, &name, &vrid, &prio, &vip)
+		fmt.Fprintf(&b, "vrrp_instance %s {\n\tstate MASTER\n\tinterface eth0\n\tvirtual_router_id %d\n\tpriority %d\n"+
+			"\tadvert_int 1\n\tvirtual_ipaddress {\n\t\t%s/24\n\t}\n}\n", name, vrid, prio, vip)
+	}
+	return b.String()
+}
+
+// TestKeepalivedVRRPReload: a reload keeps unchanged VRRP instances
+// running, restarts changed ones and stops removed ones, releasing their
+// VIPs.
+func TestKeepalivedVRRPReload(t *testing.T) {
+	netnstest.Require(t)
+	dir, peer := netnstest.New(t, "dir"), netnstest.New(t, "peer")
+	netnstest.Veth(t, dir, "eth0", peer, "eth0")
+	dir.Addr("eth0", "198.18.2.1/24")
+	peer.Addr("eth0", "198.18.2.2/24")
+
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	write := func(text string) {
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(vrrpConf("VI_1 61 100 198.18.2.100", "VI_2 62 100 198.18.2.101"))
+	sock := filepath.Join(t.TempDir(), "gvsd.sock")
+	p := dir.Start(filepath.Join(bin, "gvsd"), "--engine", "proxy", "-f", conf, "--socket", sock)
+	waitFor(t, 10*time.Second, "both VIPs", func() bool {
+		return nsHasAddr(dir, "198.18.2.100") && nsHasAddr(dir, "198.18.2.101")
+	})
+	type inst struct {
+		Name         string `json:"name"`
+		State        string `json:"state"`
+		Priority     int    `json:"priority"`
+		AdvertsSent  uint64 `json:"adverts_sent"`
+		BecomeMaster uint64 `json:"become_master"`
+	}
+	view := func() map[string]inst {
+		t.Helper()
+		var v []inst
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := api.NewClient(sock).State(ctx, "vrrp", &v); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]inst{}
+		for _, i := range v {
+			m[i.Name] = i
+		}
+		return m
+	}
+	hup := func(want string) {
+		t.Helper()
+		before := strings.Count(p.Output(), want)
+		if err := syscall.Kill(p.Cmd.Process.Pid, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, fmt.Sprintf("%q in gvsd's log", want), func() bool {
+			return strings.Count(p.Output(), want) > before
+		})
+	}
+	time.Sleep(2 * time.Second) // a few adverts
+	before := view()["VI_1"]
+
+	// VI_2 goes, VI_3 comes, VI_1 stays as it was.
+	write(vrrpConf("VI_1 61 100 198.18.2.100", "VI_3 63 100 198.18.2.102"))
+	hup("configuration reloaded")
+	waitFor(t, 5*time.Second, "VI_2's VIP gone and VI_3's there", func() bool {
+		return !nsHasAddr(dir, "198.18.2.101") && nsHasAddr(dir, "198.18.2.102")
+	})
+	if !nsHasAddr(dir, "198.18.2.100") {
+		t.Error("the unchanged VI_1 lost its VIP")
+	}
+	after := view()
+	if _, ok := after["VI_2"]; ok || after["VI_3"].Name == "" {
+		t.Errorf("instances after the reload: %v, want VI_1 and VI_3", after)
+	}
+	if a := after["VI_1"]; a.AdvertsSent < before.AdvertsSent || a.BecomeMaster != 1 {
+		t.Errorf("VI_1 was restarted by a reload that did not change it: before %+v, after %+v", before, a)
+	}
+
+	// VI_1 changes priority: it restarts with it.
+	write(vrrpConf("VI_1 61 120 198.18.2.100", "VI_3 63 100 198.18.2.102"))
+	hup("configuration reloaded")
+	waitFor(t, 5*time.Second, "VI_1 running at priority 120", func() bool {
+		v := view()["VI_1"]
+		return v.Priority == 120 && v.State == "MASTER" && nsHasAddr(dir, "198.18.2.100")
+	})
+}
