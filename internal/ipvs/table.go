@@ -18,6 +18,7 @@ var (
 	ErrInvalidTimeout    = errors.New("Invalid timeout value")
 	ErrInvalid           = errors.New("Invalid operation.  Possibly wrong module version, address not unicast, ...")
 	ErrFamily            = errors.New("Operation not supported with specified address family")
+	ErrRange             = errors.New("Numerical result out of range")
 )
 
 // Op is a table operation, one per ipvsadm command.
@@ -250,7 +251,7 @@ func ValidateDest(s *Service, d *Dest) error {
 		return ErrInvalid
 	}
 	if d.UThreshold != 0 && d.LThreshold > d.UThreshold {
-		return ErrInvalid
+		return ErrRange
 	}
 	if !d.Addr.IsValid() || d.Addr.IsUnspecified() || d.Addr.IsMulticast() {
 		return ErrInvalid
@@ -271,14 +272,10 @@ func (t *Table) checkDest(s *Service, d *Dest) error {
 	return nil
 }
 
-func normalizeDest(s *Service, d *Dest) {
+// normalizeDest keeps the port as given, like the kernel: ipvsadm itself
+// gives a real server without a port the service's port.
+func normalizeDest(_ *Service, d *Dest) {
 	d.Addr = d.Addr.Unmap()
-	if d.Port == 0 && !s.IsFWMark() {
-		d.Port = s.Port
-	}
-	if s.IsFWMark() && d.Method != Masq && d.Method != FullNAT {
-		d.Port = 0
-	}
 }
 
 func (t *Table) addDest(e *entry, d Dest) error {

@@ -52,7 +52,7 @@ func TestTableCommands(t *testing.T) {
 		{"lower threshold above upper", []Command{
 			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
 			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr("198.18.1.11"), Port: 80, UThreshold: 5, LThreshold: 9}},
-		}, ErrInvalid},
+		}, ErrRange},
 		{"IPv6 dest for IPv4 NAT service", []Command{
 			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
 			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: dest("2001:db8::11", 80, 1)},
