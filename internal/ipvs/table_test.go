@@ -91,7 +91,7 @@ func TestTableDefaultsAndOrder(t *testing.T) {
 	}
 	must(Command{Op: OpAddService, Service: &Service{ServiceKey: vip, Flags: FlagPersistent}})
 	for _, a := range []string{"198.18.1.11", "198.18.1.12", "198.18.1.13"} {
-		must(Command{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr(a), Weight: 1}})
+		must(Command{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr(a), Port: 80, Weight: 1}})
 	}
 	must(Command{Op: OpEditDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr("198.18.1.12"), Port: 80, Weight: 5}})
 	must(Command{Op: OpSetTimeout, Timeouts: &Timeouts{TCP: 60}})
