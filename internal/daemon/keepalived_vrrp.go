@@ -130,7 +130,8 @@ func instanceConfig(in *config.VRRPInstance, g *config.Global, group *config.Syn
 		Name: in.Name, State: st, Interface: in.Interface, VRID: uint8(in.VirtualRouterID),
 		Priority: uint8(in.Priority), AdvertInt: in.AdvertInt, Version: uint8(in.Version),
 		NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay,
-		UnicastSrcIP: in.UnicastSrcIP, MCastSrcIP: in.McastSrcIP,
+		UnicastSrcIP: in.UnicastSrcIP, MCastSrcIP: in.McastSrcIP, CheckUnicastSrc: g.VRRPCheckUnicastSrc,
+		UseVMAC: in.UseVMAC, VMACName: in.VMACName, VMACXmitBase: in.VMACXmitBase,
 		NotifyMaster: scriptLine(in.Notify.Master), NotifyBackup: scriptLine(in.Notify.Backup),
 		NotifyFault: scriptLine(in.Notify.Fault), NotifyStop: scriptLine(in.Notify.Stop),
 		Notify:                  scriptLine(in.Notify.Any),
@@ -184,11 +185,12 @@ func instanceConfig(in *config.VRRPInstance, g *config.Global, group *config.Syn
 	if len(files) > 0 {
 		ignored("track_file")
 	}
-	if len(in.VirtualRoutes) > 0 {
-		ignored("virtual_routes")
-	}
-	if in.UseVMAC {
-		ignored("use_vmac")
+	for _, r := range in.VirtualRoutes {
+		vr, err := vrrp.ParseRoute(r.Words)
+		if err != nil {
+			return vrrp.InstanceConfig{}, fmt.Errorf("%s: vrrp_instance %s: virtual_routes: %w", in.Pos, in.Name, err)
+		}
+		ic.Routes = append(ic.Routes, vr)
 	}
 	if g.VRRPMcastGroup4.IsValid() && g.VRRPMcastGroup4 != vrrp.Group4 || g.VRRPMcastGroup6.IsValid() && g.VRRPMcastGroup6 != vrrp.Group6 {
 		ignored("a multicast group other than 224.0.0.18 / ff02::12")
