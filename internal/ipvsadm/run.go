@@ -26,6 +26,9 @@ type Client interface {
 // to gvsd through c, writes what ipvsadm would write and returns the exit
 // status.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, c Client) int {
+	if len(args) > 1 && args[1] == "realserver" {
+		return RunRealServer(args[2:], stdout, stderr)
+	}
 	r := &runner{ctx: ctx, prog: ProgName(args), stdin: stdin, stdout: stdout, stderr: stderr, c: c}
 	return r.run(args, false)
 }
