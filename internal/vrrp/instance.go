@@ -383,13 +383,24 @@ func (i *Instance) Run(ctx context.Context) error {
 			if is6 {
 				dial = dialConn6
 			}
-			in, err := dial(ifi, primary, !i.cfg.Unicast(), false)
-			if err != nil || vmacIfi == nil || i.cfg.VMACXmitBase {
-				conn = in
+			switch {
+			case vmacIfi == nil || i.cfg.VMACXmitBase:
+				conn, err = dial(ifi, primary, !i.cfg.Unicast(), false)
+				return err
+			case !i.cfg.Unicast():
+				// use_vmac: a multicast advert whose source is the virtual
+				// MAC is handed by the kernel to our own macvlan of that
+				// MAC only (macvlan private mode), so read and send there
+				conn, err = dial(vmacIfi, primary, true, false)
 				return err
 			}
-			// use_vmac: adverts leave the macvlan, with the virtual MAC
-			out, err := dial(vmacIfi, primary, !i.cfg.Unicast(), true)
+			// use_vmac with unicast peers: adverts come to the base
+			// interface's address and leave the macvlan
+			in, err := dial(ifi, primary, false, false)
+			if err != nil {
+				return err
+			}
+			out, err := dial(vmacIfi, primary, false, true)
 			if err != nil {
 				in.Close()
 				return err

@@ -49,7 +49,9 @@ func withHandle(nsName string, f func(h *netlink.Handle) error) error {
 // createVMAC makes the macvlan name on base with the virtual MAC, in
 // private mode as keepalived does, sets it up, and sets arp_ignore=1 on
 // both interfaces so that only the macvlan answers ARP for the VIPs (with
-// the virtual MAC) and only base answers for base's own addresses. For
+// the virtual MAC) and only base answers for base's own addresses, and
+// arp_announce=2 on base so that its ARP requests never give a VIP as
+// sender (which would teach neighbours base's MAC for it). For
 // IPv6 the macvlan gets no address of its own but primary, base's
 // link-local address, so that adverts leave it with the same source.
 // A macvlan left with that name (by a crash) is replaced.
@@ -89,6 +91,11 @@ func createVMAC(nsName, base, name string, mac net.HardwareAddr, primary netip.A
 			if err := v.sysctl("net/ipv4/conf/"+dev+"/arp_ignore", "1"); err != nil {
 				return err
 			}
+		}
+		// replies from a VIP may leave through base; its ARP requests
+		// must not announce the VIP with base's MAC
+		if err := v.sysctl("net/ipv4/conf/"+base+"/arp_announce", "2"); err != nil {
+			return err
 		}
 		if err := h.LinkSetUp(l); err != nil {
 			return fmt.Errorf("use_vmac: set %s up: %w", name, err)
