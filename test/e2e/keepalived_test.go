@@ -96,6 +96,7 @@ func startKeepalived(t *testing.T, conf string) *kaDaemon {
 			d.cmd.Process.Kill()
 			<-d.exited
 		}
+		noRace(t, d.out.String())
 		if t.Failed() {
 			t.Logf("gvsd log:\n%s", d.out)
 		}
@@ -113,6 +114,14 @@ func startKeepalived(t *testing.T, conf string) *kaDaemon {
 		return err == nil
 	})
 	return d
+}
+
+// noRace fails the test when a gvsd built with -race reported a data race.
+func noRace(t *testing.T, log string) {
+	t.Helper()
+	if strings.Contains(log, "WARNING: DATA RACE") {
+		t.Errorf("gvsd reported a data race:\n%s", log)
+	}
 }
 
 func (d *kaDaemon) client() *api.Client { return api.NewClient(d.socket) }
@@ -484,9 +493,23 @@ type smtpSink struct {
 	msgs chan string
 }
 
-func startSMTP(t *testing.T) *smtpSink {
+func startSMTP(t *testing.T) *smtpSink { return startSMTPIn(t, "") }
+
+// startSMTPIn starts the sink on loopback in network namespace ns (""
+// for the test's own).
+func startSMTPIn(t *testing.T, ns string) *smtpSink {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var ln net.Listener
+	listen := func() (err error) {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	}
+	var err error
+	if ns == "" {
+		err = listen()
+	} else {
+		err = inNetns(ns, listen)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -735,6 +758,7 @@ func TestKeepalivedVRRPFailover(t *testing.T) {
 	rs1.Start(filepath.Join(bin, "rs"), "--name", "RS1", "--listen", "198.18.0.11:80")
 	rs2.Start(filepath.Join(bin, "rs"), "--name", "RS2", "--listen", "198.18.0.12:80")
 
+	sink := startSMTPIn(t, dir2.Name)
 	dir := t.TempDir()
 	var socks [2]string
 	var gvsd [2]*netnstest.Proc
@@ -744,7 +768,15 @@ func TestKeepalivedVRRPFailover(t *testing.T) {
 			state, prio = "BACKUP", 90
 		}
 		conf := filepath.Join(dir, fmt.Sprintf("dir%d.conf", i+1))
-		if err := os.WriteFile(conf, []byte(labConf(state, prio, vip, "198.18.0.11", "198.18.0.12")), 0o644); err != nil {
+		text := labConf(state, prio, vip, "198.18.0.11", "198.18.0.12")
+		if i == 1 {
+			// The backup mails its VRRP transitions to a sink on its own
+			// loopback.
+			host, port, _ := net.SplitHostPort(sink.addr)
+			text = strings.Replace(text, "global_defs {\n", fmt.Sprintf("global_defs {\n\tnotification_email {\n"+
+				"\t\tops@example.com\n\t}\n\tsmtp_server %s %s\n\tsmtp_alert_vrrp\n", host, port), 1)
+		}
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		socks[i] = filepath.Join(dir, fmt.Sprintf("dir%d.sock", i+1))
@@ -850,6 +882,22 @@ func TestKeepalivedVRRPFailover(t *testing.T) {
 	if len(view) != 1 || view[0].Name != "VI_1" || view[0].State != "MASTER" {
 		t.Errorf("director 2's vrrp view: %+v, want VI_1 MASTER", view)
 	}
+	var mails []string
+	waitFor(t, 3*time.Second, "director 2's mail about becoming MASTER", func() bool {
+		for {
+			select {
+			case m := <-sink.msgs:
+				mails = append(mails, m)
+			default:
+				return slices.ContainsFunc(mails, func(m string) bool {
+					return strings.Contains(m, "Subject: [LVS_BACKUP] Entering MASTER state") &&
+						strings.Contains(m, "VI_1 is now MASTER")
+				})
+			}
+		}
+	})
+	gvsd[1].Stop()
+	noRace(t, gvsd[0].Output()+gvsd[1].Output())
 }
 
 // vrrpConf is a configuration of VRRP instances only: name -> "VRID PRIO VIP".
@@ -945,4 +993,11 @@ func TestKeepalivedVRRPReload(t *testing.T) {
 		v := view()["VI_1"]
 		return v.Priority == 120 && v.State == "MASTER" && nsHasAddr(dir, "198.18.2.100")
 	})
+	p.Stop()
+	noRace(t, p.Output())
+	for _, vip := range []string{"198.18.2.100", "198.18.2.102"} {
+		if nsHasAddr(dir, vip) {
+			t.Errorf("gvsd left %s behind after SIGTERM", vip)
+		}
+	}
 }
