@@ -53,8 +53,12 @@ type TrackRef struct {
 
 // InstanceConfig mirrors keepalived's vrrp_instance keywords.
 type InstanceConfig struct {
-	Name      string        // vrrp_instance NAME
-	State     State         // state MASTER|BACKUP: the wanted initial state
+	Name string // vrrp_instance NAME
+	// State is state MASTER|BACKUP, the wanted initial state. As in
+	// keepalived 2.2 (vrrp_init_state), it changes nothing at start: an
+	// instance enters BACKUP and becomes MASTER when Master_Down_Interval
+	// passes without a better advert; only priority 255 is MASTER at once.
+	State     State
 	Interface string        // interface
 	VRID      uint8         // virtual_router_id
 	Priority  uint8         // priority (default 100); 255 is the address owner
