@@ -215,7 +215,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// String is the route in ip-route's words.
+// String is the route in ip-route's words; ParseRoute reads it back.
 func (r Route) String() string {
 	var b strings.Builder
 	if r.Type != "" {
@@ -232,11 +232,26 @@ func (r Route) String() string {
 	if r.Src.IsValid() {
 		add("src", r.Src)
 	}
+	if r.Scope != 0 {
+		add("scope", int(r.Scope))
+	}
 	if r.Table != 0 {
 		add("table", r.Table)
 	}
 	if r.Metric != 0 {
 		add("metric", r.Metric)
+	}
+	if r.Protocol != 0 {
+		add("proto", r.Protocol)
+	}
+	if r.OnLink {
+		b.WriteString(" onlink")
+	}
+	if r.MTU != 0 {
+		add("mtu", r.MTU)
+	}
+	if r.AdvMSS != 0 {
+		add("advmss", r.AdvMSS)
 	}
 	return b.String()
 }

@@ -54,3 +54,27 @@ func TestParseRoute(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseRoute(f *testing.F) {
+	for _, s := range []string{
+		"198.19.5.0/24 via 198.18.1.254 dev eth0 src 198.18.1.100 metric 7 table 100",
+		"blackhole 198.19.6.0/24", "unreachable 2001:db8:9::/48 table main proto static",
+		"198.19.5.7 dev eth0 scope link onlink mtu 1400 advmss 1360", "default via 198.18.1.254",
+		"to", "198.19.5.0/24 dev", "throw 0/0 table 7 metric 2147483647",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		r, err := ParseRoute(strings.Fields(line))
+		if err != nil {
+			return
+		}
+		back, err := ParseRoute(strings.Fields(r.String()))
+		if err != nil {
+			t.Fatalf("%q parsed to %q, which does not parse: %v", line, r, err)
+		}
+		if !reflect.DeepEqual(back, r) {
+			t.Fatalf("%q: %+v round-trips to %+v", line, r, back)
+		}
+	})
+}
