@@ -29,6 +29,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 1 && args[1] == "realserver" {
 		return RunRealServer(args[2:], stdout, stderr)
 	}
+	if sc, ok := c.(StateClient); ok && len(args) > 1 && stateCommands[args[1]] != nil {
+		return RunState(ctx, args[1], args[2:], stdout, stderr, sc)
+	}
 	r := &runner{ctx: ctx, prog: ProgName(args), stdin: stdin, stdout: stdout, stderr: stderr, c: c}
 	return r.run(args, false)
 }

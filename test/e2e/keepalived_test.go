@@ -266,6 +266,9 @@ func TestKeepalivedHealthChecksTakeServersOutAndBack(t *testing.T) {
 				t.Errorf("gvsadm -Ln with RS1 stopped still lists it, or not RS2:\n%s", got)
 			}
 			checkerStates(t, d, map[string]string{rs1.addr: "DOWN", rs2.addr: "UP"})
+			if got := d.gvsadm(t, "checkers"); !regexp.MustCompile(regexp.QuoteMeta(rs1.addr) + `\s+\S+\s+\S+\s+DOWN`).MatchString(got) {
+				t.Errorf("gvsadm checkers does not show RS1's checker DOWN:\n%s", got)
+			}
 
 			// RS1 comes back: the next check passes and alternation returns.
 			startRS(t, "RS1", rs1.addr)

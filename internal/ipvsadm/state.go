@@ -1,0 +1,134 @@
+package ipvsadm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/check"
+	"github.com/gvs-lb/gvs/internal/vrrp"
+)
+
+// StateClient fetches gvsd's extra views (GET /v1/state/NAME).
+type StateClient interface {
+	State(ctx context.Context, name string, v any) error
+	Socket() string
+}
+
+// stateCommands are gvsadm's keepalived views: what keepalived's data dump
+// shows, from the running gvsd.
+var stateCommands = map[string]func(w io.Writer, raw json.RawMessage) error{
+	"checkers":        writeCheckers,
+	"virtual-servers": writeVirtualServers,
+	"vrrp":            writeVRRP,
+}
+
+// RunState is `gvsadm checkers|virtual-servers|vrrp [--json]`.
+func RunState(ctx context.Context, name string, args []string, stdout, stderr io.Writer, c StateClient) int {
+	asJSON := len(args) == 1 && args[0] == "--json"
+	if len(args) > 0 && !asJSON {
+		fmt.Fprintf(stderr, "usage: gvsadm %s [--json]\n", name)
+		return ExitUsage
+	}
+	var raw json.RawMessage
+	if err := c.State(ctx, name, &raw); err != nil {
+		if errors.Is(err, api.ErrNotRunning) {
+			fmt.Fprintf(stderr, "gvsadm: gvsd is not running (no daemon on %s); start it with gvsd -f keepalived.conf --socket %s, or set GVS_SOCKET\n", c.Socket(), c.Socket())
+			return ExitUsage
+		}
+		fmt.Fprintln(stderr, "gvsadm:", err)
+		return ExitFailure
+	}
+	if asJSON {
+		stdout.Write(append(raw, '\n'))
+		return ExitOK
+	}
+	if err := stateCommands[name](stdout, raw); err != nil {
+		fmt.Fprintln(stderr, "gvsadm:", err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+func table(w io.Writer, header string, rows func(tw io.Writer)) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	return tw.Flush()
+}
+
+func writeCheckers(w io.Writer, raw json.RawMessage) error {
+	var st []check.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return err
+	}
+	return table(w, "Service\tReal server\tChecker\tTarget\tState\tChecks\tFailures\tLast error", func(tw io.Writer) {
+		for _, s := range st {
+			state := s.State
+			if !s.Enabled {
+				state += " (suspended)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Service, s.RealServer, s.Type, s.Target, state, s.Checks, s.Failures, s.LastError)
+		}
+	})
+}
+
+func writeVirtualServers(w io.Writer, raw json.RawMessage) error {
+	var st []check.VirtualStatus
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return err
+	}
+	for _, v := range st {
+		quorum := "down"
+		if v.QuorumUp {
+			quorum = "up"
+		}
+		fmt.Fprintf(w, "%s  quorum %d %s, live weight %d\n", v.Service, v.Quorum, quorum, v.LiveWeight)
+		servers := v.RealServers
+		if v.SorryServer != nil {
+			servers = append(servers, *v.SorryServer)
+		}
+		err := table(w, "  -> Real server\tAlive\tIn pool\tWeight", func(tw io.Writer) {
+			for i, r := range servers {
+				name := r.Addr.String()
+				if v.SorryServer != nil && i == len(servers)-1 {
+					name += " (sorry)"
+				}
+				fmt.Fprintf(tw, "  -> %s\t%s\t%s\t%d\n", name, yesNo(r.Alive), yesNo(r.InPool), r.PoolWeight)
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeVRRP(w io.Writer, raw json.RawMessage) error {
+	var st []vrrp.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return err
+	}
+	return table(w, "Instance\tInterface\tVRID\tVersion\tState\tPriority\tEffective\tMaster\tSent\tReceived\tDropped\tVIPs", func(tw io.Writer) {
+		for _, s := range st {
+			var dropped uint64
+			for _, n := range s.Drops {
+				dropped += n
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Interface, s.VRID, s.Version, s.State,
+				s.Priority, s.EffectivePriority, s.MasterAddr, s.AdvertsSent, s.AdvertsReceived, dropped, strings.Join(s.VIPs, ","))
+		}
+	})
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

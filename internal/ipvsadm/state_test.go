@@ -1,0 +1,56 @@
+package ipvsadm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+)
+
+type stateFake map[string]string
+
+func (f stateFake) State(_ context.Context, name string, v any) error {
+	return json.Unmarshal([]byte(f[name]), v)
+}
+func (f stateFake) Socket() string { return "/nonexistent" }
+
+func TestStateViews(t *testing.T) {
+	views := stateFake{
+		"checkers": `[{"service":"TCP 198.18.0.100:80","real_server":"198.18.0.11:80","type":"TCP_CHECK","target":"198.18.0.11:80","state":"DOWN","enabled":true,"checks":7,"failures":2,"last_error":"connection refused"}]`,
+		"virtual-servers": `[{"service":"TCP 198.18.0.100:80","quorum_up":true,"quorum":1,"live_weight":1,
+			"real_servers":[{"addr":"198.18.0.11:80","alive":false,"in_pool":false,"weight":1,"pool_weight":0},{"addr":"198.18.0.12:80","alive":true,"in_pool":true,"weight":1,"pool_weight":1}]}]`,
+		"vrrp": `[{"name":"VI_1","interface":"eth0","vrid":51,"version":2,"state":"MASTER","priority":100,"effective_priority":100,"master_addr":"198.18.0.3","vips":["198.18.0.100/24"],"adverts_sent":10,"adverts_received":1,"drops":{"bad_auth":2}}]`,
+	}
+	tests := []struct {
+		name string
+		want string
+	}{
+		{"checkers", `Service              Real server     Checker    Target          State  Checks  Failures  Last error
+TCP 198.18.0.100:80  198.18.0.11:80  TCP_CHECK  198.18.0.11:80  DOWN   7       2         connection refused
+`},
+		{"virtual-servers", `TCP 198.18.0.100:80  quorum 1 up, live weight 1
+  -> Real server     Alive  In pool  Weight
+  -> 198.18.0.11:80  no     no       0
+  -> 198.18.0.12:80  yes    yes      1
+`},
+		{"vrrp", `Instance  Interface  VRID  Version  State   Priority  Effective  Master      Sent  Received  Dropped  VIPs
+VI_1      eth0       51    2        MASTER  100       100        198.18.0.3  10    1         2        198.18.0.100/24
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if rc := RunState(context.Background(), tt.name, nil, &out, &errb, views); rc != ExitOK {
+				t.Fatalf("exit %d: %s", rc, errb.String())
+			}
+			if out.String() != tt.want {
+				t.Errorf("got:\n%q\nwant:\n%q", out.String(), tt.want)
+			}
+			out.Reset()
+			RunState(context.Background(), tt.name, []string{"--json"}, &out, &errb, views)
+			if !json.Valid(out.Bytes()) {
+				t.Errorf("--json printed invalid JSON: %s", out.String())
+			}
+		})
+	}
+}
