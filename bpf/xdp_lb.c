@@ -130,6 +130,7 @@ struct pkt {
 	__u16 l3off;   /* offset of the IP header */
 	__u16 l3len;   /* IP packet length (header + payload) */
 	__u16 ihl;     /* IPv4 header length in bytes; 40 for IPv6 */
+	__u16 l4hl;    /* TCP header length in bytes (doff * 4); 8 for UDP */
 };
 
 #define TCPF_FIN 0x01
@@ -221,6 +222,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 			return REASON_MALFORMED;
 		p->sport = th->source;
 		p->dport = th->dest;
+		p->l4hl = th->doff * 4;
 		p->tcp_flags = (th->fin ? TCPF_FIN : 0) | (th->syn ? TCPF_SYN : 0) |
 			       (th->rst ? TCPF_RST : 0) | (th->ack ? TCPF_ACK : 0);
 	} else if (p->proto == IPPROTO_UDP) {
@@ -229,6 +231,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 			return REASON_MALFORMED;
 		p->sport = uh->source;
 		p->dport = uh->dest;
+		p->l4hl = sizeof(*uh);
 		p->tcp_flags = 0;
 	} else {
 		return REASON_NOT_L4;
@@ -697,7 +700,7 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, struct pkt *p, __u32
 /* forward_tun prepends the outer IPv4/IPv6 header (and UDP + GUE for GUE)
  * and sends the packet to the next hop bpf_fib_lookup finds. The outer
  * family is the real server's; the inner one may differ. */
-static __always_inline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest_info *d)
+static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest_info *d)
 {
 	__u32 zero = 0;
 	struct config *conf = bpf_map_lookup_elem(&cfg, &zero);
@@ -849,16 +852,101 @@ static __always_inline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct
 	return egress(ctx, fib.ifindex);
 }
 
+#include "xdp_nat.h"
+
+/* new_conn schedules a new connection and inserts it: nc is filled.
+ * It returns -1 when the packet is to be forwarded, else the verdict. */
+static __noinline int new_conn(struct pkt *p, struct conn_key *ck, struct conn_val *nc, __u64 now)
+{
+	struct dest_info *d;
+	__u32 didx, sidx;
+
+	struct svc_key sk = {};
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		sk.addr[i] = p->daddr[i];
+	sk.port = p->dport;
+	sk.proto = p->proto;
+	sk.family = p->family;
+	struct svc_info *s = bpf_map_lookup_elem(&services, &sk);
+	if (!s) {
+		/* A persistent service on port 0 takes every port. */
+		sk.port = 0;
+		s = bpf_map_lookup_elem(&services, &sk);
+		if (!s || !(s->flags & SVC_F_PERSISTENT)) {
+			count(REASON_NO_SERVICE);
+			return XDP_PASS;
+		}
+	}
+	if (p->proto == IPPROTO_TCP &&
+	    (p->tcp_flags & (TCPF_SYN | TCPF_ACK | TCPF_RST)) != TCPF_SYN) {
+		count(REASON_NOT_SYN);
+		return XDP_PASS;
+	}
+	sidx = s->index;
+	didx = NO_DEST;
+
+	struct persist_key pk = {};
+	struct persist_val *pv = 0;
+	if (s->flags & SVC_F_PERSISTENT) {
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			pk.addr[i] = p->saddr[i] & s->pmask[i];
+		pk.svc = sidx;
+		pk.family = p->family;
+		pv = bpf_map_lookup_elem(&persist, &pk);
+		if (pv && now - pv->last_seen <= (__u64)s->ptimeout * 1000000000ULL) {
+			__u32 t = pv->dest;
+			struct dest_info *td = bpf_map_lookup_elem(&dests, &t);
+			if (td && (td->flags & DEST_F_AVAILABLE))
+				didx = t;
+		}
+	}
+	if (didx == NO_DEST)
+		didx = schedule(s, p);
+	if (didx == NO_DEST) {
+		count(REASON_NO_DEST);
+		return XDP_DROP;
+	}
+	d = bpf_map_lookup_elem(&dests, &didx);
+	if (!d)
+		return XDP_DROP;
+	nc->last_seen = now;
+	nc->created = now;
+	nc->dest = didx;
+	nc->svc = sidx;
+	nc->state = p->proto == IPPROTO_TCP ? ST_SYN_RECV : ST_UDP;
+	if (d->method == METHOD_NAT || d->method == METHOD_FULLNAT) {
+		if (nat_setup(p, s, d, nc))
+			return XDP_DROP;
+	}
+	if (s->flags & SVC_F_PERSISTENT) {
+		if (pv && pv->dest == didx) {
+			pv->last_seen = now;
+		} else {
+			struct persist_val nv = {.last_seen = now, .dest = didx};
+			bpf_map_update_elem(&persist, &pk, &nv, BPF_ANY);
+		}
+	}
+	if (bpf_map_update_elem(&conns, ck, nc, BPF_NOEXIST) == 0)
+		bind_dest(didx, d);
+	account(sidx, didx, p->l3len, 1);
+	return -1;
+}
+
+
 SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
 	struct pkt p = {};
 	struct conn_key ck = {};
 	struct conn_val *cv;
+	struct conn_val nc = {};
+	struct conn_val *x;
 	struct dest_info *d;
 	__u64 now;
 	__u32 didx, sidx;
-	int rc;
+	int rc, toa = 0;
 
 	rc = parse(ctx, &p);
 	if (rc) {
@@ -877,6 +965,8 @@ int xdp_lb(struct xdp_md *ctx)
 	now = bpf_ktime_get_ns();
 
 	cv = bpf_map_lookup_elem(&conns, &ck);
+	if (cv && (cv->flags & CONN_F_REPLY))
+		return nat_reply(ctx, &p, cv, now);
 	if (cv) {
 		didx = cv->dest;
 		sidx = cv->svc;
@@ -887,91 +977,34 @@ int xdp_lb(struct xdp_md *ctx)
 		}
 		cv->last_seen = now;
 		if (p.proto == IPPROTO_TCP) {
-			__u32 old = cv->state, next = tcp_next(old, p.tcp_flags);
-			if (next != old) {
-				struct dest_load *l = bpf_map_lookup_elem(&loads, &didx);
-				if (l && old == ST_ESTABLISHED) {
-					__sync_fetch_and_add(&l->active, -1);
-					__sync_fetch_and_add(&l->inactive, 1);
-				} else if (l && next == ST_ESTABLISHED) {
-					__sync_fetch_and_add(&l->inactive, -1);
-					__sync_fetch_and_add(&l->active, 1);
-				}
-				cv->state = next;
-			}
+			__u32 old = cv->state, next;
+			if (cv->flags & CONN_F_NAT)
+				next = tcp_next_nat(old, p.tcp_flags, 0);
+			else
+				next = tcp_next(old, p.tcp_flags);
+			set_state(cv, next);
+			/* TOA also in the ACK that completes the handshake, where
+			 * the TOA kernel module reads it, when it carries no data. */
+			if ((cv->flags & CONN_F_TOA) && old == ST_SYN_RECV && next == ST_ESTABLISHED &&
+			    !(p.tcp_flags & TCPF_SYN) && p.l3len == p.ihl + p.l4hl)
+				toa = 1;
 		}
 		account(sidx, didx, p.l3len, 0);
+		x = cv;
 	} else {
-		struct svc_key sk = {};
-#pragma unroll
-		for (int i = 0; i < 4; i++)
-			sk.addr[i] = p.daddr[i];
-		sk.port = p.dport;
-		sk.proto = p.proto;
-		sk.family = p.family;
-		struct svc_info *s = bpf_map_lookup_elem(&services, &sk);
-		if (!s) {
-			/* A persistent service on port 0 takes every port. */
-			sk.port = 0;
-			s = bpf_map_lookup_elem(&services, &sk);
-			if (!s || !(s->flags & SVC_F_PERSISTENT)) {
-				count(REASON_NO_SERVICE);
-				return XDP_PASS;
-			}
-		}
-		if (p.proto == IPPROTO_TCP &&
-		    (p.tcp_flags & (TCPF_SYN | TCPF_ACK | TCPF_RST)) != TCPF_SYN) {
-			count(REASON_NOT_SYN);
-			return XDP_PASS;
-		}
-		sidx = s->index;
-		didx = NO_DEST;
-
-		struct persist_key pk = {};
-		struct persist_val *pv = 0;
-		if (s->flags & SVC_F_PERSISTENT) {
-#pragma unroll
-			for (int i = 0; i < 4; i++)
-				pk.addr[i] = p.saddr[i] & s->pmask[i];
-			pk.svc = sidx;
-			pk.family = p.family;
-			pv = bpf_map_lookup_elem(&persist, &pk);
-			if (pv && now - pv->last_seen <= (__u64)s->ptimeout * 1000000000ULL) {
-				__u32 t = pv->dest;
-				struct dest_info *td = bpf_map_lookup_elem(&dests, &t);
-				if (td && (td->flags & DEST_F_AVAILABLE))
-					didx = t;
-			}
-		}
-		if (didx == NO_DEST)
-			didx = schedule(s, &p);
-		if (didx == NO_DEST) {
-			count(REASON_NO_DEST);
-			return XDP_DROP;
-		}
+		rc = new_conn(&p, &ck, &nc, now);
+		if (rc >= 0)
+			return rc;
+		didx = nc.dest;
 		d = bpf_map_lookup_elem(&dests, &didx);
 		if (!d)
 			return XDP_DROP;
-		if (s->flags & SVC_F_PERSISTENT) {
-			if (pv && pv->dest == didx) {
-				pv->last_seen = now;
-			} else {
-				struct persist_val nv = {.last_seen = now, .dest = didx};
-				bpf_map_update_elem(&persist, &pk, &nv, BPF_ANY);
-			}
-		}
-		struct conn_val nc = {
-			.last_seen = now,
-			.created = now,
-			.dest = didx,
-			.svc = sidx,
-			.state = p.proto == IPPROTO_TCP ? ST_SYN_RECV : ST_UDP,
-		};
-		if (bpf_map_update_elem(&conns, &ck, &nc, BPF_NOEXIST) == 0)
-			bind_dest(didx, d);
-		account(sidx, didx, p.l3len, 1);
+		toa = (nc.flags & CONN_F_TOA) != 0;
+		x = &nc;
 	}
 
+	if (d->method == METHOD_NAT || d->method == METHOD_FULLNAT)
+		return forward_nat(ctx, &p, x, d, toa);
 	if (d->method == METHOD_TUNNEL)
 		return forward_tun(ctx, &p, d);
 	return forward_dr(ctx, d);

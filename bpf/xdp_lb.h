@@ -48,6 +48,21 @@ enum sched_kind {
 
 #define METHOD_ROUTE 0
 #define METHOD_TUNNEL 1
+#define METHOD_NAT 2     /* ipvsadm -m: rewrite the destination, un-NAT replies */
+#define METHOD_FULLNAT 3 /* also rewrite the source to a local address */
+
+#define MAX_LADDRS 16     /* FullNAT local addresses per service */
+#define LPORT_MIN 1024    /* FullNAT local ports: LPORT_MIN..65535 */
+#define LPORT_TRIES 16    /* local ports tried for one new connection */
+
+#define TOA_KIND 254      /* TCP option carrying the client address */
+#define TOA_LEN4 8        /* kind, len, port, IPv4 address */
+#define TOA_LEN6 20       /* kind, len, port, IPv6 address */
+
+/* conn_val.flags */
+#define CONN_F_REPLY 0x1  /* keyed by the real server's reply */
+#define CONN_F_NAT 0x2    /* packets leave with the x* addresses and ports */
+#define CONN_F_TOA 0x4    /* FullNAT TCP: insert TOA into the SYN and first ACK */
 
 #define TUN_IPIP 0
 #define TUN_GUE 1
@@ -61,6 +76,10 @@ enum conn_state {
 	ST_FIN_WAIT = 4,
 	ST_TIME_WAIT = 5,
 	ST_CLOSE = 6,
+	ST_CLOSE_WAIT = 7,
+	ST_LAST_ACK = 8,
+	ST_LISTEN = 9,
+	ST_SYNACK = 10,
 	ST_UDP = 16,
 };
 
@@ -77,7 +96,11 @@ enum drop_reason {
 	REASON_NO_ROUTE = 9,
 	REASON_TOO_BIG = 10,
 	REASON_STALE = 11,
-	REASON_MAX = 12,
+	REASON_TOA_NO_ROOM = 12, /* TOA not inserted: the TCP options are full */
+	REASON_NO_LPORT = 13,    /* FullNAT: no free local address and port */
+	REASON_NAT_CLASH = 14,   /* NAT: the reply tuple is taken by another connection */
+	REASON_ICMP = 15,        /* ICMP errors translated for NAT/FullNAT (not a drop) */
+	REASON_MAX = 16,
 };
 
 struct svc_key {
@@ -95,6 +118,8 @@ struct svc_info {
 	__u32 tab_len;
 	__u32 ptimeout; /* persistence timeout, seconds */
 	__u32 pmask[4]; /* persistence netmask, network order */
+	__u32 nladdrs;  /* FullNAT: how many of laddr are set */
+	__u32 laddr[MAX_LADDRS][4]; /* FullNAT local address pool, network order */
 };
 
 struct dest_info {
@@ -131,12 +156,24 @@ struct conn_key {
 	__u16 pad;
 };
 
+/*
+ * One connection is one entry for DR and TUN. NAT and FullNAT add a second
+ * entry keyed by the real server's reply (CONN_F_REPLY); each entry holds
+ * the addresses and ports its packets leave with (x*). The forward entry
+ * keeps the state and the time; the reply entry's forward key is its x*
+ * tuple reversed.
+ */
 struct conn_val {
 	__u64 last_seen; /* bpf_ktime_get_ns */
 	__u64 created;
 	__u32 dest;
 	__u32 svc;
 	enum conn_state state;
+	__u32 flags;     /* CONN_F_* */
+	__u32 xsaddr[4];
+	__u32 xdaddr[4];
+	__u16 xsport;
+	__u16 xdport;
 	__u32 pad;
 };
 
@@ -152,10 +189,17 @@ struct persist_val {
 	__u32 pad;
 };
 
+struct neigh_key {
+	__u32 addr[4];
+	__u32 family;
+};
+
 struct stats {
 	__u64 conns;
 	__u64 pkts;
 	__u64 bytes;
+	__u64 out_pkts;  /* NAT, FullNAT: replies */
+	__u64 out_bytes;
 };
 
 struct config {

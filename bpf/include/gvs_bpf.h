@@ -182,7 +182,15 @@ struct icmphdr {
 	__be16 mtu;
 };
 
+struct icmp6hdr {
+	__u8 icmp6_type;
+	__u8 icmp6_code;
+	__u16 icmp6_cksum;
+	__be32 icmp6_data;
+};
+
 #define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
 #define IPPROTO_IPIP 4
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17

@@ -42,6 +42,10 @@ const (
 	lbConnStateST_FIN_WAIT    lbConnState = 4
 	lbConnStateST_TIME_WAIT   lbConnState = 5
 	lbConnStateST_CLOSE       lbConnState = 6
+	lbConnStateST_CLOSE_WAIT  lbConnState = 7
+	lbConnStateST_LAST_ACK    lbConnState = 8
+	lbConnStateST_LISTEN      lbConnState = 9
+	lbConnStateST_SYNACK      lbConnState = 10
 	lbConnStateST_UDP         lbConnState = 16
 )
 
@@ -52,6 +56,11 @@ type lbConnVal struct {
 	Dest     uint32
 	Svc      uint32
 	State    lbConnState
+	Flags    uint32
+	Xsaddr   [4]uint32
+	Xdaddr   [4]uint32
+	Xsport   uint16
+	Xdport   uint16
 	Pad      uint32
 }
 
@@ -84,20 +93,30 @@ type lbDestLoad struct {
 type lbDropReason uint32
 
 const (
-	lbDropReasonREASON_NONE       lbDropReason = 0
-	lbDropReasonREASON_MALFORMED  lbDropReason = 1
-	lbDropReasonREASON_FRAGMENT   lbDropReason = 2
-	lbDropReasonREASON_NOT_IP     lbDropReason = 3
-	lbDropReasonREASON_NOT_L4     lbDropReason = 4
-	lbDropReasonREASON_NO_SERVICE lbDropReason = 5
-	lbDropReasonREASON_NOT_SYN    lbDropReason = 6
-	lbDropReasonREASON_NO_DEST    lbDropReason = 7
-	lbDropReasonREASON_NO_NEIGH   lbDropReason = 8
-	lbDropReasonREASON_NO_ROUTE   lbDropReason = 9
-	lbDropReasonREASON_TOO_BIG    lbDropReason = 10
-	lbDropReasonREASON_STALE      lbDropReason = 11
-	lbDropReasonREASON_MAX        lbDropReason = 12
+	lbDropReasonREASON_NONE        lbDropReason = 0
+	lbDropReasonREASON_MALFORMED   lbDropReason = 1
+	lbDropReasonREASON_FRAGMENT    lbDropReason = 2
+	lbDropReasonREASON_NOT_IP      lbDropReason = 3
+	lbDropReasonREASON_NOT_L4      lbDropReason = 4
+	lbDropReasonREASON_NO_SERVICE  lbDropReason = 5
+	lbDropReasonREASON_NOT_SYN     lbDropReason = 6
+	lbDropReasonREASON_NO_DEST     lbDropReason = 7
+	lbDropReasonREASON_NO_NEIGH    lbDropReason = 8
+	lbDropReasonREASON_NO_ROUTE    lbDropReason = 9
+	lbDropReasonREASON_TOO_BIG     lbDropReason = 10
+	lbDropReasonREASON_STALE       lbDropReason = 11
+	lbDropReasonREASON_TOA_NO_ROOM lbDropReason = 12
+	lbDropReasonREASON_NO_LPORT    lbDropReason = 13
+	lbDropReasonREASON_NAT_CLASH   lbDropReason = 14
+	lbDropReasonREASON_ICMP        lbDropReason = 15
+	lbDropReasonREASON_MAX         lbDropReason = 16
 )
+
+type lbNeighKey struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Family uint32
+}
 
 type lbPersistKey struct {
 	_      structs.HostLayout
@@ -130,10 +149,12 @@ const (
 )
 
 type lbStats struct {
-	_     structs.HostLayout
-	Conns uint64
-	Pkts  uint64
-	Bytes uint64
+	_        structs.HostLayout
+	Conns    uint64
+	Pkts     uint64
+	Bytes    uint64
+	OutPkts  uint64
+	OutBytes uint64
 }
 
 type lbSvcInfo struct {
@@ -145,6 +166,8 @@ type lbSvcInfo struct {
 	TabLen   uint32
 	Ptimeout uint32
 	Pmask    [4]uint32
+	Nladdrs  uint32
+	Laddr    [16][4]uint32
 }
 
 type lbSvcKey struct {
@@ -165,6 +188,7 @@ const (
 	lbMapDestStats = "dest_stats"
 	lbMapDests     = "dests"
 	lbMapLoads     = "loads"
+	lbMapNeighMiss = "neigh_miss"
 	lbMapPersist   = "persist"
 	lbMapReasons   = "reasons"
 	lbMapServices  = "services"
@@ -229,6 +253,7 @@ type lbMapSpecs struct {
 	DestStats *ebpf.MapSpec `ebpf:"dest_stats"`
 	Dests     *ebpf.MapSpec `ebpf:"dests"`
 	Loads     *ebpf.MapSpec `ebpf:"loads"`
+	NeighMiss *ebpf.MapSpec `ebpf:"neigh_miss"`
 	Persist   *ebpf.MapSpec `ebpf:"persist"`
 	Reasons   *ebpf.MapSpec `ebpf:"reasons"`
 	Services  *ebpf.MapSpec `ebpf:"services"`
@@ -269,6 +294,7 @@ type lbMaps struct {
 	DestStats *ebpf.Map `ebpf:"dest_stats"`
 	Dests     *ebpf.Map `ebpf:"dests"`
 	Loads     *ebpf.Map `ebpf:"loads"`
+	NeighMiss *ebpf.Map `ebpf:"neigh_miss"`
 	Persist   *ebpf.Map `ebpf:"persist"`
 	Reasons   *ebpf.Map `ebpf:"reasons"`
 	Services  *ebpf.Map `ebpf:"services"`
@@ -285,6 +311,7 @@ func (m *lbMaps) Close() error {
 		m.DestStats,
 		m.Dests,
 		m.Loads,
+		m.NeighMiss,
 		m.Persist,
 		m.Reasons,
 		m.Services,

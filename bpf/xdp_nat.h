@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * NAT (ipvsadm -m) and FullNAT for xdp_lb.c, which includes this file
+ * after its maps and helpers.
+ *
+ * NAT rewrites the destination of a client's packet to the real server's
+ * address and port; the real server's replies (it routes them through the
+ * director) get the VIP and port back as their source. FullNAT also
+ * rewrites the source to a local address and port of the service's pool,
+ * so replies come back to the director on their own, and it puts the
+ * client's address into a TOA TCP option of the SYN and of the first ACK.
+ *
+ * A connection has two entries in conns: the forward one, keyed by the
+ * client's packet, and the reply one, keyed by the real server's reply.
+ * Each holds the addresses and ports its packets leave with. Checksums are
+ * updated incrementally (RFC 1624).
+ *
+ * FullNAT's local ports are allocated here, in BPF: the reply entry's key
+ * (real server address and port, local address and port) is inserted with
+ * BPF_NOEXIST, so a (local address, local port, real server) names at most
+ * one connection; on a clash the next candidate of a hash-seeded sequence
+ * is tried, LPORT_TRIES times. Go frees a port by expiring the connection.
+ */
+#ifndef GVS_XDP_NAT_H
+#define GVS_XDP_NAT_H
+
+/* Addresses the program could not find a neighbour (MAC) for; Go makes the
+ * kernel resolve them (key: address, value: family). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct neigh_key);
+	__type(value, __u64);
+} neigh_miss SEC(".maps");
+
+/* The kernel's TCP state table for connections whose both directions pass
+ * the director (ip_vs_proto_tcp.c, tcp_states: INPUT and OUTPUT), one row
+ * per event, the next state of each current state in a nibble. */
+#define TROW(a, b, c, d, e, f, g, h, i, j, k)                                     \
+	((__u64)(a) | (__u64)(b) << 4 | (__u64)(c) << 8 | (__u64)(d) << 12 |        \
+	 (__u64)(e) << 16 | (__u64)(f) << 20 | (__u64)(g) << 24 | (__u64)(h) << 28 | \
+	 (__u64)(i) << 32 | (__u64)(j) << 36 | (__u64)(k) << 40)
+#define sNO ST_NONE
+#define sES ST_ESTABLISHED
+#define sSS ST_SYN_SENT
+#define sSR ST_SYN_RECV
+#define sFW ST_FIN_WAIT
+#define sTW ST_TIME_WAIT
+#define sCL ST_CLOSE
+#define sCW ST_CLOSE_WAIT
+#define sLA ST_LAST_ACK
+#define sLI ST_LISTEN
+#define sSA ST_SYNACK
+
+static __always_inline __u32 tcp_next_nat(__u32 state, __u8 flags, int reply)
+{
+	__u64 row;
+
+	if (state > sSA)
+		return sCL;
+	if (!reply) {
+		if (flags & TCPF_RST)
+			row = TROW(sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sSR);
+		else if (flags & TCPF_SYN)
+			row = TROW(sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR);
+		else if (flags & TCPF_FIN)
+			row = TROW(sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sTW);
+		else if (flags & TCPF_ACK)
+			row = TROW(sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES);
+		else
+			return sCL;
+	} else {
+		if (flags & TCPF_RST)
+			row = TROW(sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL);
+		else if (flags & TCPF_SYN)
+			row = TROW(sSS, sES, sSS, sSR, sSS, sSS, sSS, sSS, sSS, sLI, sSR);
+		else if (flags & TCPF_FIN)
+			row = TROW(sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW);
+		else if (flags & TCPF_ACK)
+			row = TROW(sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES);
+		else
+			return sCL;
+	}
+	return (row >> (state * 4)) & 0xf;
+}
+
+/* set_state moves a connection to its next state and keeps the real
+ * server's active/inactive counters (only ESTABLISHED is active). */
+static __always_inline void set_state(struct conn_val *cv, __u32 next)
+{
+	__u32 old = cv->state;
+	if (next == old)
+		return;
+	__u32 didx = cv->dest;
+	struct dest_load *l = bpf_map_lookup_elem(&loads, &didx);
+	if (l && old == ST_ESTABLISHED) {
+		__sync_fetch_and_add(&l->active, -1);
+		__sync_fetch_and_add(&l->inactive, 1);
+	} else if (l && next == ST_ESTABLISHED) {
+		__sync_fetch_and_add(&l->inactive, -1);
+		__sync_fetch_and_add(&l->active, 1);
+	}
+	cv->state = next;
+}
+
+/* Incremental checksums: diff accumulates, in 16-bit one's complement
+ * words, what leaves (complemented) and what enters a checksummed area. */
+static __always_inline __u32 diff32(__u32 from, __u32 to)
+{
+	__u32 nf = ~from;
+	return (nf & 0xffff) + (nf >> 16) + (to & 0xffff) + (to >> 16);
+}
+
+static __always_inline __u32 diff16(__u16 from, __u16 to)
+{
+	return (__u16)~from + (__u32)to;
+}
+
+/* csum_apply returns the checksum check with diff folded in. */
+static __always_inline __u16 csum_apply(__u16 check, __u32 diff)
+{
+	__u32 sum = (__u16)~check + diff;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+static __always_inline void note_neigh_miss(__u32 *addr, __u8 family)
+{
+	struct neigh_key k = {.family = family};
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		k.addr[i] = addr[i];
+	__u64 v = bpf_ktime_get_ns();
+	bpf_map_update_elem(&neigh_miss, &k, &v, BPF_ANY);
+}
+
+/* nat_rewrite gives the packet the addresses and ports of x and updates
+ * the IPv4 header checksum and the TCP or UDP checksum. */
+static __always_inline int nat_rewrite(struct xdp_md *ctx, struct pkt *p, struct conn_val *x)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 l3 = p->l3off & 0x3f;
+	__u32 l4 = (l3 + p->ihl) & 0xff;
+	__u32 diff = 0;
+
+	if (p->family == AF_INET) {
+		struct iphdr *ip = data + l3;
+		if ((void *)(ip + 1) > end)
+			return -1;
+		diff = diff32(ip->saddr, x->xsaddr[0]) + diff32(ip->daddr, x->xdaddr[0]);
+		ip->saddr = x->xsaddr[0];
+		ip->daddr = x->xdaddr[0];
+		ip->check = csum_apply(ip->check, diff);
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			diff += diff32(ip6->saddr[i], x->xsaddr[i]) + diff32(ip6->daddr[i], x->xdaddr[i]);
+			ip6->saddr[i] = x->xsaddr[i];
+			ip6->daddr[i] = x->xdaddr[i];
+		}
+	}
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4;
+		if ((void *)(th + 1) > end)
+			return -1;
+		diff += diff16(th->source, x->xsport) + diff16(th->dest, x->xdport);
+		th->source = x->xsport;
+		th->dest = x->xdport;
+		th->check = csum_apply(th->check, diff);
+	} else {
+		struct udphdr *uh = data + l4;
+		if ((void *)(uh + 1) > end)
+			return -1;
+		diff += diff16(uh->source, x->xsport) + diff16(uh->dest, x->xdport);
+		uh->source = x->xsport;
+		uh->dest = x->xdport;
+		/* An IPv4 UDP checksum of 0 means none: it stays 0. */
+		if (uh->check || p->family == AF_INET6) {
+			__u16 c = csum_apply(uh->check, diff);
+			uh->check = c ? c : 0xffff;
+		}
+	}
+	return 0;
+}
+
+/* insert_toa puts the TOA option (kind 254: the client's port and
+ * address) first among the TCP options, growing the TCP header: the
+ * headers in front of the options move towards the new head. The
+ * addresses in the packet are still the client's. */
+static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 len = p->family == AF_INET ? TOA_LEN4 : TOA_LEN6;
+	__u32 l3 = p->l3off & 0x3f;
+	__u32 l4 = (l3 + p->ihl) & 0xff;
+	__u32 front = l4 + sizeof(struct tcphdr);
+	__u8 opt[TOA_LEN6] = {};
+
+	if (p->l4hl < sizeof(struct tcphdr) || p->l4hl + len > 60) {
+		count(REASON_TOA_NO_ROOM);
+		return -1;
+	}
+	opt[0] = TOA_KIND;
+	opt[1] = len;
+	__builtin_memcpy(&opt[2], &p->sport, 2);
+	__builtin_memcpy(&opt[4], p->saddr, 16);
+
+	if (bpf_xdp_adjust_head(ctx, -(int)len))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	/* Move [Ethernet, VLAN tags, IP header, fixed TCP header] to the
+	 * new head, two bytes at a time (every part has an even length). */
+	for (__u32 i = 0; i < 64; i++) {
+		__u32 o = i * 2;
+		if (o >= front)
+			break;
+		__u16 *dst = data + o;
+		__u16 *src = data + o + len;
+		if ((void *)(src + 1) > end)
+			return -1;
+		*dst = *src;
+	}
+	if (l4 + sizeof(struct tcphdr) + TOA_LEN6 > (__u32)(end - data))
+		return -1;
+	struct tcphdr *th = data + l4;
+	if ((void *)(th + 1) > end)
+		return -1;
+	__u8 *o = (void *)(th + 1);
+	if ((void *)(o + TOA_LEN6) > end)
+		return -1;
+
+	/* TCP checksum: the option's words, the data offset, and the
+	 * length in the pseudo-header. */
+	__u32 diff = 0;
+	__u16 *ow = (__u16 *)opt;
+	__u16 *w12 = (void *)th + 12;
+	__u16 before = *w12;
+	th->doff = th->doff + len / 4;
+	diff += diff16(before, *w12);
+	__u16 oldlen = bpf_htons(p->l3len - p->ihl);
+	__u16 newlen = bpf_htons(p->l3len - p->ihl + len);
+	diff += diff16(oldlen, newlen);
+	if (len == TOA_LEN4) {
+		__builtin_memcpy(o, opt, TOA_LEN4);
+#pragma unroll
+		for (int i = 0; i < TOA_LEN4 / 2; i++)
+			diff += ow[i];
+	} else {
+		__builtin_memcpy(o, opt, TOA_LEN6);
+#pragma unroll
+		for (int i = 0; i < TOA_LEN6 / 2; i++)
+			diff += ow[i];
+	}
+	th->check = csum_apply(th->check, diff);
+
+	if (p->family == AF_INET) {
+		struct iphdr *ip = data + l3;
+		if ((void *)(ip + 1) > end)
+			return -1;
+		__u16 old = ip->tot_len;
+		ip->tot_len = bpf_htons(p->l3len + len);
+		ip->check = csum_apply(ip->check, diff16(old, ip->tot_len));
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		ip6->payload_len = bpf_htons(p->l3len + len - sizeof(*ip6));
+	}
+	p->l3len += len;
+	p->l4hl += len;
+	return 0;
+}
+
+/* set_macs writes the Ethernet addresses the FIB (or Go) found. */
+static __always_inline int set_macs(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+	return 0;
+}
+
+static __always_inline void fib_addrs(struct bpf_fib_lookup *fib, struct pkt *p, struct conn_val *x)
+{
+	fib->family = p->family;
+	fib->l4_protocol = p->proto;
+	fib->sport = x->xsport;
+	fib->dport = x->xdport;
+	fib->tot_len = p->l3len;
+	if (p->family == AF_INET) {
+		fib->ipv4_src = x->xsaddr[0];
+		fib->ipv4_dst = x->xdaddr[0];
+	} else {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			fib->ipv6_src[i] = x->xsaddr[i];
+			fib->ipv6_dst[i] = x->xdaddr[i];
+		}
+	}
+}
+
+/* fib_verdict turns a failed lookup into a verdict: the packet is not
+ * changed yet. Without a neighbour it is dropped (the kernel cannot
+ * deliver a half-translated packet) and Go is asked to resolve it. */
+static __always_inline int fib_verdict(long rc, struct pkt *p, struct conn_val *x)
+{
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		count(REASON_NO_NEIGH);
+		note_neigh_miss(x->xdaddr, p->family);
+		return XDP_DROP;
+	}
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		count(REASON_TOO_BIG);
+		return XDP_DROP;
+	}
+	count(REASON_NO_ROUTE);
+	return XDP_PASS;
+}
+
+/* forward_nat sends a client's packet to the real server: TOA first
+ * (FullNAT), then the new addresses and ports, then the MACs of the next
+ * hop towards the real server. */
+static __noinline int forward_nat(struct xdp_md *ctx, struct pkt *p, struct conn_val *x,
+			      struct dest_info *d, int toa)
+{
+	struct bpf_fib_lookup fib = {};
+
+	fib_addrs(&fib, p, x);
+	if (toa)
+		fib.tot_len += p->family == AF_INET ? TOA_LEN4 : TOA_LEN6;
+	fib.ifindex = d->ifindex ? d->ifindex : ctx->ingress_ifindex;
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED && (d->flags & DEST_F_HAVE_MAC)) {
+		/* Forwarding is off: the next hop Go resolved over netlink. */
+		__builtin_memcpy(fib.dmac, d->dmac, ETH_ALEN);
+		__builtin_memcpy(fib.smac, d->smac, ETH_ALEN);
+		fib.ifindex = d->ifindex;
+		rc = BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return fib_verdict(rc, p, x);
+	if (toa)
+		insert_toa(ctx, p);
+	if (nat_rewrite(ctx, p, x) || set_macs(ctx, &fib))
+		return XDP_DROP;
+	return egress(ctx, fib.ifindex);
+}
+
+/* account_out counts a reply (the OutPkts and OutBytes of ipvsadm). */
+static __always_inline void account_out(__u32 svc, __u32 dest, __u32 bytes)
+{
+	struct stats *s = bpf_map_lookup_elem(&svc_stats, &svc);
+	if (s) {
+		s->out_pkts += 1;
+		s->out_bytes += bytes;
+	}
+	s = bpf_map_lookup_elem(&dest_stats, &dest);
+	if (s) {
+		s->out_pkts += 1;
+		s->out_bytes += bytes;
+	}
+}
+
+/* fwd_key is the forward entry's key of a reply entry: its x tuple
+ * reversed. */
+static __always_inline void fwd_key(struct conn_key *fk, struct conn_val *rv, __u8 proto, __u8 family)
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		fk->saddr[i] = rv->xdaddr[i];
+		fk->daddr[i] = rv->xsaddr[i];
+	}
+	fk->sport = rv->xdport;
+	fk->dport = rv->xsport;
+	fk->proto = proto;
+	fk->family = family;
+}
+
+/* nat_reply un-NATs a real server's reply and sends it to the client. */
+static __noinline int nat_reply(struct xdp_md *ctx, struct pkt *p, struct conn_val *rv, __u64 now)
+{
+	struct conn_key fk = {};
+	struct bpf_fib_lookup fib = {};
+
+	fwd_key(&fk, rv, p->proto, p->family);
+	struct conn_val *fv = bpf_map_lookup_elem(&conns, &fk);
+	if (!fv || (fv->flags & CONN_F_REPLY)) {
+		count(REASON_STALE);
+		return XDP_PASS;
+	}
+	fv->last_seen = now;
+	rv->last_seen = now;
+	if (p->proto == IPPROTO_TCP) {
+		__u32 next = tcp_next_nat(fv->state, p->tcp_flags, 1);
+		set_state(fv, next);
+	}
+	account_out(fv->svc, fv->dest, p->l3len);
+
+	fib_addrs(&fib, p, rv);
+	fib.ifindex = ctx->ingress_ifindex;
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return fib_verdict(rc, p, rv);
+	if (nat_rewrite(ctx, p, rv) || set_macs(ctx, &fib))
+		return XDP_DROP;
+	return egress(ctx, fib.ifindex);
+}
+
+/* nat_setup completes a new NAT or FullNAT connection: it fills nc's x
+ * tuple (towards the real server) and inserts the reply entry. FullNAT
+ * picks the local address and port here. It returns 0, or -1 when the
+ * connection cannot be made (counted). */
+static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_info *d,
+			    struct conn_val *nc)
+{
+	struct conn_key rk = {};
+	struct conn_val rv = *nc;
+	__u16 rport = d->port ? d->port : p->dport;
+
+	nc->flags = CONN_F_NAT;
+	rv.flags = CONN_F_NAT | CONN_F_REPLY;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		nc->xdaddr[i] = d->addr[i];
+		rv.xsaddr[i] = p->daddr[i];
+		rv.xdaddr[i] = p->saddr[i];
+		rk.saddr[i] = d->addr[i];
+	}
+	nc->xdport = rport;
+	rv.xsport = p->dport;
+	rv.xdport = p->sport;
+	rk.sport = rport;
+	rk.proto = p->proto;
+	rk.family = p->family;
+
+	if (d->method == METHOD_NAT) {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			nc->xsaddr[i] = p->saddr[i];
+			rk.daddr[i] = p->saddr[i];
+		}
+		nc->xsport = p->sport;
+		rk.dport = p->sport;
+		if (bpf_map_update_elem(&conns, &rk, &rv, BPF_NOEXIST)) {
+			count(REASON_NAT_CLASH);
+			return -1;
+		}
+		return 0;
+	}
+
+	if (p->proto == IPPROTO_TCP)
+		nc->flags |= CONN_F_TOA;
+	__u32 n = s->nladdrs;
+	if (n == 0 || n > MAX_LADDRS) {
+		count(REASON_NO_LPORT);
+		return -1;
+	}
+	__u32 h = flow_hash(p);
+	for (__u32 i = 0; i < LPORT_TRIES; i++) {
+		__u32 li = ((h + i) % n) & (MAX_LADDRS - 1);
+		__u16 port = LPORT_MIN + ((h >> 4) + i * 4099) % (65536 - LPORT_MIN);
+#pragma unroll
+		for (int j = 0; j < 4; j++)
+			rk.daddr[j] = s->laddr[li][j];
+		rk.dport = bpf_htons(port);
+		if (bpf_map_update_elem(&conns, &rk, &rv, BPF_NOEXIST) == 0) {
+#pragma unroll
+			for (int j = 0; j < 4; j++)
+				nc->xsaddr[j] = rk.daddr[j];
+			nc->xsport = rk.dport;
+			return 0;
+		}
+	}
+	count(REASON_NO_LPORT);
+	return -1;
+}
+
+#endif
