@@ -191,7 +191,8 @@ static __always_inline int nat_rewrite(struct xdp_md *ctx, struct pkt *p, struct
 /* insert_toa puts the TOA option (kind 254: the client's port and
  * address) first among the TCP options, growing the TCP header: the
  * headers in front of the options move towards the new head. The
- * addresses in the packet are still the client's. */
+ * addresses in the packet are still the client's. It returns 0, -1 when
+ * the packet is unchanged (no room: counted), or -2 when it is spoilt. */
 static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -224,17 +225,13 @@ static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
 		__u16 *dst = data + o;
 		__u16 *src = data + o + len;
 		if ((void *)(src + 1) > end)
-			return -1;
+			return -2;
 		*dst = *src;
 	}
-	if (l4 + sizeof(struct tcphdr) + TOA_LEN6 > (__u32)(end - data))
-		return -1;
 	struct tcphdr *th = data + l4;
 	if ((void *)(th + 1) > end)
-		return -1;
+		return -2;
 	__u8 *o = (void *)(th + 1);
-	if ((void *)(o + TOA_LEN6) > end)
-		return -1;
 
 	/* TCP checksum: the option's words, the data offset, and the
 	 * length in the pseudo-header. */
@@ -248,11 +245,15 @@ static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
 	__u16 newlen = bpf_htons(p->l3len - p->ihl + len);
 	diff += diff16(oldlen, newlen);
 	if (len == TOA_LEN4) {
+		if ((void *)(o + TOA_LEN4) > end)
+			return -2;
 		__builtin_memcpy(o, opt, TOA_LEN4);
 #pragma unroll
 		for (int i = 0; i < TOA_LEN4 / 2; i++)
 			diff += ow[i];
 	} else {
+		if ((void *)(o + TOA_LEN6) > end)
+			return -2;
 		__builtin_memcpy(o, opt, TOA_LEN6);
 #pragma unroll
 		for (int i = 0; i < TOA_LEN6 / 2; i++)
@@ -263,14 +264,14 @@ static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
 	if (p->family == AF_INET) {
 		struct iphdr *ip = data + l3;
 		if ((void *)(ip + 1) > end)
-			return -1;
+			return -2;
 		__u16 old = ip->tot_len;
 		ip->tot_len = bpf_htons(p->l3len + len);
 		ip->check = csum_apply(ip->check, diff16(old, ip->tot_len));
 	} else {
 		struct ipv6hdr *ip6 = data + l3;
 		if ((void *)(ip6 + 1) > end)
-			return -1;
+			return -2;
 		ip6->payload_len = bpf_htons(p->l3len + len - sizeof(*ip6));
 	}
 	p->l3len += len;
@@ -350,8 +351,8 @@ static __noinline int forward_nat(struct xdp_md *ctx, struct pkt *p, struct conn
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return fib_verdict(rc, p, x);
-	if (toa)
-		insert_toa(ctx, p);
+	if (toa && insert_toa(ctx, p) == -2)
+		return XDP_DROP;
 	if (nat_rewrite(ctx, p, x) || set_macs(ctx, &fib))
 		return XDP_DROP;
 	return egress(ctx, fib.ifindex);

@@ -162,6 +162,10 @@ func (e *Engine) writeDest(d *destState) error {
 		info.Flags |= destAvailable
 	}
 	switch d.cfg.Method {
+	case ipvs.Masq:
+		info.Method = methodNAT
+	case ipvs.FullNAT:
+		info.Method = methodFullNAT
 	case ipvs.Tunnel:
 		info.Method = methodTunnel
 		if d.cfg.TunType == ipvs.TunGUE {
@@ -225,6 +229,14 @@ func (e *Engine) writeService(s *svcState) error {
 		info.Ptimeout = s.cfg.Timeout
 		info.Pmask = maskWords(s.cfg.Netmask, fam)
 	}
+	for _, a := range s.cfg.LocalAddrs {
+		w, f := addrWords(a)
+		if f != fam || info.Nladdrs >= maxLocalAddrs {
+			continue
+		}
+		info.Laddr[info.Nladdrs] = w
+		info.Nladdrs++
+	}
 	key := svcKeyOf(s.cfg.ServiceKey)
 	if err := e.objs.Services.Update(&key, &info, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("xdp engine: writing %s: %w", s.cfg.ServiceKey, err)
@@ -269,7 +281,9 @@ const (
 	destAvailable = 0x2
 	destHaveMAC   = 0x4
 
-	methodRoute  = 0
-	methodTunnel = 1
-	tunGUE       = 1
+	methodRoute   = 0
+	methodTunnel  = 1
+	methodNAT     = 2
+	methodFullNAT = 3
+	tunGUE        = 1
 )

@@ -12,6 +12,11 @@ func TestCheckDest(t *testing.T) {
 	svc := func(sched string, proto ipvs.Protocol) *ipvs.Service {
 		return &ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: proto, Addr: vip.Addr(), Port: 80}, Scheduler: sched}
 	}
+	fnat := func(laddrs ...netip.Addr) *ipvs.Service {
+		s := svc("rr", ipvs.TCP)
+		s.LocalAddrs = laddrs
+		return s
+	}
 	rs := netip.MustParseAddr("198.18.0.11")
 	tests := []struct {
 		name string
@@ -24,8 +29,11 @@ func TestCheckDest(t *testing.T) {
 		{name: "GUE", svc: svc("mh", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Tunnel, TunType: ipvs.TunGUE, TunPort: 6080}},
 		{name: "GUE without port", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Tunnel, TunType: ipvs.TunGUE}, want: "--tun-port"},
 		{name: "GRE", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Tunnel, TunType: ipvs.TunGRE}, want: "tunnel type gre is not implemented on the xdp engine"},
-		{name: "NAT", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.Masq}, want: "NAT on the xdp engine is not implemented yet; use -g/-i, or gvsd --engine proxy for -m"},
-		{name: "FullNAT", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.FullNAT}, want: "NAT on the xdp engine is not implemented yet"},
+		{name: "NAT", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Port: 8080, Method: ipvs.Masq}},
+		{name: "NAT across families", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: netip.MustParseAddr("2001:db8::11"), Method: ipvs.Masq}, want: "cannot change the address family"},
+		{name: "FullNAT", svc: fnat(netip.MustParseAddr("198.18.0.50")), dest: ipvs.Dest{Addr: rs, Method: ipvs.FullNAT}},
+		{name: "FullNAT without local addresses", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: rs, Method: ipvs.FullNAT}, want: "FullNAT needs local addresses of the real server's family: give the service some with --laddr"},
+		{name: "FullNAT with only IPv6 local addresses", svc: fnat(netip.MustParseAddr("2001:db8::50")), dest: ipvs.Dest{Addr: rs, Method: ipvs.FullNAT}, want: "FullNAT needs local addresses"},
 		{name: "lblc", svc: svc("lblc", ipvs.TCP), dest: ipvs.Dest{Addr: rs}, want: `scheduler "lblc" is not implemented on the xdp engine yet`},
 		{name: "twos", svc: svc("twos", ipvs.TCP), dest: ipvs.Dest{Addr: rs}, want: "gvsd --engine proxy"},
 		{name: "SCTP", svc: svc("rr", ipvs.SCTP), dest: ipvs.Dest{Addr: rs}, want: "protocol SCTP is not supported"},

@@ -14,9 +14,20 @@ import (
 // The kernel's fixed TCP state timeouts (ip_vs_proto_tcp.c) for the
 // states ipvsadm --set does not change.
 const (
-	timeoutSynRecv  = 60 * time.Second
-	timeoutTimeWait = 120 * time.Second
-	timeoutClose    = 10 * time.Second
+	timeoutSynRecv   = 60 * time.Second
+	timeoutTimeWait  = 120 * time.Second
+	timeoutClose     = 10 * time.Second
+	timeoutCloseWait = 60 * time.Second
+	timeoutLastAck   = 30 * time.Second
+	timeoutListen    = 120 * time.Second
+	timeoutSynAck    = 120 * time.Second
+)
+
+// conn_val.flags, as in bpf/xdp_lb.h.
+const (
+	connReply = 0x1
+	connNAT   = 0x2
+	connTOA   = 0x4
 )
 
 // monotonic is bpf_ktime_get_ns's clock.
@@ -29,6 +40,9 @@ func monotonic() uint64 {
 // timeout is how long a connection in state st lives without packets.
 func (e *Engine) timeout(st lbConnState) time.Duration {
 	to := e.timeouts
+	if d, ok := e.opts.StateTimeouts[stateName(st)]; ok && st != lbConnStateST_ESTABLISHED && st != lbConnStateST_FIN_WAIT && st != lbConnStateST_UDP {
+		return d
+	}
 	switch st {
 	case lbConnStateST_ESTABLISHED:
 		return time.Duration(to.TCP) * time.Second
@@ -40,8 +54,22 @@ func (e *Engine) timeout(st lbConnState) time.Duration {
 		return timeoutTimeWait
 	case lbConnStateST_UDP:
 		return time.Duration(to.UDP) * time.Second
+	case lbConnStateST_CLOSE_WAIT:
+		return timeoutCloseWait
+	case lbConnStateST_LAST_ACK:
+		return timeoutLastAck
+	case lbConnStateST_LISTEN:
+		return timeoutListen
+	case lbConnStateST_SYNACK:
+		return timeoutSynAck
 	}
 	return timeoutClose
+}
+
+// pairKey is the key of the other entry of a NAT or FullNAT connection:
+// the entry's x tuple (how its packets leave) reversed.
+func pairKey(k *lbConnKey, v *lbConnVal) lbConnKey {
+	return lbConnKey{Saddr: v.Xdaddr, Daddr: v.Xsaddr, Sport: v.Xdport, Dport: v.Xsport, Proto: k.Proto, Family: k.Family}
 }
 
 type ctlKey struct {
@@ -72,16 +100,27 @@ func (e *Engine) expire() {
 	var k lbConnKey
 	var v lbConnVal
 	var dead []lbConnKey
+	live := map[lbConnKey]bool{}
+	replies := map[lbConnKey]lbConnKey{} // reply entry -> its forward key
 	it := e.objs.Conns.Iterate()
 	for it.Next(&k, &v) {
+		if v.Flags&connReply != 0 {
+			// A reply entry lives and dies with its forward entry.
+			replies[k] = pairKey(&k, &v)
+			continue
+		}
 		age := time.Duration(int64(now - v.LastSeen))
 		if v.LastSeen > now {
 			age = 0
 		}
 		if age > e.timeout(v.State) {
 			dead = append(dead, k)
+			if v.Flags&connNAT != 0 {
+				dead = append(dead, pairKey(&k, &v))
+			}
 			continue
 		}
+		live[k] = true
 		c := counts[v.Dest]
 		if v.State == lbConnStateST_ESTABLISHED {
 			c.active++
@@ -96,6 +135,11 @@ func (e *Engine) expire() {
 				ck.addr[i] = k.Saddr[i] & m[i]
 			}
 			controlled[ck] = true
+		}
+	}
+	for rk, fk := range replies {
+		if !live[fk] {
+			dead = append(dead, rk)
 		}
 	}
 	for i := range dead {
@@ -214,7 +258,7 @@ func (e *Engine) Conns() []ipvs.Conn {
 	it := e.objs.Conns.Iterate()
 	for it.Next(&k, &v) {
 		d := e.dests[v.Dest]
-		if d == nil {
+		if d == nil || v.Flags&connReply != 0 {
 			continue
 		}
 		out = append(out, ipvs.Conn{

@@ -54,8 +54,9 @@ import (
 
 // Capacity, as in bpf/xdp_lb.h.
 const (
-	maxServices = 256
-	maxDests    = 4096
+	maxServices   = 256
+	maxDests      = 4096
+	maxLocalAddrs = 16
 )
 
 // Options configure the engine.
@@ -81,6 +82,11 @@ type Options struct {
 	// NeighRefresh is how often real servers' and next hops' MAC
 	// addresses are refreshed (default 5s).
 	NeighRefresh time.Duration
+	// StateTimeouts override the kernel's fixed per-state TCP timeouts
+	// that ipvsadm --set does not reach, by ipvsadm -Lnc's state name
+	// ("SYN_RECV", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", ...).
+	// ESTABLISHED, FIN_WAIT and UDP come from the table's timeouts.
+	StateTimeouts map[string]time.Duration
 }
 
 // Engine is the XDP engine. It implements engine.Engine.
@@ -245,6 +251,7 @@ func (e *Engine) start() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				e.resolveMissing()
 				e.expire()
 			case <-est.C:
 				e.estimate()
@@ -275,8 +282,12 @@ func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 		return err
 	}
 	switch d.Method {
-	case ipvs.Masq, ipvs.FullNAT:
-		return errors.New("NAT on the xdp engine is not implemented yet; use -g/-i, or gvsd --engine proxy for -m")
+	case ipvs.Masq:
+		if d.Addr.Unmap().Is4() != svc.Addr.Unmap().Is4() {
+			return errors.New("NAT on the xdp engine cannot change the address family: the real server needs an address of the virtual service's family")
+		}
+	case ipvs.FullNAT:
+		return checkFullNAT(svc, d)
 	case ipvs.Tunnel:
 		switch d.TunType {
 		case ipvs.TunIPIP:
@@ -291,6 +302,27 @@ func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 		if d.Addr.Unmap().Is4() != svc.Addr.Unmap().Is4() {
 			return errors.New("direct routing cannot change the address family: the real server needs an address of the virtual service's family")
 		}
+	}
+	return nil
+}
+
+// checkFullNAT wants a local address pool of the real server's family.
+func checkFullNAT(svc *ipvs.Service, d *ipvs.Dest) error {
+	v4 := d.Addr.Unmap().Is4()
+	if v4 != svc.Addr.Unmap().Is4() {
+		return errors.New("FullNAT on the xdp engine cannot change the address family: the real server needs an address of the virtual service's family")
+	}
+	n := 0
+	for _, a := range svc.LocalAddrs {
+		if a.Unmap().Is4() == v4 {
+			n++
+		}
+	}
+	if n == 0 {
+		return errors.New("FullNAT needs local addresses of the real server's family: give the service some with --laddr (keepalived.conf: laddr_group_name)")
+	}
+	if n > maxLocalAddrs {
+		return fmt.Errorf("the xdp engine takes at most %d FullNAT local addresses per service and family", maxLocalAddrs)
 	}
 	return nil
 }
@@ -346,7 +378,9 @@ func (e *Engine) liveConns() int {
 	n := 0
 	it := e.objs.Conns.Iterate()
 	for it.Next(&k, &v) {
-		n++
+		if v.Flags&connReply == 0 {
+			n++
+		}
 	}
 	return n
 }
@@ -354,7 +388,8 @@ func (e *Engine) liveConns() int {
 // Drops returns how many packets the program left to the kernel or
 // dropped, by reason, for diagnostics.
 func (e *Engine) Drops() map[string]uint64 {
-	names := []string{"", "malformed", "fragment", "not-ip", "not-tcp-udp", "no-service", "not-syn", "no-dest", "no-neighbour", "no-route", "too-big", "stale"}
+	names := []string{"", "malformed", "fragment", "not-ip", "not-tcp-udp", "no-service", "not-syn", "no-dest", "no-neighbour", "no-route", "too-big", "stale",
+		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated"}
 	out := map[string]uint64{}
 	for i := 1; i < len(names); i++ {
 		var per []uint64

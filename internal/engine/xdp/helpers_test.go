@@ -186,6 +186,8 @@ type pktSpec struct {
 	ipOpts   []byte // IPv4 options (padded to 4 bytes by the caller)
 	fragOff  uint16 // IPv4 frag_off field (host order)
 	tos      byte
+	tcpOpts  []byte // TCP options (a multiple of 4 bytes)
+	noUDPSum bool   // IPv4 UDP without a checksum (0)
 }
 
 const (
@@ -199,11 +201,12 @@ func build(p pktSpec) []byte {
 	var l4 []byte
 	switch p.proto {
 	case ipvs.TCP:
-		l4 = make([]byte, 20+p.payload)
+		l4 = make([]byte, 20+len(p.tcpOpts)+p.payload)
 		binary.BigEndian.PutUint16(l4[0:], p.src.Port())
 		binary.BigEndian.PutUint16(l4[2:], p.dst.Port())
 		binary.BigEndian.PutUint32(l4[4:], 1000)
-		l4[12] = 5 << 4
+		l4[12] = byte(5+len(p.tcpOpts)/4) << 4
+		copy(l4[20:], p.tcpOpts)
 		l4[13] = p.flags
 		binary.BigEndian.PutUint16(l4[14:], 65535)
 	case ipvs.UDP:
@@ -232,7 +235,9 @@ func build(p pktSpec) []byte {
 		copy(l3[16:], d[:])
 		copy(l3[20:], p.ipOpts)
 		binary.BigEndian.PutUint16(l3[10:], checksum(l3, 0))
-		l4csum(l4, p.proto, pseudo4(s, d, byte(p.proto), len(l4)))
+		if !p.noUDPSum {
+			l4csum(l4, p.proto, pseudo4(s, d, byte(p.proto), len(l4)))
+		}
 	} else {
 		l3 = make([]byte, 40, 40+len(l4))
 		l3[0] = 0x60 | p.tos>>4

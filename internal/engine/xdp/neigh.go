@@ -189,3 +189,22 @@ func tunnelConfig(p4, p6 netip.Prefix) (lbConfig, error) {
 	}
 	return c, nil
 }
+
+// resolveMissing makes the kernel resolve the neighbours the program
+// found none for (a NAT reply towards a client the director never talked
+// to), so that the retransmitted packet finds one.
+func (e *Engine) resolveMissing() {
+	var k lbNeighKey
+	var v uint64
+	var keys []lbNeighKey
+	it := e.objs.NeighMiss.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	for i := range keys {
+		e.objs.NeighMiss.Delete(&keys[i])
+		a := wordsAddr(keys[i].Addr, uint8(keys[i].Family))
+		e.log.Debug("resolving a neighbour the data path missed", "addr", a)
+		poke(net.IP(a.AsSlice()))
+	}
+}

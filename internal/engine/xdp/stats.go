@@ -57,7 +57,7 @@ func (x *estimator) rates() ipvs.Rates {
 }
 
 // readStats sums a per-CPU stats slot. DR and TUN see no replies, so the
-// out counters stay 0, as with IPVS.
+// out counters stay 0, as with IPVS; NAT and FullNAT count the replies.
 func readStats(m *ebpf.Map, idx uint32) ipvs.Stats {
 	var per []lbStats
 	var s ipvs.Stats
@@ -68,6 +68,8 @@ func readStats(m *ebpf.Map, idx uint32) ipvs.Stats {
 		s.Conns += p.Conns
 		s.InPkts += p.Pkts
 		s.InBytes += p.Bytes
+		s.OutPkts += p.OutPkts
+		s.OutBytes += p.OutBytes
 	}
 	return s
 }

@@ -88,6 +88,14 @@ func stateName(s lbConnState) string {
 		return "TIME_WAIT"
 	case lbConnStateST_CLOSE:
 		return "CLOSE"
+	case lbConnStateST_CLOSE_WAIT:
+		return "CLOSE_WAIT"
+	case lbConnStateST_LAST_ACK:
+		return "LAST_ACK"
+	case lbConnStateST_LISTEN:
+		return "LISTEN"
+	case lbConnStateST_SYNACK:
+		return "SYNACK"
 	case lbConnStateST_UDP:
 		return "UDP"
 	}

@@ -1,0 +1,395 @@
+package xdp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// NAT test addresses: the client is routed via the router, real servers
+// are on the director's link, FullNAT's local addresses are the
+// director's own.
+var (
+	laddr4 = netip.MustParseAddr("198.18.0.50")
+	laddr6 = netip.MustParseAddr("2001:db8::50")
+)
+
+// The lab natLab made last: its namespace and gvs0's ifindex.
+var (
+	labHandle netns.NsHandle
+	labIndex  int
+)
+
+// natLab is labNS (for the rest of the test) with forwarding on (NAT needs it, as LVS-NAT does) and
+// routes to the clients of the tests via the router.
+func natLab(t *testing.T) {
+	t.Helper()
+	labHandle = labNS(t, 11, 12)
+	for _, f := range []string{"/proc/sys/net/ipv4/conf/all/forwarding", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := netlink.LinkByName("gvs0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	labIndex = l.Attrs().Index
+	for _, r := range []struct{ dst, gw string }{{"198.18.2.0/24", "198.18.0.254"}, {"2001:db8:3::/64", "2001:db8::fe"}} {
+		_, dst, _ := net.ParseCIDR(r.dst)
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.ParseIP(r.gw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func natService(key netip.AddrPort, proto ipvs.Protocol, m ipvs.Method, rs netip.AddrPort, laddrs ...netip.Addr) ipvs.ServiceConfig {
+	sc := oneService(key, proto, "rr", ipvs.Dest{Addr: rs.Addr(), Port: rs.Port(), Method: m, Weight: 1})
+	sc.LocalAddrs = laddrs
+	return sc
+}
+
+// toaOpt is the TOA option for a client.
+func toaOpt(c netip.AddrPort) []byte {
+	if c.Addr().Is4() {
+		a := c.Addr().As4()
+		return append([]byte{254, 8, byte(c.Port() >> 8), byte(c.Port())}, a[:]...)
+	}
+	a := c.Addr().As16()
+	return append([]byte{254, 20, byte(c.Port() >> 8), byte(c.Port())}, a[:]...)
+}
+
+// xdpMD is struct xdp_md, the context of a test run.
+type xdpMD struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// runOn is runOut with the packet arriving on the lab's link gvs0, where
+// forwarding is on (the FIB answers only there).
+func runOn(t *testing.T, e *Engine, pkt []byte) (uint32, []byte) {
+	t.Helper()
+	opts := &ebpf.RunOptions{Data: pkt, DataOut: make([]byte, len(pkt)+256),
+		Context: xdpMD{DataEnd: uint32(len(pkt)), IngressIfindex: uint32(labIndex)}}
+	// The test run looks the interface and routes up in the calling
+	// thread's namespace: a subtest's goroutine may be anywhere.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	if err := netns.Set(labHandle); err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Set(orig)
+	ret, err := e.objs.XdpLb.Run(opts)
+	if err != nil {
+		t.Fatalf("test run: %v", err)
+	}
+	return ret, opts.DataOut
+}
+
+// frame is build with the Ethernet addresses of a forwarded frame.
+func frame(p pktSpec, dst net.HardwareAddr) []byte {
+	b := build(p)
+	copy(b[0:6], dst)
+	copy(b[6:12], dirMAC)
+	return b
+}
+
+// l4At is the offset of the TCP/UDP header in an untagged frame.
+func l4At(b []byte) int {
+	if binary.BigEndian.Uint16(b[12:]) == 0x0800 {
+		return 14 + int(b[14]&0x0f)*4
+	}
+	return 14 + 40
+}
+
+// srcPort is the source port of an untagged frame.
+func srcPort(b []byte) uint16 { return binary.BigEndian.Uint16(b[l4At(b):]) }
+
+// validSums checks the IPv4 header checksum and the TCP/UDP checksum of
+// an untagged frame with an independent (Go) computation.
+func validSums(t *testing.T, b []byte) {
+	t.Helper()
+	l4 := b[l4At(b):]
+	var sum uint32
+	var proto byte
+	if binary.BigEndian.Uint16(b[12:]) == 0x0800 {
+		ip := b[14:l4At(b)]
+		if checksum(ip, 0) != 0 {
+			t.Errorf("bad IPv4 header checksum")
+		}
+		proto = ip[9]
+		sum = pseudo4([4]byte(ip[12:16]), [4]byte(ip[16:20]), proto, len(l4))
+		if proto == 17 && binary.BigEndian.Uint16(l4[6:]) == 0 {
+			return
+		}
+	} else {
+		ip := b[14:54]
+		proto = ip[6]
+		sum = pseudo6([16]byte(ip[8:24]), [16]byte(ip[24:40]), proto, len(l4))
+	}
+	if checksum(l4, sum) != 0 {
+		t.Errorf("bad %d checksum", proto)
+	}
+}
+
+func TestNAT(t *testing.T) {
+	natLab(t)
+	rs4 := netip.AddrPortFrom(rsIP(11), 8080)
+	rs6 := netip.AddrPortFrom(v6(11), 8080)
+	udp4 := netip.AddrPortFrom(vip.Addr(), 53)
+	udp6 := netip.AddrPortFrom(vip6.Addr(), 53)
+	e := newTestEngine(t, snapOf(
+		natService(vip, ipvs.TCP, ipvs.Masq, rs4),
+		natService(vip6, ipvs.TCP, ipvs.Masq, rs6),
+		natService(udp4, ipvs.UDP, ipvs.Masq, netip.AddrPortFrom(rsIP(11), 5353)),
+		natService(udp6, ipvs.UDP, ipvs.Masq, netip.AddrPortFrom(v6(11), 5353)),
+	))
+
+	tests := []struct {
+		name      string
+		in, want  pktSpec
+		wantMAC   net.HardwareAddr
+		noUDPSums bool
+	}{
+		{
+			name:    "IPv4 TCP SYN to the real server's port",
+			in:      pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpSYN},
+			want:    pktSpec{src: client, dst: rs4, proto: ipvs.TCP, flags: tcpSYN},
+			wantMAC: rsMAC(11),
+		},
+		{
+			name:    "IPv4 TCP SYN+ACK back from the VIP",
+			in:      pktSpec{src: rs4, dst: client, proto: ipvs.TCP, flags: tcpSYN | tcpACK},
+			want:    pktSpec{src: vip, dst: client, proto: ipvs.TCP, flags: tcpSYN | tcpACK},
+			wantMAC: routerMAC,
+		},
+		{
+			name:    "IPv4 TCP data",
+			in:      pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpACK, payload: 101},
+			want:    pktSpec{src: client, dst: rs4, proto: ipvs.TCP, flags: tcpACK, payload: 101},
+			wantMAC: rsMAC(11),
+		},
+		{
+			name:    "IPv6 TCP SYN",
+			in:      pktSpec{src: cli6, dst: vip6, proto: ipvs.TCP, flags: tcpSYN, payload: 3},
+			want:    pktSpec{src: cli6, dst: rs6, proto: ipvs.TCP, flags: tcpSYN, payload: 3},
+			wantMAC: rsMAC(11),
+		},
+		{
+			name:    "IPv6 TCP reply",
+			in:      pktSpec{src: rs6, dst: cli6, proto: ipvs.TCP, flags: tcpSYN | tcpACK},
+			want:    pktSpec{src: vip6, dst: cli6, proto: ipvs.TCP, flags: tcpSYN | tcpACK},
+			wantMAC: routerMAC,
+		},
+		{
+			name:    "IPv4 UDP",
+			in:      pktSpec{src: client, dst: udp4, proto: ipvs.UDP, payload: 30},
+			want:    pktSpec{src: client, dst: netip.AddrPortFrom(rsIP(11), 5353), proto: ipvs.UDP, payload: 30},
+			wantMAC: rsMAC(11),
+		},
+		{
+			name:    "IPv4 UDP reply",
+			in:      pktSpec{src: netip.AddrPortFrom(rsIP(11), 5353), dst: client, proto: ipvs.UDP, payload: 7},
+			want:    pktSpec{src: udp4, dst: client, proto: ipvs.UDP, payload: 7},
+			wantMAC: routerMAC,
+		},
+		{
+			name:    "IPv4 UDP without a checksum keeps none",
+			in:      pktSpec{src: netip.MustParseAddrPort("198.18.2.7:40001"), dst: udp4, proto: ipvs.UDP, payload: 4, noUDPSum: true},
+			want:    pktSpec{src: netip.MustParseAddrPort("198.18.2.7:40001"), dst: netip.AddrPortFrom(rsIP(11), 5353), proto: ipvs.UDP, payload: 4, noUDPSum: true},
+			wantMAC: rsMAC(11),
+		},
+		{
+			name:    "IPv6 UDP",
+			in:      pktSpec{src: cli6, dst: udp6, proto: ipvs.UDP, payload: 30},
+			want:    pktSpec{src: cli6, dst: netip.AddrPortFrom(v6(11), 5353), proto: ipvs.UDP, payload: 30},
+			wantMAC: rsMAC(11),
+		},
+		{
+			name:    "IPv6 UDP reply",
+			in:      pktSpec{src: netip.AddrPortFrom(v6(11), 5353), dst: cli6, proto: ipvs.UDP, payload: 1},
+			want:    pktSpec{src: udp6, dst: cli6, proto: ipvs.UDP, payload: 1},
+			wantMAC: routerMAC,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, out := runOn(t, e, build(tc.in))
+			if v != xdpTX {
+				t.Fatalf("verdict %d, want XDP_TX, one-armed lab (drops %v)", v, e.Drops())
+			}
+			want := frame(tc.want, tc.wantMAC)
+			if !bytes.Equal(out, want) {
+				t.Errorf("out\n%x\nwant\n%x", out, want)
+			}
+			validSums(t, out)
+		})
+	}
+
+	t.Run("a reply of no connection is left to the kernel", func(t *testing.T) {
+		v, _ := runOn(t, e, build(pktSpec{src: rs4, dst: netip.MustParseAddrPort("198.18.2.99:1234"), proto: ipvs.TCP, flags: tcpACK}))
+		if v != xdpPass {
+			t.Errorf("verdict %d, want pass", v)
+		}
+	})
+	t.Run("replies are counted out", func(t *testing.T) {
+		for _, s := range e.Status() {
+			if s.Stats.Conns != 1 && s.Proto == ipvs.TCP || s.Stats.OutPkts == 0 || s.Stats.OutBytes == 0 {
+				t.Errorf("%s: stats %+v, want replies counted", s.ServiceKey, s.Stats)
+			}
+		}
+	})
+	t.Run("the connection list shows each connection once", func(t *testing.T) {
+		conns := e.Conns()
+		if len(conns) != 5 {
+			t.Fatalf("%d connections, want 5: %+v", len(conns), conns)
+		}
+		for _, c := range conns {
+			if c.Proto == ipvs.TCP && c.Client == client && (c.State != "ESTABLISHED" || c.Dest != rs4 || c.Virtual != vip) {
+				t.Errorf("connection %+v, want ESTABLISHED %s -> %s -> %s", c, client, vip, rs4)
+			}
+		}
+	})
+}
+
+func TestFullNAT(t *testing.T) {
+	natLab(t)
+	rs4 := netip.AddrPortFrom(rsIP(11), 8080)
+	rs6 := netip.AddrPortFrom(v6(11), 8080)
+	udp4 := netip.AddrPortFrom(vip.Addr(), 53)
+	udp6 := netip.AddrPortFrom(vip6.Addr(), 53)
+	e := newTestEngine(t, snapOf(
+		natService(vip, ipvs.TCP, ipvs.FullNAT, rs4, laddr4, laddr6),
+		natService(vip6, ipvs.TCP, ipvs.FullNAT, rs6, laddr4, laddr6),
+		natService(udp4, ipvs.UDP, ipvs.FullNAT, netip.AddrPortFrom(rsIP(11), 5353), laddr4),
+		natService(udp6, ipvs.UDP, ipvs.FullNAT, netip.AddrPortFrom(v6(11), 5353), laddr6),
+	))
+
+	type step struct {
+		name    string
+		in      pktSpec
+		reply   bool // from the real server to the local address
+		want    func(local netip.AddrPort) pktSpec
+		wantMAC net.HardwareAddr
+	}
+	flow := func(cli, vip, rs, laddr netip.AddrPort, proto ipvs.Protocol) []step {
+		if proto == ipvs.UDP {
+			return []step{
+				{name: "request", in: pktSpec{src: cli, dst: vip, proto: proto, payload: 20},
+					want: func(l netip.AddrPort) pktSpec { return pktSpec{src: l, dst: rs, proto: proto, payload: 20} }, wantMAC: rsMAC(11)},
+				{name: "reply", reply: true, in: pktSpec{dst: laddr, src: rs, proto: proto, payload: 9},
+					want: func(netip.AddrPort) pktSpec { return pktSpec{src: vip, dst: cli, proto: proto, payload: 9} }, wantMAC: routerMAC},
+			}
+		}
+		return []step{
+			{name: "SYN gets TOA", in: pktSpec{src: cli, dst: vip, proto: proto, flags: tcpSYN, tcpOpts: []byte{2, 4, 5, 0xb4}},
+				want: func(l netip.AddrPort) pktSpec {
+					return pktSpec{src: l, dst: rs, proto: proto, flags: tcpSYN, tcpOpts: append(toaOpt(cli), 2, 4, 5, 0xb4)}
+				}, wantMAC: rsMAC(11)},
+			{name: "SYN+ACK", reply: true, in: pktSpec{src: rs, proto: proto, flags: tcpSYN | tcpACK},
+				want: func(netip.AddrPort) pktSpec { return pktSpec{src: vip, dst: cli, proto: proto, flags: tcpSYN | tcpACK} }, wantMAC: routerMAC},
+			{name: "first ACK gets TOA", in: pktSpec{src: cli, dst: vip, proto: proto, flags: tcpACK},
+				want: func(l netip.AddrPort) pktSpec {
+					return pktSpec{src: l, dst: rs, proto: proto, flags: tcpACK, tcpOpts: toaOpt(cli)}
+				}, wantMAC: rsMAC(11)},
+			{name: "data does not", in: pktSpec{src: cli, dst: vip, proto: proto, flags: tcpACK, payload: 100},
+				want: func(l netip.AddrPort) pktSpec {
+					return pktSpec{src: l, dst: rs, proto: proto, flags: tcpACK, payload: 100}
+				}, wantMAC: rsMAC(11)},
+			{name: "reply data", reply: true, in: pktSpec{src: rs, proto: proto, flags: tcpACK, payload: 1000},
+				want: func(netip.AddrPort) pktSpec {
+					return pktSpec{src: vip, dst: cli, proto: proto, flags: tcpACK, payload: 1000}
+				}, wantMAC: routerMAC},
+		}
+	}
+	tests := []struct {
+		name   string
+		cli    netip.AddrPort
+		vip    netip.AddrPort
+		rs     netip.AddrPort
+		laddr  netip.Addr
+		proto  ipvs.Protocol
+		optLen int
+	}{
+		{name: "IPv4 TCP", cli: client, vip: vip, rs: rs4, laddr: laddr4, proto: ipvs.TCP},
+		{name: "IPv6 TCP", cli: cli6, vip: vip6, rs: rs6, laddr: laddr6, proto: ipvs.TCP},
+		{name: "IPv4 UDP", cli: client, vip: udp4, rs: netip.AddrPortFrom(rsIP(11), 5353), laddr: laddr4, proto: ipvs.UDP},
+		{name: "IPv6 UDP", cli: cli6, vip: udp6, rs: netip.AddrPortFrom(v6(11), 5353), laddr: laddr6, proto: ipvs.UDP},
+	}
+	for _, tc := range tests {
+		var local netip.AddrPort
+		for _, st := range flow(tc.cli, tc.vip, tc.rs, netip.AddrPortFrom(tc.laddr, 0), tc.proto) {
+			t.Run(tc.name+"/"+st.name, func(t *testing.T) {
+				in := st.in
+				if st.reply {
+					if !local.IsValid() {
+						t.Fatal("no local port from the request")
+					}
+					in.dst = local
+				}
+				v, out := runOn(t, e, build(in))
+				if v != xdpTX {
+					t.Fatalf("verdict %d, want XDP_TX, one-armed lab (drops %v)", v, e.Drops())
+				}
+				if !st.reply && !local.IsValid() {
+					local = netip.AddrPortFrom(tc.laddr, srcPort(out))
+					if local.Port() < 1024 {
+						t.Errorf("local port %d, want 1024-65535", local.Port())
+					}
+				}
+				want := frame(st.want(local), st.wantMAC)
+				if !bytes.Equal(out, want) {
+					t.Errorf("out\n%x\nwant\n%x", out, want)
+				}
+				validSums(t, out)
+			})
+		}
+	}
+
+	t.Run("TOA is skipped when the options are full", func(t *testing.T) {
+		full := bytes.Repeat([]byte{1}, 40)
+		c := netip.MustParseAddrPort("198.18.2.7:40100")
+		before := e.Drops()["toa-no-room"]
+		v, out := runOn(t, e, build(pktSpec{src: c, dst: vip, proto: ipvs.TCP, flags: tcpSYN, tcpOpts: full}))
+		if v != xdpTX {
+			t.Fatalf("verdict %d, want XDP_TX", v)
+		}
+		local := netip.AddrPortFrom(laddr4, srcPort(out))
+		want := frame(pktSpec{src: local, dst: rs4, proto: ipvs.TCP, flags: tcpSYN, tcpOpts: full}, rsMAC(11))
+		if !bytes.Equal(out, want) {
+			t.Errorf("out\n%x\nwant\n%x", out, want)
+		}
+		if e.Drops()["toa-no-room"] != before+1 {
+			t.Errorf("toa-no-room not counted: %v", e.Drops())
+		}
+	})
+	t.Run("many clients get distinct local ports", func(t *testing.T) {
+		seen := map[uint16]bool{}
+		for i := range 200 {
+			c := netip.AddrPortFrom(netip.MustParseAddr("198.18.2.8"), uint16(20000+i))
+			v, out := runOn(t, e, build(pktSpec{src: c, dst: vip, proto: ipvs.TCP, flags: tcpSYN}))
+			if v != xdpTX {
+				t.Fatalf("connection %d: verdict %d (drops %v)", i, v, e.Drops())
+			}
+			p := srcPort(out)
+			if seen[p] {
+				t.Fatalf("local port %d given twice", p)
+			}
+			seen[p] = true
+		}
+	})
+}
