@@ -5,12 +5,17 @@
 # three experiments: curl alternating between RS1 and RS2, a stopped real
 # server skipped and restored, and the VIP moving from the MASTER to the
 # BACKUP with requests still answered.
+#
+# The directors run the xdp engine in DR mode (the seeds' setup: real
+# servers with the VIP on lo answer the client directly) when XDP can attach
+# here, and otherwise the proxy engine in NAT mode; GVS_DEMO_ENGINE=xdp or
+# proxy forces one.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 go build -o bin/ ./cmd/... ./test/rs
 
-engine=${GVS_DEMO_ENGINE:-proxy}
+engine=${GVS_DEMO_ENGINE:-auto}
 p=gvsdemo                      # namespace prefix
 vip=198.18.0.100
 work=$(mktemp -d /tmp/gvs-lab.XXXXXX)
@@ -18,6 +23,7 @@ pids=()
 cleanup() {
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	for n in 1 2; do ip netns exec "$p-rs$n" "$top/bin/gvsadm" realserver teardown >/dev/null 2>&1 || true; done
 	for ns in client dir1 dir2 rs1 rs2 lan; do ip netns del "$p-$ns" 2>/dev/null || true; done
 	rm -rf "$work"
 }
@@ -43,8 +49,29 @@ for host in client:198.18.0.2 dir1:198.18.0.3 dir2:198.18.0.4 rs1:198.18.0.11 rs
 	i=$((i + 1))
 done
 
+if [ "$engine" = auto ]; then
+	# Can XDP attach here? Start a bare gvsd with the xdp engine and see.
+	engine=proxy
+	ip netns exec "$p-dir1" "$top/bin/gvsd" --engine xdp --interface eth0 --xdp-mode generic --socket "$work/probe.sock" 2>"$work/probe.log" & probe=$!
+	for _ in $(seq 30); do [ -S "$work/probe.sock" ] && { engine=xdp; break; }; kill -0 "$probe" 2>/dev/null || break; sleep 0.1; done
+	kill "$probe" 2>/dev/null || true
+	wait "$probe" 2>/dev/null || true
+	[ "$engine" = xdp ] || echo "demo: the xdp engine cannot attach here ($(tail -1 "$work/probe.log")); using the proxy engine"
+fi
+case $engine in
+xdp) kind=DR listen=0.0.0.0:80 engine_args=(--engine xdp --interface eth0 --xdp-mode generic) ;; # native XDP_TX on veth needs an XDP program on the peer
+proxy) kind=NAT listen= engine_args=(--engine proxy) ;;
+*) echo "GVS_DEMO_ENGINE=$engine: want auto, xdp or proxy" >&2; exit 2 ;;
+esac
+say "engine: $engine ($kind: $([ "$kind" = DR ] && echo "real servers answer the client directly" || echo "the director proxies both ways"))"
+
+rs_listen() { echo "${listen:-198.18.0.1$1:80}"; }
 for n in 1 2; do
-	ip netns exec "$p-rs$n" "$top/bin/rs" --name "RS$n" --listen "198.18.0.1$n:80" 2>/dev/null & pids+=($!)
+	if [ "$kind" = DR ]; then
+		echo "rs$n: gvsadm realserver setup --vip $vip --mode dr"
+		inns "rs$n" "$top/bin/gvsadm" realserver setup --vip "$vip" --mode dr >/dev/null
+	fi
+	ip netns exec "$p-rs$n" "$top/bin/rs" --name "RS$n" --listen "$(rs_listen $n)" 2>/dev/null & pids+=($!)
 done
 
 conf() { # state priority
@@ -69,7 +96,7 @@ vrrp_instance VI_1 {
 virtual_server $vip 80 {
 	delay_loop 1
 	lb_algo rr
-	lb_kind NAT
+	lb_kind $kind
 	protocol TCP
 	real_server 198.18.0.11 80 {
 		weight 1
@@ -96,7 +123,7 @@ say "director 1: gvsd -f keepalived.conf (state MASTER, priority 100)"
 sed 's/^/    /' "$work/dir1.conf" | head -20
 echo "    ..."
 for n in 1 2; do
-	ip netns exec "$p-dir$n" "$top/bin/gvsd" --engine "$engine" -f "$work/dir$n.conf" --socket "$work/dir$n.sock" 2>"$work/dir$n.log" & pids+=($!)
+	ip netns exec "$p-dir$n" "$top/bin/gvsd" "${engine_args[@]}" -f "$work/dir$n.conf" --socket "$work/dir$n.sock" 2>"$work/dir$n.log" & pids+=($!)
 done
 dir1_pid=${pids[-2]}
 
@@ -122,6 +149,9 @@ adm dir1 -Ln
 
 say "experiment 1: 6 x curl http://$vip/ from the client"
 curls 6
+sleep 2.5 # the rate estimator's period
+say "gvsadm -Ln --stats on director 1$([ "$kind" = DR ] && echo ' (DR: the replies bypass the director, OutPkts 0)')"
+adm dir1 -Ln --stats
 
 say "experiment 2: stop RS1 (its health check fails within ~4 s)"
 kill "${pids[0]}"
@@ -129,7 +159,7 @@ sleep 4
 adm dir1 -Ln
 curls 4
 say "start RS1 again"
-ip netns exec "$p-rs1" "$top/bin/rs" --name RS1 --listen 198.18.0.11:80 2>/dev/null & pids+=($!)
+ip netns exec "$p-rs1" "$top/bin/rs" --name RS1 --listen "$(rs_listen 1)" 2>/dev/null & pids+=($!)
 sleep 3
 adm dir1 -Ln
 curls 4
