@@ -23,6 +23,10 @@ const (
 	timeoutSynAck    = 120 * time.Second
 )
 
+// orphanAge is how long a reply entry without its forward entry (which
+// the LRU map may evict) stays before it is deleted.
+const orphanAge = 2 * time.Second
+
 // conn_val.flags, as in bpf/xdp_lb.h.
 const (
 	connReply = 0x1
@@ -105,8 +109,12 @@ func (e *Engine) expire() {
 	it := e.objs.Conns.Iterate()
 	for it.Next(&k, &v) {
 		if v.Flags&connReply != 0 {
-			// A reply entry lives and dies with its forward entry.
-			replies[k] = pairKey(&k, &v)
+			// A reply entry lives and dies with its forward entry. One
+			// younger than orphanAge may belong to a connection being
+			// made right now (its forward entry comes second).
+			if now-v.LastSeen > uint64(orphanAge) && v.LastSeen < now {
+				replies[k] = pairKey(&k, &v)
+			}
 			continue
 		}
 		age := time.Duration(int64(now - v.LastSeen))

@@ -385,6 +385,20 @@ func (e *Engine) liveConns() int {
 	return n
 }
 
+// ConnEntries counts the entries of the connection map: one per DR or
+// TUN connection, two per NAT or FullNAT connection (the reply has its
+// own). For diagnostics and tests: after every timeout it is 0.
+func (e *Engine) ConnEntries() int {
+	var k lbConnKey
+	var v lbConnVal
+	n := 0
+	it := e.objs.Conns.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	return n
+}
+
 // Drops returns how many packets the program left to the kernel or
 // dropped, by reason, for diagnostics.
 func (e *Engine) Drops() map[string]uint64 {
