@@ -42,7 +42,7 @@ func TestSmoke(t *testing.T) {
 			missing(tool + " is not installed (apt-get install iproute2 procps)")
 		}
 	}
-	targets := []string{targetDrop, targetCeiling, targetDR, targetTUN}
+	targets := []string{targetDrop, targetCeiling, targetDR, targetTUN, targetNAT, targetFNAT}
 	if _, err := exec.LookPath("nft"); err == nil {
 		targets = append(targets, targetNft)
 	} else {
@@ -63,7 +63,7 @@ func TestSmoke(t *testing.T) {
 		if p.mode == "" || p.sinkMode == "" {
 			t.Errorf("%s: XDP modes not recorded (%q, %q)", p.target, p.mode, p.sinkMode)
 		}
-		if (p.target == targetDR || p.target == targetTUN) && p.flowsReady != uint64(c.flows) {
+		if (p.target == targetDR || p.target == targetTUN || p.target == targetNAT || p.target == targetFNAT) && p.flowsReady != uint64(c.flows) {
 			t.Errorf("%s: %d connections after the SYNs of %d flows", p.target, p.flowsReady, c.flows)
 		}
 	}

@@ -40,7 +40,21 @@ const (
 	targetTUN     = "tun"
 	targetNft     = "nft"
 	targetDrop    = "drop"
+	targetNAT     = "nat"
+	targetFNAT    = "fnat"
 )
+
+// fnatLocalAddrs is the FullNAT local address pool, on the director's
+// eth1: as many addresses as the engine takes, for the most ports.
+func fnatLocalAddrs() []netip.Addr {
+	var as []netip.Addr
+	a := netip.MustParseAddr("198.18.1.100")
+	for range 16 {
+		as = append(as, a)
+		a = a.Next()
+	}
+	return as
+}
 
 // directorStatus is what the director reports on "status".
 type directorStatus struct {
@@ -65,7 +79,7 @@ func runDirector() error {
 	case targetCeiling:
 		stop, used, err = startCeiling(mode)
 		status = func() directorStatus { return directorStatus{} }
-	case targetDR, targetTUN:
+	case targetDR, targetTUN, targetNAT, targetFNAT:
 		var e *xdp.Engine
 		e, used, err = startEngine(log, target, mode)
 		if err == nil {
@@ -166,9 +180,29 @@ func startDrop(mode string) (func(), string, error) {
 }
 
 // startEngine starts the GVS XDP engine on eth0 with one TCP service, the
-// VIP port 80, forwarding to the real server by DR or IPIP tunnel.
+// VIP port 80, forwarding to the real server by DR, IPIP tunnel, NAT or
+// FullNAT. For NAT and FullNAT, whose replies come back through the
+// director, it is attached to eth1 too.
 func startEngine(log *slog.Logger, target, mode string) (*xdp.Engine, string, error) {
 	opts := xdp.Options{Interfaces: []string{"eth0"}, TunnelSource4: netip.MustParsePrefix(director1 + "/32")}
+	svc := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr(vipAddr), Port: vipPort}, Scheduler: "rr"}
+	method := ipvs.Route
+	switch target {
+	case targetTUN:
+		method = ipvs.Tunnel
+	case targetNAT:
+		method = ipvs.Masq
+		opts.Interfaces = append(opts.Interfaces, "eth1")
+	case targetFNAT:
+		method = ipvs.FullNAT
+		opts.Interfaces = append(opts.Interfaces, "eth1")
+		svc.LocalAddrs = fnatLocalAddrs()
+		for _, a := range svc.LocalAddrs {
+			if out, err := exec.Command("ip", "addr", "add", a.String()+"/32", "dev", "eth1").CombinedOutput(); err != nil {
+				return nil, "", fmt.Errorf("adding the local address %s: %v: %s", a, err, out)
+			}
+		}
+	}
 	var e *xdp.Engine
 	var err error
 	used := mode
@@ -186,12 +220,8 @@ func startEngine(log *slog.Logger, target, mode string) (*xdp.Engine, string, er
 			return nil, "", err
 		}
 	}
-	method := ipvs.Route
-	if target == targetTUN {
-		method = ipvs.Tunnel
-	}
 	snap := &ipvs.Snapshot{Timeouts: ipvs.DefaultTimeouts, Services: []ipvs.ServiceConfig{{
-		Service: ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr(vipAddr), Port: vipPort}, Scheduler: "rr"},
+		Service: svc,
 		Dests:   []ipvs.Dest{{Addr: netip.MustParseAddr(rsAddr), Port: vipPort, Method: method, Weight: 1, TunType: ipvs.TunIPIP}},
 	}}}
 	if err := e.Apply(snap); err != nil {

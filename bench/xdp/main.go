@@ -1,6 +1,6 @@
 // Command xdp is the XDP engine's forwarding benchmark (issue 5): the
 // packets per second that reach a real server through the director, in
-// DR and TUN mode, for established flows and for new connections, against
+// DR, TUN, NAT and FullNAT mode, for established flows and for new connections, against
 // a trivial XDP redirect program (the ceiling) and the kernel's own path
 // (nftables DNAT), all measured in the same run.
 //
@@ -9,7 +9,7 @@
 // the real server counts with an XDP program and drops, so a rate is what
 // was actually delivered. Run it as root:
 //
-//	go run ./bench/xdp [-duration 3s] [-rounds 3] [-flows 4096]
+//	go run ./bench/xdp [-duration 2s] [-rounds 3] [-flows 4096]
 //
 // It prints a markdown table. bench/xdp/run.sh installs nftables, runs it
 // and draws the plot.
@@ -38,13 +38,13 @@ func main() {
 		return
 	}
 	var c config
-	flag.DurationVar(&c.duration, "duration", 3*time.Second, "how long each measurement sends")
+	flag.DurationVar(&c.duration, "duration", 2*time.Second, "how long each measurement sends")
 	flag.DurationVar(&c.warmup, "warmup", time.Second, "how long traffic runs before each measurement")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds over all paths; the median is reported")
 	flag.IntVar(&c.flows, "flows", 4096, "established flows (5-tuples in the connection table)")
 	flag.IntVar(&c.threads, "threads", 1, "sending threads (one per CPU) and veth queues")
 	flag.StringVar(&c.mode, "mode", "", `XDP mode on the director: native, generic, or "" for native with a fallback to generic`)
-	targets := flag.String("targets", "drop,ceiling,dr,tun,nft", "paths to measure, in order: drop (the generator's own limit), ceiling, dr, tun, nft")
+	targets := flag.String("targets", "drop,ceiling,dr,tun,nat,fnat,nft", "paths to measure, in order: drop (the generator's own limit), ceiling, dr, tun, nat, fnat, nft")
 	dat := flag.String("dat", "", "also write the medians to this file, for gnuplot")
 	flag.Parse()
 	c.targets = strings.Split(*targets, ",")
@@ -101,9 +101,9 @@ func benchmark(ctx context.Context, c config, logw io.Writer) (*results, error) 
 	}
 	for _, t := range c.targets {
 		switch t {
-		case targetCeiling, targetDR, targetTUN, targetNft, targetDrop:
+		case targetCeiling, targetDR, targetTUN, targetNAT, targetFNAT, targetNft, targetDrop:
 		default:
-			return nil, fmt.Errorf("unknown target %q (want drop, ceiling, dr, tun or nft)", t)
+			return nil, fmt.Errorf("unknown target %q (want drop, ceiling, dr, tun, nat, fnat or nft)", t)
 		}
 	}
 	if c.threads < 1 || c.threads > runtime.NumCPU() {

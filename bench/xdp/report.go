@@ -13,6 +13,8 @@ var pathNames = map[string]string{
 	targetCeiling: "ceiling: XDP MAC rewrite + redirect, no lookup",
 	targetDR:      "GVS xdp engine, DR (-g)",
 	targetTUN:     "GVS xdp engine, TUN (-i, IPIP)",
+	targetNAT:     "GVS xdp engine, NAT (-m)",
+	targetFNAT:    "GVS xdp engine, FullNAT (16 local addresses)",
 	targetNft:     "kernel: nftables DNAT + forwarding",
 }
 
@@ -73,22 +75,21 @@ func (r *results) markdown(w io.Writer) {
 			nsPer(e.pps), nsPer(n.pps), loss)
 	}
 	fmt.Fprintln(w)
-	goals := []struct {
+	type goal struct {
 		name   string
 		target string
 		est    bool
 		vs     float64
 		want   float64
 		unit   string
-	}{
-		{"DR established ≥ 85% of the ceiling", targetDR, true, ceilE, 0.85, "%"},
-		{"DR new connections ≥ 50% of the ceiling", targetDR, false, ceilN, 0.50, "%"},
-		{"DR established ≥ 4× nftables", targetDR, true, nftE, 4, "×"},
-		{"DR new connections ≥ 4× nftables", targetDR, false, nftN, 4, "×"},
-		{"TUN established ≥ 85% of the ceiling", targetTUN, true, ceilE, 0.85, "%"},
-		{"TUN new connections ≥ 50% of the ceiling", targetTUN, false, ceilN, 0.50, "%"},
-		{"TUN established ≥ 4× nftables", targetTUN, true, nftE, 4, "×"},
-		{"TUN new connections ≥ 4× nftables", targetTUN, false, nftN, 4, "×"},
+	}
+	var goals []goal
+	for _, t := range []struct{ target, name string }{{targetDR, "DR"}, {targetTUN, "TUN"}, {targetNAT, "NAT"}, {targetFNAT, "FullNAT"}} {
+		goals = append(goals,
+			goal{t.name + " established ≥ 85% of the ceiling", t.target, true, ceilE, 0.85, "%"},
+			goal{t.name + " new connections ≥ 50% of the ceiling", t.target, false, ceilN, 0.50, "%"},
+			goal{t.name + " established ≥ 4× nftables", t.target, true, nftE, 4, "×"},
+			goal{t.name + " new connections ≥ 4× nftables", t.target, false, nftN, 4, "×"})
 	}
 	fmt.Fprintln(w, "| goal | measured | |")
 	fmt.Fprintln(w, "| --- | ---: | --- |")
@@ -114,11 +115,11 @@ func (r *results) markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	for _, p := range r.paths {
-		if p.target == targetDR || p.target == targetTUN {
+		switch p.target {
+		case targetDR, targetTUN, targetNAT, targetFNAT:
 			fmt.Fprintf(w, "%s: %d connections after the SYNs of the established flows; %d connections made in the last round; frames left to the kernel or dropped by reason: %v.\n",
 				pathNames[p.target], p.flowsReady, p.conns, p.drops)
-		}
-		if p.target == targetNft {
+		case targetNft:
 			fmt.Fprintf(w, "%s: %d connections tracked at the end of the last round.\n", pathNames[p.target], p.conns)
 		}
 	}
@@ -128,7 +129,7 @@ func (r *results) markdown(w io.Writer) {
 func (r *results) gnuplotData() string {
 	var b strings.Builder
 	b.WriteString("# path established_Mpps new_Mpps\n")
-	short := map[string]string{targetDrop: "generator floor", targetCeiling: "ceiling", targetDR: "GVS DR", targetTUN: "GVS TUN", targetNft: "nftables DNAT"}
+	short := map[string]string{targetDrop: "generator floor", targetCeiling: "ceiling", targetDR: "GVS DR", targetTUN: "GVS TUN", targetNAT: "GVS NAT", targetFNAT: "GVS FullNAT", targetNft: "nftables DNAT"}
 	for _, p := range r.paths {
 		fmt.Fprintf(&b, "%q %.4f %.4f\n", short[p.target], median(p.est).pps/1e6, median(p.new).pps/1e6)
 	}
