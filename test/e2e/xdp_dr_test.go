@@ -186,14 +186,83 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 			}
 		}
 	})
-	t.Run("weight 0 drains", func(t *testing.T) {
-		apply(snap(0))
-		for i, s := range fetch("80", 4) {
-			if s != "RS2" {
-				t.Fatalf("answer %d from %s after RS1 got weight 0", i, s)
+	// Draining: a real server at weight 0, or deleted (-d), gets no new
+	// connections while its established ones go on.
+	without := func(s *ipvs.Snapshot) *ipvs.Snapshot {
+		s.Services[0].Dests = s.Services[0].Dests[1:]
+		return s
+	}
+	for _, tt := range []struct {
+		name string
+		snap *ipvs.Snapshot
+	}{
+		{"weight 0 drains", snap(0)},
+		{"a deleted server finishes its connections", without(snap(1))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			apply(snap(1))
+			var held *keepAlive
+			for range 4 {
+				k, err := dialKeepAlive(client.Name, e2eVIP+":80")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if name, err := k.get(); err == nil && name == "RS1" {
+					held = k
+					break
+				}
+				k.conn.Close()
 			}
-		}
+			if held == nil {
+				t.Fatal("no connection reached RS1 in 4 tries")
+			}
+			defer held.conn.Close()
+			apply(tt.snap)
+			for i, s := range fetch("80", 4) {
+				if s != "RS2" {
+					t.Fatalf("new connection %d went to %s", i, s)
+				}
+			}
+			if name, err := held.get(); err != nil || name != "RS1" {
+				t.Errorf("the established connection to RS1: %q, %v; want it to go on", name, err)
+			}
+		})
+	}
+}
+
+// keepAlive is an HTTP/1.1 connection kept open for several requests.
+type keepAlive struct {
+	conn net.Conn
+	r    *bufio.Reader
+	addr string
+}
+
+func dialKeepAlive(ns, addr string) (*keepAlive, error) {
+	var conn net.Conn
+	err := inNetns(ns, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", addr, 3*time.Second)
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &keepAlive{conn: conn, r: bufio.NewReader(conn), addr: addr}, nil
+}
+
+// get sends one request on the connection and returns the body, trimmed.
+func (k *keepAlive) get() (string, error) {
+	k.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", k.addr); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
 }
 
 // getInNS makes one HTTP/1.0 request to addr from the namespace ns and
