@@ -52,14 +52,14 @@ done
 if [ "$engine" = auto ]; then
 	# Can XDP attach here? Start a bare gvsd with the xdp engine and see.
 	engine=proxy
-	ip netns exec "$p-dir1" "$top/bin/gvsd" --engine xdp --interface eth0 --xdp-mode generic --socket "$work/probe.sock" 2>"$work/probe.log" & probe=$!
+	ip netns exec "$p-dir1" "$top/bin/gvsd" --engine xdp --interface eth0 --socket "$work/probe.sock" 2>"$work/probe.log" & probe=$!
 	for _ in $(seq 30); do [ -S "$work/probe.sock" ] && { engine=xdp; break; }; kill -0 "$probe" 2>/dev/null || break; sleep 0.1; done
 	kill "$probe" 2>/dev/null || true
 	wait "$probe" 2>/dev/null || true
 	[ "$engine" = xdp ] || echo "demo: the xdp engine cannot attach here ($(tail -1 "$work/probe.log")); using the proxy engine"
 fi
 case $engine in
-xdp) kind=DR listen=0.0.0.0:80 engine_args=(--engine xdp --interface eth0 --xdp-mode generic) ;; # native XDP_TX on veth needs an XDP program on the peer
+xdp) kind=DR listen=0.0.0.0:80 engine_args=(--engine xdp --interface eth0) ;;
 proxy) kind=NAT listen= engine_args=(--engine proxy) ;;
 *) echo "GVS_DEMO_ENGINE=$engine: want auto, xdp or proxy" >&2; exit 2 ;;
 esac

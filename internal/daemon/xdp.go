@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 )
@@ -13,5 +15,21 @@ func newXDP(opts Options, log *slog.Logger) (engine.Engine, error) {
 	if len(opts.Interfaces) == 0 {
 		return nil, errors.New("the xdp engine needs the interface(s) client packets arrive on: pass --interface NAME (repeat for several)")
 	}
-	return xdp.New(log.With("engine", "xdp"), xdp.Options{Interfaces: opts.Interfaces, Mode: opts.XDPMode})
+	mode := opts.XDPMode
+	if mode == "" && anyVeth(opts.Interfaces) {
+		// Native XDP on veth attaches, but XDP_TX and redirects are dropped
+		// unless the peer runs an XDP program too: generic mode works.
+		log.Warn("veth interface: attaching XDP in generic mode (pass --xdp-mode native if the peer runs an XDP program)")
+		mode = "generic"
+	}
+	return xdp.New(log.With("engine", "xdp"), xdp.Options{Interfaces: opts.Interfaces, Mode: mode})
+}
+
+func anyVeth(names []string) bool {
+	for _, name := range names {
+		if l, err := netlink.LinkByName(name); err == nil && l.Type() == "veth" {
+			return true
+		}
+	}
+	return false
 }
