@@ -658,50 +658,38 @@ func (e *entry) service() (ipvs.Service, error) {
 }
 
 func (e *entry) checkOptions() error {
-	row := cmdOptions[e.cmd-1]
-	count, last := 0, 0
-	for j := 0; j < numOpts; j++ {
-		if !e.has(j) {
-			if row[j] == '+' {
-				return usage("You need to supply the '%s' option for the '%s' command", optNames[j], e.cmd)
-			}
-			continue
-		}
-		switch row[j] {
-		case 'x':
-			return usage("Illegal '%s' option with the '%s' command", optNames[j], e.cmd)
-		case '1':
-			count++
-			if count == 1 {
-				last = j
-				continue
-			}
-			return usage("The option '%s' conflicts with the '%s' option in the '%s' command", optNames[j], optNames[last], e.cmd)
-		}
+	cols := make([]int, numOpts)
+	for j := range cols {
+		cols[j] = j
 	}
-	return nil
+	return e.checkRow(cmdOptions[e.cmd-1], cols, fmt.Sprintf("the '%s' command", e.cmd))
 }
 
 func (e *entry) checkTunnel() error {
-	row := tunOptions[e.tunType]
-	count, last := 0, 0
-	for j, k := range tunOptCols {
+	return e.checkRow(tunOptions[e.tunType], tunOptCols[:], fmt.Sprintf("the '%s' tunnel type", e.tunType))
+}
+
+// checkRow applies one row of ipvsadm's option tables to the options given:
+// '+' must be given, 'x' must not, and of the '1' options at most one.
+// cols maps the row's columns to options; in names the command or tunnel
+// type for the messages.
+func (e *entry) checkRow(row string, cols []int, in string) error {
+	last := -1
+	for j, k := range cols {
 		if !e.has(k) {
 			if row[j] == '+' {
-				return usage("You need to supply the '%s' option for the '%s' tunnel type", optNames[k], e.tunType)
+				return usage("You need to supply the '%s' option for %s", optNames[k], in)
 			}
 			continue
 		}
 		switch row[j] {
 		case 'x':
-			return usage("Illegal '%s' option with the '%s' tunnel type", optNames[k], e.tunType)
+			return usage("Illegal '%s' option with %s", optNames[k], in)
 		case '1':
-			count++
-			if count == 1 {
-				last = k
-				continue
+			if last >= 0 {
+				return usage("The option '%s' conflicts with the '%s' option in %s", optNames[k], optNames[last], in)
 			}
-			return usage("The option '%s' conflicts with the '%s' option in the '%s' tunnel type", optNames[k], optNames[last], e.tunType)
+			last = k
 		}
 	}
 	return nil
