@@ -118,6 +118,15 @@ struct {
 	__type(value, __u32);
 } tx_ports SEC(".maps");
 
+/* Room for a new connection's entry while it is made (the BPF stack is
+ * small). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct conn_val);
+} scratch SEC(".maps");
+
 struct pkt {
 	__u32 saddr[4];
 	__u32 daddr[4];
@@ -941,7 +950,6 @@ int xdp_lb(struct xdp_md *ctx)
 	struct pkt p = {};
 	struct conn_key ck = {};
 	struct conn_val *cv;
-	struct conn_val nc = {};
 	struct conn_val *x;
 	struct dest_info *d;
 	__u64 now;
@@ -949,6 +957,13 @@ int xdp_lb(struct xdp_md *ctx)
 	int rc, toa = 0;
 
 	rc = parse(ctx, &p);
+	if (rc == REASON_NOT_L4 && (p.proto == IPPROTO_ICMP || p.proto == IPPROTO_ICMPV6)) {
+		rc = nat_icmp(ctx, &p);
+		if (rc != XDP_PASS)
+			return rc;
+		count(REASON_NOT_L4);
+		return XDP_PASS;
+	}
 	if (rc) {
 		count(rc);
 		return XDP_PASS;
@@ -992,15 +1007,20 @@ int xdp_lb(struct xdp_md *ctx)
 		account(sidx, didx, p.l3len, 0);
 		x = cv;
 	} else {
-		rc = new_conn(&p, &ck, &nc, now);
+		__u32 zero = 0;
+		struct conn_val *nc = bpf_map_lookup_elem(&scratch, &zero);
+		if (!nc)
+			return XDP_PASS;
+		__builtin_memset(nc, 0, sizeof(*nc));
+		rc = new_conn(&p, &ck, nc, now);
 		if (rc >= 0)
 			return rc;
-		didx = nc.dest;
+		didx = nc->dest;
 		d = bpf_map_lookup_elem(&dests, &didx);
 		if (!d)
 			return XDP_DROP;
-		toa = (nc.flags & CONN_F_TOA) != 0;
-		x = &nc;
+		toa = (nc->flags & CONN_F_TOA) != 0;
+		x = nc;
 	}
 
 	if (d->method == METHOD_NAT || d->method == METHOD_FULLNAT)

@@ -487,4 +487,177 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 	return -1;
 }
 
+/* nat_icmp translates an ICMP error about a NAT or FullNAT packet: the
+ * quoted packet (inner headers and ports, with their checksums) becomes
+ * the one the other side sent, and the error goes to that side: from a
+ * real server's side to the client, from the VIP; from the client's side
+ * to the real server (from the local address for FullNAT). Anything else
+ * is left to the kernel. */
+static __noinline int nat_icmp(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 l3 = p->l3off & 0x3f;
+	__u32 l4 = (l3 + p->ihl) & 0xff;
+	__u32 in3 = l4 + 8;
+	__u32 iihl;
+	struct conn_key k = {};
+	struct bpf_fib_lookup fib = {};
+	__u8 *ic = data + l4;
+
+	if ((void *)(ic + 8) > end)
+		return XDP_PASS;
+	if (p->family == AF_INET) {
+		if (p->proto != IPPROTO_ICMP || (ic[0] != 3 && ic[0] != 11 && ic[0] != 12))
+			return XDP_PASS;
+		struct iphdr *iip = data + in3;
+		if ((void *)(iip + 1) > end || iip->version != 4 || iip->ihl < 5)
+			return XDP_PASS;
+		iihl = (iip->ihl * 4) & 0x3c;
+		k.proto = iip->protocol;
+		k.saddr[0] = iip->daddr;
+		k.daddr[0] = iip->saddr;
+	} else {
+		if (p->proto != IPPROTO_ICMPV6 || ic[0] < 1 || ic[0] > 4)
+			return XDP_PASS;
+		struct ipv6hdr *iip6 = data + in3;
+		if ((void *)(iip6 + 1) > end)
+			return XDP_PASS;
+		iihl = sizeof(*iip6);
+		k.proto = iip6->nexthdr;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			k.saddr[i] = iip6->daddr[i];
+			k.daddr[i] = iip6->saddr[i];
+		}
+	}
+	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
+		return XDP_PASS;
+	__u32 in4 = (in3 + iihl) & 0xff;
+	__u16 *ports = data + in4;
+	if ((void *)(ports + 2) > end)
+		return XDP_PASS;
+	k.sport = ports[1];
+	k.dport = ports[0];
+	k.family = p->family;
+	struct conn_val *e = bpf_map_lookup_elem(&conns, &k);
+	if (!e || !(e->flags & CONN_F_NAT))
+		return XDP_PASS;
+	struct conn_val *x = e;
+
+	/* The error's source changes where the entry's packets leave with
+	 * another source than they came with (the VIP towards the client,
+	 * the local address towards a FullNAT real server). */
+	int new_src = x->xsport != k.sport;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		new_src |= x->xsaddr[i] != k.saddr[i];
+	__u32 osrc[4], odst[4];
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		osrc[i] = new_src ? x->xsaddr[i] : p->saddr[i];
+		odst[i] = x->xdaddr[i];
+	}
+	fib.family = p->family;
+	fib.l4_protocol = p->proto;
+	fib.tot_len = p->l3len;
+	if (p->family == AF_INET) {
+		fib.ipv4_src = osrc[0];
+		fib.ipv4_dst = odst[0];
+	} else {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			fib.ipv6_src[i] = osrc[i];
+			fib.ipv6_dst[i] = odst[i];
+		}
+	}
+	fib.ifindex = ctx->ingress_ifindex;
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+			note_neigh_miss(odst, p->family);
+			count(REASON_NO_NEIGH);
+			return XDP_DROP;
+		}
+		count(REASON_NO_ROUTE);
+		return XDP_PASS;
+	}
+
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u32 idiff = 0, icdiff = 0, odiff = 0;
+	/* The quoted packet: from x's destination to x's source. */
+	if (p->family == AF_INET) {
+		struct iphdr *iip = data + in3;
+		if ((void *)(iip + 1) > end)
+			return XDP_DROP;
+		idiff = diff32(iip->saddr, x->xdaddr[0]) + diff32(iip->daddr, x->xsaddr[0]);
+		iip->saddr = x->xdaddr[0];
+		iip->daddr = x->xsaddr[0];
+		__u16 old = iip->check;
+		iip->check = csum_apply(old, idiff);
+		icdiff = idiff + diff16(old, iip->check);
+	} else {
+		struct ipv6hdr *iip6 = data + in3;
+		if ((void *)(iip6 + 1) > end)
+			return XDP_DROP;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			idiff += diff32(iip6->saddr[i], x->xdaddr[i]) + diff32(iip6->daddr[i], x->xsaddr[i]);
+			iip6->saddr[i] = x->xdaddr[i];
+			iip6->daddr[i] = x->xsaddr[i];
+		}
+		icdiff = idiff;
+	}
+	ports = data + in4;
+	if ((void *)(ports + 4) > end && k.proto == IPPROTO_UDP)
+		return XDP_DROP;
+	if ((void *)(ports + 2) > end)
+		return XDP_DROP;
+	__u32 pdiff = diff16(ports[0], x->xdport) + diff16(ports[1], x->xsport);
+	ports[0] = x->xdport;
+	ports[1] = x->xsport;
+	icdiff += pdiff;
+	/* The quoted TCP or UDP checksum, when the quote holds it. */
+	__u16 *l4sum = k.proto == IPPROTO_TCP ? (void *)ports + 16 : (void *)ports + 6;
+	if ((void *)(l4sum + 1) <= end && (*l4sum || k.proto == IPPROTO_TCP || p->family == AF_INET6)) {
+		__u16 old = *l4sum;
+		__u16 c = csum_apply(old, idiff + pdiff);
+		if (k.proto == IPPROTO_UDP && !c)
+			c = 0xffff;
+		*l4sum = c;
+		icdiff += diff16(old, c);
+	}
+
+	/* The error itself. */
+	if (p->family == AF_INET) {
+		struct iphdr *ip = data + l3;
+		if ((void *)(ip + 1) > end)
+			return XDP_DROP;
+		odiff = diff32(ip->saddr, osrc[0]) + diff32(ip->daddr, odst[0]);
+		ip->saddr = osrc[0];
+		ip->daddr = odst[0];
+		ip->check = csum_apply(ip->check, odiff);
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+		if ((void *)(ip6 + 1) > end)
+			return XDP_DROP;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			odiff += diff32(ip6->saddr[i], osrc[i]) + diff32(ip6->daddr[i], odst[i]);
+			ip6->saddr[i] = osrc[i];
+			ip6->daddr[i] = odst[i];
+		}
+		icdiff += odiff; /* ICMPv6 sums a pseudo-header */
+	}
+	__u16 *icsum = data + l4 + 2;
+	if ((void *)(icsum + 1) > end)
+		return XDP_DROP;
+	*icsum = csum_apply(*icsum, icdiff);
+	if (set_macs(ctx, &fib))
+		return XDP_DROP;
+	count(REASON_ICMP);
+	return egress(ctx, fib.ifindex);
+}
+
 #endif

@@ -191,6 +191,7 @@ const (
 	lbMapNeighMiss = "neigh_miss"
 	lbMapPersist   = "persist"
 	lbMapReasons   = "reasons"
+	lbMapScratch   = "scratch"
 	lbMapServices  = "services"
 	lbMapSvcStats  = "svc_stats"
 	lbMapTables    = "tables"
@@ -256,6 +257,7 @@ type lbMapSpecs struct {
 	NeighMiss *ebpf.MapSpec `ebpf:"neigh_miss"`
 	Persist   *ebpf.MapSpec `ebpf:"persist"`
 	Reasons   *ebpf.MapSpec `ebpf:"reasons"`
+	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
 	Services  *ebpf.MapSpec `ebpf:"services"`
 	SvcStats  *ebpf.MapSpec `ebpf:"svc_stats"`
 	Tables    *ebpf.MapSpec `ebpf:"tables"`
@@ -297,6 +299,7 @@ type lbMaps struct {
 	NeighMiss *ebpf.Map `ebpf:"neigh_miss"`
 	Persist   *ebpf.Map `ebpf:"persist"`
 	Reasons   *ebpf.Map `ebpf:"reasons"`
+	Scratch   *ebpf.Map `ebpf:"scratch"`
 	Services  *ebpf.Map `ebpf:"services"`
 	SvcStats  *ebpf.Map `ebpf:"svc_stats"`
 	Tables    *ebpf.Map `ebpf:"tables"`
@@ -314,6 +317,7 @@ func (m *lbMaps) Close() error {
 		m.NeighMiss,
 		m.Persist,
 		m.Reasons,
+		m.Scratch,
 		m.Services,
 		m.SvcStats,
 		m.Tables,

@@ -393,3 +393,144 @@ func TestFullNAT(t *testing.T) {
 		}
 	})
 }
+
+// icmpFrame is an ICMP (ICMPv6) error from src to dst quoting quote.
+func icmpFrame(src, dst netip.Addr, typ, code byte, quote []byte) []byte {
+	msg := append([]byte{typ, code, 0, 0, 0, 0, 0x05, 0xdc}, quote...)
+	b := append([]byte{}, dirMAC...)
+	b = append(b, clientMAC...)
+	if src.Is4() {
+		ip := make([]byte, 20)
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(20+len(msg)))
+		ip[8], ip[9] = 64, 1
+		s, d := src.As4(), dst.As4()
+		copy(ip[12:], s[:])
+		copy(ip[16:], d[:])
+		binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+		binary.BigEndian.PutUint16(msg[2:], checksum(msg, 0))
+		b = append(b, 0x08, 0x00)
+		return append(append(b, ip...), msg...)
+	}
+	ip := make([]byte, 40)
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(msg)))
+	ip[6], ip[7] = 58, 64
+	s, d := src.As16(), dst.As16()
+	copy(ip[8:], s[:])
+	copy(ip[24:], d[:])
+	binary.BigEndian.PutUint16(msg[2:], checksum(msg, pseudo6(s, d, 58, len(msg))))
+	b = append(b, 0x86, 0xdd)
+	return append(append(b, ip...), msg...)
+}
+
+// quote is the IP packet of a frame cut to its headers and n bytes of
+// TCP or UDP.
+func quote(frame []byte, n int) []byte { return frame[14 : l4At(frame)+n] }
+
+func TestICMP(t *testing.T) {
+	natLab(t)
+	rsUDP := netip.AddrPortFrom(rsIP(11), 5353)
+	rs6UDP := netip.AddrPortFrom(v6(11), 5353)
+	rsTCP := netip.AddrPortFrom(rsIP(11), 8080)
+	udp4 := netip.AddrPortFrom(vip.Addr(), 53)
+	udp6 := netip.AddrPortFrom(vip6.Addr(), 53)
+	e := newTestEngine(t, snapOf(
+		natService(udp4, ipvs.UDP, ipvs.Masq, rsUDP),
+		natService(vip, ipvs.TCP, ipvs.FullNAT, rsTCP, laddr4),
+		natService(udp6, ipvs.UDP, ipvs.FullNAT, rs6UDP, laddr6),
+	))
+	router := netip.MustParseAddr("198.18.2.1")
+	// The connections the errors are about.
+	connect := func(t *testing.T, p pktSpec) []byte {
+		t.Helper()
+		v, out := runOn(t, e, build(p))
+		if v != xdpTX {
+			t.Fatalf("verdict %d (drops %v)", v, e.Drops())
+		}
+		return append([]byte{}, out...)
+	}
+	natOut := connect(t, pktSpec{src: client, dst: udp4, proto: ipvs.UDP, payload: 12})
+	fnatSYN := pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpSYN}
+	fnatOut := connect(t, fnatSYN)
+	local := netip.AddrPortFrom(laddr4, srcPort(fnatOut))
+	fnat6Out := connect(t, pktSpec{src: cli6, dst: udp6, proto: ipvs.UDP, payload: 5})
+	local6 := netip.AddrPortFrom(laddr6, srcPort(fnat6Out))
+
+	tests := []struct {
+		name    string
+		in      []byte
+		want    []byte
+		wantMAC net.HardwareAddr
+	}{
+		{
+			name:    "NAT: port unreachable from the real server goes to the client from the VIP",
+			in:      icmpFrame(rsIP(11), client.Addr(), 3, 3, quote(natOut, 8)),
+			want:    icmpFrame(vip.Addr(), client.Addr(), 3, 3, quote(build(pktSpec{src: client, dst: udp4, proto: ipvs.UDP, payload: 12}), 8)),
+			wantMAC: routerMAC,
+		},
+		{
+			name: "NAT: fragmentation needed from the client's side goes to the real server",
+			in: icmpFrame(router, udp4.Addr(), 3, 4,
+				quote(build(pktSpec{src: udp4, dst: client, proto: ipvs.UDP, payload: 40}), 8)),
+			want: icmpFrame(router, rsIP(11), 3, 4,
+				quote(build(pktSpec{src: rsUDP, dst: client, proto: ipvs.UDP, payload: 40}), 8)),
+			wantMAC: rsMAC(11),
+		},
+		{
+			name: "FullNAT: the real server's error about a SYN with TOA, whole TCP header quoted",
+			in:   icmpFrame(rsIP(11), laddr4, 3, 4, quote(fnatOut, 20)),
+			want: icmpFrame(vip.Addr(), client.Addr(), 3, 4,
+				quote(build(pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpSYN, tcpOpts: toaOpt(client)}), 20)),
+			wantMAC: routerMAC,
+		},
+		{
+			name: "FullNAT: time exceeded from the client's side goes to the real server from the local address",
+			in: icmpFrame(router, vip.Addr(), 11, 0,
+				quote(build(pktSpec{src: vip, dst: client, proto: ipvs.TCP, flags: tcpSYN | tcpACK}), 8)),
+			want: icmpFrame(laddr4, rsIP(11), 11, 0,
+				quote(build(pktSpec{src: rsTCP, dst: local, proto: ipvs.TCP, flags: tcpSYN | tcpACK}), 8)),
+			wantMAC: rsMAC(11),
+		},
+		{
+			name:    "FullNAT IPv6: port unreachable from the real server",
+			in:      icmpFrame(v6(11), laddr6, 1, 4, quote(fnat6Out, 8)),
+			want:    icmpFrame(vip6.Addr(), cli6.Addr(), 1, 4, quote(build(pktSpec{src: cli6, dst: udp6, proto: ipvs.UDP, payload: 5}), 8)),
+			wantMAC: routerMAC,
+		},
+		{
+			name: "FullNAT IPv6: packet too big from the client's side",
+			in: icmpFrame(netip.MustParseAddr("2001:db8:3::1"), udp6.Addr(), 2, 0,
+				quote(build(pktSpec{src: udp6, dst: cli6, proto: ipvs.UDP, payload: 30}), 8)),
+			want: icmpFrame(laddr6, v6(11), 2, 0,
+				quote(build(pktSpec{src: rs6UDP, dst: local6, proto: ipvs.UDP, payload: 30}), 8)),
+			wantMAC: rsMAC(11),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, out := runOn(t, e, tc.in)
+			if v != xdpTX {
+				t.Fatalf("verdict %d, want XDP_TX (drops %v)", v, e.Drops())
+			}
+			want := append([]byte{}, tc.want...)
+			copy(want[0:6], tc.wantMAC)
+			copy(want[6:12], dirMAC)
+			if !bytes.Equal(out, want) {
+				t.Errorf("out\n%x\nwant\n%x", out, want)
+			}
+		})
+	}
+	t.Run("an error about no connection is left to the kernel", func(t *testing.T) {
+		in := icmpFrame(rsIP(11), client.Addr(), 3, 3, quote(build(pktSpec{src: client, dst: netip.MustParseAddrPort("198.18.0.11:999"), proto: ipvs.UDP}), 8))
+		if v, _ := runOn(t, e, in); v != xdpPass {
+			t.Errorf("verdict %d, want pass", v)
+		}
+	})
+	t.Run("an echo request is left to the kernel", func(t *testing.T) {
+		in := icmpFrame(client.Addr(), vip.Addr(), 8, 0, quote(natOut, 8))
+		if v, _ := runOn(t, e, in); v != xdpPass {
+			t.Errorf("verdict %d, want pass", v)
+		}
+	})
+}
