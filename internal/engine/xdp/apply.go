@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
+	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -81,7 +83,33 @@ func (e *Engine) Apply(snap *ipvs.Snapshot) error {
 		e.retired = append(e.retired, s)
 	}
 	e.order = order
+	e.warnForwarding(snap)
 	return nil
+}
+
+// warnForwarding logs, once per family, when NAT or FullNAT servers are
+// configured while the kernel does not forward that family: the program's
+// FIB lookups then fail and the replies cannot be sent.
+func (e *Engine) warnForwarding(snap *ipvs.Snapshot) {
+	for i := range snap.Services {
+		sc := &snap.Services[i]
+		for _, d := range sc.Dests {
+			if d.Method != ipvs.Masq && d.Method != ipvs.FullNAT {
+				continue
+			}
+			f, key := "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"
+			if !d.Addr.Unmap().Is4() {
+				f, key = "/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"
+			}
+			if e.warned[key] {
+				continue
+			}
+			if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "0" {
+				e.log.Warn("NAT and FullNAT need forwarding; enable it with sysctl -w "+key+"=1", "service", sc.ServiceKey.String())
+				e.warned[key] = true
+			}
+		}
+	}
 }
 
 // applyDests updates a service's real servers, in the snapshot's (the

@@ -1,8 +1,67 @@
 // Package xdp is the XDP data plane: the BPF program of bpf/xdp_lb.c,
-// loaded with cilium/ebpf, forwards packets for direct routing (-g) and
-// tunnelling (-i, IPIP or GUE) at the driver, and this package keeps its
-// maps in step with the IPVS table: services, real servers, scheduler
-// tables, connection expiry with IPVS's timeouts, counters and rates.
+// loaded with cilium/ebpf, forwards packets at the driver for direct
+// routing (-g), tunnelling (-i, IPIP or GUE), NAT (-m) and FullNAT
+// (--fullnat), and this package keeps its maps in step with the IPVS
+// table: services, real servers, scheduler tables, connection expiry with
+// IPVS's timeouts, counters and rates.
+//
+// NAT and FullNAT (bpf/xdp_nat.h):
+//   - NAT rewrites the destination of a client's packet to the real
+//     server's address and port (which may differ from the VIP's port) and
+//     the source of the real server's replies back to the VIP and port.
+//     The real servers must route their replies through the director (it
+//     is their default gateway), and the director must be attached to the
+//     interface the replies arrive on: gvsd --interface eth0 --interface
+//     eth1. Real servers see the client's address.
+//   - FullNAT also rewrites the source to a local address and port of the
+//     service's pool (ipvs.Service.LocalAddrs: gvsadm --laddr, keepalived
+//     laddr groups), so real servers may be anywhere routing reaches and
+//     reply to the director by themselves. The local addresses must reach
+//     the director: put them on its internal interface (the kernel then
+//     answers ARP for them) and keep the director's own sockets off them.
+//   - Local ports are allocated in BPF, not in Go: a new connection tries
+//     up to 16 (local address, port 1024-65535) pairs from a sequence
+//     seeded by the flow's hash, and takes the first whose reply key (real
+//     server address and port, local address and port) it can insert with
+//     BPF_NOEXIST. So one (local address, local port, real server) names at
+//     most one connection, and a port is free again when its connection
+//     expires. When all tries clash the SYN is dropped and counted
+//     ("no-local-port"): give the service more local addresses.
+//   - Every NAT connection has two entries in the conns map, the client's
+//     and the reply's; the client's holds the state, which follows the
+//     kernel's full TCP state table (both directions pass the director),
+//     and Go expires both together. ipvsadm -Lnc lists each connection
+//     once; OutPkts and OutBytes count the replies.
+//   - TOA: FullNAT inserts the client's address as a TCP option, kind
+//     254, into the SYN and into the ACK that completes the handshake when
+//     it carries no data (where the TOA kernel module of Alibaba's LVS and
+//     DPVS reads it, and where internal/toa's reader finds it). IPv4: length
+//     8, 2-byte port and 4-byte address; IPv6: length 20, 2-byte port and
+//     16-byte address (DPVS's IPv6 TOA). It goes first among the options;
+//     the headers in front of it move (bpf_xdp_adjust_head). When the
+//     options have no room left (more than 32 bytes, or 20 for IPv6) the
+//     packet goes on without it and "toa-no-room" counts it. Data packets
+//     never carry TOA, so their size never grows and the MSS needs no
+//     clamping (DPVS, which puts TOA into the first data packet, lowers the
+//     MSS by the option's size instead); the SYN and the pure ACK grow by
+//     8 or 20 bytes, far below any MTU.
+//   - UDP through FullNAT carries no client address (no UOA): real servers
+//     see the local address. Use NAT, or TCP, when they need the client.
+//   - ICMP errors that quote a NAT or FullNAT packet are translated both
+//     ways: from the real servers' side to the client (from the VIP), from
+//     the client's side to the real server (from the local address for
+//     FullNAT), with the quoted addresses, ports and checksums rewritten.
+//   - Checksums are updated incrementally (RFC 1624); an IPv4 UDP
+//     checksum of 0 stays 0. The TTL is not decremented (as for DR and TUN).
+//   - The next hop comes from bpf_fib_lookup, which answers only where
+//     forwarding is enabled: NAT and FullNAT need net.ipv4.ip_forward=1
+//     (net.ipv6.conf.all.forwarding=1 for IPv6), as LVS-NAT does, and
+//     Apply warns when it is off. A reply whose next hop has no neighbour
+//     entry yet is dropped and Go makes the kernel resolve it (the client
+//     retransmits). Packets too big for the egress MTU are dropped and
+//     counted ("too-big"); VLAN tags are kept as they came.
+//   - The address family cannot change (no NAT64): the real server, the
+//     local addresses and the VIP are of one family.
 //
 // How it differs from kernel IPVS, by design or for now:
 //   - rr and wrr walk a sequence Go precomputes with internal/sched, with
@@ -18,8 +77,8 @@
 //     sets again from the connection table on every expiry pass (at most
 //     ExpiryInterval late, also for entries the LRU map evicted).
 //   - lblc, lblcr and twos are refused (CheckDest, Apply) with an error
-//     naming the proxy engine; so are NAT, FullNAT, GRE, SCTP and
-//     firewall-mark services.
+//     naming the proxy engine; so are GRE, SCTP and firewall-mark
+//     services.
 //   - IPv4 fragments, IPv6 extension headers and more than two VLAN tags
 //     go to the kernel untouched (XDP_PASS); so does a TCP packet that
 //     belongs to no connection and is not a SYN.
@@ -29,6 +88,9 @@
 //   - The tunnel next hop comes from bpf_fib_lookup where forwarding is
 //     enabled; elsewhere from the route and neighbour Go resolved over
 //     netlink (refreshed every NeighRefresh).
+//   - The per-state TCP timeouts ipvsadm --set cannot change (SYN_RECV,
+//     TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK...) are the kernel's unless
+//     Options.StateTimeouts overrides them.
 //   - Deleting a service or a real server stops new connections to it;
 //     established ones are forwarded until they expire, as in IPVS.
 package xdp
@@ -108,6 +170,7 @@ type Engine struct {
 	svcBase  map[uint32]ipvs.Stats // Zero's baselines
 	destBase map[uint32]ipvs.Stats
 	est      map[estKey]*estimator
+	warned   map[string]bool // sysctls already warned about
 	closing  bool
 
 	cancel context.CancelFunc
@@ -185,6 +248,7 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 		svcBase:  map[uint32]ipvs.Stats{},
 		destBase: map[uint32]ipvs.Stats{},
 		est:      map[estKey]*estimator{},
+		warned:   map[string]bool{},
 	}
 	if err := loadLbObjects(&e.objs, nil); err != nil {
 		var ve *ebpf.VerifierError

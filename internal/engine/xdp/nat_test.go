@@ -32,7 +32,7 @@ var (
 
 // natLab is labNS (for the rest of the test) with forwarding on (NAT needs it, as LVS-NAT does) and
 // routes to the clients of the tests via the router.
-func natLab(t *testing.T) {
+func natLab(t testing.TB) {
 	t.Helper()
 	labHandle = labNS(t, 11, 12)
 	for _, f := range []string{"/proc/sys/net/ipv4/conf/all/forwarding", "/proc/sys/net/ipv6/conf/all/forwarding"} {
