@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -533,4 +534,37 @@ func TestICMP(t *testing.T) {
 			t.Errorf("verdict %d, want pass", v)
 		}
 	})
+}
+
+// TestNATExpiry checks that a NAT connection's two entries expire
+// together, after the state's timeout.
+func TestNATExpiry(t *testing.T) {
+	natLab(t)
+	e := newTestEngine(t, snapOf(natService(vip, ipvs.TCP, ipvs.FullNAT, netip.AddrPortFrom(rsIP(11), 8080), laddr4)))
+	e.opts.StateTimeouts = map[string]time.Duration{"SYN_RECV": 300 * time.Millisecond}
+	for i := range 3 {
+		c := netip.AddrPortFrom(client.Addr(), uint16(41000+i))
+		if v, _ := runOn(t, e, build(pktSpec{src: c, dst: vip, proto: ipvs.TCP, flags: tcpSYN})); v != xdpTX {
+			t.Fatalf("verdict %d (drops %v)", v, e.Drops())
+		}
+	}
+	if n := e.ConnEntries(); n != 6 {
+		t.Fatalf("%d entries for 3 connections, want 6", n)
+	}
+	e.expire()
+	conns := e.Conns()
+	if len(conns) != 3 || conns[0].State != "SYN_RECV" || conns[0].Expires > 300 {
+		t.Fatalf("connections %+v, want 3 in SYN_RECV expiring within 300 ms", conns)
+	}
+	if st := e.Status(); st[0].Dests[0].InactConns != 3 {
+		t.Errorf("real server counters %+v, want 3 inactive", st[0].Dests[0])
+	}
+	time.Sleep(400 * time.Millisecond)
+	e.expire()
+	if n := e.ConnEntries(); n != 0 {
+		t.Errorf("%d entries left after the timeout, want 0", n)
+	}
+	if st := e.Status(); st[0].Dests[0].InactConns != 0 {
+		t.Errorf("real server counters %+v after expiry, want 0", st[0].Dests[0])
+	}
 }
