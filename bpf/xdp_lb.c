@@ -1003,6 +1003,9 @@ int xdp_lb(struct xdp_md *ctx)
 			if ((cv->flags & CONN_F_TOA) && old == ST_SYN_RECV && next == ST_ESTABLISHED &&
 			    !(p.tcp_flags & TCPF_SYN) && p.l3len == p.ihl + p.l4hl)
 				toa = 1;
+			/* A retransmitted SYN carries it as the first did. */
+			if ((cv->flags & CONN_F_TOA) && (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
+				toa = 1;
 		}
 		account(sidx, didx, p.l3len, 0);
 		x = cv;

@@ -33,9 +33,10 @@
 //     and Go expires both together. ipvsadm -Lnc lists each connection
 //     once; OutPkts and OutBytes count the replies.
 //   - TOA: FullNAT inserts the client's address as a TCP option, kind
-//     254, into the SYN and into the ACK that completes the handshake when
-//     it carries no data (where the TOA kernel module of Alibaba's LVS and
-//     DPVS reads it, and where internal/toa's reader finds it). IPv4: length
+//     254, into the SYN (and its retransmissions) and into the ACK that
+//     completes the handshake when it carries no data (where the TOA
+//     kernel module of Alibaba's LVS and DPVS reads it; internal/toa's
+//     reader finds it in either). IPv4: length
 //     8, 2-byte port and 4-byte address; IPv6: length 20, 2-byte port and
 //     16-byte address (DPVS's IPv6 TOA). It goes first among the options;
 //     the headers in front of it move (bpf_xdp_adjust_head). When the

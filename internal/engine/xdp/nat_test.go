@@ -301,6 +301,10 @@ func TestFullNAT(t *testing.T) {
 				want: func(l netip.AddrPort) pktSpec {
 					return pktSpec{src: l, dst: rs, proto: proto, flags: tcpSYN, tcpOpts: append(toaOpt(cli), 2, 4, 5, 0xb4)}
 				}, wantMAC: rsMAC(11)},
+			{name: "retransmitted SYN gets TOA too", in: pktSpec{src: cli, dst: vip, proto: proto, flags: tcpSYN, tcpOpts: []byte{2, 4, 5, 0xb4}},
+				want: func(l netip.AddrPort) pktSpec {
+					return pktSpec{src: l, dst: rs, proto: proto, flags: tcpSYN, tcpOpts: append(toaOpt(cli), 2, 4, 5, 0xb4)}
+				}, wantMAC: rsMAC(11)},
 			{name: "SYN+ACK", reply: true, in: pktSpec{src: rs, proto: proto, flags: tcpSYN | tcpACK},
 				want: func(netip.AddrPort) pktSpec { return pktSpec{src: vip, dst: cli, proto: proto, flags: tcpSYN | tcpACK} }, wantMAC: routerMAC},
 			{name: "first ACK gets TOA", in: pktSpec{src: cli, dst: vip, proto: proto, flags: tcpACK},
