@@ -55,14 +55,12 @@ func Parse(tcp []byte) (netip.AddrPort, bool) {
 		if l < 2 || i+l > len(opts) {
 			return netip.AddrPort{}, false
 		}
-		if opts[i] == Kind {
-			o := opts[i : i+l]
-			port := binary.BigEndian.Uint16(o[2:])
+		if o := opts[i : i+l]; o[0] == Kind {
 			switch l {
 			case Len4:
-				return netip.AddrPortFrom(netip.AddrFrom4([4]byte(o[4:8])), port), true
+				return netip.AddrPortFrom(netip.AddrFrom4([4]byte(o[4:8])), binary.BigEndian.Uint16(o[2:])), true
 			case Len6:
-				return netip.AddrPortFrom(netip.AddrFrom16([16]byte(o[4:20])), port), true
+				return netip.AddrPortFrom(netip.AddrFrom16([16]byte(o[4:20])), binary.BigEndian.Uint16(o[2:])), true
 			}
 		}
 		i += l
@@ -71,9 +69,10 @@ func Parse(tcp []byte) (netip.AddrPort, bool) {
 }
 
 // Option is the TOA option carrying client: Len4 bytes for an IPv4
-// client, Len6 for IPv6.
+// client, Len6 for IPv6 (an IPv4-mapped IPv6 address stays one, as
+// DPVS's NAT64 sends it).
 func Option(client netip.AddrPort) []byte {
-	a := client.Addr().Unmap()
+	a := client.Addr()
 	b := []byte{Kind, Len4, byte(client.Port() >> 8), byte(client.Port())}
 	if a.Is4() {
 		v := a.As4()

@@ -39,6 +39,7 @@ func TestParse(t *testing.T) {
 		{name: "other options only", tcp: tcpHeader(mss...)},
 		{name: "after the end of options", tcp: tcpHeader(append([]byte{0, 0, 0, 0}, Option(client4)...)...)},
 		{name: "kind 254 of another length", tcp: tcpHeader(254, 4, 0, 1)},
+		{name: "kind 254 of length 2", tcp: tcpHeader(254, 2, 1, 1)},
 		{name: "option longer than the header", tcp: tcpHeader(254, 12, 0, 1, 1, 2, 3, 4)},
 		{name: "zero option length", tcp: tcpHeader(3, 0, 1, 1)},
 		{name: "data offset beyond the bytes", tcp: tcpHeader(Option(client4)...)[:24]},
@@ -57,6 +58,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(tcpHeader(Option(client6)...))
 	f.Add(tcpHeader(1, 1, 254, 8, 0, 0, 0, 0, 0, 0, 0, 0))
 	f.Add([]byte{})
+	f.Add(tcpHeader(1, 1, 254, 2)) // found by fuzzing: a length too short for the port
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, ok := Parse(b)
 		if !ok {
