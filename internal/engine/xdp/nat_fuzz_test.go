@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -36,12 +34,7 @@ func FuzzNATProgram(f *testing.F) {
 		if len(frame) < 14 || len(frame) > 3000 {
 			return
 		}
-		opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+256),
-			Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(labIndex)}}
-		v, err := e.objs.XdpLb.Run(opts)
-		if err != nil {
-			t.Fatalf("test run: %v", err)
-		}
+		v, _ := runOn(t, e, frame)
 		if v < xdpDrop || v > xdpRedirect {
 			t.Fatalf("verdict %d", v)
 		}
