@@ -5,9 +5,9 @@
 #   bpf/check-generated.sh
 set -eu
 cd "$(dirname "$0")/.."
-go generate ./internal/engine/xdp/... ./internal/realserver/... ./internal/toa/...
-if ! git diff --exit-code --stat -- internal/engine/xdp/ internal/realserver/ internal/toa/ ; then
-	echo "bpf/check-generated.sh: the generated BPF files are stale; run 'go generate ./internal/engine/xdp/... ./internal/realserver/... ./internal/toa/...' and commit them" >&2
+go generate ./internal/engine/xdp/... ./internal/realserver/... ./internal/toa/... ./bench/xdp/...
+if ! git diff --exit-code --stat -- internal/engine/xdp/ internal/realserver/ internal/toa/ bench/xdp/ ; then
+	echo "bpf/check-generated.sh: the generated BPF files are stale; run 'go generate ./internal/engine/xdp/... ./internal/realserver/... ./internal/toa/... ./bench/xdp/...' and commit them" >&2
 	exit 1
 fi
 echo "bpf/check-generated.sh: generated BPF files are up to date"
