@@ -18,8 +18,13 @@
  * FullNAT's local ports are allocated here, in BPF: the reply entry's key
  * (real server address and port, local address and port) is inserted with
  * BPF_NOEXIST, so a (local address, local port, real server) names at most
- * one connection; on a clash the next candidate of a hash-seeded sequence
- * is tried, LPORT_TRIES times. Go frees a port by expiring the connection.
+ * one connection. The candidates come from a cursor per CPU that walks the
+ * whole (port, local address) space in order, so the pair it offers was
+ * last used a full turn ago; on a clash the next one is tried, LPORT_TRIES
+ * times. (A sequence seeded by the flow's hash clashed far more: clients
+ * whose addresses and ports XOR alike got the same sequence, and a failed
+ * NOEXIST insert into a full LRU map still evicts an entry.) Go frees a
+ * port by expiring the connection.
  */
 #ifndef GVS_XDP_NAT_H
 #define GVS_XDP_NAT_H
@@ -32,6 +37,14 @@ struct {
 	__type(key, struct neigh_key);
 	__type(value, __u64);
 } neigh_miss SEC(".maps");
+
+/* FullNAT: where each CPU's search for a free local port goes on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lport_cursor SEC(".maps");
 
 /* The kernel's TCP state table for connections whose both directions pass
  * the director (ip_vs_proto_tcp.c, tcp_states: INPUT and OUTPUT), one row
@@ -467,10 +480,18 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 		count(REASON_NO_LPORT);
 		return -1;
 	}
-	__u32 h = flow_hash(p);
+	__u32 zero = 0;
+	__u32 *cur = bpf_map_lookup_elem(&lport_cursor, &zero);
+	if (!cur) {
+		count(REASON_NO_LPORT);
+		return -1;
+	}
+	/* Each CPU starts somewhere else in the (port, address) space. */
+	__u32 c = *cur ? *cur : (bpf_get_smp_processor_id() * GOLDEN_RATIO_32) | 1;
 	for (__u32 i = 0; i < LPORT_TRIES; i++) {
-		__u32 li = ((h + i) % n) & (MAX_LADDRS - 1);
-		__u16 port = LPORT_MIN + ((h >> 4) + i * 4099) % (65536 - LPORT_MIN);
+		__u32 k = c + i;
+		__u32 li = (k % n) & (MAX_LADDRS - 1);
+		__u16 port = LPORT_MIN + (k / n) % (65536 - LPORT_MIN);
 #pragma unroll
 		for (int j = 0; j < 4; j++)
 			rk.daddr[j] = s->laddr[li][j];
@@ -480,9 +501,11 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 			for (int j = 0; j < 4; j++)
 				nc->xsaddr[j] = rk.daddr[j];
 			nc->xsport = rk.dport;
+			*cur = k + 1;
 			return 0;
 		}
 	}
+	*cur = c + LPORT_TRIES;
 	count(REASON_NO_LPORT);
 	return -1;
 }

@@ -19,7 +19,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
 
 #define GEN_EST 0 /* cycle over nflows fixed flows */
 #define GEN_NEW 1 /* a new flow every packet */

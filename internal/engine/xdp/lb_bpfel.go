@@ -182,21 +182,22 @@ type lbSvcKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapCfg       = "cfg"
-	lbMapConns     = "conns"
-	lbMapCursors   = "cursors"
-	lbMapDestStats = "dest_stats"
-	lbMapDests     = "dests"
-	lbMapLoads     = "loads"
-	lbMapNeighMiss = "neigh_miss"
-	lbMapPersist   = "persist"
-	lbMapReasons   = "reasons"
-	lbMapScratch   = "scratch"
-	lbMapServices  = "services"
-	lbMapSvcStats  = "svc_stats"
-	lbMapTables    = "tables"
-	lbMapTxPorts   = "tx_ports"
-	lbProgXdpLb    = "xdp_lb"
+	lbMapCfg         = "cfg"
+	lbMapConns       = "conns"
+	lbMapCursors     = "cursors"
+	lbMapDestStats   = "dest_stats"
+	lbMapDests       = "dests"
+	lbMapLoads       = "loads"
+	lbMapLportCursor = "lport_cursor"
+	lbMapNeighMiss   = "neigh_miss"
+	lbMapPersist     = "persist"
+	lbMapReasons     = "reasons"
+	lbMapScratch     = "scratch"
+	lbMapServices    = "services"
+	lbMapSvcStats    = "svc_stats"
+	lbMapTables      = "tables"
+	lbMapTxPorts     = "tx_ports"
+	lbProgXdpLb      = "xdp_lb"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -248,20 +249,21 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	Cfg       *ebpf.MapSpec `ebpf:"cfg"`
-	Conns     *ebpf.MapSpec `ebpf:"conns"`
-	Cursors   *ebpf.MapSpec `ebpf:"cursors"`
-	DestStats *ebpf.MapSpec `ebpf:"dest_stats"`
-	Dests     *ebpf.MapSpec `ebpf:"dests"`
-	Loads     *ebpf.MapSpec `ebpf:"loads"`
-	NeighMiss *ebpf.MapSpec `ebpf:"neigh_miss"`
-	Persist   *ebpf.MapSpec `ebpf:"persist"`
-	Reasons   *ebpf.MapSpec `ebpf:"reasons"`
-	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
-	Services  *ebpf.MapSpec `ebpf:"services"`
-	SvcStats  *ebpf.MapSpec `ebpf:"svc_stats"`
-	Tables    *ebpf.MapSpec `ebpf:"tables"`
-	TxPorts   *ebpf.MapSpec `ebpf:"tx_ports"`
+	Cfg         *ebpf.MapSpec `ebpf:"cfg"`
+	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	Cursors     *ebpf.MapSpec `ebpf:"cursors"`
+	DestStats   *ebpf.MapSpec `ebpf:"dest_stats"`
+	Dests       *ebpf.MapSpec `ebpf:"dests"`
+	Loads       *ebpf.MapSpec `ebpf:"loads"`
+	LportCursor *ebpf.MapSpec `ebpf:"lport_cursor"`
+	NeighMiss   *ebpf.MapSpec `ebpf:"neigh_miss"`
+	Persist     *ebpf.MapSpec `ebpf:"persist"`
+	Reasons     *ebpf.MapSpec `ebpf:"reasons"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
+	Services    *ebpf.MapSpec `ebpf:"services"`
+	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
+	Tables      *ebpf.MapSpec `ebpf:"tables"`
+	TxPorts     *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -290,20 +292,21 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	Cfg       *ebpf.Map `ebpf:"cfg"`
-	Conns     *ebpf.Map `ebpf:"conns"`
-	Cursors   *ebpf.Map `ebpf:"cursors"`
-	DestStats *ebpf.Map `ebpf:"dest_stats"`
-	Dests     *ebpf.Map `ebpf:"dests"`
-	Loads     *ebpf.Map `ebpf:"loads"`
-	NeighMiss *ebpf.Map `ebpf:"neigh_miss"`
-	Persist   *ebpf.Map `ebpf:"persist"`
-	Reasons   *ebpf.Map `ebpf:"reasons"`
-	Scratch   *ebpf.Map `ebpf:"scratch"`
-	Services  *ebpf.Map `ebpf:"services"`
-	SvcStats  *ebpf.Map `ebpf:"svc_stats"`
-	Tables    *ebpf.Map `ebpf:"tables"`
-	TxPorts   *ebpf.Map `ebpf:"tx_ports"`
+	Cfg         *ebpf.Map `ebpf:"cfg"`
+	Conns       *ebpf.Map `ebpf:"conns"`
+	Cursors     *ebpf.Map `ebpf:"cursors"`
+	DestStats   *ebpf.Map `ebpf:"dest_stats"`
+	Dests       *ebpf.Map `ebpf:"dests"`
+	Loads       *ebpf.Map `ebpf:"loads"`
+	LportCursor *ebpf.Map `ebpf:"lport_cursor"`
+	NeighMiss   *ebpf.Map `ebpf:"neigh_miss"`
+	Persist     *ebpf.Map `ebpf:"persist"`
+	Reasons     *ebpf.Map `ebpf:"reasons"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
+	Services    *ebpf.Map `ebpf:"services"`
+	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
+	Tables      *ebpf.Map `ebpf:"tables"`
+	TxPorts     *ebpf.Map `ebpf:"tx_ports"`
 }
 
 func (m *lbMaps) Close() error {
@@ -314,6 +317,7 @@ func (m *lbMaps) Close() error {
 		m.DestStats,
 		m.Dests,
 		m.Loads,
+		m.LportCursor,
 		m.NeighMiss,
 		m.Persist,
 		m.Reasons,
