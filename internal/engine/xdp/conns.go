@@ -101,34 +101,33 @@ func (e *Engine) expire() {
 		}
 	}
 
-	var k lbConnKey
-	var v lbConnVal
 	var dead []lbConnKey
-	live := map[lbConnKey]bool{}
+	live := map[lbConnKey]bool{}         // NAT forward entries that stay
 	replies := map[lbConnKey]lbConnKey{} // reply entry -> its forward key
-	it := e.objs.Conns.Iterate()
-	for it.Next(&k, &v) {
+	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
 		if v.Flags&connReply != 0 {
 			// A reply entry lives and dies with its forward entry. One
 			// younger than orphanAge may belong to a connection being
 			// made right now (its forward entry comes second).
 			if now-v.LastSeen > uint64(orphanAge) && v.LastSeen < now {
-				replies[k] = pairKey(&k, &v)
+				replies[*k] = pairKey(k, v)
 			}
-			continue
+			return
 		}
 		age := time.Duration(int64(now - v.LastSeen))
 		if v.LastSeen > now {
 			age = 0
 		}
 		if age > e.timeout(v.State) {
-			dead = append(dead, k)
+			dead = append(dead, *k)
 			if v.Flags&connNAT != 0 {
-				dead = append(dead, pairKey(&k, &v))
+				dead = append(dead, pairKey(k, v))
 			}
-			continue
+			return
 		}
-		live[k] = true
+		if v.Flags&connNAT != 0 {
+			live[*k] = true
+		}
 		c := counts[v.Dest]
 		if v.State == lbConnStateST_ESTABLISHED {
 			c.active++
@@ -144,15 +143,19 @@ func (e *Engine) expire() {
 			}
 			controlled[ck] = true
 		}
+	})
+	if err != nil {
+		// Counters from a partial walk would be wrong: the next tick
+		// tries again.
+		e.log.Warn("expiring connections", "err", err)
+		return
 	}
 	for rk, fk := range replies {
 		if !live[fk] {
 			dead = append(dead, rk)
 		}
 	}
-	for i := range dead {
-		e.objs.Conns.Delete(&dead[i])
-	}
+	e.deleteConns(dead)
 
 	var pk lbPersistKey
 	var pv lbPersistVal
@@ -255,19 +258,56 @@ func (e *Engine) svcByIndex(idx uint32) *svcState {
 	return nil
 }
 
+// connBatch is how many connection entries one system call reads.
+const connBatch = 4096
+
+// walkConns calls f for every entry of the connection map, read in
+// batches (BPF_MAP_LOOKUP_BATCH): one system call per connBatch entries
+// where iterating costs two per entry. f must not keep k or v.
+func (e *Engine) walkConns(f func(k *lbConnKey, v *lbConnVal)) error {
+	keys := make([]lbConnKey, connBatch)
+	vals := make([]lbConnVal, connBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := e.objs.Conns.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			f(&keys[i], &vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// deleteConns deletes entries in batches; one already gone (the LRU map
+// evicted it) stops a batch, which goes on after it.
+func (e *Engine) deleteConns(keys []lbConnKey) {
+	for len(keys) > 0 {
+		n, err := e.objs.Conns.BatchDelete(keys, nil)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			e.log.Warn("deleting expired connections", "err", err)
+			return
+		}
+		keys = keys[min(n+1, len(keys)):]
+	}
+}
+
 // Conns lists connections and persistence templates as ipvsadm -Lnc.
 func (e *Engine) Conns() []ipvs.Conn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := monotonic()
 	var out []ipvs.Conn
-	var k lbConnKey
-	var v lbConnVal
-	it := e.objs.Conns.Iterate()
-	for it.Next(&k, &v) {
+	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
 		d := e.dests[v.Dest]
 		if d == nil || v.Flags&connReply != 0 {
-			continue
+			return
 		}
 		out = append(out, ipvs.Conn{
 			Proto:   ipvs.Protocol(k.Proto),
@@ -277,6 +317,9 @@ func (e *Engine) Conns() []ipvs.Conn {
 			State:   stateName(v.State),
 			Expires: expiresMS(e.timeout(v.State), now, v.LastSeen),
 		})
+	})
+	if err != nil {
+		e.log.Warn("listing connections", "err", err)
 	}
 	var pk lbPersistKey
 	var pv lbPersistVal
@@ -296,8 +339,8 @@ func (e *Engine) Conns() []ipvs.Conn {
 			Expires: expiresMS(time.Duration(s.cfg.Timeout)*time.Second, now, pv.LastSeen),
 		})
 	}
-	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
-		e.log.Warn("listing connections", "err", err)
+	if err := pt.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
+		e.log.Warn("listing persistence templates", "err", err)
 	}
 	return out
 }

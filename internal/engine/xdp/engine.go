@@ -438,15 +438,12 @@ out:
 }
 
 func (e *Engine) liveConns() int {
-	var k lbConnKey
-	var v lbConnVal
 	n := 0
-	it := e.objs.Conns.Iterate()
-	for it.Next(&k, &v) {
+	e.walkConns(func(_ *lbConnKey, v *lbConnVal) {
 		if v.Flags&connReply == 0 {
 			n++
 		}
-	}
+	})
 	return n
 }
 
@@ -454,13 +451,8 @@ func (e *Engine) liveConns() int {
 // TUN connection, two per NAT or FullNAT connection (the reply has its
 // own). For diagnostics and tests: after every timeout it is 0.
 func (e *Engine) ConnEntries() int {
-	var k lbConnKey
-	var v lbConnVal
 	n := 0
-	it := e.objs.Conns.Iterate()
-	for it.Next(&k, &v) {
-		n++
-	}
+	e.walkConns(func(*lbConnKey, *lbConnVal) { n++ })
 	return n
 }
 
