@@ -760,10 +760,14 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 	 * on (the ingress one when unknown): it needs no ip_forward. */
 	fib.ifindex = d->ifindex ? d->ifindex : ctx->ingress_ifindex;
 
-	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	/* The next hop Go resolved through netlink (and refreshes every
+	 * NeighRefresh) when it has one: a FIB lookup per packet cost more
+	 * than the rest of the tunnel's work. The FIB until then; it answers
+	 * only where forwarding is on. */
+	long rc = BPF_FIB_LKUP_RET_FWD_DISABLED;
+	if (!(d->flags & DEST_F_HAVE_MAC))
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED) {
-		/* The FIB answers only where forwarding is on; else use the next
-		 * hop Go resolved through netlink (and keeps fresh). */
 		if (!(d->flags & DEST_F_HAVE_MAC)) {
 			count(REASON_NO_NEIGH);
 			return XDP_PASS;

@@ -354,13 +354,16 @@ static __noinline int forward_nat(struct xdp_md *ctx, struct pkt *p, struct conn
 	if (toa)
 		fib.tot_len += p->family == AF_INET ? TOA_LEN4 : TOA_LEN6;
 	fib.ifindex = d->ifindex ? d->ifindex : ctx->ingress_ifindex;
-	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	/* The next hop Go resolved over netlink when it has one (a FIB
+	 * lookup per packet costs more than the rewrite), else the FIB's. */
+	long rc = BPF_FIB_LKUP_RET_FWD_DISABLED;
+	if (!(d->flags & DEST_F_HAVE_MAC))
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED && (d->flags & DEST_F_HAVE_MAC)) {
-		/* Forwarding is off: the next hop Go resolved over netlink. */
 		__builtin_memcpy(fib.dmac, d->dmac, ETH_ALEN);
 		__builtin_memcpy(fib.smac, d->smac, ETH_ALEN);
 		fib.ifindex = d->ifindex;
-		rc = BPF_FIB_LKUP_RET_SUCCESS;
+		rc = d->mtu && fib.tot_len > d->mtu ? BPF_FIB_LKUP_RET_FRAG_NEEDED : BPF_FIB_LKUP_RET_SUCCESS;
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return fib_verdict(rc, p, x);
