@@ -3,14 +3,26 @@
 # and in the same run through HAProxy (TCP mode), nginx (stream module) and
 # straight to the real server (nginx serving a small body on loopback).
 # Prints a markdown table of requests/s and p99 latency with ratios against
-# HAProxy. Run as root on Debian (it apt-installs wrk, haproxy, nginx).
+# HAProxy, for kept-alive connections and for one connection per request
+# (Connection: close). Run as root on Debian (it apt-installs wrk, haproxy,
+# nginx).
+#
 # Each path is measured in several interleaved rounds and the median kept,
-# so a noisy neighbour hurts all paths alike.
+# so a noisy neighbour hurts all paths alike. The proxies get the same
+# number of threads, PROCS (default 1): gvsd's GOMAXPROCS, HAProxy's
+# nbthread and the nginx stream proxy's worker_processes. The real server
+# is a separate nginx with one worker.
 #   bash bench/proxy.sh [seconds] [connections] [rounds]
+# Environment: PROCS (threads per proxy, default 1), TARGETS (paths to
+# measure, default "direct gvsd haproxy nginx"), MODES (default
+# "keepalive close"), GVSD (the gvsd binary, default bin/gvsd built here).
 set -euo pipefail
 secs=${1:-10}
 conns=${2:-64}
 rounds=${3:-3}
+procs=${PROCS:-1}
+targets=${TARGETS:-direct gvsd haproxy nginx}
+modes=${MODES:-keepalive close}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
@@ -23,6 +35,7 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 go build -o bin/ ./cmd/...
+gvsd=${GVSD:-bin/gvsd}
 
 work=$(mktemp -d /tmp/gvs-bench.XXXXXX)
 pids=()
@@ -35,26 +48,34 @@ trap cleanup EXIT
 
 rs=127.0.0.1:18080
 mkdir -p "$work/www" && printf 'RS1\n' >"$work/www/index.html"
-cat >"$work/nginx.conf" <<EOC
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+cat >"$work/rs.conf" <<EOC
 worker_processes 1;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 4096; }
+pid $work/rs.pid;
+error_log $work/rs.err;
+events { worker_connections 8192; }
 http {
 	access_log off;
-	server { listen $rs; root $work/www; keepalive_requests 100000; }
+	server { listen $rs reuseport; root $work/www; keepalive_requests 1000000; }
 }
+EOC
+nginx -c "$work/rs.conf" & pids+=($!)
+cat >"$work/stream.conf" <<EOC
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes $procs;
+daemon off;
+pid $work/stream.pid;
+error_log $work/stream.err;
+events { worker_connections 8192; }
 stream {
 	server { listen 127.0.0.1:18083; proxy_pass $rs; }
 }
 EOC
-nginx -c "$work/nginx.conf" & pids+=($!)
+nginx -c "$work/stream.conf" & pids+=($!)
 cat >"$work/haproxy.cfg" <<EOC
 global
-	nbthread 1
-	maxconn 4000
+	nbthread $procs
+	maxconn 8000
 defaults
 	mode tcp
 	timeout connect 5s
@@ -68,14 +89,19 @@ backend be
 EOC
 haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
 export GVS_SOCKET=$work/gvsd.sock
-bin/gvsd --engine proxy --socket "$GVS_SOCKET" 2>"$work/gvsd.log" & pids+=($!)
+GOMAXPROCS=$procs "$gvsd" --engine proxy --socket "$GVS_SOCKET" 2>"$work/gvsd.log" & pids+=($!)
 sleep 1
 bin/gvsadm -A -t 127.0.0.1:18081 -s rr
 bin/gvsadm -a -t 127.0.0.1:18081 -r $rs -m
 
-run() { # name port -> "rps p99ms"
-	local out
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$2/")
+declare -A PORT=([direct]=18080 [gvsd]=18081 [haproxy]=18082 [nginx]=18083)
+run() { # port mode -> "rps p99ms"
+	local out hdr=()
+	[ "$2" = close ] && hdr=(-H 'Connection: close')
+	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:$1/")
+	if grep -q 'Socket errors' <<<"$out"; then
+		echo "$out" | grep 'Socket errors' >&2
+	fi
 	local rps p99
 	rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
 	p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$out")
@@ -84,24 +110,33 @@ run() { # name port -> "rps p99ms"
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 declare -A RPS P99
 for _ in $(seq "$rounds"); do
-	for target in "direct 18080" "gvsd 18081" "haproxy 18082" "nginx 18083"; do
-		set -- $target
-		read -r rps p99 <<<"$(run "$1" "$2")"
-		RPS[$1]+="$rps "
-		P99[$1]+="$p99 "
+	for mode in $modes; do
+		for name in $targets; do
+			read -r rps p99 <<<"$(run "${PORT[$name]}" "$mode")"
+			RPS[$name/$mode]+="$rps "
+			P99[$name/$mode]+="$p99 "
+		done
+		# Let the TIME_WAIT sockets of a connection-per-request run go.
+		[ "$mode" = close ] && sleep 2
 	done
 done
-declare -A R
-for name in direct gvsd haproxy nginx; do
-	R[$name]="$(tr ' ' '\n' <<<"${RPS[$name]}" | grep . | median) $(tr ' ' '\n' <<<"${P99[$name]}" | grep . | median)"
-done
-read -r hrps hp99 <<<"${R[haproxy]}"
-echo "wrk -t1 -c$conns -d${secs}s, median of $rounds rounds, $(nproc) CPUs, $(date -u +%F)"
+echo "wrk -t1 -c$conns -d${secs}s, median of $rounds rounds, $procs thread(s) per proxy, $(nproc) CPUs, $(date -u +%F)"
 echo
-echo "| path | requests/s | p99 ms | req/s vs HAProxy | p99 vs HAProxy |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-for name in direct gvsd haproxy nginx; do
-	read -r rps p99 <<<"${R[$name]}"
-	awk -v n="$name" -v r="$rps" -v p="$p99" -v hr="$hrps" -v hp="$hp99" \
-		'BEGIN { printf "| %s | %.0f | %.2f | %.2f | %.2f |\n", n, r, p, r/hr, p/hp }'
+echo "| path | connections | requests/s | p99 ms | req/s vs HAProxy | p99 vs HAProxy |"
+echo "| --- | --- | ---: | ---: | ---: | ---: |"
+for mode in $modes; do
+	label="kept alive"
+	[ "$mode" = close ] && label="one per request"
+	hrps=0 hp99=0
+	if [ -n "${RPS[haproxy/$mode]:-}" ]; then
+		hrps=$(tr ' ' '\n' <<<"${RPS[haproxy/$mode]}" | grep . | median)
+		hp99=$(tr ' ' '\n' <<<"${P99[haproxy/$mode]}" | grep . | median)
+	fi
+	for name in $targets; do
+		rps=$(tr ' ' '\n' <<<"${RPS[$name/$mode]}" | grep . | median)
+		p99=$(tr ' ' '\n' <<<"${P99[$name/$mode]}" | grep . | median)
+		awk -v n="$name" -v m="$label" -v r="$rps" -v p="$p99" -v hr="$hrps" -v hp="$hp99" \
+			'BEGIN { if (hr > 0) printf "| %s | %s | %.0f | %.2f | %.2f | %.2f |\n", n, m, r, p, r/hr, p/hp;
+			         else printf "| %s | %s | %.0f | %.2f | | |\n", n, m, r, p }'
+	done
 done

@@ -2,7 +2,7 @@
 // masquerading method (-m). It listens on each virtual service's address
 // and port, schedules every new TCP connection or UDP client with the
 // service's IPVS scheduler, connects to the real server and moves data
-// both ways (TCP with splice), optionally telling the real server the
+// both ways (TCP through a buffer, bulk transfers with splice), optionally telling the real server the
 // client's address with a PROXY protocol v1 or v2 header. It keeps IPVS's
 // connection table (states, timeouts, persistence templates), connection
 // counters, statistics and rate estimator, so gvsadm shows what ipvsadm
@@ -16,8 +16,9 @@
 //     keeps TIME_WAIT a fixed 120 s, the default tcpfin). A reset leaves a
 //     CLOSE entry for 10 s. An entry idle for its state's timeout is
 //     closed with a reset on both sides and removed.
-//   - Packets are not seen: a TCP transfer counts one packet per 1460
-//     bytes or part of them, a UDP datagram one packet. Counters are
+//   - Packets are not seen: a TCP transfer (one read, or what splice
+//     moved in a tick) counts one packet per 1460 bytes or part of them,
+//     a UDP datagram one packet. Counters are
 //     updated at least every Options.Tick while data flows.
 //   - A real server that refuses or does not answer a connection is
 //     skipped by the schedulers for Options.FailBackoff (2 s by default);
@@ -90,6 +91,7 @@ type Engine struct {
 	live          sync.WaitGroup // TCP connections with open sockets
 	janitorDone   chan struct{}
 	lastNoDestLog atomic.Int64
+	spliceOnly    bool // tests and benchmarks: TCP data moves with splice only
 }
 
 var _ engine.Engine = (*Engine)(nil)

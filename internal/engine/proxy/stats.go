@@ -7,10 +7,11 @@ import (
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
-// segmentSize turns byte counts into packet counts. The proxy moves TCP
-// data with splice and never sees segments, so a transfer of n bytes is
-// counted as n/segmentSize packets rounded up (a full Ethernet MSS); a UDP
-// datagram is one packet.
+// segmentSize turns byte counts into packet counts. The proxy never sees
+// TCP segments, so a transfer of n bytes (one read of a buffered
+// direction, or what splice moved in one tick) is counted as
+// n/segmentSize packets rounded up (a full Ethernet MSS); a UDP datagram
+// is one packet.
 const segmentSize = 1460
 
 func segments(n int64) uint64 { return uint64((n + segmentSize - 1) / segmentSize) }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,37 +193,6 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 		c.pipe(sc, cc, true)
 	}()
 	c.pipe(cc, sc, false)
-}
-
-// pipe moves data from src to dst with splice until src ends. It wakes up
-// every tick to account the bytes moved and to expire an idle connection.
-// in is the client to server direction.
-func (c *tcpConn) pipe(dst, src *net.TCPConn, in bool) {
-	e := c.svc.e
-	for {
-		if err := src.SetReadDeadline(time.Now().Add(e.opts.Tick)); err != nil {
-			c.abort()
-			return
-		}
-		n, err := dst.ReadFrom(src)
-		if n > 0 {
-			c.dest.account(n, segments(n), in)
-			c.last.Store(e.now())
-		}
-		switch {
-		case err == nil: // EOF
-			c.halfClose(in)
-			return
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if e.now()-c.last.Load() >= e.stateTimeout(c.getState()) {
-				c.expire()
-				return
-			}
-		default: // reset, or the other direction ended the connection
-			c.abort()
-			return
-		}
-	}
 }
 
 // halfClose passes a FIN on: the client's to the server (FIN_WAIT) or the

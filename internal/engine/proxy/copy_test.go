@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// TestTransfers moves small and bulk data both ways through one
+// connection (bulk data switches a direction from the buffer to splice)
+// and checks that every byte arrives in order and is counted exactly.
+func TestTransfers(t *testing.T) {
+	tests := []struct {
+		name       string
+		spliceOnly bool
+		sizes      []int // echoed one after the other on one connection
+	}{
+		{name: "small", sizes: []int{1, 100, 1460, 3000, copyBufSize - 1}},
+		{name: "small then bulk then small", sizes: []int{64, 4 << 20, 64, 20000, 1}},
+		{name: "bulk first", sizes: []int{1 << 20, 7}},
+		{name: "splice only", spliceOnly: true, sizes: []int{64, 1 << 20, 64}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, Options{})
+			e.spliceOnly = tt.spliceOnly
+			svc := vs(t, ipvs.TCP, lo4, "rr")
+			rs := startTCP(t, lo4, "rs1")
+			newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))
+			c := mustDial(t, svc.AddrPort())
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			var total uint64
+			for _, n := range tt.sizes {
+				msg := make([]byte, n)
+				for i := range msg {
+					msg[i] = byte(rand.IntN(256))
+				}
+				done := make(chan error, 1)
+				go func() {
+					_, err := c.Write(msg)
+					done <- err
+				}()
+				got := make([]byte, n)
+				if _, err := io.ReadFull(c.br, got); err != nil {
+					t.Fatalf("read %d bytes back: %v", n, err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, msg) {
+					t.Fatalf("%d bytes came back changed", n)
+				}
+				total += uint64(n)
+			}
+			c.finish(t)
+			greet := uint64(len("rs1\n"))
+			eventually(t, 2*time.Second, "exact byte counters", func() bool {
+				st := e.Status()[0]
+				return st.Stats.InBytes == total && st.Stats.OutBytes == total+greet &&
+					st.Dests[0].Stats.InBytes == total && st.Dests[0].Stats.OutBytes == total+greet
+			})
+			st := e.Status()[0].Stats
+			if minPkts := segments(int64(total)); st.InPkts < minPkts || st.InPkts > minPkts+uint64(total/100+10) {
+				t.Fatalf("in packets %d for %d bytes, want about one per 1460 bytes", st.InPkts, total)
+			}
+		})
+	}
+}
