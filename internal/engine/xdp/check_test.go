@@ -75,3 +75,27 @@ func TestTables(t *testing.T) {
 }
 
 func slicesEq(a, b []uint32) bool { return slicesEqual(a, b) }
+
+func TestMaxConns(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name string
+		opt  uint32
+		want uint32
+	}{
+		{name: "default", opt: 0, want: 262144},
+		{name: "larger", opt: 1 << 20, want: 1 << 20},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := load(nil, Options{MaxConns: tc.opt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.objs.Close()
+			if got := e.objs.Conns.MaxEntries(); got != tc.want {
+				t.Errorf("connection table of %d entries, want %d", got, tc.want)
+			}
+		})
+	}
+}

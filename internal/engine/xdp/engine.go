@@ -20,8 +20,9 @@
 //     the director: put them on its internal interface (the kernel then
 //     answers ARP for them) and keep the director's own sockets off them.
 //   - Local ports are allocated in BPF, not in Go: a new connection tries
-//     up to 16 (local address, port 1024-65535) pairs from a sequence
-//     seeded by the flow's hash, and takes the first whose reply key (real
+//     up to 16 (local address, port 1024-65535) pairs from a cursor per CPU
+//     that walks that space in order (so a pair comes round again only
+//     after all the others), and takes the first whose reply key (real
 //     server address and port, local address and port) it can insert with
 //     BPF_NOEXIST. So one (local address, local port, real server) names at
 //     most one connection, and a port is free again when its connection
@@ -54,8 +55,10 @@
 //     FullNAT), with the quoted addresses, ports and checksums rewritten.
 //   - Checksums are updated incrementally (RFC 1624); an IPv4 UDP
 //     checksum of 0 stays 0. The TTL is not decremented (as for DR and TUN).
-//   - The next hop comes from bpf_fib_lookup, which answers only where
-//     forwarding is enabled: NAT and FullNAT need net.ipv4.ip_forward=1
+//   - Towards a real server the next hop is the one Go resolved (see
+//     TUN below); replies to clients take the next hop from
+//     bpf_fib_lookup, which answers only where forwarding is enabled:
+//     NAT and FullNAT need net.ipv4.ip_forward=1
 //     (net.ipv6.conf.all.forwarding=1 for IPv6), as LVS-NAT does, and
 //     Apply warns when it is off. A reply whose next hop has no neighbour
 //     entry yet is dropped and Go makes the kernel resolve it (the client
@@ -86,9 +89,18 @@
 //   - A tunnelled IPv4 packet that no longer fits the MTU gets an ICMP
 //     "fragmentation needed" from the VIP; IPv6 "packet too big" is not
 //     generated yet (the packet is dropped and counted as too-big).
-//   - The tunnel next hop comes from bpf_fib_lookup where forwarding is
-//     enabled; elsewhere from the route and neighbour Go resolved over
-//     netlink (refreshed every NeighRefresh).
+//   - The next hop of TUN, NAT and FullNAT packets towards a real server
+//     is the route, neighbour and MTU Go resolved over netlink, refreshed
+//     every NeighRefresh: a route change takes effect within that time.
+//     Until Go has resolved it, bpf_fib_lookup (where forwarding is
+//     enabled). A FIB lookup per packet cost more than the rest of a
+//     tunnelled packet's work.
+//   - The connection clock is the kernel's tick (bpf_ktime_get_coarse_ns),
+//     a few milliseconds coarse; reading the clock source per packet cost
+//     more than a fifth of an established packet's time on a VM.
+//   - The connection table is an LRU hash of Options.MaxConns entries
+//     (default 262144): when it is full, a new connection evicts the least
+//     recently used entry, where IPVS grows its table without bound.
 //   - The per-state TCP timeouts ipvsadm --set cannot change (SYN_RECV,
 //     TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK...) are the kernel's unless
 //     Options.StateTimeouts overrides them.
@@ -145,6 +157,11 @@ type Options struct {
 	// NeighRefresh is how often real servers' and next hops' MAC
 	// addresses are refreshed (default 5s).
 	NeighRefresh time.Duration
+	// MaxConns is the size of the connection table (entries; a NAT or
+	// FullNAT connection takes two). When it is full, a new connection
+	// evicts the least recently used entry. Memory is allocated up front,
+	// about 200 bytes an entry. 0: 262144.
+	MaxConns uint32
 	// StateTimeouts override the kernel's fixed per-state TCP timeouts
 	// that ipvsadm --set does not reach, by ipvsadm -Lnc's state name
 	// ("SYN_RECV", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", ...).
@@ -251,7 +268,14 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 		est:      map[estKey]*estimator{},
 		warned:   map[string]bool{},
 	}
-	if err := loadLbObjects(&e.objs, nil); err != nil {
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("xdp engine: reading the embedded BPF program: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		spec.Maps["conns"].MaxEntries = opts.MaxConns
+	}
+	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("xdp engine: the kernel refused the BPF program: %w (run as root on Linux 5.17 or later)", err)
