@@ -100,7 +100,7 @@ it all (every VIP set up when --vip is not given).
 	case "teardown":
 		files := []string{stateFile(addr)}
 		if !addr.IsValid() {
-			files, _ = filepath.Glob(filepath.Join(realServerStateDir, "*.json"))
+			files, _ = filepath.Glob(filepath.Join(realServerStateDir, "*@"+netnsID()+".json"))
 		}
 		code := ExitOK
 		for _, f := range files {
@@ -109,7 +109,8 @@ it all (every VIP set up when --vip is not given).
 				code = ExitFailure
 				continue
 			}
-			fmt.Fprintf(stdout, "undone: %s\n", strings.TrimSuffix(filepath.Base(f), ".json"))
+			vip, _, _ := strings.Cut(filepath.Base(f), "@")
+			fmt.Fprintf(stdout, "undone: %s\n", vip)
 		}
 		if len(files) == 0 {
 			fmt.Fprintln(stdout, "nothing to undo")
@@ -119,8 +120,19 @@ it all (every VIP set up when --vip is not given).
 	return usage(fmt.Sprintf("unknown action %q", args[0]))
 }
 
+// stateFile is where setup records what it changed for vip in this
+// network namespace (several namespaces on one host share /run).
 func stateFile(vip netip.Addr) string {
-	return filepath.Join(realServerStateDir, vip.String()+".json")
+	return filepath.Join(realServerStateDir, vip.String()+"@"+netnsID()+".json")
+}
+
+// netnsID names the network namespace this process runs in.
+func netnsID() string {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
+		return "host"
+	}
+	return strconv.FormatUint(st.Ino, 10)
 }
 
 // mountBPFFS mounts the BPF file system where pinned programs live, unless
