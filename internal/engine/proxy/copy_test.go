@@ -11,23 +11,27 @@ import (
 )
 
 // TestTransfers moves small and bulk data both ways through one
-// connection (bulk data switches a direction from the buffer to splice)
-// and checks that every byte arrives in order and is counted exactly.
+// connection, on the event loops and on the portable path (where bulk data
+// switches a direction from the buffer to splice), and checks that every
+// byte arrives in order and is counted exactly.
 func TestTransfers(t *testing.T) {
 	tests := []struct {
 		name       string
+		goroutines bool // the portable data path
 		spliceOnly bool
 		sizes      []int // echoed one after the other on one connection
 	}{
 		{name: "small", sizes: []int{1, 100, 1460, 3000, copyBufSize - 1}},
 		{name: "small then bulk then small", sizes: []int{64, 4 << 20, 64, 20000, 1}},
 		{name: "bulk first", sizes: []int{1 << 20, 7}},
-		{name: "splice only", spliceOnly: true, sizes: []int{64, 1 << 20, 64}},
+		{name: "goroutines small", goroutines: true, sizes: []int{1, 100, 1460, 3000, copyBufSize - 1}},
+		{name: "goroutines small then bulk then small", goroutines: true, sizes: []int{64, 4 << 20, 64, 20000, 1}},
+		{name: "goroutines splice only", goroutines: true, spliceOnly: true, sizes: []int{64, 1 << 20, 64}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEngine(t, Options{})
-			e.spliceOnly = tt.spliceOnly
+			e.goroutines, e.spliceOnly = tt.goroutines, tt.spliceOnly
 			svc := vs(t, ipvs.TCP, lo4, "rr")
 			rs := startTCP(t, lo4, "rs1")
 			newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))

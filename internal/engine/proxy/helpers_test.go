@@ -36,6 +36,8 @@ func newEngine(t testing.TB, opts Options) *Engine {
 		opts.FailBackoff = 500 * time.Millisecond
 	}
 	e := New(slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})), opts)
+	// GVS_PROXY_PATH=goroutines runs the tests on the portable TCP path.
+	e.goroutines = os.Getenv("GVS_PROXY_PATH") == "goroutines"
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -92,6 +92,8 @@ type Engine struct {
 	janitorDone   chan struct{}
 	lastNoDestLog atomic.Int64
 	spliceOnly    bool // tests and benchmarks: TCP data moves with splice only
+	goroutines    bool // tests and benchmarks: the portable TCP data path even where loops run
+	evloops       []*evLoop
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -125,6 +127,10 @@ func New(logger *slog.Logger, opts Options) *Engine {
 	e.timeWait.state = stTimeWait
 	e.closing.state = stClose
 	e.setTimeouts(ipvs.DefaultTimeouts)
+	if err := e.startLoops(); err != nil {
+		e.log.Warn("TCP data moves with a goroutine per direction", "reason", err)
+		e.evloops = nil
+	}
 	go e.janitor(ctx)
 	return e
 }
@@ -255,9 +261,16 @@ func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
 		if err != nil {
 			return nil, bindError(s.key, err)
 		}
-		s.tcp = &tcpListener{ln: ln.(*net.TCPListener), done: make(chan struct{})}
+		if len(e.evloops) > 0 && !e.goroutines {
+			if err := s.listenLoops(ln.(*net.TCPListener)); err != nil {
+				return nil, err
+			}
+			break
+		}
+		tl := &tcpListener{ln: ln.(*net.TCPListener), done: make(chan struct{})}
+		s.tcp = tl
 		e.loops.Add(1)
-		go s.acceptLoop(s.tcp)
+		go s.acceptLoop(tl)
 	case ipvs.UDP:
 		pc, err := lc.ListenPacket(e.ctx, networkOf("udp", s.vip.Addr()), addr)
 		if err != nil {
@@ -412,10 +425,12 @@ func (e *Engine) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		e.cancel() // ends connects in progress
+		e.cutLoops()
 		e.table.each(func(c *tcpConn) { c.abort() })
 		<-done
 	}
 	e.cancel()
+	e.stopLoops()
 	<-e.janitorDone
 	return err
 }

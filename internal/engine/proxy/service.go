@@ -24,9 +24,9 @@ type service struct {
 	stats stats
 
 	// Guarded by Engine.mu.
-	dests    []*dest // the kernel's order: most recently added first
-	served   bool    // a socket serves it (not fwmark, port 0 or SCTP)
-	tcp      *tcpListener
+	dests    []*dest              // the kernel's order: most recently added first
+	served   bool                 // a socket serves it (not fwmark, port 0 or SCTP)
+	tcp      interface{ close() } // *tcpListener or *loopListener
 	udp      *udpService
 	schedKey string
 

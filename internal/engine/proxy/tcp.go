@@ -100,16 +100,45 @@ type tcpConn struct {
 	closedAt atomic.Int64 // engine clock when it entered TIME_WAIT or CLOSE
 
 	mu      sync.Mutex // state changes and the end of the sockets
-	cc, sc  *net.TCPConn
-	halves  uint8 // clientDone | serverDone
-	final   bool  // sockets closed
-	expired bool  // removed from the table
+	socks   sockPair   // nil once closed
+	halves  uint8      // clientDone | serverDone
+	final   bool       // sockets closed
+	expired bool       // removed from the table
 }
 
 const (
 	clientDone uint8 = 1 << iota
 	serverDone
 )
+
+// sockPair is a connection's two sockets as its data path holds them.
+// The methods are called with tcpConn.mu held, from the data path.
+type sockPair interface {
+	closeWrite(toServer bool) error // pass a FIN on
+	close()                         // close both
+	reset()                         // close both with a RST
+}
+
+// netPair is the portable data path's pair: two goroutines copy between
+// them.
+type netPair struct{ cc, sc *net.TCPConn }
+
+func (p *netPair) closeWrite(toServer bool) error {
+	if toServer {
+		return p.sc.CloseWrite()
+	}
+	return p.cc.CloseWrite()
+}
+
+func (p *netPair) close() {
+	p.cc.Close()
+	p.sc.Close()
+}
+
+func (p *netPair) reset() {
+	reset(p.cc)
+	reset(p.sc)
+}
 
 func (c *tcpConn) getState() tcpState { return tcpState(c.state.Load()) }
 
@@ -142,7 +171,8 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 		reset(cc)
 		return
 	}
-	c := &tcpConn{svc: s, dest: d, tmpl: t, client: client, cc: cc}
+	pair := &netPair{cc: cc}
+	c := &tcpConn{svc: s, dest: d, tmpl: t, client: client, socks: pair}
 	c.last.Store(e.now())
 	c.state.Store(uint32(stSynRecv))
 	d.newConn(sched.Inactive)
@@ -169,14 +199,14 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 		}
 		if _, err := sc.Write(hdr); err != nil {
 			c.mu.Lock()
-			c.sc = sc
+			pair.sc = sc
 			c.mu.Unlock()
 			c.abort()
 			return
 		}
 	}
 	c.mu.Lock()
-	c.sc = sc
+	pair.sc = sc
 	final := c.final // Close may have aborted it while connecting
 	if !final {
 		c.setState(stEstablished)
@@ -204,14 +234,12 @@ func (c *tcpConn) halfClose(in bool) {
 		c.mu.Unlock()
 		return
 	}
-	var err error
 	if in {
 		c.halves |= clientDone
-		err = c.sc.CloseWrite()
 	} else {
 		c.halves |= serverDone
-		err = c.cc.CloseWrite()
 	}
+	err := c.socks.closeWrite(in)
 	if err != nil {
 		c.mu.Unlock()
 		c.abort()
@@ -225,9 +253,8 @@ func (c *tcpConn) halfClose(in bool) {
 	default:
 		c.setState(stTimeWait)
 		c.final = true
-		c.cc.Close()
-		c.sc.Close()
-		c.cc, c.sc = nil, nil
+		c.socks.close()
+		c.socks = nil
 	}
 	done := c.final
 	c.mu.Unlock()
@@ -244,9 +271,8 @@ func (c *tcpConn) abort() {
 		return
 	}
 	c.final = true
-	reset(c.cc)
-	reset(c.sc)
-	c.cc, c.sc = nil, nil
+	c.socks.reset()
+	c.socks = nil
 	c.setState(stClose)
 	c.mu.Unlock()
 	c.svc.e.closing.push(c)
@@ -261,9 +287,8 @@ func (c *tcpConn) expire() {
 		return
 	}
 	c.final = true
-	reset(c.cc)
-	reset(c.sc)
-	c.cc, c.sc = nil, nil
+	c.socks.reset()
+	c.socks = nil
 	c.mu.Unlock()
 	c.release()
 }
