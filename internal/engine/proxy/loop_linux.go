@@ -205,7 +205,7 @@ func (l *evLoop) add(fd int, events uint32, ent loopEnt) error {
 	ent.gen = l.gen
 	l.ents[fd] = ent
 	ev := syscall.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(ent.gen)}
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.ents[fd] = loopEnt{}
 		return fmt.Errorf("proxy engine: epoll_ctl: %w", err)
 	}
@@ -217,7 +217,7 @@ func (l *evLoop) forget(fd int) {
 	if fd >= 0 && fd < len(l.ents) {
 		l.ents[fd] = loopEnt{}
 	}
-	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+	rawEpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 }
 
 // run waits for events and handles them. The loop polls its epoll set
@@ -328,7 +328,7 @@ func (l *evLoop) tick() {
 // triggered, so more come with the next epoll_wait).
 func (l *evLoop) accept(ln *loopListener) {
 	for range 32 {
-		nfd, sa, err := syscall.Accept4(ln.fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		nfd, client, err := rawAccept(ln.fd)
 		switch {
 		case err == syscall.EAGAIN:
 			return
@@ -339,7 +339,7 @@ func (l *evLoop) accept(ln *loopListener) {
 			l.e.log.Warn("accept failed", "service", ln.s.key.String(), "error", err)
 			return
 		}
-		l.serve(ln.s, nfd, addrPortOfSockaddr(sa))
+		l.serve(ln.s, nfd, client)
 	}
 }
 
@@ -352,7 +352,7 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 		resetFD(cfd)
 		return
 	}
-	syscall.SetsockoptInt(cfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	rawNoDelay(cfd)
 	c := &tcpConn{svc: s, dest: d, tmpl: t, client: client}
 	f := &flow{l: l, c: c, cfd: cfd, sfd: -1, connecting: true, started: l.now}
 	c.socks = f
@@ -367,10 +367,10 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 		c.abort()
 		return
 	}
-	sfd, err := connectTo(d.sd.Addr)
+	sfd, err := rawConnect(d.sd.Addr, zoneIndex(d.sd.Addr.Addr()))
 	if err != nil && err != syscall.EINPROGRESS {
 		if sfd >= 0 {
-			syscall.Close(sfd)
+			rawClose(sfd)
 		}
 		f.connectFailed(err)
 		return
@@ -383,36 +383,6 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 	}
 	// The connect's outcome comes as an EPOLLOUT edge, even when it is
 	// already known.
-}
-
-// connectTo starts a non-blocking connect to a.
-func connectTo(a netip.AddrPort) (int, error) {
-	family := syscall.AF_INET
-	var sa syscall.Sockaddr
-	if a.Addr().Is4() {
-		sa = &syscall.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
-	} else {
-		family = syscall.AF_INET6
-		sa6 := &syscall.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
-		if z := a.Addr().Zone(); z != "" {
-			if ifi, err := net.InterfaceByName(z); err == nil {
-				sa6.ZoneId = uint32(ifi.Index)
-			}
-		}
-		sa = sa6
-	}
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	for {
-		err = syscall.Connect(fd, sa)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	return fd, err
 }
 
 // event handles the epoll events of one of the flow's sockets.
@@ -434,11 +404,12 @@ func (f *flow) event(server bool, ev uint32) {
 		if !server || ev&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 {
 			return
 		}
-		errno, err := syscall.GetsockoptInt(f.sfd, syscall.SOL_SOCKET, syscall.SO_ERROR)
-		if err == nil && errno != 0 {
-			err = syscall.Errno(errno)
-		}
-		if err != nil {
+		// A clean EPOLLOUT is a connect that succeeded.
+		if ev&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			err := rawSoError(f.sfd)
+			if err == nil {
+				err = syscall.ECONNREFUSED
+			}
 			f.connectFailed(err)
 			return
 		}
@@ -578,7 +549,7 @@ func (f *flow) closeWrite(toServer bool) error {
 	if toServer {
 		fd = f.sfd
 	}
-	return syscall.Shutdown(fd, syscall.SHUT_WR)
+	return rawShutdown(fd, syscall.SHUT_WR)
 }
 
 func (f *flow) close() { f.end(false) }
@@ -599,7 +570,7 @@ func (f *flow) end(rst bool) {
 		if rst {
 			resetFD(fd)
 		} else {
-			syscall.Close(fd)
+			rawClose(fd)
 		}
 	}
 	f.cfd, f.sfd = -1, -1
@@ -613,20 +584,15 @@ func (f *flow) end(rst bool) {
 	l.e.live.Done()
 }
 
-// rawIO is read(2) or write(2) on a non-blocking socket, without telling
-// the scheduler (it does not block).
-func rawIO(trap uintptr, fd int, p []byte) (int, error) {
-	r, _, errno := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
+// zoneIndex is the interface index of a's zone, 0 without one.
+func zoneIndex(a netip.Addr) uint32 {
+	if a.Zone() == "" {
+		return 0
 	}
-	return int(r), nil
-}
-
-// resetFD closes a socket with a RST (SO_LINGER 0).
-func resetFD(fd int) {
-	syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
-	syscall.Close(fd)
+	if ifi, err := net.InterfaceByName(a.Zone()); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 func addrPortOfSockaddr(sa syscall.Sockaddr) netip.AddrPort {

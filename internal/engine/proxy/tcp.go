@@ -239,11 +239,13 @@ func (c *tcpConn) halfClose(in bool) {
 	} else {
 		c.halves |= serverDone
 	}
-	err := c.socks.closeWrite(in)
-	if err != nil {
-		c.mu.Unlock()
-		c.abort()
-		return
+	// The last FIN goes with the close itself: one system call fewer.
+	if c.halves != clientDone|serverDone {
+		if err := c.socks.closeWrite(in); err != nil {
+			c.mu.Unlock()
+			c.abort()
+			return
+		}
 	}
 	switch c.halves {
 	case clientDone:
