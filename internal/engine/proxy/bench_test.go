@@ -47,8 +47,9 @@ func benchServer(b *testing.B) netip.AddrPort {
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
-// BenchmarkProxyTCP compares request/response through the engine with the
-// same exchange straight to the real server: on one kept-alive connection
+// BenchmarkProxyTCP compares request/response through the engine (on the
+// event loops, and on the portable goroutine path) with the same exchange
+// straight to the real server: on one kept-alive connection
 // (roundtrip) and with a new connection per request (connect).
 func BenchmarkProxyTCP(b *testing.B) {
 	rs := benchServer(b)
@@ -64,10 +65,24 @@ func BenchmarkProxyTCP(b *testing.B) {
 	if err := e.Apply(tb.Snapshot()); err != nil {
 		b.Fatal(err)
 	}
+	// The same service on the portable data path (goroutines, splice).
+	eg := New(nil, Options{})
+	eg.goroutines = true
+	b.Cleanup(func() { eg.Close(b.Context()) })
+	svcg := vs(b, ipvs.TCP, lo4, "wlc")
+	tbg := ipvs.NewTable(eg.CheckDest)
+	for _, c := range []ipvs.Command{addSvc(svcg), addDest(svcg, rs, 1)} {
+		if err := tbg.Exec(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := eg.Apply(tbg.Snapshot()); err != nil {
+		b.Fatal(err)
+	}
 	targets := []struct {
 		name string
 		addr netip.AddrPort
-	}{{"direct", rs}, {"proxy", svc.AddrPort()}}
+	}{{"direct", rs}, {"proxy", svc.AddrPort()}, {"proxy-goroutines", svcg.AddrPort()}}
 
 	for _, tg := range targets {
 		b.Run("roundtrip-64B/"+tg.name, func(b *testing.B) {
