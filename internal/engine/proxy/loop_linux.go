@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -36,7 +37,8 @@ type evLoop struct {
 	ents   []loopEnt // by file descriptor
 	gen    uint32
 	flows  map[*flow]struct{}
-	now    int64 // engine clock after the last epoll_wait
+	paused []*loopListener // accept failed: watched again at the next tick
+	now    int64           // engine clock after the last epoll_wait
 	done   chan struct{}
 
 	mu   sync.Mutex
@@ -86,6 +88,7 @@ func (l *loopListener) close() {
 		wg.Add(1)
 		lp.post(func() {
 			lp.forget(l.fd)
+			lp.paused = slices.DeleteFunc(lp.paused, func(p *loopListener) bool { return p == l })
 			wg.Done()
 		})
 	}
@@ -176,15 +179,18 @@ func (s *service) listenLoops(ln *net.TCPListener) error {
 		return fmt.Errorf("%s: the proxy engine cannot take its listening socket: %w", s.key, derr)
 	}
 	l := &loopListener{s: s, fd: fd}
-	for i, lp := range s.e.evloops {
-		lp.post(func() {
-			if err := lp.add(fd, syscall.EPOLLIN|epollExclusive, loopEnt{ln: l}); err != nil {
-				s.e.log.Error("cannot watch a listening socket", "service", s.key.String(), "loop", i, "error", err)
-			}
-		})
+	for _, lp := range s.e.evloops {
+		lp.post(func() { lp.watch(l) })
 	}
 	s.tcp = l
 	return nil
+}
+
+// watch makes the loop accept on l.
+func (l *evLoop) watch(ln *loopListener) {
+	if err := l.add(ln.fd, syscall.EPOLLIN|epollExclusive, loopEnt{ln: ln}); err != nil {
+		l.e.log.Error("cannot watch a listening socket", "service", ln.s.key.String(), "error", err)
+	}
 }
 
 // post queues cmd for the loop's goroutine; nil stops the loop.
@@ -309,6 +315,10 @@ func (l *evLoop) commands() bool {
 // idle connections.
 func (l *evLoop) tick() {
 	e := l.e
+	for _, ln := range l.paused {
+		l.watch(ln)
+	}
+	l.paused = l.paused[:0]
 	for f := range l.flows {
 		f.flush()
 		c := f.c
@@ -335,8 +345,11 @@ func (l *evLoop) accept(ln *loopListener) {
 		case err == syscall.EINTR || err == syscall.ECONNABORTED:
 			continue
 		case err != nil:
-			// Out of file descriptors and the like: the next tick retries.
-			l.e.log.Warn("accept failed", "service", ln.s.key.String(), "error", err)
+			// Out of file descriptors and the like: the listener stays
+			// readable, so the loop stops watching it until the next tick.
+			l.e.log.Warn("accept failed", "service", ln.s.key.String(), "error", err, "retry_in", min(l.e.opts.Tick, time.Second))
+			l.forget(ln.fd)
+			l.paused = append(l.paused, ln)
 			return
 		}
 		l.serve(ln.s, nfd, client)
