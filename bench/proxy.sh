@@ -2,9 +2,10 @@
 # Proxy-engine benchmark: HTTP load from wrk through gvsd's proxy engine,
 # and in the same run through HAProxy (TCP mode), nginx (stream module) and
 # straight to the real server (nginx serving a small body on loopback).
-# Prints a markdown table of requests/s and p99 latency with ratios against
-# HAProxy, for kept-alive connections and for one connection per request
-# (Connection: close). Run as root on Debian (it apt-installs wrk, haproxy,
+# Prints a markdown table of requests/s, p99 latency and the proxy's own
+# CPU time per request (user + system, all its threads; less noisy than the
+# rates on a shared machine) with ratios against HAProxy, for kept-alive
+# connections and for one connection per request (Connection: close). Run as root on Debian (it apt-installs wrk, haproxy,
 # nginx).
 #
 # Each path is measured in several interleaved rounds and the median kept,
@@ -72,6 +73,7 @@ stream {
 }
 EOC
 nginx -c "$work/stream.conf" & pids+=($!)
+stream_pid=$!
 cat >"$work/haproxy.cfg" <<EOC
 global
 	nbthread $procs
@@ -88,33 +90,54 @@ backend be
 	server rs1 $rs
 EOC
 haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
+haproxy_pid=$!
 export GVS_SOCKET=$work/gvsd.sock
 GOMAXPROCS=$procs "$gvsd" --engine proxy --socket "$GVS_SOCKET" 2>"$work/gvsd.log" & pids+=($!)
+gvsd_pid=$!
 sleep 1
 bin/gvsadm -A -t 127.0.0.1:18081 -s rr
 bin/gvsadm -a -t 127.0.0.1:18081 -r $rs -m
 
 declare -A PORT=([direct]=18080 [gvsd]=18081 [haproxy]=18082 [nginx]=18083)
-run() { # port mode -> "rps p99ms"
-	local out hdr=()
+# cputicks name: CPU clock ticks used so far by the proxy's processes.
+cputicks() {
+	local ps=()
+	case $1 in
+	gvsd) ps=("$gvsd_pid") ;;
+	haproxy) ps=("$haproxy_pid") ;;
+	nginx) ps=("$stream_pid" $(pgrep -P "$stream_pid")) ;;
+	*) echo 0; return ;;
+	esac
+	local t=0 p
+	for p in "${ps[@]}"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done
+	echo "$t"
+}
+hz=$(getconf CLK_TCK)
+run() { # name mode -> "rps p99ms cpu-us-per-request"
+	local out hdr=() c0 c1
 	[ "$2" = close ] && hdr=(-H 'Connection: close')
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:$1/")
+	c0=$(cputicks "$1")
+	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$1]}/")
+	c1=$(cputicks "$1")
 	if grep -q 'Socket errors' <<<"$out"; then
 		echo "$out" | grep 'Socket errors' >&2
 	fi
 	local rps p99
 	rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
 	p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$out")
-	echo "$rps $p99"
+	local n
+	n=$(awk '/requests in/ {print $1}' <<<"$out")
+	echo "$rps $p99 $(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
 }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-declare -A RPS P99
+declare -A RPS P99 CPU
 for _ in $(seq "$rounds"); do
 	for mode in $modes; do
 		for name in $targets; do
-			read -r rps p99 <<<"$(run "${PORT[$name]}" "$mode")"
+			read -r rps p99 cpu <<<"$(run "$name" "$mode")"
 			RPS[$name/$mode]+="$rps "
 			P99[$name/$mode]+="$p99 "
+			CPU[$name/$mode]+="$cpu "
 		done
 		# Let the TIME_WAIT sockets of a connection-per-request run go.
 		[ "$mode" = close ] && sleep 2
@@ -122,21 +145,27 @@ for _ in $(seq "$rounds"); do
 done
 echo "wrk -t1 -c$conns -d${secs}s, median of $rounds rounds, $procs thread(s) per proxy, $(nproc) CPUs, $(date -u +%F)"
 echo
-echo "| path | connections | requests/s | p99 ms | req/s vs HAProxy | p99 vs HAProxy |"
-echo "| --- | --- | ---: | ---: | ---: | ---: |"
+echo "| path | connections | requests/s | p99 ms | proxy CPU µs/request | req/s vs HAProxy | p99 vs HAProxy | CPU vs HAProxy |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for mode in $modes; do
 	label="kept alive"
 	[ "$mode" = close ] && label="one per request"
-	hrps=0 hp99=0
+	med() { tr ' ' '\n' <<<"$1" | grep . | median; }
+	hrps=0 hp99=0 hcpu=0
 	if [ -n "${RPS[haproxy/$mode]:-}" ]; then
-		hrps=$(tr ' ' '\n' <<<"${RPS[haproxy/$mode]}" | grep . | median)
-		hp99=$(tr ' ' '\n' <<<"${P99[haproxy/$mode]}" | grep . | median)
+		hrps=$(med "${RPS[haproxy/$mode]}")
+		hp99=$(med "${P99[haproxy/$mode]}")
+		hcpu=$(med "${CPU[haproxy/$mode]}")
 	fi
 	for name in $targets; do
-		rps=$(tr ' ' '\n' <<<"${RPS[$name/$mode]}" | grep . | median)
-		p99=$(tr ' ' '\n' <<<"${P99[$name/$mode]}" | grep . | median)
-		awk -v n="$name" -v m="$label" -v r="$rps" -v p="$p99" -v hr="$hrps" -v hp="$hp99" \
-			'BEGIN { if (hr > 0) printf "| %s | %s | %.0f | %.2f | %.2f | %.2f |\n", n, m, r, p, r/hr, p/hp;
-			         else printf "| %s | %s | %.0f | %.2f | | |\n", n, m, r, p }'
+		rps=$(med "${RPS[$name/$mode]}")
+		p99=$(med "${P99[$name/$mode]}")
+		cpu=$(med "${CPU[$name/$mode]}")
+		awk -v n="$name" -v m="$label" -v r="$rps" -v p="$p99" -v c="$cpu" -v hr="$hrps" -v hp="$hp99" -v hc="$hcpu" \
+			'BEGIN {
+				printf "| %s | %s | %.0f | %.2f | %s | ", n, m, r, p, (n == "direct" ? "–" : sprintf("%.2f", c))
+				if (hr > 0) printf "%.2f | %.2f | %s |\n", r/hr, p/hp, (n == "direct" || hc == 0 ? "–" : sprintf("%.2f", c/hc))
+				else printf "| | |\n"
+			}'
 	done
 done

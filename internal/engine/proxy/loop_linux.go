@@ -178,6 +178,9 @@ func (s *service) listenLoops(ln *net.TCPListener) error {
 	if derr != nil {
 		return fmt.Errorf("%s: the proxy engine cannot take its listening socket: %w", s.key, derr)
 	}
+	// Accepted sockets inherit TCP_NODELAY: one system call per connection
+	// fewer.
+	rawNoDelay(fd)
 	l := &loopListener{s: s, fd: fd}
 	for _, lp := range s.e.evloops {
 		lp.post(func() { lp.watch(l) })
@@ -365,7 +368,6 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 		resetFD(cfd)
 		return
 	}
-	rawNoDelay(cfd)
 	c := &tcpConn{svc: s, dest: d, tmpl: t, client: client}
 	f := &flow{l: l, c: c, cfd: cfd, sfd: -1, connecting: true, started: l.now}
 	c.socks = f

@@ -2,11 +2,16 @@
 // masquerading method (-m). It listens on each virtual service's address
 // and port, schedules every new TCP connection or UDP client with the
 // service's IPVS scheduler, connects to the real server and moves data
-// both ways (TCP through a buffer, bulk transfers with splice), optionally telling the real server the
-// client's address with a PROXY protocol v1 or v2 header. It keeps IPVS's
-// connection table (states, timeouts, persistence templates), connection
-// counters, statistics and rate estimator, so gvsadm shows what ipvsadm
-// would.
+// both ways, optionally telling the real server the client's address with
+// a PROXY protocol v1 or v2 header. It keeps IPVS's connection table
+// (states, timeouts, persistence templates), connection counters,
+// statistics and rate estimator, so gvsadm shows what ipvsadm would.
+//
+// On Linux, TCP connections live in event loops, one per GOMAXPROCS (an
+// edge-triggered epoll set each, non-blocking system calls, pooled 16 KiB
+// buffers held only while data waits; see loop_linux.go). Elsewhere each
+// direction of a connection is a goroutine that copies through a buffer
+// and switches to splice for bulk data. UDP uses goroutines everywhere.
 //
 // Choices where a proxy cannot be the kernel:
 //   - A TCP connection is SYN_RECV while the proxy connects to the real
