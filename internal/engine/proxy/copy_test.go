@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -18,12 +19,14 @@ func TestTransfers(t *testing.T) {
 	tests := []struct {
 		name       string
 		goroutines bool // the portable data path
+		v6         bool
 		spliceOnly bool
 		sizes      []int // echoed one after the other on one connection
 	}{
 		{name: "small", sizes: []int{1, 100, 1460, 3000, copyBufSize - 1}},
 		{name: "small then bulk then small", sizes: []int{64, 4 << 20, 64, 20000, 1}},
 		{name: "bulk first", sizes: []int{1 << 20, 7}},
+		{name: "IPv6", v6: true, sizes: []int{64, 1 << 20, 64}},
 		{name: "goroutines small", goroutines: true, sizes: []int{1, 100, 1460, 3000, copyBufSize - 1}},
 		{name: "goroutines small then bulk then small", goroutines: true, sizes: []int{64, 4 << 20, 64, 20000, 1}},
 		{name: "goroutines splice only", goroutines: true, spliceOnly: true, sizes: []int{64, 1 << 20, 64}},
@@ -32,8 +35,12 @@ func TestTransfers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEngine(t, Options{})
 			e.goroutines, e.spliceOnly = tt.goroutines, tt.spliceOnly
-			svc := vs(t, ipvs.TCP, lo4, "rr")
-			rs := startTCP(t, lo4, "rs1")
+			lo := lo4
+			if tt.v6 {
+				lo = netip.IPv6Loopback()
+			}
+			svc := vs(t, ipvs.TCP, lo, "rr")
+			rs := startTCP(t, lo, "rs1")
 			newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))
 			c := mustDial(t, svc.AddrPort())
 			c.SetDeadline(time.Now().Add(20 * time.Second))
