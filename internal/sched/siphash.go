@@ -63,3 +63,7 @@ func hsipHash32(k sipKey, v uint32) uint32 {
 	binary.LittleEndian.PutUint32(b[:], v)
 	return uint32(sipHash(1, 3, k, b[:]))
 }
+
+// HSipHash32 is the kernel's 64-bit hsiphash of one u32 with the key
+// {key, key}, as ip_vs_mh hashes a client and as the BPF program mirrors it.
+func HSipHash32(key uint64, v uint32) uint32 { return hsipHash32(sipKey{key, key}, v) }
