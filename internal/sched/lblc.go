@@ -29,12 +29,32 @@ const (
 // minutes. Here the collector runs from Schedule when a minute has passed
 // on the clock (Now, time.Now when nil; tests set it).
 type lblc struct {
+	locality
+	table map[netip.Addr]*lblcEntry
+}
+
+// locality is what lblc and lblcr share: the service's servers, the clock
+// and the collector of their per-destination table.
+type locality struct {
 	mu     sync.Mutex
 	dests  []*Dest
-	table  map[netip.Addr]*lblcEntry
 	gc     lblcGC
 	Now    func() time.Time
-	Expiry time.Duration // lblc_expiration
+	Expiry time.Duration // lblc_expiration, lblcr_expiration
+}
+
+func (s *locality) Update(dests []*Dest) {
+	list := inService(dests)
+	s.mu.Lock()
+	s.dests = list
+	s.mu.Unlock()
+}
+
+func (s *locality) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 type lblcEntry struct {
@@ -43,24 +63,10 @@ type lblcEntry struct {
 }
 
 func newLBLC() *lblc {
-	return &lblc{table: map[netip.Addr]*lblcEntry{}, Expiry: lblcExpiration}
+	return &lblc{table: map[netip.Addr]*lblcEntry{}, locality: locality{Expiry: lblcExpiration}}
 }
 
 func (s *lblc) Name() string { return "lblc" }
-
-func (s *lblc) Update(dests []*Dest) {
-	list := inService(dests)
-	s.mu.Lock()
-	s.dests = list
-	s.mu.Unlock()
-}
-
-func (s *lblc) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
 
 func (s *lblc) Schedule(c Conn) *Dest {
 	s.mu.Lock()

@@ -2,7 +2,6 @@ package sched
 
 import (
 	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -18,12 +17,8 @@ func init() { register("lblcr", func(uint32) Scheduler { return newLBLCR() }) }
 //
 // Table aging, Now and Expiry are as in lblc.
 type lblcr struct {
-	mu     sync.Mutex
-	dests  []*Dest
-	table  map[netip.Addr]*lblcrEntry
-	gc     lblcGC
-	Now    func() time.Time
-	Expiry time.Duration // lblcr_expiration
+	locality
+	table map[netip.Addr]*lblcrEntry
 }
 
 type lblcrEntry struct {
@@ -33,24 +28,10 @@ type lblcrEntry struct {
 }
 
 func newLBLCR() *lblcr {
-	return &lblcr{table: map[netip.Addr]*lblcrEntry{}, Expiry: lblcExpiration}
+	return &lblcr{table: map[netip.Addr]*lblcrEntry{}, locality: locality{Expiry: lblcExpiration}}
 }
 
 func (s *lblcr) Name() string { return "lblcr" }
-
-func (s *lblcr) Update(dests []*Dest) {
-	list := inService(dests)
-	s.mu.Lock()
-	s.dests = list
-	s.mu.Unlock()
-}
-
-func (s *lblcr) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
 
 func (e *lblcrEntry) insert(d *Dest, now time.Time) {
 	if inList(e.set, d) {
