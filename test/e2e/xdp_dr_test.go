@@ -14,13 +14,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -238,12 +235,7 @@ type keepAlive struct {
 }
 
 func dialKeepAlive(ns, addr string) (*keepAlive, error) {
-	var conn net.Conn
-	err := inNetns(ns, func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp", addr, 3*time.Second)
-		return err
-	})
+	conn, err := dialInNS(ns, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -268,25 +260,7 @@ func (k *keepAlive) get() (string, error) {
 // getInNS makes one HTTP/1.0 request to addr from the namespace ns and
 // returns the body, trimmed. The socket is made on a thread moved into ns.
 func getInNS(ns, addr string) (string, error) {
-	conn, err := func() (net.Conn, error) {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			return nil, err
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			return nil, err
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			return nil, err
-		}
-		defer netns.Set(orig)
-		return net.DialTimeout("tcp", addr, 3*time.Second)
-	}()
+	conn, err := dialInNS(ns, addr)
 	if err != nil {
 		return "", err
 	}

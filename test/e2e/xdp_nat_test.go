@@ -13,15 +13,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -349,24 +346,14 @@ func TestXDPNATHelper(t *testing.T) {
 	}
 }
 
-// dialInNS opens a TCP connection from the namespace ns: the socket is
-// made on a thread moved into it.
+// dialInNS opens a TCP connection from the namespace ns (inNetns makes the
+// socket on a thread moved into it).
 func dialInNS(ns, addr string) (net.Conn, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return nil, err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		return nil, err
-	}
-	defer netns.Set(orig)
-	return net.DialTimeout("tcp", addr, 3*time.Second)
+	var conn net.Conn
+	err := inNetns(ns, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", addr, 3*time.Second)
+		return err
+	})
+	return conn, err
 }
