@@ -65,7 +65,8 @@ type expiryQueue struct {
 	state tcpState
 }
 
-// push stamps the entry's close time and queues it.
+// push queues an entry whose close time is stamped; stamping it again
+// under the lock keeps the queue in time order.
 func (q *expiryQueue) push(c *tcpConn) {
 	e := c.svc.e
 	q.mu.Lock()

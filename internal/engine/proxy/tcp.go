@@ -253,6 +253,7 @@ func (c *tcpConn) halfClose(in bool) {
 	case serverDone:
 		c.setState(stCloseWait)
 	default:
+		c.closedAt.Store(c.svc.e.now())
 		c.setState(stTimeWait)
 		c.final = true
 		c.socks.close()
@@ -273,9 +274,12 @@ func (c *tcpConn) abort() {
 		return
 	}
 	c.final = true
+	// The entry is CLOSE before the client can see the reset, so whoever
+	// lists the table after the reset finds it so.
+	c.closedAt.Store(c.svc.e.now())
+	c.setState(stClose)
 	c.socks.reset()
 	c.socks = nil
-	c.setState(stClose)
 	c.mu.Unlock()
 	c.svc.e.closing.push(c)
 }
