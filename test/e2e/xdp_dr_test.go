@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,16 +94,7 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 	director := dir.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
 	os.Unsetenv("GVS_XDP_ROLE")
 
-	ctl := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
-	waitFor(t, 60*time.Second, "the xdp director", func() bool {
-		resp, err := ctl.Get("http://director/status")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	ctl := dialDirector(t, sock)
 
 	vip := netip.MustParseAddr(e2eVIP)
 	snap := func(w1 int32) *ipvs.Snapshot {
@@ -120,19 +109,7 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 			}},
 		}}
 	}
-	apply := func(s *ipvs.Snapshot) {
-		t.Helper()
-		b, _ := json.Marshal(s)
-		resp, err := ctl.Post("http://director/apply", "application/json", bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("apply: %s", msg)
-		}
-	}
+	apply := func(s *ipvs.Snapshot) { t.Helper(); ctl.call(t, "POST", "/apply", s, nil) }
 	apply(snap(1))
 
 	fetch := func(port string, n int) []string {
@@ -163,12 +140,7 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 	t.Run("TUN answers alternate over IPIP and GUE", func(t *testing.T) { alternates(t, fetch("8080", 6), "RS3", "RS4") })
 	t.Run("replies bypass the director", func(t *testing.T) {
 		var st []ipvs.ServiceStatus
-		resp, err := ctl.Get("http://director/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
+		ctl.call(t, "GET", "/status", nil, &st)
 		if len(st) != 2 {
 			t.Fatalf("status of %d services", len(st))
 		}
@@ -279,10 +251,7 @@ func getInNS(ns, addr string) (string, error) {
 // TestXDPHelper is not a test: it is the director or a real server of
 // TestXDPDirectRoutingAndTunnel, run by it in a namespace (GVS_XDP_ROLE).
 func TestXDPHelper(t *testing.T) {
-	role := os.Getenv("GVS_XDP_ROLE")
-	if role == "" {
-		t.Skip("helper process of TestXDPDirectRoutingAndTunnel; runs only when it starts it")
-	}
+	role := helperRole(t, "GVS_XDP_ROLE", "TestXDPDirectRoutingAndTunnel")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch role {
@@ -306,33 +275,6 @@ func TestXDPHelper(t *testing.T) {
 		t.Logf("%s: %d packets decapsulated", name, srv.Decapsulated())
 	case "director":
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		e, err := xdp.New(log, xdp.Options{Interfaces: []string{"eth0"}, Mode: "generic", TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("POST /apply", func(w http.ResponseWriter, r *http.Request) {
-			var s ipvs.Snapshot
-			if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			if err := e.Apply(&s); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-			}
-		})
-		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Status()) })
-		ln, err := net.Listen("unix", os.Getenv("GVS_XDP_SOCK"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := &http.Server{Handler: mux}
-		go hs.Serve(ln)
-		<-ctx.Done()
-		hs.Close()
-		log.Info("drops", "reasons", e.Drops())
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		e.Close(cctx)
+		serveXDPDirector(t, ctx, log, xdp.Options{Interfaces: []string{"eth0"}, Mode: "generic", TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")}, os.Getenv("GVS_XDP_SOCK"))
 	}
 }

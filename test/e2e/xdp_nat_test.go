@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -91,37 +89,8 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 	director := dir.Start(os.Args[0], "-test.run=^TestXDPNATHelper$", "-test.v")
 	os.Unsetenv("GVS_XDPNAT_ROLE")
 
-	ctl := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
-	waitFor(t, 60*time.Second, "the xdp director", func() bool {
-		resp, err := ctl.Get("http://director/status")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	call := func(method, path string, in, out any) {
-		t.Helper()
-		var body io.Reader
-		if in != nil {
-			b, _ := json.Marshal(in)
-			body = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, "http://director"+path, body)
-		resp, err := ctl.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			msg, _ := io.ReadAll(resp.Body)
-			t.Fatalf("%s %s: %s", method, path, msg)
-		}
-		if out != nil {
-			json.NewDecoder(resp.Body).Decode(out)
-		}
-	}
+	ctl := dialDirector(t, sock)
+	call := func(method, path string, in, out any) { t.Helper(); ctl.call(t, method, path, in, out) }
 
 	vip := netip.MustParseAddr(natVIP)
 	rsAddr := func(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -250,10 +219,7 @@ func echoInNS(ns, addr string) error {
 // TestXDPNATHelper is not a test: it is the director or a real server of
 // TestXDPNATAndFullNAT, run by it in a namespace (GVS_XDPNAT_ROLE).
 func TestXDPNATHelper(t *testing.T) {
-	role := os.Getenv("GVS_XDPNAT_ROLE")
-	if role == "" {
-		t.Skip("helper process of TestXDPNATAndFullNAT; runs only when it starts it")
-	}
+	role := helperRole(t, "GVS_XDPNAT_ROLE", "TestXDPNATAndFullNAT")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -308,41 +274,12 @@ func TestXDPNATHelper(t *testing.T) {
 			log.Info("TOA options seen", "n", r.Seen())
 		}
 	case "director":
-		e, err := xdp.New(log, xdp.Options{
+		serveXDPDirector(t, ctx, log, xdp.Options{
 			Interfaces:     []string{"eth0", "eth1"},
 			Mode:           "generic",
 			ExpiryInterval: 200 * time.Millisecond,
 			StateTimeouts:  map[string]time.Duration{"TIME_WAIT": time.Second, "CLOSE": time.Second, "CLOSE_WAIT": time.Second, "LAST_ACK": time.Second, "SYN_RECV": 2 * time.Second},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("POST /apply", func(w http.ResponseWriter, r *http.Request) {
-			var s ipvs.Snapshot
-			if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			if err := e.Apply(&s); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-			}
-		})
-		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Status()) })
-		mux.HandleFunc("GET /conns", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Conns()) })
-		mux.HandleFunc("GET /entries", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.ConnEntries()) })
-		ln, err := net.Listen("unix", os.Getenv("GVS_XDPNAT_SOCK"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := &http.Server{Handler: mux}
-		go hs.Serve(ln)
-		<-ctx.Done()
-		hs.Close()
-		log.Info("drops", "reasons", e.Drops())
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		e.Close(cctx)
+		}, os.Getenv("GVS_XDPNAT_SOCK"))
 	}
 }
 

@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/engine/xdp"
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// serveXDPDirector runs the xdp engine in a helper process (inside the
+// director's namespace) and serves a small control API on the unix socket
+// sock until ctx ends: POST /apply takes an ipvs.Snapshot, GET /status,
+// /conns and /entries return the engine's view as JSON.
+func serveXDPDirector(t *testing.T, ctx context.Context, log *slog.Logger, opts xdp.Options, sock string) {
+	e, err := xdp.New(log, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /apply", func(w http.ResponseWriter, r *http.Request) {
+		var s ipvs.Snapshot
+		if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := e.Apply(&s); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Status()) })
+	mux.HandleFunc("GET /conns", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Conns()) })
+	mux.HandleFunc("GET /entries", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.ConnEntries()) })
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(ln)
+	<-ctx.Done()
+	hs.Close()
+	log.Info("drops", "reasons", e.Drops())
+	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	e.Close(cctx)
+}
+
+// directorCtl is the test's side of serveXDPDirector's control socket.
+type directorCtl struct {
+	c *http.Client
+}
+
+// dialDirector waits (up to a minute: the helper loads a BPF program)
+// until the director at sock answers.
+func dialDirector(t *testing.T, sock string) *directorCtl {
+	t.Helper()
+	d := &directorCtl{c: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}}
+	waitFor(t, 60*time.Second, "the xdp director", func() bool {
+		resp, err := d.c.Get("http://director/status")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return d
+}
+
+// call sends in (if not nil) as JSON and decodes the answer into out (if
+// not nil); anything but 200 OK fails the test.
+func (d *directorCtl) call(t *testing.T, method, path string, in, out any) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://director"+path, body)
+	resp, err := d.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s: %s", method, path, msg)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
+
+// helperRole is the role a test's helper process plays (its environment
+// variable), or a skip when the test binary runs it on its own.
+func helperRole(t *testing.T, env, parent string) string {
+	role := os.Getenv(env)
+	if role == "" {
+		t.Skipf("helper process of %s; runs only when it starts it", parent)
+	}
+	return role
+}
