@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
 
 // serveXDPDirector runs the xdp engine in a helper process (inside the
@@ -109,4 +111,35 @@ func helperRole(t *testing.T, env, parent string) string {
 		t.Skipf("helper process of %s; runs only when it starts it", parent)
 	}
 	return role
+}
+
+// fetchFrom makes n HTTP GETs from the client namespace to addr, each on
+// a new connection, and returns the bodies; a failure shows the
+// director's log.
+func fetchFrom(t *testing.T, clientNS, addr string, n int, director *netnstest.Proc) []string {
+	t.Helper()
+	var got []string
+	for i := range n {
+		body, err := getInNS(clientNS, addr)
+		if err != nil {
+			t.Fatalf("GET %d from the client to %s: %v\ndirector log:\n%s", i, addr, err, director.Output())
+		}
+		got = append(got, body)
+	}
+	return got
+}
+
+// alternate fails unless every answer's first word is a or b and no two
+// answers in a row share it.
+func alternate(t *testing.T, seq []string, a, b string) {
+	t.Helper()
+	for i, s := range seq {
+		name, _, _ := strings.Cut(s, " ")
+		if name != a && name != b {
+			t.Fatalf("answer %d is %q, want %s or %s (all: %v)", i, s, a, b, seq)
+		}
+		if i > 0 && strings.HasPrefix(seq[i-1]+" ", name+" ") {
+			t.Fatalf("answers do not alternate: %v", seq)
+		}
+	}
 }

@@ -114,30 +114,11 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 
 	fetch := func(port string, n int) []string {
 		t.Helper()
-		var got []string
-		for i := range n {
-			body, err := getInNS(client.Name, e2eVIP+":"+port)
-			if err != nil {
-				t.Fatalf("GET %d from the client to %s:%s: %v\ndirector log:\n%s", i, e2eVIP, port, err, director.Output())
-			}
-			got = append(got, body)
-		}
-		return got
-	}
-	alternates := func(t *testing.T, seq []string, a, b string) {
-		t.Helper()
-		for i, s := range seq {
-			if s != a && s != b {
-				t.Fatalf("answer %d is %q, want %s or %s (all: %v)", i, s, a, b, seq)
-			}
-			if i > 0 && s == seq[i-1] {
-				t.Fatalf("answers do not alternate: %v", seq)
-			}
-		}
+		return fetchFrom(t, client.Name, e2eVIP+":"+port, n, director)
 	}
 
-	t.Run("DR answers alternate", func(t *testing.T) { alternates(t, fetch("80", 6), "RS1", "RS2") })
-	t.Run("TUN answers alternate over IPIP and GUE", func(t *testing.T) { alternates(t, fetch("8080", 6), "RS3", "RS4") })
+	t.Run("DR answers alternate", func(t *testing.T) { alternate(t, fetch("80", 6), "RS1", "RS2") })
+	t.Run("TUN answers alternate over IPIP and GUE", func(t *testing.T) { alternate(t, fetch("8080", 6), "RS3", "RS4") })
 	t.Run("replies bypass the director", func(t *testing.T) {
 		var st []ipvs.ServiceStatus
 		ctl.call(t, "GET", "/status", nil, &st)

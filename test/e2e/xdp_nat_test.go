@@ -113,26 +113,13 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 
 	fetch := func(port string, n int) []string {
 		t.Helper()
-		var got []string
-		for i := range n {
-			body, err := getInNS(client.Name, natVIP+":"+port)
-			if err != nil {
-				t.Fatalf("GET %d from the client to %s:%s: %v\ndirector log:\n%s", i, natVIP, port, err, director.Output())
-			}
-			got = append(got, body)
-		}
-		return got
+		return fetchFrom(t, client.Name, natVIP+":"+port, n, director)
 	}
 	check := func(t *testing.T, seq []string, a, b string) {
 		t.Helper()
-		for i, s := range seq {
+		alternate(t, seq, a, b)
+		for _, s := range seq {
 			name, seen, _ := strings.Cut(s, " ")
-			if name != a && name != b {
-				t.Fatalf("answer %d is %q, want %s or %s (all: %v)", i, s, a, b, seq)
-			}
-			if i > 0 && strings.HasPrefix(seq[i-1], name+" ") {
-				t.Fatalf("answers do not alternate: %v", seq)
-			}
 			if !strings.HasPrefix(seen, "198.18.0.100:") {
 				t.Fatalf("%s saw the client as %q, want 198.18.0.100:port", name, seen)
 			}
