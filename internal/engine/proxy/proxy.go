@@ -30,8 +30,11 @@
 //     the client that hit it gets a reset, never a retry.
 //   - Firewall-mark services, port 0 (all ports) services and SCTP cannot
 //     be proxied: they are kept and listed, with a warning, but not served.
-//   - UDP services send no PROXY header; one-packet scheduling (-o) is not
-//     done (each client address is one flow).
+//   - UDP services send no PROXY header. Without -o each client address
+//     is one flow to one server; with one-packet scheduling (-o) every
+//     datagram is scheduled and counted on its own and never listed, and
+//     replies come back through a per-client socket that lives for
+//     Options.OnePacketWindow after the last datagram (udp_ops.go).
 package proxy
 
 import (
@@ -68,6 +71,10 @@ type Options struct {
 	// FreeBind lets a service listen on a virtual address this host does
 	// not hold yet (IP_FREEBIND, Linux), as a VRRP backup must.
 	FreeBind bool
+	// OnePacketWindow is how long a client of a one-packet (-o) UDP
+	// service can still get replies after its last datagram (default 5 s,
+	// at most the udp timeout).
+	OnePacketWindow time.Duration
 }
 
 var errDeadline = os.ErrDeadlineExceeded

@@ -61,7 +61,12 @@ type template struct {
 	timer    *time.Timer
 }
 
-func schedKey(s *ipvs.Service) string { return fmt.Sprintf("%s/%#x", s.Scheduler, s.Flags) }
+// schedKey names what the scheduler depends on: its name and the
+// scheduler flags (-b). Editing other flags (-p, -o) keeps the scheduler
+// and its position, as ip_vs_edit_service does.
+func schedKey(s *ipvs.Service) string {
+	return fmt.Sprintf("%s/%#x", s.Scheduler, s.Flags&(ipvs.SchedFlag1|ipvs.SchedFlag2|ipvs.SchedFlag3))
+}
 
 // update makes the service hold sc's configuration and real servers:
 // servers that stay keep their counters, removed ones are marked so and

@@ -16,11 +16,13 @@ import (
 // udpService serves a UDP virtual service: datagrams from each client
 // address go to the real server chosen for its first datagram, through a
 // connected socket of their own (a "flow"); replies go back from the
-// virtual address.
+// virtual address. A one-packet service (-o) schedules every datagram
+// instead (see udp_ops.go).
 type udpService struct {
 	s     *service
 	pc    *net.UDPConn
 	flows sync.Map // netip.AddrPort -> *udpFlow
+	ops   sync.Map // netip.AddrPort -> *replyPath, for one-packet scheduling
 	done  chan struct{}
 }
 
@@ -46,6 +48,10 @@ func (u *udpService) readLoop() {
 			continue
 		}
 		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		if u.s.cfg.Load().Flags&ipvs.FlagOnePacket != 0 {
+			u.onePacket(client, buf[:n])
+			continue
+		}
 		for try := 0; try < 2; try++ {
 			f := u.flow(client)
 			if f == nil {
@@ -101,6 +107,10 @@ func (u *udpService) close() {
 	<-u.done
 	u.flows.Range(func(_, v any) bool {
 		v.(*udpFlow).expire()
+		return true
+	})
+	u.ops.Range(func(_, v any) bool {
+		v.(*replyPath).close()
 		return true
 	})
 }
