@@ -278,26 +278,30 @@ func TestProxyStoppedServerIsSkipped(t *testing.T) {
 	})
 }
 
-func TestProxyUDP(t *testing.T) {
-	udpServer := func(name string) string {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(append([]byte(name+":"), buf[:n]...), from)
-			}
-		}()
-		return pc.LocalAddr().String()
+// udpServer is a UDP real server on loopback answering each datagram with
+// "name:payload"; it returns its "ip:port".
+func udpServer(t *testing.T, name string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	rs1, rs2 := udpServer("RS1"), udpServer("RS2")
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte(name+":"), buf[:n]...), from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+func TestProxyUDP(t *testing.T) {
+	rs1, rs2 := udpServer(t, "RS1"), udpServer(t, "RS2")
 	d := startGVSD(t, "--engine", "proxy")
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -343,6 +347,67 @@ func TestProxyUDP(t *testing.T) {
 	}
 	if conns := d.gvsadm(t, "-Lnc"); strings.Count(conns, "UDP ") < 2 {
 		t.Errorf("-Lnc lists fewer than 2 UDP entries:\n%s", conns)
+	}
+}
+
+func TestProxyUDPOnePacket(t *testing.T) {
+	rs1, rs2 := udpServer(t, "RS1"), udpServer(t, "RS2")
+	d := startGVSD(t, "--engine", "proxy")
+	addr := "127.0.0.1:" + freePort(t)
+	d.gvsadm(t, "-A", "-u", addr, "-s", "rr", "-o")
+	d.gvsadm(t, "-a", "-u", addr, "-r", rs2, "-m")
+	d.gvsadm(t, "-a", "-u", addr, "-r", rs1, "-m")
+	if out := d.gvsadm(t, "-Ln"); !strings.Contains(out, "UDP  "+addr+" rr ops\n") {
+		t.Errorf("-Ln does not show the one-packet flag:\n%s", out)
+	}
+
+	// One client socket: each datagram is scheduled on its own (rr starts
+	// with the last added, RS1), and every answer comes from the virtual
+	// address (a connected socket receives from nowhere else).
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var seq []string
+	for i := range 4 {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		msg := fmt.Sprintf("q%d", i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("no UDP answer to %q: %v", msg, err)
+		}
+		if !strings.HasSuffix(string(buf[:n]), ":"+msg) {
+			t.Fatalf("answer %q to %q", buf[:n], msg)
+		}
+		seq = append(seq, string(buf[:3]))
+	}
+	if got := strings.Join(seq, " "); got != "RS1 RS2 RS1 RS2" {
+		t.Errorf("4 datagrams from one socket went to %s, want RS1 RS2 RS1 RS2", got)
+	}
+	// IPVS keeps no entry for a one-packet datagram, but counts each as a
+	// connection.
+	if conns := d.gvsadm(t, "-Lnc"); strings.Contains(conns, "UDP ") {
+		t.Errorf("-Lnc lists one-packet datagrams:\n%s", conns)
+	}
+	stats := d.gvsadm(t, "-Ln", "--stats")
+	want := []string{"UDP", addr, "4", "4", "4", "8", "24"} // conns, packets and bytes in and out
+	found := false
+	for _, line := range strings.Split(stats, "\n") {
+		found = found || strings.Join(strings.Fields(line), " ") == strings.Join(want, " ")
+	}
+	if !found {
+		t.Errorf("-Ln --stats does not count 4 connections, 4 packets and 8 bytes in, 4 packets and 24 bytes out:\n%s", stats)
+	}
+
+	// As ipvsadm, gvsadm refuses -o on a TCP service.
+	out, err := d.gvsadmErr("-A", "-t", "127.0.0.1:"+freePort(t), "-o")
+	if err == nil || !strings.Contains(out, "One-Packet Scheduling is only for UDP virtual services") {
+		t.Errorf("-A -t ... -o: %v\n%s\nwant ipvsadm's refusal", err, out)
 	}
 }
 
