@@ -74,11 +74,11 @@ func (c Config) withDefaults(mtu int) Config {
 // and its counters.
 type Status struct {
 	Config
-	Sent      uint64 `json:"sent_conns"`          // master: entries sent
-	Messages  uint64 `json:"messages"`            // datagrams sent or received
-	Installed uint64 `json:"installed_conns"`     // backup: entries installed
-	Skipped   uint64 `json:"skipped_conns"`       // entries skipped: no such service or real server here, or unsupported
-	Dropped   uint64 `json:"dropped_messages"`    // backup: malformed or foreign-syncid datagrams
+	Sent      uint64 `json:"sent_conns"`            // master: entries sent
+	Messages  uint64 `json:"messages"`              // datagrams sent or received
+	Installed uint64 `json:"installed_conns"`       // backup: entries installed
+	Skipped   uint64 `json:"skipped_conns"`         // entries skipped: no such service or real server here, or unsupported
+	Dropped   uint64 `json:"dropped_messages"`      // backup: malformed or foreign-syncid datagrams
 	Errors    uint64 `json:"send_errors,omitempty"` // master: failed sends
 }
 
@@ -106,9 +106,9 @@ type Manager struct {
 }
 
 type daemon struct {
-	status Status
-	cancel context.CancelFunc
-	done   chan struct{}
+	status                                        Status
+	cancel                                        context.CancelFunc
+	done                                          chan struct{}
 	sent, msgs, installed, skipped, dropped, errs atomic.Uint64
 }
 
