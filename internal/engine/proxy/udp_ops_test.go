@@ -67,7 +67,7 @@ func TestUDPOnePacket(t *testing.T) {
 			if tt.addr.Is6() {
 				needIPv6(t)
 			}
-			e := newEngine(t, Options{OnePacketWindow: 300 * time.Millisecond})
+			e := newEngine(t, Options{OnePacketWindow: time.Second})
 			svc := vs(t, ipvs.UDP, tt.addr, "rr")
 			svc.Flags = ipvs.FlagOnePacket
 			if tt.persistent {
@@ -128,7 +128,7 @@ func TestUDPOnePacket(t *testing.T) {
 						i+1, d.Stats.Conns, d.ActiveConns, d.InactConns, tt.wantConns[i])
 				}
 			}
-			eventually(t, 3*time.Second, "the reply path to end after the reply window", func() bool {
+			eventually(t, 5*time.Second, "the reply path to end after the reply window", func() bool {
 				return replyPaths(e, svc.ServiceKey) == 0
 			})
 			// The client is served again on a new path.
@@ -188,13 +188,13 @@ func TestUDPOnePacketReplies(t *testing.T) {
 			return "rs1:ping" // and not "spoofed" first
 		}},
 		{name: "an answer after the reply window is dropped", act: func(t *testing.T, e *Engine, key ipvs.ServiceKey, _ netip.AddrPort) string {
-			eventually(t, 3*time.Second, "the reply path to end", func() bool { return replyPaths(e, key) == 0 })
+			eventually(t, 5*time.Second, "the reply path to end", func() bool { return replyPaths(e, key) == 0 })
 			return ""
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEngine(t, Options{OnePacketWindow: 300 * time.Millisecond})
+			e := newEngine(t, Options{OnePacketWindow: time.Second})
 			svc := vs(t, ipvs.UDP, lo4, "rr")
 			svc.Flags = ipvs.FlagOnePacket
 			release := make(chan struct{})
@@ -225,7 +225,7 @@ func TestUDPOnePacketReplies(t *testing.T) {
 }
 
 func TestUDPOnePacketEditedOff(t *testing.T) {
-	e := newEngine(t, Options{OnePacketWindow: 300 * time.Millisecond})
+	e := newEngine(t, Options{OnePacketWindow: time.Second})
 	svc := vs(t, ipvs.UDP, lo4, "rr")
 	svc.Flags = ipvs.FlagOnePacket
 	rs1, rs2 := startUDP(t, lo4, "rs1"), startUDP(t, lo4, "rs2")
@@ -249,4 +249,20 @@ func TestUDPOnePacketEditedOff(t *testing.T) {
 	if list := connsOf(e, svc.AddrPort()); len(list) != 1 || list[0].State != "UDP" {
 		t.Fatalf("-Lnc %+v, want one UDP flow", list)
 	}
+}
+
+// The kernel applies one-packet scheduling to UDP only: a TCP service
+// given the flag (keepalived's ops, the API) is served as usual.
+func TestOnePacketIgnoredOnTCP(t *testing.T) {
+	e := newEngine(t, Options{})
+	svc := vs(t, ipvs.TCP, lo4, "rr")
+	svc.Flags = ipvs.FlagOnePacket
+	rs := startTCP(t, lo4, "rs1")
+	newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))
+	c := mustDial(t, svc.AddrPort())
+	c.echo(t, "hello\n")
+	if list := connsOf(e, svc.AddrPort()); len(list) != 1 || list[0].State != "ESTABLISHED" {
+		t.Fatalf("-Lnc %+v, want the TCP connection ESTABLISHED", list)
+	}
+	c.finish(t)
 }
