@@ -21,17 +21,19 @@ type SyncConn struct {
 	// Timeout is the state's whole timeout on the sender (how long the
 	// connection lives without packets).
 	Timeout time.Duration
+	// Idle is how long ago the connection's last packet passed (listing
+	// only; ignored when installing).
+	Idle time.Duration
 }
 
 // Syncer is implemented by engines whose connections can be synchronized
 // to a standby director. The proxy engine is not one: it terminates TCP,
 // so a connection cannot move to another director.
 type Syncer interface {
-	// SyncChanges returns the connections worth sending to backups: those
-	// created or whose state changed since the previous call, and those
-	// that saw packets and were last sent longer than refresh ago (so a
-	// backup's copy does not expire). refresh 0 returns every connection.
-	SyncChanges(refresh time.Duration) []SyncConn
+	// SyncConns lists the connections a sync master may send (the
+	// master keeps track of what changed since it last sent them). NAT
+	// and FullNAT replies are not listed separately.
+	SyncConns() []SyncConn
 	// InstallSynced installs connections received from a master, so that
 	// their packets go to the same real servers here. A connection whose
 	// virtual service or real server this engine does not have is

@@ -214,20 +214,16 @@ func (d *daemon) runMaster(ctx context.Context, log *slog.Logger, s engine.Synce
 	cfg := d.status.Config
 	t := time.NewTicker(SendInterval)
 	defer t.Stop()
-	refresh := time.Duration(0) // the first pass sends everything
+	tr := newTracker(RefreshPeriod)
 	for {
 		var conns []Conn
-		for _, ec := range s.SyncChanges(refresh) {
-			if !worthSending(&ec) {
-				continue
-			}
+		for _, ec := range tr.changes(time.Now(), s.SyncConns()) {
 			if w, ok := FromEngine(ec); ok {
 				conns = append(conns, w)
 			} else {
 				d.skipped.Add(1)
 			}
 		}
-		refresh = RefreshPeriod
 		for _, msg := range Pack(cfg.SyncID, cfg.MaxLen, conns) {
 			if _, err := c.WriteToUDP(msg, dst); err != nil {
 				if d.errs.Add(1) == 1 {
