@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -26,6 +27,7 @@ const (
 	DropAddrList                     // one of our VIPs is missing from the advert
 	DropOwn                          // our own advert looped back
 	DropUnicastSrc                   // unicast advert from an address not in unicast_peer (check_unicast_src)
+	DropAHReplay                     // AH sequence number not above the last one seen (a replay)
 	numDropReasons
 )
 
@@ -45,6 +47,7 @@ var dropNames = [numDropReasons]string{
 	DropAddrList:   "addr_list_mismatch",
 	DropOwn:        "own_advert",
 	DropUnicastSrc: "unicast_src_not_peer",
+	DropAHReplay:   "ah_replay",
 }
 
 func (r DropReason) String() string {
@@ -94,6 +97,10 @@ type Received struct {
 	// ChecksumDone says the kernel already verified the checksum (IPv6
 	// raw sockets with IPV6_CHECKSUM), as keepalived relies on.
 	ChecksumDone bool
+	// IPHeader is the IPv4 header as received, options included; with
+	// auth_type AH, Payload is the AH header and the advert, and the AH
+	// ICV covers this header. Empty when the Conn does not keep it.
+	IPHeader []byte
 }
 
 // Validator checks received packets against an instance's configuration.
@@ -113,6 +120,10 @@ type Validator struct {
 	// Peers, when not empty, are the only sources accepted: keepalived's
 	// check_unicast_src / vrrp_check_unicast_src for unicast instances.
 	Peers []netip.Addr
+	// AHSeq is the instance's AH sequence counter (AuthType AH): adverts
+	// whose sequence number is not above it are dropped as replays, and
+	// accepted ones move it. Nil skips the replay check.
+	AHSeq *AHCounter
 }
 
 // Check parses and validates r. It returns the advert, or the reason the
@@ -130,6 +141,29 @@ func (v *Validator) Check(r Received) (*Advert, DropReason) {
 	}
 	if len(v.Peers) > 0 && !slices.Contains(v.Peers, r.Src) {
 		return nil, DropUnicastSrc
+	}
+	if v.AuthType == AuthAH && v.Version == 2 && !v.IPv6 {
+		// the AH header comes first, and nothing in the packet can be
+		// trusted before its ICV is checked
+		if len(r.IPHeader) < ipv4HdrLen || r.IPHeader[9] != IPProtoAH {
+			return nil, DropAuthType // a plain advert to an AH instance
+		}
+		if len(b) < ahLen+hdrLen {
+			return nil, DropShort
+		}
+		inner, info, err := OpenAH(r.IPHeader, b, v.AuthData, v.Unicast)
+		switch {
+		case errors.Is(err, ErrAHNext):
+			return nil, DropAuthType // AH around something other than VRRP
+		case err != nil:
+			return nil, DropAuth
+		}
+		if v.AHSeq != nil && !v.AHSeq.Accept(info.Seq) {
+			return nil, DropAHReplay
+		}
+		b = inner
+	} else if len(r.IPHeader) >= ipv4HdrLen && r.IPHeader[9] == IPProtoAH {
+		return nil, DropAuthType // an AH packet to an instance without AH
 	}
 	if b[0]>>4 != v.Version {
 		return nil, DropVersion

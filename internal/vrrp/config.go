@@ -178,8 +178,8 @@ func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
 	default:
 		bad("version %d: want 2 or 3", c.Version)
 	}
-	if c.AuthType != AuthNone && c.AuthType != AuthPass {
-		bad("auth_type %s is not supported (want PASS)", c.AuthType)
+	if c.AuthType != AuthNone && c.AuthType != AuthPass && c.AuthType != AuthAH {
+		bad("auth_type %s is not supported (want PASS or AH)", c.AuthType)
 	}
 	if len(c.VIPs) > maxAddrs {
 		bad("%d virtual_ipaddress entries, at most %d", len(c.VIPs), maxAddrs)

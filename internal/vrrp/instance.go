@@ -379,7 +379,13 @@ func (i *Instance) Run(ctx context.Context) error {
 	conn := i.opt.Conn
 	if conn == nil {
 		err = inNetns(i.opt.Netns, func() error {
-			dial := dialConn4
+			proto := IPProto
+			if i.cfg.AuthType == AuthAH {
+				proto = IPProtoAH // AH adverts come as IP protocol 51
+			}
+			dial := func(ifi *net.Interface, src netip.Addr, multicast, sendOnly bool) (Conn, error) {
+				return dialConn4(ifi, src, multicast, sendOnly, proto)
+			}
 			if is6 {
 				dial = dialConn6
 			}
@@ -426,6 +432,9 @@ func (i *Instance) Run(ctx context.Context) error {
 	r.validator = Validator{Version: i.cfg.Version, VRID: i.cfg.VRID, IPv6: is6, AuthType: i.cfg.AuthType,
 		AuthData: PassAuthData(i.cfg.AuthPass), Interval: uint16(i.cfg.AdvertInt / time.Second),
 		Unicast: i.cfg.Unicast(), Own: []netip.Addr{primary}}
+	if i.cfg.AuthType == AuthAH {
+		r.validator.AHSeq = &r.ahSeq
+	}
 	if i.cfg.CheckUnicastSrc && i.cfg.Unicast() {
 		r.validator.Peers = i.cfg.UnicastPeers
 	}
@@ -466,6 +475,8 @@ type runner struct {
 	fault     bool
 	garpAt    time.Time // second burst
 	refreshAt time.Time
+	ahSeq     AHCounter // auth_type AH: sequence numbers sent and accepted
+	ipID      uint16    // auth_type AH: the IP id, which the ICV covers
 }
 
 func (r *runner) loop(ctx context.Context) error {
@@ -700,10 +711,21 @@ func (r *runner) send(prio uint8) {
 	for _, v := range r.cfg.VIPs {
 		a.Addrs = append(a.Addrs, v.Prefix.Addr())
 	}
+	var seq uint32
+	if a.AuthType == AuthAH {
+		// one sequence number and IP id per advert, whatever the number
+		// of unicast peers, as keepalived
+		seq = r.ahSeq.Next()
+		if r.ipID++; r.ipID == 0 {
+			r.ipID++ // the kernel would pick its own for 0
+		}
+	}
 	var errs []error
 	for _, dst := range r.dsts {
 		b, err := a.Marshal(r.primary, dst)
-		if err == nil {
+		if err == nil && a.AuthType == AuthAH {
+			err = r.sendAH(b, dst, seq)
+		} else if err == nil {
 			err = r.conn.WriteAdvert(b, dst)
 		}
 		if err != nil {
@@ -727,4 +749,17 @@ func (i *Instance) groupFaultOnly() bool {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.groupFault && !own
+}
+
+// sendAH sends the advert b to dst inside an AH header.
+func (r *runner) sendAH(b []byte, dst netip.Addr, seq uint32) error {
+	pw, ok := r.conn.(PacketConn)
+	if !ok {
+		return errors.New("auth_type AH: this connection cannot send whole IPv4 packets")
+	}
+	pkt, err := SealAH(r.primary, dst, r.ipID, seq, PassAuthData(r.cfg.AuthPass), r.cfg.Unicast(), b)
+	if err != nil {
+		return err
+	}
+	return pw.WritePacket4(pkt)
 }

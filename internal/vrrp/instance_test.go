@@ -51,6 +51,25 @@ func (c *memConn) WriteAdvert(b []byte, dst netip.Addr) error {
 	return nil
 }
 
+// WritePacket4 delivers a whole IPv4 packet (auth_type AH) as a raw
+// socket would: header kept, payload after it.
+func (c *memConn) WritePacket4(pkt []byte) error {
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	dst, _ := netip.AddrFromSlice(pkt[16:20])
+	for _, o := range c.hub.conns {
+		if o == c {
+			continue
+		}
+		p := slices.Clone(pkt)
+		select {
+		case o.in <- Received{Src: c.src, Dst: dst, TTL: int(p[8]), IPHeader: p[:20], Payload: p[20:]}:
+		default:
+		}
+	}
+	return nil
+}
+
 func (c *memConn) ReadAdvert() (Received, error) {
 	select {
 	case r := <-c.in:

@@ -24,6 +24,14 @@ type Conn interface {
 	Close() error
 }
 
+// PacketConn is a Conn that also sends whole IPv4 packets, IP header
+// included: auth_type AH needs it, since the AH ICV covers the header.
+type PacketConn interface {
+	Conn
+	// WritePacket4 sends pkt, an IPv4 packet from its header on.
+	WritePacket4(pkt []byte) error
+}
+
 // inNetns runs f with the calling goroutine's thread in the named network
 // namespace (as made by `ip netns add`); with an empty name it just runs
 // f. Sockets made by f stay in that namespace.
@@ -88,13 +96,14 @@ type conn4 struct {
 // come from. With no unicast peers it joins 224.0.0.18 on ifi, with
 // multicast loopback off.
 func DialConn4(ifi *net.Interface, src netip.Addr, multicast bool) (Conn, error) {
-	return dialConn4(ifi, src, multicast, false)
+	return dialConn4(ifi, src, multicast, false, IPProto)
 }
 
-// dialConn4 opens the IPv4 socket; a sendOnly one joins no group and
-// reads nothing (a filter drops every packet it would receive).
-func dialConn4(ifi *net.Interface, src netip.Addr, multicast, sendOnly bool) (Conn, error) {
-	pc, err := net.ListenPacket("ip4:112", "0.0.0.0")
+// dialConn4 opens the IPv4 socket reading IP protocol proto (112, or 51
+// for AH); a sendOnly one joins no group and reads nothing (a filter
+// drops every packet it would receive).
+func dialConn4(ifi *net.Interface, src netip.Addr, multicast, sendOnly bool, proto int) (Conn, error) {
+	pc, err := net.ListenPacket("ip4:"+strconv.Itoa(proto), "0.0.0.0")
 	if err != nil {
 		return nil, fmt.Errorf("open raw IPv4 socket for VRRP (needs root or CAP_NET_RAW): %w", err)
 	}
@@ -149,6 +158,16 @@ func (c *conn4) WriteAdvert(b []byte, dst netip.Addr) error {
 	return c.rc.WriteTo(h, b, nil)
 }
 
+// WritePacket4 sends pkt as it is: the kernel fills in only the header
+// checksum (and the id when it is zero).
+func (c *conn4) WritePacket4(pkt []byte) error {
+	h, err := ipv4.ParseHeader(pkt)
+	if err != nil {
+		return fmt.Errorf("vrrp: packet to send: %w", err)
+	}
+	return c.rc.WriteTo(h, pkt[h.Len:], nil)
+}
+
 func (c *conn4) ReadAdvert() (Received, error) {
 	h, p, _, err := c.rc.ReadFrom(c.buf)
 	if err != nil {
@@ -161,7 +180,10 @@ func (c *conn4) ReadAdvert() (Received, error) {
 	}
 	src, _ := netip.AddrFromSlice(h.Src.To4())
 	dst, _ := netip.AddrFromSlice(h.Dst.To4())
-	return Received{Src: src, Dst: dst, TTL: h.TTL, Payload: append([]byte(nil), p...)}, nil
+	// the raw socket hands the header over as it came (network byte
+	// order on Linux): keep it for AH, whose ICV covers it
+	return Received{Src: src, Dst: dst, TTL: h.TTL, Payload: append([]byte(nil), p...),
+		IPHeader: append([]byte(nil), c.buf[:h.Len]...)}, nil
 }
 
 func (c *conn4) Close() error { return c.c.Close() }
@@ -283,5 +305,13 @@ type splitConn struct {
 }
 
 func (c splitConn) WriteAdvert(b []byte, dst netip.Addr) error { return c.out.WriteAdvert(b, dst) }
+
+func (c splitConn) WritePacket4(pkt []byte) error {
+	pw, ok := c.out.(PacketConn)
+	if !ok {
+		return errors.New("vrrp: this connection cannot send whole IPv4 packets")
+	}
+	return pw.WritePacket4(pkt)
+}
 
 func (c splitConn) Close() error { return errors.Join(c.Conn.Close(), c.out.Close()) }

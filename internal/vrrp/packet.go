@@ -32,8 +32,8 @@ var (
 // AuthType is the VRRPv2 authentication type.
 type AuthType uint8
 
-// VRRPv2 authentication types. keepalived also knows AH (2), which is not
-// implemented here: adverts carrying it are dropped.
+// VRRPv2 authentication types. AH is keepalived's IPsec AH with
+// HMAC-MD5-96 around the advert, IPv4 only (see ah.go).
 const (
 	AuthNone AuthType = 0
 	AuthPass AuthType = 1
