@@ -29,6 +29,8 @@ func WriteHelp(w io.Writer, prog string) {
   P -L|-l [SERVICE] [LIST-OPTIONS]
   P -Z [SERVICE]
   P --set TCP TCPFIN UDP
+  P --start-daemon master|backup [DAEMON-OPTIONS]
+  P --stop-daemon master|backup
   P -h
 
 gvsadm is ipvsadm for gvsd: the same commands, options and output, sent to
@@ -47,6 +49,10 @@ Commands (long or short form):
   --list            -L, -l   list the table (the default with no arguments)
   --zero            -Z   zero the counters of one service, or of all
   --set TCP TCPFIN UDP   set the connection timeouts in seconds (0: unchanged)
+  --start-daemon STATE   start the connection sync daemon: master multicasts
+                         this director's connections, backup installs them
+                         (xdp engine; DR, TUN and NAT connections)
+  --stop-daemon STATE    stop it
   --help            -h   this text
   --version         -v   the version
 
@@ -87,6 +93,14 @@ Real server options:
   --tun-port     PORT         the GUE destination port (required for gue)
   --tun-nocsum, --tun-csum, --tun-remcsum   tunnel checksum (gue; gre: the first two)
 
+Daemon options:
+  --mcast-interface IFACE     the interface of the sync messages; default eth0
+  --syncid ID                 0-255; a backup with 0 accepts every master
+  --sync-maxlen LEN           largest message (UDP payload); default from the MTU
+  --mcast-group ADDR          default 224.0.0.81 (IPv6: give a group)
+  --mcast-port PORT           default 8848
+  --mcast-ttl TTL             default 1
+
 List options:
   --numeric      -n           numeric addresses and ports
   --connection   -c           the connection table
@@ -97,7 +111,7 @@ List options:
   --persistent-conn           persistent connection counts
   --tun-info                  tunnel settings
   --timeout                   the timeouts (tcp tcpfin udp)
-  --daemon                    the sync daemon (gvsd runs none)
+  --daemon                    the running sync daemons
   --nosort                    in gvsd's order, not sorted
   --sort                      sorted (the default)
 `

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/ipvssync"
 )
 
 // Option bits, in ipvsadm's order (OPTC_*); the order indexes optNames and
@@ -121,6 +122,7 @@ type entry struct {
 
 	timeouts    ipvs.Timeouts
 	daemonState string
+	daemon      ipvssync.Config // --start-daemon's options
 	hostName    string // a host name ipvsadm would have resolved and we do not
 	prog        string
 }
@@ -384,14 +386,17 @@ func (e *entry) option(def *optDef, arg string, hasArg bool, word string, schedF
 		e.format |= FmtNumeric
 		return set(optNumeric)
 	case tagMcastInterface:
+		e.daemon.Interface = truncate(arg, 15)
 		return set(optMcast)
 	case tagSyncID:
 		if err := set(optSyncID); err != nil {
 			return err
 		}
-		if _, ok := stringToNumber(arg, 0, 255); !ok {
+		v, ok := stringToNumber(arg, 0, 255)
+		if !ok {
 			return usage("illegal syncid specified")
 		}
+		e.daemon.SyncID = uint8(v)
 	case tagTimeout:
 		return set(optTimeout)
 	case tagDaemon:
@@ -449,6 +454,7 @@ func (e *entry) option(def *optDef, arg string, hasArg bool, word string, schedF
 		} else if err != nil || !a.Is4() || !a.IsMulticast() {
 			return usage("invalid IPv4 mcast-group `%s'", arg)
 		}
+		e.daemon.Group = a
 	case tagMcastPort, tagMcastTTL, tagSyncMaxlen:
 		o, name, max := optMcastPort, "mcast-port", 65535
 		switch def.tag {
@@ -460,8 +466,17 @@ func (e *entry) option(def *optDef, arg string, hasArg bool, word string, schedF
 		if err := set(o); err != nil {
 			return err
 		}
-		if _, ok := stringToNumber(arg, 1, max); !ok {
+		v, ok := stringToNumber(arg, 1, max)
+		if !ok {
 			return usage("illegal %s specified", name)
+		}
+		switch o {
+		case optMcastPort:
+			e.daemon.Port = uint16(v)
+		case optMcastTTL:
+			e.daemon.TTL = uint8(v)
+		default:
+			e.daemon.MaxLen = int(v)
 		}
 	case tagTunInfo:
 		e.format |= FmtTunInfo
@@ -571,6 +586,13 @@ func (e *entry) finish() (*Request, error) {
 		}
 	}
 	req := &Request{Cmd: e.cmd, Format: e.format, HasService: e.has(optService), DaemonState: e.daemonState}
+	if e.cmd == CmdStartDaemon {
+		req.Daemon = e.daemon
+		req.Daemon.State = e.daemonState
+		if req.Daemon.Interface == "" {
+			req.Daemon.Interface = ipvssync.DefaultInterface
+		}
+	}
 	if e.cmd == CmdList {
 		c := e.has(optConnection) || e.has(optTimeout) || e.has(optDaemon)
 		if c && (e.has(optStats) || e.has(optRate) || e.has(optThresholds)) ||

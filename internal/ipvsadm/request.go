@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/ipvssync"
 )
 
 // Cmd is the command of an ipvsadm invocation, numbered as ipvsadm numbers
@@ -89,6 +90,9 @@ type Request struct {
 	List       ListKind
 	// DaemonState is "master" or "backup" for --start-daemon/--stop-daemon.
 	DaemonState string
+	// Daemon is --start-daemon's settings (zero values: the kernel's
+	// defaults).
+	Daemon ipvssync.Config
 }
 
 // Error is a command line ipvsadm refuses: Msg is its message (printed on

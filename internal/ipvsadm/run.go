@@ -62,8 +62,7 @@ func (r *runner) run(args []string, restoring bool) int {
 		}
 		return r.restore()
 	case CmdStartDaemon, CmdStopDaemon:
-		fmt.Fprintf(r.stderr, "%s: the connection sync daemon is not supported: gvsd has no --%s\n", r.prog, req.Cmd)
-		return ExitFailure
+		return r.daemon(req)
 	case CmdList, CmdSave:
 		return r.list(req)
 	}
@@ -107,7 +106,16 @@ func (r *runner) list(req *Request) int {
 		WriteTimeouts(r.stdout, t)
 		return ExitOK
 	case ListDaemon:
-		return ExitOK // no sync daemon runs, so there is nothing to list
+		dc, ok := r.c.(DaemonClient)
+		if !ok {
+			return ExitOK
+		}
+		ds, err := dc.Daemons(r.ctx)
+		if err != nil {
+			return r.fail(err)
+		}
+		WriteDaemons(r.stdout, ds)
+		return ExitOK
 	case ListConns:
 		conns, err := r.c.Conns(r.ctx)
 		if err != nil {
