@@ -123,7 +123,7 @@ type entry struct {
 	timeouts    ipvs.Timeouts
 	daemonState string
 	daemon      ipvssync.Config // --start-daemon's options
-	hostName    string // a host name ipvsadm would have resolved and we do not
+	hostName    string          // a host name ipvsadm would have resolved and we do not
 	prog        string
 }
 
