@@ -17,6 +17,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/director"
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/engine/proxy"
+	"github.com/gvs-lb/gvs/internal/ipvssync"
 )
 
 // Options are gvsd's settings, from its command line.
@@ -60,7 +61,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 	}()
 
+	// Connection sync daemons: gvsadm --start-daemon, or lvs_sync_daemon
+	// following its VRRP instance.
+	syncd := ipvssync.NewManager(log, eng)
+	go k.runLVSSync(syncd, 100*time.Millisecond)
+
 	srv := api.NewServer(dir, log, k.views())
+	srv.ServeDaemons(syncd)
 	apiErr := make(chan error, 1)
 	go func() { apiErr <- srv.Listen(ctx, opts.Socket) }()
 	log.Info("admin API listening", "socket", opts.Socket)
@@ -72,6 +79,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		stop()
 	}
 	k.stop()
+	syncd.Close()
 	closeEngine(eng, opts.Grace, log)
 	if err != nil {
 		return err
