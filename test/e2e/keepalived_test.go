@@ -1004,3 +1004,91 @@ func TestKeepalivedVRRPReload(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepalivedVRRPAuthAH runs gvsd against the real keepalived with
+// auth_type AH (IPsec AH, HMAC-MD5-96) both ways round, as
+// TestGvsdVRRPWithKeepalived does with PASS: each accepts the other's
+// adverts (no auth failure, no replay on either side), a SIGTERM on the
+// master moves the VIP within about a second, and the restarted master,
+// whose sequence counter starts again from 0, takes it back.
+func TestKeepalivedVRRPAuthAH(t *testing.T) {
+	netnstest.Require(t, "keepalived")
+	for _, gvsdMaster := range []bool{true, false} {
+		name := "keepalived master"
+		if gvsdMaster {
+			name = "gvsd master"
+		}
+		t.Run(name, func(t *testing.T) {
+			p := newVRRPPair(t)
+			var gvsdSock string
+			start := func(i int) *netnstest.Proc {
+				state, prio := "MASTER", 100
+				if i == 1 {
+					state, prio = "BACKUP", 90
+				}
+				conf := strings.Replace(vrrpInstanceConf("2", state, prio, ""), "auth_type PASS", "auth_type AH", 1)
+				if (i == 0) == gvsdMaster {
+					proc := p.startGVSD(t, i, conf)
+					gvsdSock = proc.Cmd.Args[len(proc.Cmd.Args)-1]
+					return proc
+				}
+				return p.startKeepalived(t, i, conf)
+			}
+			master := start(0)
+			backup := start(1)
+			p.waitVIP(t, 0, 10*time.Second, "the VIP on the master")
+			p.watchNeverBoth(t)
+			time.Sleep(backupMDI + time.Second)
+			if nsHasAddr(p.dirs[1], vrrpVIP) {
+				t.Fatalf("the backup took the VIP while the master runs; backup says:\n%s", tail(backup.Output()))
+			}
+
+			if err := syscall.Kill(-master.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			took := p.waitVIP(t, 1, 2*time.Second, "the VIP on the backup after SIGTERM on the master")
+			<-master.Done()
+			t.Logf("VIP on the backup %v after SIGTERM", took.Round(10*time.Millisecond))
+			if took > time.Second+200*time.Millisecond {
+				t.Errorf("the VIP took %v to move after the master's priority 0 advert, want about 1 s at most", took)
+			}
+
+			restarted := start(0)
+			took = p.waitVIP(t, 0, 3*backupMDI, "the restarted master to preempt")
+			t.Logf("restarted master preempted after %v", took.Round(10*time.Millisecond))
+			time.Sleep(2 * time.Second) // a few adverts from the restarted master
+
+			ka := backup
+			if !gvsdMaster {
+				ka = restarted
+			}
+			for _, line := range strings.Split(master.Output()+backup.Output()+restarted.Output(), "\n") {
+				if strings.Contains(line, "IPSEC") || strings.Contains(line, "invalid") || strings.Contains(line, "mismatch") {
+					t.Errorf("a router complains about the other's adverts: %s", line)
+				}
+			}
+			if !strings.Contains(ka.Output(), "Entering MASTER STATE") {
+				t.Errorf("keepalived never became MASTER; it says:\n%s", tail(ka.Output()))
+			}
+			var view []struct {
+				Name            string            `json:"name"`
+				State           string            `json:"state"`
+				AdvertsReceived uint64            `json:"adverts_received"`
+				Drops           map[string]uint64 `json:"drops"`
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if err := api.NewClient(gvsdSock).State(ctx, "vrrp", &view); err != nil {
+				t.Fatal(err)
+			}
+			if len(view) != 1 || view[0].AdvertsReceived == 0 {
+				t.Fatalf("gvsd's vrrp view %+v, want VI_1 with adverts received from keepalived", view)
+			}
+			for _, why := range []string{"auth_failure", "ah_replay", "auth_type_mismatch", "bad_checksum"} {
+				if n := view[0].Drops[why]; n > 0 {
+					t.Errorf("gvsd dropped %d of keepalived's adverts as %s", n, why)
+				}
+			}
+		})
+	}
+}
