@@ -1,0 +1,181 @@
+package xdp
+
+import (
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/gvs-lb/gvs/internal/engine"
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// Connection synchronization (gvsadm --start-daemon, keepalived's
+// lvs_sync_daemon): a master lists its connections, a backup installs
+// them so that their packets keep going to the same real servers after a
+// failover, where a non-SYN packet that misses the table would not be
+// scheduled.
+//
+//   - DR, TUN and NAT connections are synchronized. A NAT connection gets
+//     its reply entry too. FullNAT connections are not: their local
+//     address and port are not in the kernel's sync format (the master
+//     skips and counts them).
+//   - A received connection is bound to the backup's real server with the
+//     same address and port in the same virtual service, forwarded with
+//     the backup's method for it; one whose service or real server the
+//     backup lacks is skipped and counted.
+//   - The received timeout is kept by placing the entry's last-seen time
+//     so that it expires when the master's copy would; the first packet
+//     through the backup restarts the local timer.
+//   - Persistence templates are not synchronized yet: after a failover a
+//     persistent client's next new connection is scheduled afresh.
+
+var _ engine.Syncer = (*Engine)(nil)
+
+// SyncConns lists the connections (not NAT reply entries) for a sync
+// master.
+func (e *Engine) SyncConns() []engine.SyncConn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := monotonic()
+	var out []engine.SyncConn
+	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
+		d := e.dests[uint32(v.Dest)]
+		if d == nil || v.Flags&connReply != 0 {
+			return
+		}
+		out = append(out, engine.SyncConn{
+			Proto:   ipvs.Protocol(k.Proto),
+			Client:  netip.AddrPortFrom(wordsAddr(k.Saddr, k.Family), be16(k.Sport)),
+			Virtual: netip.AddrPortFrom(wordsAddr(k.Daddr, k.Family), be16(k.Dport)),
+			Dest:    d.cfg.AddrPort(),
+			Method:  d.cfg.Method,
+			State:   stateName(v.State),
+			Timeout: e.timeout(v.State),
+			Idle:    sinceSeen(now, v.LastSeen),
+		})
+	})
+	if err != nil {
+		e.log.Warn("listing connections to sync", "err", err)
+	}
+	return out
+}
+
+// InstallSynced installs connections received from a sync master.
+func (e *Engine) InstallSynced(conns []engine.SyncConn) (installed, skipped int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := monotonic()
+	for _, c := range conns {
+		if e.installSynced(&c, now) {
+			installed++
+		} else {
+			skipped++
+		}
+	}
+	return installed, skipped
+}
+
+func (e *Engine) installSynced(c *engine.SyncConn, now uint64) bool {
+	s := e.svcs[ipvs.ServiceKey{Proto: c.Proto, Addr: c.Virtual.Addr(), Port: c.Virtual.Port()}]
+	if s == nil {
+		return false
+	}
+	d := s.all[c.Dest]
+	if d == nil || d.cfg.Method == ipvs.FullNAT {
+		return false
+	}
+	st, ok := stateByName(c.State)
+	if !ok {
+		return false
+	}
+	cw, fam := addrWords(c.Client.Addr())
+	vw, vfam := addrWords(c.Virtual.Addr())
+	if fam != vfam {
+		return false
+	}
+	k := lbConnKey{Saddr: cw, Daddr: vw, Sport: be16(c.Client.Port()), Dport: be16(c.Virtual.Port()), Proto: uint8(c.Proto), Family: fam}
+	v := lbConnVal{State: st}
+	setSeen(&v.LastSeen, now, syncedAge(c.Timeout, e.timeout(st)))
+	setUint(&v.Dest, d.index)
+	setUint(&v.Svc, s.index)
+	if d.cfg.Method == ipvs.Masq {
+		dw, _ := addrWords(d.cfg.Addr)
+		setUint(&v.Flags, connNAT)
+		v.Xsaddr, v.Xsport = cw, k.Sport
+		v.Xdaddr, v.Xdport = dw, be16(d.cfg.Port)
+		r := v
+		setUint(&r.Flags, connNAT|connReply)
+		r.Xsaddr, r.Xsport = vw, k.Dport
+		r.Xdaddr, r.Xdport = cw, k.Sport
+		if err := e.objs.Conns.Update(pairKey(&k, &v), r, ebpf.UpdateAny); err != nil {
+			e.log.Debug("installing a synced NAT reply entry", "err", err)
+			return false
+		}
+	}
+	if err := e.objs.Conns.Update(k, v, ebpf.UpdateAny); err != nil {
+		e.log.Debug("installing a synced connection", "err", err)
+		return false
+	}
+	return true
+}
+
+// syncedAge is how long ago the last packet of an installed entry is to
+// be, so that an entry whose local timeout is local expires after the
+// received timeout: negative (in the future) when the master's timeout is
+// longer.
+func syncedAge(received, local time.Duration) time.Duration {
+	if received <= 0 {
+		return 0
+	}
+	return local - received
+}
+
+// The connection map's last_seen is bpf_ktime_get_coarse_ns() in
+// nanoseconds, or in units of 2^clockShift ns when the field has 32 bits.
+// These helpers work with either layout.
+const clockShift32 = 22
+
+func clockUnit[T ~uint32 | ~uint64]() time.Duration {
+	var z T
+	if unsafe.Sizeof(z) == 4 {
+		return 1 << clockShift32
+	}
+	return 1
+}
+
+// setSeen sets *last to age before now (monotonic nanoseconds).
+func setSeen[T ~uint32 | ~uint64](last *T, now uint64, age time.Duration) {
+	u := clockUnit[T]()
+	*last = T(now/uint64(u)) - T(int64(age/u))
+}
+
+// sinceSeen is how long before now (monotonic nanoseconds) last was; a
+// last after now is no time. Differences are signed, so a 32-bit clock
+// may wrap.
+func sinceSeen[T ~uint32 | ~uint64](now uint64, last T) time.Duration {
+	u := clockUnit[T]()
+	n := T(now / uint64(u))
+	var d int64
+	if unsafe.Sizeof(last) == 4 {
+		d = int64(int32(uint32(n - last)))
+	} else {
+		d = int64(uint64(n - last))
+	}
+	return time.Duration(max(d, 0)) * u
+}
+
+// setUint sets a map field whatever its width (the BPF layout packs them).
+func setUint[T ~uint8 | ~uint16 | ~uint32 | ~uint64](dst *T, v uint32) { *dst = T(v) }
+
+func stateByName(name string) (lbConnState, bool) {
+	for _, st := range []lbConnState{lbConnStateST_ESTABLISHED, lbConnStateST_SYN_SENT, lbConnStateST_SYN_RECV,
+		lbConnStateST_FIN_WAIT, lbConnStateST_TIME_WAIT, lbConnStateST_CLOSE, lbConnStateST_CLOSE_WAIT,
+		lbConnStateST_LAST_ACK, lbConnStateST_LISTEN, lbConnStateST_SYNACK, lbConnStateST_UDP} {
+		if stateName(st) == name {
+			return st, true
+		}
+	}
+	return 0, false
+}

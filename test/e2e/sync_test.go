@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
+)
+
+// TestSyncDaemonFailover: two directors run gvsd --engine xdp with the
+// same DR service; connections opened through director A keep going to
+// the same real servers through director B after the VIP moves, when A
+// runs the master sync daemon and B the backup one, and break without
+// them (B's program passes packets of connections it does not know to its
+// kernel, which resets them).
+//
+//	client 198.18.0.100 ─┐
+//	dirA   198.18.0.1  ──┼─ br0 (198.18.0.0/24; the sync messages too)
+//	dirB   198.18.0.2  ──┤
+//	rs1    198.18.0.11 ──┤   VIP 198.18.0.200 on A's eth0, later B's;
+//	rs2    198.18.0.12 ──┘   on the real servers' lo
+func TestSyncDaemonFailover(t *testing.T) {
+	netnstest.Require(t)
+	hub := netnstest.New(t, "hub")
+	client := netnstest.New(t, "cli")
+	dirs := []*netnstest.NS{netnstest.New(t, "dira"), netnstest.New(t, "dirb")}
+	rs := []*netnstest.NS{netnstest.New(t, "rs1"), netnstest.New(t, "rs2")}
+	netnstest.Bridge(t, hub, "br0", "eth0", client, dirs[0], dirs[1], rs[0], rs[1])
+	client.Addr("eth0", "198.18.0.100/24")
+	for i, d := range dirs {
+		d.Addr("eth0", fmt.Sprintf("198.18.0.%d/24", i+1))
+	}
+	for i, n := range rs {
+		n.Addr("eth0", fmt.Sprintf("198.18.0.%d/24", 11+i))
+		t.Setenv("GVS_XDP_ROLE", "rs")
+		t.Setenv("GVS_XDP_NAME", fmt.Sprintf("RS%d", i+1))
+		t.Setenv("GVS_XDP_MODE", "dr")
+		t.Setenv("GVS_XDP_LISTEN", e2eVIP+":80")
+		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
+	}
+	os.Unsetenv("GVS_XDP_ROLE")
+
+	// Both directors: gvsd with the xdp engine and the same service.
+	socks := make([]string, 2)
+	procs := make([]*netnstest.Proc, 2)
+	for i, d := range dirs {
+		socks[i] = filepath.Join(t.TempDir(), "gvsd.sock")
+		procs[i] = d.Start(filepath.Join(bin, "gvsd"), "--engine", "xdp", "--interface", "eth0", "--socket", socks[i], "--grace", "1s")
+	}
+	adm := func(i int, args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(bin, "gvsadm"), args...)
+		cmd.Env = append(os.Environ(), "GVS_SOCKET="+socks[i])
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	mustAdm := func(i int, args ...string) string {
+		t.Helper()
+		out, err := adm(i, args...)
+		if err != nil {
+			t.Fatalf("director %c: gvsadm %s: %v\n%s\ngvsd log:\n%s", 'A'+i, strings.Join(args, " "), err, out, procs[i].Output())
+		}
+		return out
+	}
+	for i := range dirs {
+		waitFor(t, 60*time.Second, "gvsd with the xdp engine", func() bool { _, err := adm(i, "-Ln"); return err == nil })
+		mustAdm(i, "-A", "-t", e2eVIP+":80", "-s", "rr")
+		mustAdm(i, "-a", "-t", e2eVIP+":80", "-r", "198.18.0.11:80", "-g")
+		mustAdm(i, "-a", "-t", e2eVIP+":80", "-r", "198.18.0.12:80", "-g")
+	}
+	mac := func(ns *netnstest.NS) string {
+		return strings.TrimSpace(ns.Run("cat", "/sys/class/net/eth0/address"))
+	}
+	// moveVIP puts the VIP on director i and points the client at it.
+	moveVIP := func(i int) {
+		t.Helper()
+		dirs[1-i].Cmd("ip", "addr", "del", e2eVIP+"/32", "dev", "eth0").Run() // may not be there
+		dirs[i].Run("ip", "addr", "replace", e2eVIP+"/32", "dev", "eth0")
+		client.Run("ip", "neigh", "replace", e2eVIP, "lladdr", mac(dirs[i]), "dev", "eth0", "nud", "permanent")
+	}
+
+	// open makes n kept-alive connections through the current director
+	// and returns them with the real server each reached.
+	open := func(n int) ([]*keepAlive, []string) {
+		t.Helper()
+		var ks []*keepAlive
+		var names []string
+		for range n {
+			k, err := dialKeepAlive(client.Name, e2eVIP+":80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { k.conn.Close() })
+			name, err := k.get()
+			if err != nil {
+				t.Fatalf("first request: %v", err)
+			}
+			ks, names = append(ks, k), append(names, name)
+		}
+		return ks, names
+	}
+
+	t.Run("without sync the connection breaks", func(t *testing.T) {
+		moveVIP(0)
+		ks, _ := open(1)
+		moveVIP(1)
+		if name, err := ks[0].get(); err == nil {
+			t.Fatalf("the connection answered %q through director B, which never saw it: the test cannot tell sync from no sync", name)
+		}
+	})
+
+	t.Run("with sync the connections go on to the same real servers", func(t *testing.T) {
+		mustAdm(0, "--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "9")
+		mustAdm(1, "--start-daemon", "backup", "--mcast-interface", "eth0", "--syncid", "9")
+		if got, want := mustAdm(0, "-L", "--daemon"), "master sync daemon (mcast=eth0, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"; got != want {
+			t.Errorf("director A -L --daemon:\n%q\nwant\n%q", got, want)
+		}
+		if got, want := mustAdm(1, "-L", "--daemon"), "backup sync daemon (mcast=eth0, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"; got != want {
+			t.Errorf("director B -L --daemon:\n%q\nwant\n%q", got, want)
+		}
+		moveVIP(0)
+		ks, names := open(2)
+		if names[0] == names[1] {
+			t.Fatalf("both connections went to %s; want one per real server (rr)", names[0])
+		}
+		// The master sends about once a second; wait for B's table.
+		waitFor(t, 20*time.Second, "director B to list the synced connections", func() bool {
+			out, _ := adm(1, "-Lnc")
+			for i, k := range ks {
+				want := fmt.Sprintf("ESTABLISHED %s %s:80 198.18.0.%d:80", k.conn.LocalAddr(), e2eVIP, 10+int(names[i][2]-'0'))
+				if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+					return false
+				}
+			}
+			return true
+		})
+		moveVIP(1)
+		for i, k := range ks {
+			for range 3 {
+				if name, err := k.get(); err != nil || name != names[i] {
+					t.Fatalf("connection %d through director B: %q, %v; want it to go on to %s\ndirector B:\n%s", i, name, err, names[i], procs[1].Output())
+				}
+			}
+		}
+		mustAdm(0, "--stop-daemon", "master")
+		mustAdm(1, "--stop-daemon", "backup")
+		if out := mustAdm(1, "-L", "--daemon"); out != "" {
+			t.Errorf("-L --daemon after --stop-daemon: %q", out)
+		}
+	})
+}
