@@ -66,7 +66,8 @@ type Instance struct {
 	files      map[string]int
 	links      map[string]bool
 	groupFault bool
-	onState    func(*Instance, State)
+	onState    func(*Instance, State)   // the sync group's
+	watchers   []func(*Instance, State) // OnStateChange's
 
 	sent, rcvd, prio0Sent, prio0Rcvd, becomeMaster, releaseMaster atomic.Uint64
 	drops                                                         DropCounters
@@ -137,6 +138,16 @@ func (i *Instance) Status() Status {
 		s.VIPs = append(s.VIPs, v.Prefix.String())
 	}
 	return s
+}
+
+// OnStateChange adds f to the functions called after every state change
+// of the instance (notify scripts started, sync group told), with the new
+// state, in order. f runs in the instance's own goroutine and must return
+// quickly: hand the change to a channel. Call it before Run.
+func (i *Instance) OnStateChange(f func(*Instance, State)) {
+	i.mu.Lock()
+	i.watchers = append(i.watchers, f)
+	i.mu.Unlock()
 }
 
 // Drops are the instance's drop counters.
@@ -667,7 +678,7 @@ func (r *runner) changed(s State) {
 	r.mu.Lock()
 	old := r.state
 	r.state = s
-	hook := r.onState
+	hook, watchers := r.onState, r.watchers
 	r.mu.Unlock()
 	if s == StateMaster {
 		r.becomeMaster.Add(1)
@@ -694,6 +705,9 @@ func (r *runner) changed(s State) {
 	r.notify.run(r.cfg.Notify, "INSTANCE", r.cfg.Name, s.String(), fmt.Sprint(r.m.Priority()))
 	if hook != nil {
 		hook(r.Instance, s)
+	}
+	for _, f := range watchers {
+		f(r.Instance, s)
 	}
 }
 

@@ -414,3 +414,45 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("IPv6 instance: %v, version %d (want 3)", err, i.Config().Version)
 	}
 }
+
+// TestOnStateChange: every function given to OnStateChange sees every
+// state change, in order, once the notify script has been started.
+func TestOnStateChange(t *testing.T) {
+	cfg := memConfig("VI_1", 1, 200, "198.18.0.1")
+	host := newMemHost()
+	var h hub
+	inst, err := NewInstance(cfg, Options{Conn: h.conn("198.18.0.1"), Host: host,
+		Logger: slog.New(slog.DiscardHandler), TrackPoll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got [2][]string
+	for k := range got {
+		inst.OnStateChange(func(i *Instance, s State) {
+			mu.Lock()
+			got[k] = append(got[k], i.Name()+" "+s.String())
+			mu.Unlock()
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); inst.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitState(t, inst, StateMaster)
+	host.setDown("lo", true)
+	waitState(t, inst, StateFault)
+	host.setDown("lo", false)
+	waitState(t, inst, StateMaster)
+	cancel()
+	<-done
+	want := []string{"VI_1 BACKUP", "VI_1 MASTER", "VI_1 FAULT", "VI_1 BACKUP", "VI_1 MASTER", "VI_1 STOP"}
+	mu.Lock()
+	defer mu.Unlock()
+	for k := range got {
+		if !slices.Equal(got[k], want) {
+			t.Errorf("watcher %d saw %q, want %q", k+1, got[k], want)
+		}
+	}
+}
