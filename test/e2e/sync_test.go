@@ -85,7 +85,7 @@ func TestSyncDaemonFailover(t *testing.T) {
 
 	// open makes n kept-alive connections through the current director
 	// and returns them with the real server each reached.
-	open := func(n int) ([]*keepAlive, []string) {
+	open := func(t *testing.T, n int) ([]*keepAlive, []string) {
 		t.Helper()
 		var ks []*keepAlive
 		var names []string
@@ -104,9 +104,17 @@ func TestSyncDaemonFailover(t *testing.T) {
 		return ks, names
 	}
 
+	// Director A serves once it has resolved the real servers (a first
+	// SYN may be dropped until then).
+	moveVIP(0)
+	waitFor(t, 30*time.Second, "an answer through director A", func() bool {
+		_, err := getInNS(client.Name, e2eVIP+":80")
+		return err == nil
+	})
+
 	t.Run("without sync the connection breaks", func(t *testing.T) {
 		moveVIP(0)
-		ks, _ := open(1)
+		ks, _ := open(t, 1)
 		moveVIP(1)
 		if name, err := ks[0].get(); err == nil {
 			t.Fatalf("the connection answered %q through director B, which never saw it: the test cannot tell sync from no sync", name)
@@ -123,7 +131,7 @@ func TestSyncDaemonFailover(t *testing.T) {
 			t.Errorf("director B -L --daemon:\n%q\nwant\n%q", got, want)
 		}
 		moveVIP(0)
-		ks, names := open(2)
+		ks, names := open(t, 2)
 		if names[0] == names[1] {
 			t.Fatalf("both connections went to %s; want one per real server (rr)", names[0])
 		}
