@@ -1,6 +1,7 @@
 // Package vrrp implements the Virtual Router Redundancy Protocol, version 2
 // (RFC 3768) and version 3 (RFC 5798) for IPv4 and IPv6, interoperable with
-// keepalived: the advert codec, a pure state machine, raw-socket I/O, VIPs
+// keepalived: the advert codec (with keepalived's IPsec AH authentication
+// for VRRPv2), a pure state machine, raw-socket I/O, VIPs
 // through netlink, gratuitous ARP / unsolicited NA, tracking and notify
 // scripts.
 package vrrp
