@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
 	"github.com/gvs-lb/gvs/internal/config"
@@ -45,12 +44,17 @@ type keepalived struct {
 
 	mail *mailer
 	poll sync.WaitGroup
+
+	// vrrpEvents carries the VRRP instances' state changes, as they
+	// happen, to watchVRRP.
+	vrrpEvents chan vrrpEvent
 }
 
 func startKeepalived(ctx context.Context, path string, dir *director.Director, log *slog.Logger) (*keepalived, error) {
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	k := &keepalived{path: path, dir: dir, log: log, ctx: kctx, cancel: cancel,
-		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{}}
+		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{},
+		vrrpEvents: make(chan vrrpEvent, 256)}
 	if path == "" {
 		return k, nil
 	}
@@ -59,15 +63,15 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, l
 		cancel()
 		return nil, err
 	}
+	k.poll.Add(1)
+	go func() {
+		defer k.poll.Done()
+		k.watchVRRP(kctx)
+	}()
 	if err := k.apply(cfg); err != nil {
 		k.stop()
 		return nil, err
 	}
-	k.poll.Add(1)
-	go func() {
-		defer k.poll.Done()
-		k.watchVRRP(kctx, 100*time.Millisecond)
-	}()
 	k.log.Info("configuration loaded", "file", path, "virtual_servers", len(cfg.VirtualServers),
 		"vrrp_instances", len(cfg.Instances))
 	return k, nil

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/notify"
@@ -249,6 +248,14 @@ func (k *keepalived) startVRRPUnit(u *vrrpUnit) {
 			inst.SetScriptResult(name, false)
 		}
 	}
+	for _, inst := range u.insts {
+		inst.OnStateChange(func(inst *vrrp.Instance, st vrrp.State) {
+			select {
+			case k.vrrpEvents <- vrrpEvent{u: u, inst: inst, state: st}:
+			case <-k.ctx.Done():
+			}
+		})
+	}
 	var wg sync.WaitGroup
 	for _, s := range u.sig.Scripts {
 		wg.Add(1)
@@ -335,31 +342,32 @@ func (k *keepalived) vipsGone(inst *vrrp.Instance) {
 	}
 }
 
-// watchVRRP follows the instances' states: MASTER and leaving MASTER move
-// the ha_suspend checkers, and smtp_alert mails each transition.
-func (k *keepalived) watchVRRP(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
+// vrrpEvent is a state change of one instance of a unit.
+type vrrpEvent struct {
+	u     *vrrpUnit
+	inst  *vrrp.Instance
+	state vrrp.State
+}
+
+// watchVRRP follows the instances' state changes as they happen: MASTER
+// and leaving MASTER move the ha_suspend checkers, and smtp_alert mails
+// each transition.
+func (k *keepalived) watchVRRP(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		k.mu.Lock()
-		units := make([]*vrrpUnit, 0, len(k.vrrp))
-		for _, u := range k.vrrp {
-			units = append(units, u)
-		}
-		ml := k.mail
-		k.mu.Unlock()
-		for _, u := range units {
-			k.watchUnit(u, ml)
+		case ev := <-k.vrrpEvents:
+			k.mu.Lock()
+			ml := k.mail
+			k.mu.Unlock()
+			k.vrrpChanged(ev, ml)
 		}
 	}
 }
 
-func (k *keepalived) watchUnit(u *vrrpUnit, ml *mailer) {
+func (k *keepalived) vrrpChanged(ev vrrpEvent, ml *mailer) {
+	u, inst, st := ev.u, ev.inst, ev.state
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	select {
@@ -368,21 +376,18 @@ func (k *keepalived) watchUnit(u *vrrpUnit, ml *mailer) {
 	default:
 	}
 	groupAlert := u.group != nil && ml != nil && ml.vrrp(u.group.SMTPAlert)
-	for i, inst := range u.insts {
-		st := inst.Status().State
-		old, seen := u.last[inst]
-		if seen && old == st || !seen && st == vrrp.StateInit {
-			continue
-		}
-		u.last[inst] = st
-		if st == vrrp.StateMaster {
-			k.vipsCame(inst)
-		} else if old == vrrp.StateMaster {
-			k.vipsGone(inst)
-		}
-		if ml != nil && !groupAlert && ml.vrrp(u.cfgs[i].SMTPAlert) {
-			ml.m.Go(k.ctx, notify.VRRPAlert(inst.Name(), st.String()))
-		}
+	old, seen := u.last[inst]
+	if seen && old == st || !seen && st == vrrp.StateInit {
+		return
+	}
+	u.last[inst] = st
+	if st == vrrp.StateMaster {
+		k.vipsCame(inst)
+	} else if old == vrrp.StateMaster {
+		k.vipsGone(inst)
+	}
+	if i := slices.Index(u.insts, inst); i >= 0 && ml != nil && !groupAlert && ml.vrrp(u.cfgs[i].SMTPAlert) {
+		ml.m.Go(k.ctx, notify.VRRPAlert(inst.Name(), st.String()))
 	}
 	if u.grp != nil {
 		if gs := u.grp.State(); gs != u.lastGroup && gs != vrrp.StateInit {
