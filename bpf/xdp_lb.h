@@ -81,7 +81,7 @@ enum conn_state {
 	ST_LISTEN = 9,
 	ST_SYNACK = 10,
 	ST_UDP = 16,
-};
+} __attribute__((packed)); /* one byte in conn_val */
 
 enum drop_reason {
 	REASON_NONE = 0,
@@ -156,26 +156,47 @@ struct conn_key {
 	__u16 pad;
 };
 
+/* The key of IPv4 connections, which have their own table (conns4): the
+ * kernel hashes the whole key (jhash) for every lookup, and 16 bytes hash
+ * faster than conn_key's 40. The fields are conn_key's. */
+struct conn_key4 {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 /*
  * One connection is one entry for DR and TUN. NAT and FullNAT add a second
  * entry keyed by the real server's reply (CONN_F_REPLY); each entry holds
  * the addresses and ports its packets leave with (x*). The forward entry
  * keeps the state and the time; the reply entry's forward key is its x*
  * tuple reversed.
+ *
+ * Kept small (48 bytes: with the map's 40-byte element header and the
+ * 40-byte key an element is two cache lines) because a new connection on
+ * a full table is bound by the cache and TLB misses of the LRU map.
  */
 struct conn_val {
-	__u64 last_seen; /* bpf_ktime_get_coarse_ns */
-	__u64 created;
-	__u32 dest;
-	__u32 svc;
+	__u32 last_seen; /* the connection clock (CONN_CLOCK_SHIFT) */
+	__u16 dest;      /* dests index (< MAX_DESTS) */
+	__u16 svc;       /* service index (< MAX_SERVICES) */
 	enum conn_state state;
-	__u32 flags;     /* CONN_F_* */
-	__u32 xsaddr[4];
-	__u32 xdaddr[4];
+	__u8 flags;      /* CONN_F_* */
 	__u16 xsport;
 	__u16 xdport;
-	__u32 pad;
+	__u16 pad;
+	__u32 xsaddr[4];
+	__u32 xdaddr[4];
 };
+
+/* The connection clock: bpf_ktime_get_coarse_ns() >> CONN_CLOCK_SHIFT, in
+ * 32 bits (units of 4.19 ms, about the kernel's tick). Go compares two
+ * readings as a signed 32-bit difference, which spans 104 days either
+ * way. */
+#define CONN_CLOCK_SHIFT 22
 
 struct persist_key {
 	__u32 addr[4];

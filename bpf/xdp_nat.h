@@ -405,19 +405,21 @@ static __always_inline void fwd_key(struct conn_key *fk, struct conn_val *rv, __
 }
 
 /* nat_reply un-NATs a real server's reply and sends it to the client. */
-static __noinline int nat_reply(struct xdp_md *ctx, struct pkt *p, struct conn_val *rv, __u64 now)
+static __noinline int nat_reply(struct xdp_md *ctx, struct pkt *p, struct conn_val *rv, __u32 now)
 {
 	struct conn_key fk = {};
 	struct bpf_fib_lookup fib = {};
 
 	fwd_key(&fk, rv, p->proto, p->family);
-	struct conn_val *fv = bpf_map_lookup_elem(&conns, &fk);
+	struct conn_val *fv = conn_lookup(&fk);
 	if (!fv || (fv->flags & CONN_F_REPLY)) {
 		count(REASON_STALE);
 		return XDP_PASS;
 	}
-	fv->last_seen = now;
-	rv->last_seen = now;
+	if (fv->last_seen != now)
+		fv->last_seen = now;
+	if (rv->last_seen != now)
+		rv->last_seen = now;
 	if (p->proto == IPPROTO_TCP) {
 		__u32 next = tcp_next_nat(fv->state, p->tcp_flags, 1);
 		set_state(fv, next);
@@ -469,7 +471,7 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 		}
 		nc->xsport = p->sport;
 		rk.dport = p->sport;
-		if (bpf_map_update_elem(&conns, &rk, &rv, BPF_NOEXIST)) {
+		if (conn_insert(&rk, &rv)) {
 			count(REASON_NAT_CLASH);
 			return -1;
 		}
@@ -499,7 +501,7 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 		for (int j = 0; j < 4; j++)
 			rk.daddr[j] = s->laddr[li][j];
 		rk.dport = bpf_htons(port);
-		if (bpf_map_update_elem(&conns, &rk, &rv, BPF_NOEXIST) == 0) {
+		if (conn_insert(&rk, &rv) == 0) {
 #pragma unroll
 			for (int j = 0; j < 4; j++)
 				nc->xsaddr[j] = rk.daddr[j];
@@ -566,7 +568,7 @@ static __noinline int nat_icmp(struct xdp_md *ctx, struct pkt *p)
 	k.sport = ports[1];
 	k.dport = ports[0];
 	k.family = p->family;
-	struct conn_val *e = bpf_map_lookup_elem(&conns, &k);
+	struct conn_val *e = conn_lookup(&k);
 	if (!e || !(e->flags & CONN_F_NAT))
 		return XDP_PASS;
 	struct conn_val *x = e;

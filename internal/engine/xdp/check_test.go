@@ -94,7 +94,10 @@ func TestMaxConns(t *testing.T) {
 			}
 			defer e.objs.Close()
 			if got := e.objs.Conns.MaxEntries(); got != tc.want {
-				t.Errorf("connection table of %d entries, want %d", got, tc.want)
+				t.Errorf("IPv6 connection table of %d entries, want %d", got, tc.want)
+			}
+			if got := e.objs.Conns4.MaxEntries(); got != tc.want {
+				t.Errorf("IPv4 connection table of %d entries, want %d", got, tc.want)
 			}
 		})
 	}

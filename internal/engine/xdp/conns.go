@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -33,6 +34,25 @@ const (
 	connNAT   = 0x2
 	connTOA   = 0x4
 )
+
+// connClockShift is CONN_CLOCK_SHIFT of bpf/xdp_lb.h: a connection's
+// last_seen is bpf_ktime_get_coarse_ns() >> connClockShift in 32 bits
+// (units of 4.19 ms).
+const connClockShift = 22
+
+// connClock is the connection clock now.
+func connClock() uint32 { return uint32(monotonic() >> connClockShift) }
+
+// idle is how long before now (both on the connection clock) last was.
+// The difference is signed, so the 32-bit clock may wrap; a last after
+// now (the program wrote it after Go read the clock) is no time.
+func idle(now, last uint32) time.Duration {
+	d := int32(now - last)
+	if d < 0 {
+		return 0
+	}
+	return time.Duration(d) << connClockShift
+}
 
 // monotonic is bpf_ktime_get_ns's clock.
 func monotonic() uint64 {
@@ -89,7 +109,7 @@ type ctlKey struct {
 func (e *Engine) expire() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := monotonic()
+	now, clock := monotonic(), connClock()
 	counts := map[uint32]destCounts{}
 	svcRefs := map[uint32]bool{}
 	controlled := map[ctlKey]bool{}
@@ -109,16 +129,12 @@ func (e *Engine) expire() {
 			// A reply entry lives and dies with its forward entry. One
 			// younger than orphanAge may belong to a connection being
 			// made right now (its forward entry comes second).
-			if now-v.LastSeen > uint64(orphanAge) && v.LastSeen < now {
+			if idle(clock, v.LastSeen) > orphanAge {
 				replies[*k] = pairKey(k, v)
 			}
 			return
 		}
-		age := time.Duration(int64(now - v.LastSeen))
-		if v.LastSeen > now {
-			age = 0
-		}
-		if age > e.timeout(v.State) {
+		if idle(clock, v.LastSeen) > e.timeout(v.State) {
 			dead = append(dead, *k)
 			if v.Flags&connNAT != 0 {
 				dead = append(dead, pairKey(k, v))
@@ -128,16 +144,17 @@ func (e *Engine) expire() {
 		if v.Flags&connNAT != 0 {
 			live[*k] = true
 		}
-		c := counts[v.Dest]
+		dest, svc := uint32(v.Dest), uint32(v.Svc)
+		c := counts[dest]
 		if v.State == lbConnStateST_ESTABLISHED {
 			c.active++
 		} else {
 			c.inactive++
 		}
-		counts[v.Dest] = c
-		svcRefs[v.Svc] = true
-		if m, ok := masks[v.Svc]; ok {
-			ck := ctlKey{svc: v.Svc}
+		counts[dest] = c
+		svcRefs[svc] = true
+		if m, ok := masks[svc]; ok {
+			ck := ctlKey{svc: svc}
 			for i := range ck.addr {
 				ck.addr[i] = k.Saddr[i] & m[i]
 			}
@@ -163,10 +180,7 @@ func (e *Engine) expire() {
 	pt := e.objs.Persist.Iterate()
 	for pt.Next(&pk, &pv) {
 		to := time.Duration(e.persistTimeout(pk.Svc)) * time.Second
-		age := time.Duration(int64(now - pv.LastSeen))
-		if pv.LastSeen > now {
-			age = 0
-		}
+		age := persistAge(now, pv.LastSeen)
 		// A template lives on while it controls connections, as the
 		// kernel restarts its timer.
 		if age > to && !controlled[ctlKey{svc: pk.Svc, addr: pk.Addr}] {
@@ -261,17 +275,54 @@ func (e *Engine) svcByIndex(idx uint32) *svcState {
 // connBatch is how many connection entries one system call reads.
 const connBatch = 4096
 
-// walkConns calls f for every entry of the connection map, read in
+// The connections are in two maps: IPv4 ones in Conns4 under a 16-byte
+// key (which the kernel hashes faster than the 40-byte one), IPv6 ones in
+// Conns. Go code sees every key as an lbConnKey.
+
+// key4 is k (an IPv4 key) in Conns4's form.
+func key4(k *lbConnKey) lbConnKey4 {
+	return lbConnKey4{Saddr: k.Saddr[0], Daddr: k.Daddr[0], Sport: k.Sport, Dport: k.Dport, Proto: k.Proto}
+}
+
+// keyOf4 is the inverse of key4.
+func keyOf4(k *lbConnKey4) lbConnKey {
+	return lbConnKey{Saddr: [4]uint32{k.Saddr}, Daddr: [4]uint32{k.Daddr}, Sport: k.Sport, Dport: k.Dport, Proto: k.Proto, Family: afInet}
+}
+
+// putConn writes one connection entry into its family's map.
+func (e *Engine) putConn(k *lbConnKey, v *lbConnVal, flags ebpf.MapUpdateFlags) error {
+	if k.Family == afInet {
+		k4 := key4(k)
+		return e.objs.Conns4.Update(&k4, v, flags)
+	}
+	return e.objs.Conns.Update(k, v, flags)
+}
+
+// walkConns calls f for every entry of the connection maps, read in
 // batches (BPF_MAP_LOOKUP_BATCH): one system call per connBatch entries
 // where iterating costs two per entry. f must not keep k or v.
 func (e *Engine) walkConns(f func(k *lbConnKey, v *lbConnVal)) error {
-	keys := make([]lbConnKey, connBatch)
 	vals := make([]lbConnVal, connBatch)
+	keys4 := make([]lbConnKey4, connBatch)
+	err := walkBatches(e.objs.Conns4, keys4, vals, func(i int) {
+		k := keyOf4(&keys4[i])
+		f(&k, &vals[i])
+	})
+	if err != nil {
+		return err
+	}
+	keys := make([]lbConnKey, connBatch)
+	return walkBatches(e.objs.Conns, keys, vals, func(i int) { f(&keys[i], &vals[i]) })
+}
+
+// walkBatches reads m in batches into keys and vals and calls f with the
+// index of each entry read.
+func walkBatches[K any](m *ebpf.Map, keys []K, vals []lbConnVal, f func(i int)) error {
 	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := e.objs.Conns.BatchLookup(&cursor, keys, vals, nil)
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
 		for i := range n {
-			f(&keys[i], &vals[i])
+			f(i)
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil
@@ -282,16 +333,31 @@ func (e *Engine) walkConns(f func(k *lbConnKey, v *lbConnVal)) error {
 	}
 }
 
-// deleteConns deletes entries in batches; one already gone (the LRU map
-// evicted it) stops a batch, which goes on after it.
+// deleteConns deletes entries from their family's map.
 func (e *Engine) deleteConns(keys []lbConnKey) {
+	var k4 []lbConnKey4
+	var k6 []lbConnKey
+	for i := range keys {
+		if keys[i].Family == afInet {
+			k4 = append(k4, key4(&keys[i]))
+		} else {
+			k6 = append(k6, keys[i])
+		}
+	}
+	deleteBatches(e.log, e.objs.Conns4, k4)
+	deleteBatches(e.log, e.objs.Conns, k6)
+}
+
+// deleteBatches deletes keys from m in batches; one already gone (the LRU
+// map evicted it) stops a batch, which goes on after it.
+func deleteBatches[K any](log *slog.Logger, m *ebpf.Map, keys []K) {
 	for len(keys) > 0 {
-		n, err := e.objs.Conns.BatchDelete(keys, nil)
+		n, err := m.BatchDelete(keys, nil)
 		if err == nil {
 			return
 		}
 		if !errors.Is(err, ebpf.ErrKeyNotExist) {
-			e.log.Warn("deleting expired connections", "err", err)
+			log.Warn("deleting expired connections", "err", err)
 			return
 		}
 		keys = keys[min(n+1, len(keys)):]
@@ -302,10 +368,10 @@ func (e *Engine) deleteConns(keys []lbConnKey) {
 func (e *Engine) Conns() []ipvs.Conn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := monotonic()
+	now, clock := monotonic(), connClock()
 	var out []ipvs.Conn
 	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
-		d := e.dests[v.Dest]
+		d := e.dests[uint32(v.Dest)]
 		if d == nil || v.Flags&connReply != 0 {
 			return
 		}
@@ -315,7 +381,7 @@ func (e *Engine) Conns() []ipvs.Conn {
 			Virtual: netip.AddrPortFrom(wordsAddr(k.Daddr, k.Family), be16(k.Dport)),
 			Dest:    d.cfg.AddrPort(),
 			State:   stateName(v.State),
-			Expires: expiresMS(e.timeout(v.State), now, v.LastSeen),
+			Expires: expiresMS(e.timeout(v.State), idle(clock, v.LastSeen)),
 		})
 	})
 	if err != nil {
@@ -336,7 +402,7 @@ func (e *Engine) Conns() []ipvs.Conn {
 			Virtual: s.cfg.AddrPort(),
 			Dest:    d.cfg.AddrPort(),
 			State:   "NONE",
-			Expires: expiresMS(time.Duration(s.cfg.Timeout)*time.Second, now, pv.LastSeen),
+			Expires: expiresMS(time.Duration(s.cfg.Timeout)*time.Second, persistAge(now, pv.LastSeen)),
 		})
 	}
 	if err := pt.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
@@ -345,10 +411,16 @@ func (e *Engine) Conns() []ipvs.Conn {
 	return out
 }
 
-func expiresMS(to time.Duration, now, last uint64) int64 {
-	left := to - time.Duration(int64(now-last))
+// expiresMS is what is left of timeout to after age, in milliseconds.
+func expiresMS(to, age time.Duration) int64 {
+	return max((to - age).Milliseconds(), 0)
+}
+
+// persistAge is how long before now (bpf_ktime_get_ns's clock) a
+// persistence template was last used at last.
+func persistAge(now, last uint64) time.Duration {
 	if last > now {
-		left = to
+		return 0
 	}
-	return max(left.Milliseconds(), 0)
+	return time.Duration(now - last)
 }

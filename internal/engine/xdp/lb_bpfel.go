@@ -32,7 +32,17 @@ type lbConnKey struct {
 	Pad    uint16
 }
 
-type lbConnState uint32
+type lbConnKey4 struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type lbConnState uint8
 
 const (
 	lbConnStateST_NONE        lbConnState = 0
@@ -51,17 +61,16 @@ const (
 
 type lbConnVal struct {
 	_        structs.HostLayout
-	LastSeen uint64
-	Created  uint64
-	Dest     uint32
-	Svc      uint32
+	LastSeen uint32
+	Dest     uint16
+	Svc      uint16
 	State    lbConnState
-	Flags    uint32
-	Xsaddr   [4]uint32
-	Xdaddr   [4]uint32
+	Flags    uint8
 	Xsport   uint16
 	Xdport   uint16
-	Pad      uint32
+	Pad      uint16
+	Xsaddr   [4]uint32
+	Xdaddr   [4]uint32
 }
 
 type lbDestInfo struct {
@@ -184,6 +193,7 @@ type lbSvcKey struct {
 const (
 	lbMapCfg         = "cfg"
 	lbMapConns       = "conns"
+	lbMapConns4      = "conns4"
 	lbMapCursors     = "cursors"
 	lbMapDestStats   = "dest_stats"
 	lbMapDests       = "dests"
@@ -251,6 +261,7 @@ type lbProgramSpecs struct {
 type lbMapSpecs struct {
 	Cfg         *ebpf.MapSpec `ebpf:"cfg"`
 	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	Conns4      *ebpf.MapSpec `ebpf:"conns4"`
 	Cursors     *ebpf.MapSpec `ebpf:"cursors"`
 	DestStats   *ebpf.MapSpec `ebpf:"dest_stats"`
 	Dests       *ebpf.MapSpec `ebpf:"dests"`
@@ -294,6 +305,7 @@ func (o *lbObjects) Close() error {
 type lbMaps struct {
 	Cfg         *ebpf.Map `ebpf:"cfg"`
 	Conns       *ebpf.Map `ebpf:"conns"`
+	Conns4      *ebpf.Map `ebpf:"conns4"`
 	Cursors     *ebpf.Map `ebpf:"cursors"`
 	DestStats   *ebpf.Map `ebpf:"dest_stats"`
 	Dests       *ebpf.Map `ebpf:"dests"`
@@ -313,6 +325,7 @@ func (m *lbMaps) Close() error {
 	return _LbClose(
 		m.Cfg,
 		m.Conns,
+		m.Conns4,
 		m.Cursors,
 		m.DestStats,
 		m.Dests,

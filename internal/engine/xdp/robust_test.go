@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -146,12 +147,16 @@ func TestConnState(t *testing.T) {
 	if n := len(e.Conns()); n != 1 {
 		t.Fatalf("%d connections after an early expiry pass", n)
 	}
-	var k lbConnKey
-	var v lbConnVal
-	it := e.objs.Conns.Iterate()
-	for it.Next(&k, &v) {
-		v.LastSeen -= uint64(11e9)
-		e.objs.Conns.Update(&k, &v, ebpf.UpdateExist)
+	var old []lbConnVal
+	var keys []lbConnKey
+	e.walkConns(func(k *lbConnKey, v *lbConnVal) {
+		keys, old = append(keys, *k), append(old, *v)
+	})
+	for i := range keys {
+		old[i].LastSeen -= uint32(11 * time.Second >> connClockShift)
+		if err := e.putConn(&keys[i], &old[i], ebpf.UpdateExist); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.expire()
 	if n := len(e.Conns()); n != 0 {

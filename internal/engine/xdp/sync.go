@@ -109,12 +109,13 @@ func (e *Engine) installSynced(c *engine.SyncConn, now uint64) bool {
 		setUint(&r.Flags, connNAT|connReply)
 		r.Xsaddr, r.Xsport = vw, k.Dport
 		r.Xdaddr, r.Xdport = cw, k.Sport
-		if err := e.objs.Conns.Update(pairKey(&k, &v), r, ebpf.UpdateAny); err != nil {
+		rk := pairKey(&k, &v)
+		if err := e.putConn(&rk, &r, ebpf.UpdateAny); err != nil {
 			e.log.Debug("installing a synced NAT reply entry", "err", err)
 			return false
 		}
 	}
-	if err := e.objs.Conns.Update(k, v, ebpf.UpdateAny); err != nil {
+	if err := e.putConn(&k, &v, ebpf.UpdateAny); err != nil {
 		e.log.Debug("installing a synced connection", "err", err)
 		return false
 	}
