@@ -1010,15 +1010,23 @@ func TestKeepalivedVRRPReload(t *testing.T) {
 // TestGvsdVRRPWithKeepalived does with PASS: each accepts the other's
 // adverts (no auth failure, no replay on either side), a SIGTERM on the
 // master moves the VIP within about a second, and the restarted master,
-// whose sequence counter starts again from 0, takes it back.
+// whose sequence counter starts again from 0, takes it back. With unicast
+// peers the ICV leaves the TTL out; with multicast it covers it.
 func TestKeepalivedVRRPAuthAH(t *testing.T) {
 	netnstest.Require(t, "keepalived")
-	for _, gvsdMaster := range []bool{true, false} {
-		name := "keepalived master"
-		if gvsdMaster {
-			name = "gvsd master"
-		}
-		t.Run(name, func(t *testing.T) {
+	tests := []struct {
+		name       string
+		gvsdMaster bool
+		unicast    bool
+	}{
+		{"gvsd master", true, false},
+		{"keepalived master", false, false},
+		{"unicast gvsd master", true, true},
+		{"unicast keepalived master", false, true},
+	}
+	for _, tt := range tests {
+		gvsdMaster := tt.gvsdMaster
+		t.Run(tt.name, func(t *testing.T) {
 			p := newVRRPPair(t)
 			var gvsdSock string
 			start := func(i int) *netnstest.Proc {
@@ -1026,7 +1034,11 @@ func TestKeepalivedVRRPAuthAH(t *testing.T) {
 				if i == 1 {
 					state, prio = "BACKUP", 90
 				}
-				conf := strings.Replace(vrrpInstanceConf("2", state, prio, ""), "auth_type PASS", "auth_type AH", 1)
+				extra := ""
+				if tt.unicast {
+					extra = fmt.Sprintf("\tunicast_src_ip 198.18.3.%d\n\tunicast_peer {\n\t\t198.18.3.%d\n\t}\n", i+1, 2-i)
+				}
+				conf := strings.Replace(vrrpInstanceConf("2", state, prio, extra), "auth_type PASS", "auth_type AH", 1)
 				if (i == 0) == gvsdMaster {
 					proc := p.startGVSD(t, i, conf)
 					gvsdSock = proc.Cmd.Args[len(proc.Cmd.Args)-1]
