@@ -64,7 +64,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	// Connection sync daemons: gvsadm --start-daemon, or lvs_sync_daemon
 	// following its VRRP instance.
 	syncd := ipvssync.NewManager(log, eng)
-	go k.runLVSSync(syncd, 100*time.Millisecond)
+	go k.runLVSSync(syncd, time.Second)
 
 	srv := api.NewServer(dir, log, k.views())
 	srv.ServeDaemons(syncd)

@@ -48,13 +48,15 @@ type keepalived struct {
 	// vrrpEvents carries the VRRP instances' state changes, as they
 	// happen, to watchVRRP.
 	vrrpEvents chan vrrpEvent
+	// vrrpChanges wakes runLVSSync after a state change was handled.
+	vrrpChanges chan struct{}
 }
 
 func startKeepalived(ctx context.Context, path string, dir *director.Director, log *slog.Logger) (*keepalived, error) {
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	k := &keepalived{path: path, dir: dir, log: log, ctx: kctx, cancel: cancel,
 		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{},
-		vrrpEvents: make(chan vrrpEvent, 256)}
+		vrrpEvents: make(chan vrrpEvent, 256), vrrpChanges: make(chan struct{}, 1)}
 	if path == "" {
 		return k, nil
 	}

@@ -74,9 +74,9 @@ func parseLVSSync(words []string) (*lvsSyncSpec, error) {
 // runLVSSync keeps the sync daemon of lvs_sync_daemon in step with its
 // VRRP instance, as keepalived does: the master daemon while the instance
 // is MASTER, the backup daemon otherwise (the backup first stopped before
-// the master starts, and the other way round). It re-reads the
-// configuration on every tick, so a reload takes effect, and stops what it
-// started when keepalived stops.
+// the master starts, and the other way round). It looks again at every
+// VRRP state change and on every tick, so a reload or a daemon that could
+// not start is taken up, and stops what it started when keepalived stops.
 func (k *keepalived) runLVSSync(m *ipvssync.Manager, every time.Duration) {
 	var running *ipvssync.Config // what this loop started
 	stop := func() {
@@ -114,6 +114,7 @@ func (k *keepalived) runLVSSync(m *ipvssync.Manager, every time.Duration) {
 		select {
 		case <-k.ctx.Done():
 			return
+		case <-k.vrrpChanges:
 		case <-t.C:
 		}
 	}

@@ -362,6 +362,10 @@ func (k *keepalived) watchVRRP(ctx context.Context) {
 			ml := k.mail
 			k.mu.Unlock()
 			k.vrrpChanged(ev, ml)
+			select {
+			case k.vrrpChanges <- struct{}{}:
+			default: // a wake-up is pending already
+			}
 		}
 	}
 }

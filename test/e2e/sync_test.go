@@ -161,3 +161,42 @@ func TestSyncDaemonFailover(t *testing.T) {
 		}
 	})
 }
+
+// TestLVSSyncDaemonFollowsVRRP: keepalived.conf's lvs_sync_daemon runs
+// the master sync daemon on the director whose VRRP instance is MASTER
+// and the backup daemon on the other, and swaps them when the VIP moves.
+func TestLVSSyncDaemonFollowsVRRP(t *testing.T) {
+	netnstest.Require(t)
+	p := newVRRPPair(t)
+	syncLine := "\tlvs_sync_daemon eth0 VI_1 id 7\n"
+	socks := make([]string, 2)
+	procs := make([]*netnstest.Proc, 2)
+	start := func(i int, state string, prio int) {
+		conf := strings.Replace(vrrpInstanceConf("2", state, prio, ""), "global_defs {\n", "global_defs {\n"+syncLine, 1)
+		socks[i] = filepath.Join(p.conf, fmt.Sprintf("dir%d.sock", i+1))
+		procs[i] = p.dirs[i].Start(filepath.Join(bin, "gvsd"), "--engine", "xdp", "--interface", "eth0", "--grace", "1s",
+			"-f", p.write(t, i, conf), "--socket", socks[i])
+	}
+	daemons := func(i int) string {
+		cmd := exec.Command(filepath.Join(bin, "gvsadm"), "-L", "--daemon")
+		cmd.Env = append(os.Environ(), "GVS_SOCKET="+socks[i])
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	const params = " sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+	waitDaemon := func(i int, state string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, fmt.Sprintf("director %d to run the %s sync daemon", i+1, state), func() bool {
+			return daemons(i) == state+params
+		})
+	}
+	start(0, "MASTER", 100)
+	start(1, "BACKUP", 90)
+	p.waitVIP(t, 0, 30*time.Second, "the VIP on director 1")
+	waitDaemon(0, "master")
+	waitDaemon(1, "backup")
+
+	procs[0].Stop()
+	p.waitVIP(t, 1, backupMDI+time.Second, "the VIP on director 2 after the master stopped")
+	waitDaemon(1, "master")
+}
