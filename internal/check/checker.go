@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -32,7 +33,8 @@ type Checker struct {
 	m       machine
 	enabled bool
 	st      counters
-	wake    chan struct{} // nudged when enabled changes
+	wake    chan struct{}    // nudged when enabled changes
+	regexes []*regexp.Regexp // the compiled regex of each url, nil when none
 }
 
 type counters struct {
@@ -61,6 +63,13 @@ func NewChecker(spec Spec, rs netip.AddrPort, log *slog.Logger) (*Checker, error
 		st:      counters{weight: -1},
 	}
 	c.log = log.With("checker", string(spec.Type), "target", c.target.String())
+	for _, u := range spec.URLs {
+		var re *regexp.Regexp
+		if u.Regex != "" {
+			re = regexp.MustCompile(u.Regex) // Validate compiled it
+		}
+		c.regexes = append(c.regexes, re)
+	}
 	if spec.Type != MISC && spec.Type != PING && c.target.Port() == 0 {
 		return nil, fmt.Errorf("%s for %s: no port to check (set connect_port)", spec.Type, rs)
 	}

@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/tls"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,15 +54,15 @@ func (c *Checker) probeTCP(ctx context.Context) error {
 // probeHTTP fetches every url and checks its status code and digest; all
 // must pass.
 func (c *Checker) probeHTTP(ctx context.Context) error {
-	for _, u := range c.spec.URLs {
-		if err := c.fetch(ctx, u); err != nil {
+	for i, u := range c.spec.URLs {
+		if err := c.fetch(ctx, u, c.regexes[i]); err != nil {
 			return fmt.Errorf("url %s: %w", u.Path, err)
 		}
 	}
 	return nil
 }
 
-func (c *Checker) fetch(ctx context.Context, u URL) error {
+func (c *Checker) fetch(ctx context.Context, u URL, re *regexp.Regexp) error {
 	conn, err := c.dial(ctx, "tcp")
 	if err != nil {
 		return err
@@ -117,7 +119,12 @@ func (c *Checker) fetch(ctx context.Context, u URL) error {
 	}
 	defer resp.Body.Close()
 	h := md5.New()
-	if _, err := io.Copy(h, resp.Body); err != nil {
+	var body bytes.Buffer
+	var w io.Writer = h
+	if re != nil {
+		w = io.MultiWriter(h, &body)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fmt.Errorf("reading the body: %w", err)
 	}
 	if !u.Status.Match(resp.StatusCode) {
@@ -128,7 +135,7 @@ func (c *Checker) fetch(ctx context.Context, u URL) error {
 			return fmt.Errorf("MD5 digest %s, want %s", got, strings.ToLower(u.Digest))
 		}
 	}
-	return nil
+	return u.matchBody(re, body.Bytes())
 }
 
 // probeSMTP passes when the server greets with 220, answers HELO with 250

@@ -102,6 +102,15 @@ func TestHTTPCheck(t *testing.T) {
 				{name: "HTTP/1.1", status: 200, url: URL{Path: "/"}, proto: "1.1"},
 				{name: "1.0C", status: 200, url: URL{Path: "/"}, proto: "1.0C"},
 				{name: "virtualhost", status: 200, url: URL{Path: "/", VirtualHost: "www.example.test"}},
+				{name: "regex matches", status: 200, body: "<h1>status: OK</h1>", url: URL{Path: "/", Regex: `status: (OK|GOOD)`}},
+				{name: "regex does not match", status: 200, body: "status: FAILED", url: URL{Path: "/", Regex: `status: (OK|GOOD)`}, wantErr: `body does not match regex "status: (OK|GOOD)"`},
+				{name: "regex_no_match passes", status: 200, body: "all fine", url: URL{Path: "/", Regex: `(?i)error`, RegexNoMatch: true}},
+				{name: "regex_no_match fails", status: 200, body: "Internal ERROR", url: URL{Path: "/", Regex: `(?i)error`, RegexNoMatch: true}, wantErr: "body matches regex"},
+				{name: "regex after min offset", status: 200, body: "OK......OK", url: URL{Path: "/", Regex: `OK`, RegexMinOffset: 1}},
+				{name: "regex before min offset", status: 200, body: "OK........", url: URL{Path: "/", Regex: `OK`, RegexMinOffset: 1}, wantErr: "does not match"},
+				{name: "regex at max offset", status: 200, body: "...OK", url: URL{Path: "/", Regex: `OK`, RegexEnd: 4}},
+				{name: "regex beyond max offset", status: 200, body: "....OK", url: URL{Path: "/", Regex: `OK`, RegexEnd: 4}, wantErr: "does not match"},
+				{name: "regex and wrong status", status: 500, body: "OK", url: URL{Path: "/", Regex: `OK`}, wantErr: "status code 500"},
 				{name: "hanging server times out", hang: true, url: URL{Path: "/"}, wantErr: "timeout"},
 			}
 			for _, tt := range tests {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,33 @@ type URL struct {
 	// Status is the accepted status codes; empty means 200-299.
 	Status      StatusCodes `json:"status_code,omitempty"`
 	VirtualHost string      `json:"virtualhost,omitempty"`
+	// Regex, in Go's regexp (RE2) syntax, must match the body, or must
+	// not with RegexNoMatch. A match counts only when it starts at or
+	// after RegexMinOffset and, when RegexEnd is not 0, before RegexEnd
+	// (keepalived's regex_max_offset + 1).
+	Regex          string `json:"regex,omitempty"`
+	RegexNoMatch   bool   `json:"regex_no_match,omitempty"`
+	RegexMinOffset int    `json:"regex_min_offset,omitempty"`
+	RegexEnd       int    `json:"regex_end,omitempty"`
+}
+
+// matchBody applies the url's regex to body: nil when it passes.
+func (u *URL) matchBody(re *regexp.Regexp, body []byte) error {
+	if re == nil {
+		return nil
+	}
+	found := false
+	if u.RegexMinOffset <= len(body) {
+		loc := re.FindIndex(body[u.RegexMinOffset:])
+		found = loc != nil && (u.RegexEnd == 0 || u.RegexMinOffset+loc[0] < u.RegexEnd)
+	}
+	switch {
+	case found && u.RegexNoMatch:
+		return fmt.Errorf("body matches regex %q (regex_no_match)", u.Regex)
+	case !found && !u.RegexNoMatch:
+		return fmt.Errorf("body does not match regex %q", u.Regex)
+	}
+	return nil
 }
 
 // StatusCodes is a set of HTTP status code ranges, inclusive.
@@ -189,6 +217,11 @@ func (s *Spec) Validate() error {
 			if u.Digest != "" {
 				if b, err := hex.DecodeString(u.Digest); err != nil || len(b) != md5.Size {
 					return fmt.Errorf("%s: url %s: digest %q is not a hex MD5 sum", s.Type, u.Path, u.Digest)
+				}
+			}
+			if u.Regex != "" {
+				if _, err := regexp.Compile(u.Regex); err != nil {
+					return fmt.Errorf("%s: url %s: regex %q: %w", s.Type, u.Path, u.Regex, err)
 				}
 			}
 		}

@@ -124,3 +124,25 @@ func TestDefaults(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateRegex(t *testing.T) {
+	tests := []struct {
+		name    string
+		regex   string
+		wantErr string
+	}{
+		{name: "RE2", regex: `^HTTP OK \d+$`},
+		{name: "lookahead", regex: `foo(?=bar)`, wantErr: "invalid or unsupported Perl syntax"},
+		{name: "backreference", regex: `(a)\1`, wantErr: `invalid escape sequence`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Defaults(HTTP)
+			s.URLs = []URL{{Path: "/", Regex: tt.regex}}
+			err := s.Validate()
+			if (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Validate: %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

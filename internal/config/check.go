@@ -2,6 +2,8 @@ package config
 
 import (
 	"net/netip"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -93,9 +95,57 @@ type URL struct {
 	// StatusCodes are the accepted status ranges (default 200-299).
 	StatusCodes []StatusRange `json:"status_code"`
 	// Virtualhost overrides the checker's.
-	Virtualhost  string `json:"virtualhost,omitempty"`
+	Virtualhost string `json:"virtualhost,omitempty"`
+	// Regex is the pattern the body must match (must not, with
+	// RegexNoMatch), as written: keepalived's PCRE2 syntax, of which GVS
+	// runs the RE2 subset (GoRegex gives the Go pattern).
 	Regex        string `json:"regex,omitempty"`
 	RegexNoMatch bool   `json:"regex_no_match,omitempty"`
+	// RegexOptions are the regex_options words, each one of
+	// SupportedRegexOptions.
+	RegexOptions []string `json:"regex_options,omitempty"`
+	// RegexMinOffset and RegexMaxOffset bound where a match may start in
+	// the body (RegexMaxOffset -1: anywhere after RegexMinOffset).
+	RegexMinOffset int `json:"regex_min_offset,omitempty"`
+	RegexMaxOffset int `json:"regex_max_offset,omitempty"`
+}
+
+// regexFlags maps the regex_options GVS runs to RE2 flags; "" marks an
+// option with nothing to do in RE2 (optimisation switches, UTF modes:
+// Go's regexp always matches UTF-8 and needs no JIT).
+var regexFlags = map[string]string{
+	"caseless": "i", "dotall": "s", "multiline": "m", "ungreedy": "U",
+	"utf": "", "ucp": "", "never_utf": "", "never_ucp": "", "no_auto_capture": "",
+	"no_auto_possess": "", "no_dotstar_anchor": "", "no_start_optimize": "",
+	"never_backslash_c": "", "dollar_endonly": "", "use_offset_limit": "",
+}
+
+// SupportedRegexOptions lists the regex_options GVS accepts, sorted.
+func SupportedRegexOptions() []string {
+	out := make([]string, 0, len(regexFlags))
+	for k := range regexFlags {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// GoRegex is the url's regex in Go's regexp syntax, its options turned
+// into flags; "" when the url has no regex.
+func (u *URL) GoRegex() string {
+	if u.Regex == "" {
+		return ""
+	}
+	var flags string
+	for _, o := range u.RegexOptions {
+		if f := regexFlags[o]; !strings.Contains(flags, f) {
+			flags += f
+		}
+	}
+	if flags == "" {
+		return u.Regex
+	}
+	return "(?" + flags + ")" + u.Regex
 }
 
 // StatusRange is an inclusive range of HTTP status codes.
@@ -318,6 +368,8 @@ func (d *decoder) hex(n *node, wild bool) ([]byte, []byte) {
 
 func (d *decoder) url(n *node, c *Checker) {
 	u := URL{}
+	var regexAt *node
+	maxSet := false
 	run(d, "url", n.children, table[URL]{
 		"path": {min: 1, max: 1, fn: func(d *decoder, n *node, u *URL) { u.Path = n.args[1] }},
 		"digest": {min: 1, max: 1, fn: func(d *decoder, n *node, u *URL) {
@@ -344,12 +396,46 @@ func (d *decoder) url(n *node, c *Checker) {
 			}
 		}},
 		"virtualhost":    {min: 1, max: 1, fn: func(d *decoder, n *node, u *URL) { u.Virtualhost = n.args[1] }},
-		"regex":          {min: 1, max: 1, fn: func(d *decoder, n *node, u *URL) { u.Regex = n.args[1] }},
+		"regex":          {min: 1, max: 1, fn: func(d *decoder, n *node, u *URL) { u.Regex, regexAt = n.args[1], n }},
 		"regex_no_match": {fn: func(d *decoder, n *node, u *URL) { u.RegexNoMatch = true }},
-	}, ignored{"regex_options": true, "regex_stack": true, "regex_min_offset": true, "regex_max_offset": true, "tls_compliant": true}, &u)
+		"regex_options": {min: 1, max: -1, fn: func(d *decoder, n *node, u *URL) {
+			for _, o := range n.args[1:] {
+				if _, ok := regexFlags[o]; !ok {
+					d.errorf(n, "regex_options: %q is a PCRE2 option GVS cannot honour with RE2 (want %s)", o, strings.Join(SupportedRegexOptions(), ", "))
+					continue
+				}
+				u.RegexOptions = append(u.RegexOptions, o)
+			}
+		}},
+		// regex_stack sizes PCRE2's JIT stack: RE2 has none to size.
+		"regex_stack": {min: 1, max: 2, fn: func(d *decoder, n *node, u *URL) {}},
+		"regex_min_offset": {min: 1, max: 1, fn: func(d *decoder, n *node, u *URL) {
+			if v, ok := d.int(n, 1, 0, 1<<31-1); ok {
+				u.RegexMinOffset = int(v)
+			}
+		}},
+		"regex_max_offset": {min: 1, max: 1, fn: func(d *decoder, n *node, u *URL) {
+			if v, ok := d.int(n, 1, 0, 1<<31-1); ok {
+				u.RegexMaxOffset, maxSet = int(v), true
+			}
+		}},
+	}, ignored{"tls_compliant": true}, &u)
 	if u.Path == "" {
 		d.errorf(n, "url has no path")
 		return
+	}
+	if !maxSet {
+		u.RegexMaxOffset = -1
+	}
+	if regexAt != nil {
+		if _, err := regexp.Compile(u.GoRegex()); err != nil {
+			d.errorf(regexAt, "regex `%s`: %s (GVS runs Go's RE2 syntax: no lookaround, backreferences, possessive quantifiers or recursion)", u.Regex, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		}
+	} else if len(u.RegexOptions) > 0 || maxSet || u.RegexMinOffset > 0 || u.RegexNoMatch {
+		d.warnf(n, "url %s: regex_no_match, regex_options and regex offsets have no effect without a regex", u.Path)
+	}
+	if maxSet && u.RegexMaxOffset < u.RegexMinOffset {
+		d.errorf(n, "url %s: regex_max_offset %d is below regex_min_offset %d", u.Path, u.RegexMaxOffset, u.RegexMinOffset)
 	}
 	if len(u.StatusCodes) == 0 {
 		u.StatusCodes = []StatusRange{{200, 299}}

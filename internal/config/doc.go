@@ -58,7 +58,8 @@
 //     checkers: TCP_CHECK, HTTP_GET, SSL_GET (http_protocol, virtualhost,
 //     fast_recovery, enable_sni, sni_name, tls_compliant, url { path,
 //     digest, status_code 200-299 404 ..., virtualhost, regex,
-//     regex_no_match }), MISC_CHECK (misc_path, misc_timeout, misc_dynamic,
+//     regex_no_match, regex_options, regex_min_offset, regex_max_offset,
+//     regex_stack }), MISC_CHECK (misc_path, misc_timeout, misc_dynamic,
 //     user), DNS_CHECK (type, name), SMTP_CHECK (helo_name, deprecated host
 //     blocks), UDP_CHECK (payload, require_reply, min_reply_length,
 //     max_reply_length), PING_CHECK, each with connect_ip, connect_port,
@@ -69,6 +70,21 @@
 // A virtual server's settings are the defaults of its real servers, and a
 // real server's the defaults of its checkers; the resolved values are in
 // the Checker. Defaults are keepalived's and are documented on each field.
+//
+// # Regular expressions
+//
+// keepalived matches url regex with PCRE2; GVS with Go's regexp, which is
+// RE2: the common syntax is the same, but lookahead and lookbehind,
+// backreferences, possessive quantifiers, atomic groups and recursion
+// fail the configuration test with the regex's file:line. regex_options
+// caseless, dotall, multiline and ungreedy become the flags i, s, m and
+// U; the UTF, JIT and optimisation options change nothing in RE2 and are
+// accepted; the others (extended, firstline, dupnames ...) are errors.
+// regex_stack (the PCRE2 JIT stack) is accepted and has no effect.
+// "$" without multiline matches only at the very end of the body (PCRE2's
+// dollar_endonly). A quoted regex has its backslash escapes processed
+// by the lexer, as every quoted string: write "\d" or leave the regex
+// unquoted.
 //
 // # GVS extensions
 //

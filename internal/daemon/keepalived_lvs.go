@@ -166,7 +166,10 @@ func checkSpecs(c *config.Checker, rs *config.RealServer, log *slog.Logger) ([]c
 				cu.Status = append(cu.Status, [2]int{r.Min, r.Max})
 			}
 			if u.Regex != "" {
-				ignored("url regex")
+				cu.Regex, cu.RegexNoMatch, cu.RegexMinOffset = u.GoRegex(), u.RegexNoMatch, u.RegexMinOffset
+				if u.RegexMaxOffset >= 0 {
+					cu.RegexEnd = u.RegexMaxOffset + 1
+				}
 			}
 			s.URLs = append(s.URLs, cu)
 		}
