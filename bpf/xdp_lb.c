@@ -87,20 +87,34 @@ struct {
 	__type(value, struct conn_val);
 } conns4 SEC(".maps");
 
+/* The IPv6 table's lookup and insert are functions of their own: were
+ * both tables' calls in one function, the compiler would merge them into
+ * one call whose map the verifier cannot tell, and such a call is
+ * neither inlined nor direct (it measured slower than the 40-byte key). */
+static __noinline struct conn_val *conn_find6(const struct conn_key *k)
+{
+	return bpf_map_lookup_elem(&conns, k);
+}
+
+static __noinline long conn_add6(const struct conn_key *k, const struct conn_val *v)
+{
+	return bpf_map_update_elem(&conns, k, v, BPF_NOEXIST);
+}
+
 /* conn_find and conn_add take the key as the table of family has it: a
  * struct conn_key4 for IPv4, else a struct conn_key. */
 static __always_inline struct conn_val *conn_find(const void *k, __u8 family)
 {
 	if (family == AF_INET)
 		return bpf_map_lookup_elem(&conns4, k);
-	return bpf_map_lookup_elem(&conns, k);
+	return conn_find6(k);
 }
 
 static __always_inline long conn_add(const void *k, __u8 family, const struct conn_val *v)
 {
 	if (family == AF_INET)
 		return bpf_map_update_elem(&conns4, k, v, BPF_NOEXIST);
-	return bpf_map_update_elem(&conns, k, v, BPF_NOEXIST);
+	return conn_add6(k, v);
 }
 
 static __always_inline void conn_key4_of(struct conn_key4 *k4, const struct conn_key *k)
@@ -120,7 +134,7 @@ static __always_inline struct conn_val *conn_lookup(const struct conn_key *k)
 		conn_key4_of(&k4, k);
 		return bpf_map_lookup_elem(&conns4, &k4);
 	}
-	return bpf_map_lookup_elem(&conns, k);
+	return conn_find6(k);
 }
 
 static __always_inline long conn_insert(const struct conn_key *k, const struct conn_val *v)
@@ -130,7 +144,7 @@ static __always_inline long conn_insert(const struct conn_key *k, const struct c
 		conn_key4_of(&k4, k);
 		return bpf_map_update_elem(&conns4, &k4, v, BPF_NOEXIST);
 	}
-	return bpf_map_update_elem(&conns, k, v, BPF_NOEXIST);
+	return conn_add6(k, v);
 }
 
 struct {
