@@ -15,11 +15,15 @@ import (
 // Report is one attempt's outcome, handed to whoever runs the checker.
 type Report struct {
 	Checker *Checker
-	Up      bool  // the checker's state after the attempt
-	Verdict bool  // the attempt decided the state (false while retrying)
-	Changed bool  // the state changed, or this is the first verdict
-	Weight  int   // MISC_CHECK misc_dynamic weight, -1 when none
-	Err     error // why the attempt failed, nil on success
+	Up      bool // the checker's state after the attempt
+	Verdict bool // the attempt decided the state (false while retrying)
+	Changed bool // the state changed, or this is the first verdict
+	Weight  int  // MISC_CHECK misc_dynamic weight, -1 when none
+	// Delta is a FILE_CHECK's change to the real server's weight (0 while
+	// the checker fails); HasDelta marks a FILE_CHECK report.
+	Delta    int64
+	HasDelta bool
+	Err      error // why the attempt failed, nil on success
 }
 
 // Checker runs one Spec against one real server.
@@ -35,6 +39,8 @@ type Checker struct {
 	st      counters
 	wake    chan struct{}    // nudged when enabled changes
 	regexes []*regexp.Regexp // the compiled regex of each url, nil when none
+	// fileValue is a FILE_CHECK's last number read in range.
+	fileValue int64
 }
 
 type counters struct {
@@ -43,6 +49,7 @@ type counters struct {
 	lastCheck        time.Time
 	lastChange       time.Time
 	weight           int
+	delta            int64 // FILE_CHECK's last weight change
 }
 
 // NewChecker prepares spec for the real server at rs. log may be nil.
@@ -69,6 +76,9 @@ func NewChecker(spec Spec, rs netip.AddrPort, log *slog.Logger) (*Checker, error
 			re = regexp.MustCompile(u.Regex) // Validate compiled it
 		}
 		c.regexes = append(c.regexes, re)
+	}
+	if spec.Type == FILE {
+		return c, nil
 	}
 	if spec.Type != MISC && spec.Type != PING && c.target.Port() == 0 {
 		return nil, fmt.Errorf("%s for %s: no port to check (set connect_port)", spec.Type, rs)
@@ -165,7 +175,7 @@ func (c *Checker) sleep(ctx context.Context, d time.Duration) bool {
 
 // Attempt probes once and advances the state machine.
 func (c *Checker) Attempt(ctx context.Context) Report {
-	weight, err := c.Probe(ctx)
+	weight, delta, err := c.probe(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.m.step(err == nil)
@@ -193,12 +203,26 @@ func (c *Checker) Attempt(ctx context.Context) Report {
 			c.log.Info("check succeeded", "state", state)
 		}
 	}
-	return Report{Checker: c, Up: c.m.up, Verdict: s.verdict, Changed: s.changed, Weight: weight, Err: err}
+	r := Report{Checker: c, Up: c.m.up, Verdict: s.verdict, Changed: s.changed, Weight: weight, Err: err}
+	if c.spec.Type == FILE {
+		r.Delta, r.HasDelta = delta, true
+		c.st.delta = delta
+	}
+	return r
 }
 
 // Probe runs the check once, without touching the state: nil when the
 // server passes. weight is the misc_dynamic weight, -1 when none.
 func (c *Checker) Probe(ctx context.Context) (weight int, err error) {
+	weight, _, err = c.probe(ctx)
+	return weight, err
+}
+
+func (c *Checker) probe(ctx context.Context) (weight int, delta int64, err error) {
+	if c.spec.Type == FILE {
+		delta, err = c.probeFile()
+		return -1, delta, err
+	}
 	timeout := c.spec.ConnectTimeout
 	if c.spec.Type == MISC {
 		timeout = c.spec.MiscTimeout
@@ -230,7 +254,7 @@ func (c *Checker) Probe(ctx context.Context) (weight int, err error) {
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w (timeout after %s)", err, timeout)
 	}
-	return weight, err
+	return weight, 0, err
 }
 
 // Status is a checker's state for display, keepalived's data dump
@@ -253,6 +277,7 @@ type Status struct {
 	LastCheck  time.Time      `json:"last_check,omitzero"`
 	LastChange time.Time      `json:"last_change,omitzero"`
 	Weight     int            `json:"dynamic_weight,omitempty"` // last misc_dynamic weight, -1 when none
+	Delta      int64          `json:"weight_delta,omitempty"`   // FILE_CHECK's weight change
 }
 
 // Status returns the checker's state for display.
@@ -280,5 +305,6 @@ func (c *Checker) Status() Status {
 		LastCheck:  c.st.lastCheck,
 		LastChange: c.st.lastChange,
 		Weight:     c.st.weight,
+		Delta:      c.st.delta,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"sync"
 	"time"
@@ -126,8 +127,20 @@ type rsState struct {
 	failed    int   // checkers DOWN
 	alive     bool  // counted as up (keepalived's ISALIVE)
 	set       bool  // present in the pool (possibly at weight 0)
-	weight    int32 // effective weight (misc_dynamic changes it)
+	weight    int32 // effective weight: base plus the FILE_CHECK deltas
+	base      int32 // configured weight, or misc_dynamic's
+	deltas    map[*Checker]int64
 	poolW     int32 // weight in the pool
+}
+
+// effective is keepalived's effective_weight: the base weight plus every
+// FILE_CHECK's change, within the int32 range.
+func (rs *rsState) effective() int32 {
+	w := int64(rs.base)
+	for _, d := range rs.deltas {
+		w += d
+	}
+	return int32(min(max(w, math.MinInt32), math.MaxInt32))
 }
 
 // NewManager prepares the checkers; nothing runs before Run.
@@ -145,7 +158,8 @@ func NewManager(vss []VirtualServer, apply Applier, opts Options) (*Manager, err
 			vs.cfg.Quorum = 1
 		}
 		for _, rcfg := range cfg.RealServers {
-			rs := &rsState{vs: vs, cfg: rcfg, weight: rcfg.Dest.Weight, checkerUp: map[*Checker]bool{}}
+			rs := &rsState{vs: vs, cfg: rcfg, weight: rcfg.Dest.Weight, base: rcfg.Dest.Weight,
+				checkerUp: map[*Checker]bool{}, deltas: map[*Checker]int64{}}
 			addr := rcfg.Dest.AddrPort()
 			if addr.Port() == 0 {
 				addr = netip.AddrPortFrom(addr.Addr(), cfg.Service.Port)
@@ -159,12 +173,20 @@ func NewManager(vss []VirtualServer, apply Applier, opts Options) (*Manager, err
 					c.SetEnabled(false)
 				}
 				rs.checkers = append(rs.checkers, c)
-				rs.checkerUp[c] = !spec.Alpha
-				if spec.Alpha {
+				up := !spec.Alpha
+				if spec.Type == FILE {
+					// a file's state is known at once, as in keepalived:
+					// the pool starts with it
+					r := c.Attempt(context.Background())
+					up, rs.deltas[c] = r.Up, r.Delta
+				}
+				rs.checkerUp[c] = up
+				if !up {
 					rs.failed++
 				}
 				m.owner[c] = rs
 			}
+			rs.weight = rs.effective()
 			vs.rss = append(vs.rss, rs)
 		}
 		if cfg.SorryServer != nil {
@@ -235,7 +257,12 @@ func (m *Manager) handle(r Report) {
 		return
 	}
 	if r.Err == nil && r.Weight >= 0 {
-		m.setWeight(rs, int32(r.Weight))
+		rs.base = int32(r.Weight)
+		m.setWeight(rs, rs.effective())
+	}
+	if r.HasDelta {
+		rs.deltas[r.Checker] = r.Delta
+		m.setWeight(rs, rs.effective())
 	}
 	if !r.Verdict || rs.checkerUp[r.Checker] == r.Up {
 		return
@@ -284,7 +311,8 @@ func (m *Manager) setAlive(rs *rsState, alive bool, r Report) {
 	m.updateQuorum(vs, false)
 }
 
-// setWeight is keepalived's update_svr_wgt for misc_dynamic.
+// setWeight is keepalived's update_svr_wgt, for misc_dynamic and
+// FILE_CHECK.
 func (m *Manager) setWeight(rs *rsState, w int32) {
 	if w == rs.weight {
 		return
@@ -394,9 +422,12 @@ func (m *Manager) del(rs *rsState) {
 	}
 }
 
+// maxWeight is IPVS's highest weight.
+const maxWeight = 65535
+
 func (m *Manager) exec(op ipvs.Op, rs *rsState, weight int32) {
 	d := rs.cfg.Dest
-	d.Weight = max(weight, 0)
+	d.Weight = min(max(weight, 0), maxWeight)
 	cmd := ipvs.Command{Op: op, Service: &ipvs.Service{ServiceKey: rs.vs.cfg.Service}, Dest: &d}
 	err := m.apply.Exec(cmd)
 	if err != nil && !(op == ipvs.OpAddDest && errors.Is(err, ipvs.ErrDestExists)) &&

@@ -28,10 +28,15 @@ const (
 	SMTP Type = "SMTP_CHECK"
 	UDP  Type = "UDP_CHECK"
 	PING Type = "PING_CHECK"
+	FILE Type = "FILE_CHECK"
 )
 
 // Types lists every checker kind.
-var Types = []Type{TCP, HTTP, SSL, MISC, DNS, SMTP, UDP, PING}
+var Types = []Type{TCP, HTTP, SSL, MISC, DNS, SMTP, UDP, PING, FILE}
+
+// FilePoll is how often a FILE_CHECK reads its file by default:
+// keepalived watches the file with inotify and reacts at once; GVS polls.
+const FilePoll = time.Second
 
 // Spec is one checker block of a real server, every value resolved: start
 // from Defaults and overwrite what the configuration sets.
@@ -83,6 +88,13 @@ type Spec struct {
 	// Reply, when set with RequireReply, is what the reply must start
 	// with.
 	Reply []byte `json:"reply,omitempty"`
+
+	// FILE_CHECK: the track file's path, and the weight (with reverse)
+	// that turns its number into the real server's weight change; with
+	// FileWeight 0 a non-zero number takes the server down.
+	TrackFile   string `json:"track_file,omitempty"`
+	FileWeight  int    `json:"file_weight,omitempty"`
+	FileReverse bool   `json:"file_reverse,omitempty"`
 }
 
 // URL is one url block of HTTP_GET or SSL_GET.
@@ -183,6 +195,9 @@ func Defaults(t Type) Spec {
 		s.DNSName = "."
 	case MISC:
 		s.Retry = 0
+	case FILE:
+		// the file's number is the state: no retries, no warmup
+		s.Retry, s.Warmup, s.DelayLoop = 0, 0, FilePoll
 	}
 	return s
 }
@@ -190,14 +205,14 @@ func Defaults(t Type) Spec {
 // Validate checks a spec before it runs.
 func (s *Spec) Validate() error {
 	switch s.Type {
-	case TCP, HTTP, SSL, MISC, DNS, SMTP, UDP, PING:
+	case TCP, HTTP, SSL, MISC, DNS, SMTP, UDP, PING, FILE:
 	default:
 		return fmt.Errorf("unknown checker %q (want one of %v)", s.Type, Types)
 	}
 	if s.DelayLoop <= 0 {
 		return fmt.Errorf("%s: delay_loop must be positive", s.Type)
 	}
-	if s.Type != MISC && s.ConnectTimeout <= 0 {
+	if s.Type != MISC && s.Type != FILE && s.ConnectTimeout <= 0 {
 		return fmt.Errorf("%s: connect_timeout must be positive", s.Type)
 	}
 	if s.Retry < 0 || s.DelayBeforeRetry < 0 || s.Warmup < 0 {
@@ -232,6 +247,10 @@ func (s *Spec) Validate() error {
 	case DNS:
 		if _, err := dnsType(s.DNSType); err != nil {
 			return err
+		}
+	case FILE:
+		if s.TrackFile == "" {
+			return fmt.Errorf("FILE_CHECK: no track file")
 		}
 	}
 	return nil

@@ -22,11 +22,13 @@ const (
 	SMTPCheck CheckerType = "SMTP_CHECK"
 	UDPCheck  CheckerType = "UDP_CHECK"
 	PingCheck CheckerType = "PING_CHECK"
+	FileCheck CheckerType = "FILE_CHECK"
 )
 
 var checkerTypes = map[string]CheckerType{
 	"TCP_CHECK": TCPCheck, "HTTP_GET": HTTPGet, "SSL_GET": SSLGet, "MISC_CHECK": MiscCheck,
 	"DNS_CHECK": DNSCheck, "SMTP_CHECK": SMTPCheck, "UDP_CHECK": UDPCheck, "PING_CHECK": PingCheck,
+	"FILE_CHECK": FileCheck,
 }
 
 // Checker is one health checker of a real server, with every timer
@@ -67,6 +69,7 @@ type Checker struct {
 	DNS  *DNSCheckConf  `json:"dns,omitempty"`  // DNS_CHECK
 	SMTP *SMTPCheckConf `json:"smtp,omitempty"` // SMTP_CHECK
 	UDP  *UDPCheckConf  `json:"udp,omitempty"`  // UDP_CHECK
+	File *FileCheckConf `json:"file,omitempty"` // FILE_CHECK
 
 	common         common
 	logAllFailures *bool
@@ -215,6 +218,10 @@ type UDPCheckConf struct {
 	MaxReplyLength int `json:"max_reply_length"`
 }
 
+// FileCheckPoll is how often a FILE_CHECK reads its file (keepalived
+// watches it with inotify).
+const FileCheckPoll = time.Second
+
 // DefaultSMTPHeloName is keepalived's SMTP_CHECK HELO name.
 const DefaultSMTPHeloName = "smtpchecker.keepalived.org"
 
@@ -247,6 +254,7 @@ func init() {
 	})
 	delete(base, "inhibit_on_failure")
 	withConn := merge(base, checkerConn())
+	checkerTables[FileCheck] = fileCheckTable
 	checkerTables[TCPCheck] = withConn
 	checkerTables[PingCheck] = withConn
 	http := merge(withConn, table[Checker]{
@@ -457,6 +465,8 @@ func (d *decoder) checker(n *node, rs *RealServer) {
 		c.SMTP = &SMTPCheckConf{HeloName: DefaultSMTPHeloName}
 	case UDPCheck:
 		c.UDP = &UDPCheckConf{MaxReplyLength: 255}
+	case FileCheck:
+		c.File = &FileCheckConf{}
 	}
 	run(d, string(t), n.children, checkerTables[t], nil, &c)
 	switch t {
@@ -468,6 +478,11 @@ func (d *decoder) checker(n *node, rs *RealServer) {
 	case MiscCheck:
 		if c.Misc.Path.Cmd == "" {
 			d.errorf(n, "MISC_CHECK has no misc_path")
+			return
+		}
+	case FileCheck:
+		if c.File.TrackFile == "" {
+			d.errorf(n, "FILE_CHECK has no track_file")
 			return
 		}
 	case UDPCheck:
@@ -488,6 +503,12 @@ func (d *decoder) resolveChecker(vs *VirtualServer, rs *RealServer, c *Checker) 
 			}
 		}
 		return def
+	}
+	if c.Type == FileCheck {
+		// the file is read every FileCheckPoll, and its state is known
+		// at once: no timers, retries or alpha
+		c.DelayLoop = FileCheckPoll
+		return
 	}
 	c.DelayLoop = pick(func(cm *common) *time.Duration { return cm.delayLoop }, DefaultDelayLoop)
 	c.ConnectTimeout = pick(func(cm *common) *time.Duration { return cm.connectTimeout }, DefaultConnectTimeout)

@@ -17,6 +17,7 @@ type Config struct {
 	VirtualServers []VirtualServer  `json:"virtual_servers,omitempty"`
 	VSGroups       []VSGroup        `json:"virtual_server_groups,omitempty"`
 	LocalAddrs     []LocalAddrGroup `json:"local_address_groups,omitempty"`
+	TrackFiles     []TrackFile      `json:"track_files,omitempty"`
 }
 
 // Script returns the vrrp_script with that name.
@@ -159,13 +160,15 @@ var topLevel = table[Config]{
 	"virtual_server":       {min: 1, max: 2, block: true, fn: (*decoder).virtualServer},
 	"local_address_group":  {min: 1, max: 1, block: true, fn: (*decoder).localAddrGroup},
 	"laddr_group":          {min: 1, max: 1, block: true, fn: (*decoder).localAddrGroup},
+	"track_file":           {min: 1, max: 1, block: true, fn: (*decoder).trackFile},
+	"vrrp_track_file":      {min: 1, max: 1, block: true, fn: (*decoder).trackFile},
 }
 
 // topIgnored are top-level keepalived blocks GVS does not implement.
 var topIgnored = ignored{
 	"static_ipaddress": true, "static_routes": true, "static_rules": true,
 	"linkbeat_interfaces": true, "interface_up_down_delays": true,
-	"static_track_group": true, "track_file": true, "vrrp_track_file": true,
+	"static_track_group": true,
 	"vrrp_track_process": true, "bfd_instance": true, "garp_group": true,
 	"SSL": true, "net_namespace": true, "net_namespace_ipvs": true,
 	"namespace_with_ipsets": true, "instance": true, "use_pid_dir": true,

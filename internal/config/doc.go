@@ -28,6 +28,11 @@
 //     nftables, process tuning ...) are accepted with a warning.
 //   - vrrp_script: script, interval, timeout, weight [reverse], rise, fall,
 //     user, init_fail.
+//   - track_file NAME (or vrrp_track_file NAME): file, weight [reverse],
+//     init_file [VALUE] [overwrite]; tracked by vrrp_instance and
+//     vrrp_sync_group track_file and by real_server FILE_CHECK. gvsd reads
+//     the file every second (keepalived uses inotify): the number at its
+//     start, as strtol reads it; a missing file reads 0.
 //   - vrrp_sync_group: group, track_interface, track_script, track_file,
 //     notify_master/backup/fault/stop, notify, smtp_alert.
 //   - vrrp_instance: state, interface, virtual_router_id, priority,
@@ -62,10 +67,17 @@
 //     regex_stack }), MISC_CHECK (misc_path, misc_timeout, misc_dynamic,
 //     user), DNS_CHECK (type, name), SMTP_CHECK (helo_name, deprecated host
 //     blocks), UDP_CHECK (payload, require_reply, min_reply_length,
-//     max_reply_length), PING_CHECK, each with connect_ip, connect_port,
-//     bindto, bind_if, bind_port, fwmark, connect_timeout, retry
-//     (nb_get_retry), delay_before_retry, warmup, delay_loop, alpha,
-//     log_all_failures.
+//     max_reply_length), PING_CHECK, FILE_CHECK (track_file NAME,
+//     weight W [reverse]: with weight 0 a non-zero number takes the real
+//     server down, else the number times the weight is added to the real
+//     server's weight), the network checkers each with connect_ip,
+//     connect_port, bindto, bind_if, bind_port, fwmark, connect_timeout,
+//     retry (nb_get_retry), delay_before_retry, warmup, delay_loop,
+//     alpha, log_all_failures.
+//
+// BFD_CHECK, track_bfd and bfd_instance are accepted with a warning and
+// ignored: they follow a BFD session (RFC 5880) that keepalived's own BFD
+// process runs, and GVS has no BFD implementation to take its place.
 //
 // A virtual server's settings are the defaults of its real servers, and a
 // real server's the defaults of its checkers; the resolved values are in

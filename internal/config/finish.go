@@ -16,9 +16,11 @@ func (d *decoder) finish(c *Config) {
 			inGroup[name] = g.Name
 		}
 		d.checkTrackScripts(c, g.Pos, "vrrp_sync_group "+g.Name, g.TrackScripts)
+		d.checkTrackFiles(c, g.Pos, "vrrp_sync_group "+g.Name, g.TrackFiles)
 	}
 	for _, v := range c.Instances {
 		d.checkTrackScripts(c, v.Pos, "vrrp_instance "+v.Name, v.TrackScripts)
+		d.checkTrackFiles(c, v.Pos, "vrrp_instance "+v.Name, v.TrackFiles)
 	}
 	for _, vs := range c.VirtualServers {
 		if vs.Group != "" {
@@ -29,6 +31,16 @@ func (d *decoder) finish(c *Config) {
 		if vs.LocalAddrGroup != "" {
 			if _, ok := c.LocalAddrGroup(vs.LocalAddrGroup); !ok {
 				d.lx.errorf(vs.Pos, "virtual server %s: no local_address_group named %q", vs.Key(), vs.LocalAddrGroup)
+			}
+		}
+		for _, rs := range vs.RealServers {
+			for _, ch := range rs.Checkers {
+				if ch.File == nil {
+					continue
+				}
+				if _, ok := c.TrackFileBlock(ch.File.TrackFile); !ok {
+					d.lx.errorf(ch.Pos, "FILE_CHECK: track_file %q names no track_file block", ch.File.TrackFile)
+				}
 			}
 		}
 	}

@@ -831,7 +831,7 @@ func (d *decoder) realServer(n *node, vs *VirtualServer) {
 		return
 	}
 	rs.Weight = ipvs.DefaultWeight
-	run(d, "real_server", n.children, rsTable, ignored{"snmp_name": true, "FILE_CHECK": true, "BFD_CHECK": true}, &rs)
+	run(d, "real_server", n.children, rsTable, ignored{"snmp_name": true, "BFD_CHECK": true}, &rs)
 	if rs.UThreshold != 0 && rs.LThreshold > rs.UThreshold {
 		d.errorf(n, "real_server %s: lthreshold %d is above uthreshold %d", rs.Addr, rs.LThreshold, rs.UThreshold)
 	}

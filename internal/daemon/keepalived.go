@@ -103,6 +103,7 @@ func (k *keepalived) apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	initTrackFiles(cfg, k.log)
 	mail := newMailer(cfg, k.log)
 	k.mu.Lock()
 	oldCfg, oldMail := k.cfg, k.mail

@@ -55,7 +55,7 @@ func planLVS(cfg *config.Config, log *slog.Logger) ([]*lvsWant, ipvs.Timeouts, e
 			return nil, timeouts, err
 		}
 		for _, sc := range scs {
-			cvs, err := checkVirtualServer(vs, sc.ServiceKey, log)
+			cvs, err := checkVirtualServer(cfg, vs, sc.ServiceKey, log)
 			if err != nil {
 				return nil, timeouts, err
 			}
@@ -103,7 +103,7 @@ func destOf(rs *config.RealServer, key ipvs.ServiceKey) ipvs.Dest {
 }
 
 // checkVirtualServer maps a virtual_server to what the checkers need.
-func checkVirtualServer(vs *config.VirtualServer, key ipvs.ServiceKey, log *slog.Logger) (check.VirtualServer, error) {
+func checkVirtualServer(cfg *config.Config, vs *config.VirtualServer, key ipvs.ServiceKey, log *slog.Logger) (check.VirtualServer, error) {
 	cvs := check.VirtualServer{
 		Service: key, Quorum: vs.Quorum, Hysteresis: vs.Hysteresis,
 		QuorumUp: scriptLine(vs.QuorumUp), QuorumDown: scriptLine(vs.QuorumDown),
@@ -114,6 +114,14 @@ func checkVirtualServer(vs *config.VirtualServer, key ipvs.ServiceKey, log *slog
 		crs := check.RealServer{Dest: destOf(rs, key), Inhibit: rs.InhibitOnFailure,
 			NotifyUp: scriptLine(rs.NotifyUp), NotifyDown: scriptLine(rs.NotifyDown)}
 		for j := range rs.Checkers {
+			if c := &rs.Checkers[j]; c.File != nil {
+				s, err := fileCheckSpec(c, cfg)
+				if err != nil {
+					return cvs, err
+				}
+				crs.Checks = append(crs.Checks, s)
+				continue
+			}
 			specs, err := checkSpecs(&rs.Checkers[j], rs, log)
 			if err != nil {
 				return cvs, err

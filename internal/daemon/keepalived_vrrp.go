@@ -38,6 +38,7 @@ type vrrpSig struct {
 	Instances []vrrp.InstanceConfig
 	Group     *vrrp.SyncGroup
 	Scripts   map[string]vrrp.TrackScript
+	Files     map[string]vrrp.TrackFile
 	InitFail  []string
 }
 
@@ -77,10 +78,18 @@ func planVRRP(cfg *config.Config, log *slog.Logger) (map[string]*vrrpUnit, error
 // build makes the unit's instances (and group) from its blocks.
 func (u *vrrpUnit) build(cfg *config.Config, log *slog.Logger) error {
 	u.sig.Scripts = map[string]vrrp.TrackScript{}
+	u.sig.Files = map[string]vrrp.TrackFile{}
 	for _, in := range u.cfgs {
 		ic, err := instanceConfig(in, &cfg.Global, u.group, log)
 		if err != nil {
 			return err
+		}
+		files := in.TrackFiles
+		if u.group != nil {
+			files = append(slices.Clip(files), u.group.TrackFiles...)
+		}
+		if ic.TrackFiles, err = vrrpTrackFiles(files, cfg, u.sig.Files); err != nil {
+			return fmt.Errorf("%s: vrrp_instance %s: %w", in.Pos, in.Name, err)
 		}
 		for _, t := range ic.TrackScripts {
 			s, ok := cfg.Script(t.Name)
@@ -95,7 +104,7 @@ func (u *vrrpUnit) build(cfg *config.Config, log *slog.Logger) error {
 		u.sig.Instances = append(u.sig.Instances, ic)
 	}
 	for i, in := range u.cfgs {
-		inst, err := vrrp.NewInstance(u.sig.Instances[i], vrrp.Options{Logger: log, Scripts: u.sig.Scripts})
+		inst, err := vrrp.NewInstance(u.sig.Instances[i], vrrp.Options{Logger: log, Scripts: u.sig.Scripts, Files: u.sig.Files})
 		if err != nil {
 			return fmt.Errorf("%s: %w", in.Pos, err)
 		}
@@ -161,11 +170,10 @@ func instanceConfig(in *config.VRRPInstance, g *config.Global, group *config.Syn
 	for _, p := range in.UnicastPeers {
 		ic.UnicastPeers = append(ic.UnicastPeers, p.Addr)
 	}
-	ifaces, scripts, files := in.TrackInterfaces, in.TrackScripts, in.TrackFiles
+	ifaces, scripts := in.TrackInterfaces, in.TrackScripts
 	if group != nil {
 		ifaces = append(slices.Clip(ifaces), group.TrackInterfaces...)
 		scripts = append(slices.Clip(scripts), group.TrackScripts...)
-		files = append(slices.Clip(files), group.TrackFiles...)
 	}
 	for _, t := range ifaces {
 		ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight})
@@ -180,9 +188,6 @@ func instanceConfig(in *config.VRRPInstance, g *config.Global, group *config.Syn
 			ref.Weight = &w
 		}
 		ic.TrackScripts = append(ic.TrackScripts, ref)
-	}
-	if len(files) > 0 {
-		ignored("track_file")
 	}
 	for _, r := range in.VirtualRoutes {
 		vr, err := vrrp.ParseRoute(r.Words)

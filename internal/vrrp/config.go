@@ -36,19 +36,24 @@ type TrackScript struct {
 	Fall   int
 }
 
-// TrackFile is a vrrp_track_file block: the integer in File, times Weight,
-// is added to the priority; with Weight 0 a non-zero value means FAULT.
+// TrackFile is a vrrp_track_file block: the integer in File, times Weight
+// (negated with Reverse), is added to the priority; with Weight 0 a
+// non-zero value (a zero one with Reverse) means FAULT.
 type TrackFile struct {
-	Name   string
-	File   string
-	Weight int
+	Name    string
+	File    string
+	Weight  int
+	Reverse bool
 }
 
-// TrackRef is a track_script / track_file reference in an instance; a
-// non-nil Weight overrides the block's weight.
+// TrackRef is a track_script / track_file / track_process reference in an
+// instance; a non-nil Weight overrides the block's weight, and then
+// Reverse its reverse (track_file and track_process; a track_script
+// reference folds reverse into Weight's sign).
 type TrackRef struct {
-	Name   string
-	Weight *int
+	Name    string
+	Weight  *int
+	Reverse bool
 }
 
 // InstanceConfig mirrors keepalived's vrrp_instance keywords.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gvs-lb/gvs/internal/trackfile"
 )
 
 // Options are the parts of an instance that do not come from its
@@ -231,21 +233,17 @@ func (i *Instance) tracked() (fault bool, prio uint8) {
 		weigh(w, good || !ok)
 	}
 	for _, r := range i.cfg.TrackFiles {
-		w := i.opt.Files[r.Name].Weight
+		f := i.opt.Files[r.Name]
+		w, rev := f.Weight, f.Reverse
 		if r.Weight != nil {
-			w = *r.Weight
+			w, rev = *r.Weight, r.Reverse
 		}
-		v := i.files[r.Name]
-		if w == 0 {
-			if v != 0 {
-				fault = true
-			}
+		d, failed := trackfile.Status(int64(i.files[r.Name]), w, rev)
+		if failed || d <= -254 {
+			fault = true
 			continue
 		}
-		if v*w <= -254 {
-			fault = true
-		}
-		delta += v * w
+		delta += int(min(d, 253))
 	}
 	p := int(i.cfg.Priority)
 	if delta != 0 {
@@ -270,11 +268,18 @@ func (i *Instance) pollTracking(h Host) bool {
 		links[n] = up
 	}
 	files := map[string]int{}
+	bad := map[string]bool{}
 	for _, r := range i.cfg.TrackFiles {
-		files[r.Name] = readTrackFile(i.opt.Files[r.Name].File)
+		v, ok := trackfile.Read(i.opt.Files[r.Name].File)
+		files[r.Name], bad[r.Name] = int(v), !ok
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	for name := range files {
+		if bad[name] {
+			files[name] = i.files[name] // out of range: keep the last value, as keepalived
+		}
+	}
 	changed := !mapsEqual(links, i.links) || !mapsEqual(files, i.files)
 	i.links, i.files = links, files
 	return changed

@@ -355,31 +355,6 @@ func TestRunScriptRiseFall(t *testing.T) {
 	}
 }
 
-func TestReadTrackFile(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct {
-		name, content string
-		want          int
-	}{
-		{"number", "42\n", 42},
-		{"negative", " -7 ", -7},
-		{"empty", "", 0},
-		{"garbage", "abc", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := filepath.Join(dir, tt.name)
-			os.WriteFile(p, []byte(tt.content), 0o644)
-			if got := readTrackFile(p); got != tt.want {
-				t.Fatalf("got %d, want %d", got, tt.want)
-			}
-		})
-	}
-	if readTrackFile(filepath.Join(dir, "missing")) != 0 {
-		t.Fatal("missing file is not 0")
-	}
-}
-
 func TestConfigErrors(t *testing.T) {
 	good := memConfig("VI_1", 1, 100, "198.18.0.1")
 	tests := []struct {

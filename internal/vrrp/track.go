@@ -3,10 +3,7 @@ package vrrp
 import (
 	"context"
 	"log/slog"
-	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -64,22 +61,4 @@ func runCheck(ctx context.Context, s TrackScript) bool {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", s.Script)
 	cmd.WaitDelay = time.Second
 	return cmd.Run() == nil
-}
-
-// readTrackFile reads the integer in a vrrp_track_file; a missing or
-// unreadable file counts as 0.
-func readTrackFile(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 0
-	}
-	return v
 }
