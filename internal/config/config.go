@@ -18,6 +18,7 @@ type Config struct {
 	VSGroups       []VSGroup        `json:"virtual_server_groups,omitempty"`
 	LocalAddrs     []LocalAddrGroup `json:"local_address_groups,omitempty"`
 	TrackFiles     []TrackFile      `json:"track_files,omitempty"`
+	TrackProcesses []TrackProcess   `json:"track_processes,omitempty"`
 }
 
 // Script returns the vrrp_script with that name.
@@ -162,6 +163,7 @@ var topLevel = table[Config]{
 	"laddr_group":          {min: 1, max: 1, block: true, fn: (*decoder).localAddrGroup},
 	"track_file":           {min: 1, max: 1, block: true, fn: (*decoder).trackFile},
 	"vrrp_track_file":      {min: 1, max: 1, block: true, fn: (*decoder).trackFile},
+	"vrrp_track_process":   {min: 1, max: 1, block: true, fn: (*decoder).trackProcess},
 }
 
 // topIgnored are top-level keepalived blocks GVS does not implement.
@@ -169,7 +171,7 @@ var topIgnored = ignored{
 	"static_ipaddress": true, "static_routes": true, "static_rules": true,
 	"linkbeat_interfaces": true, "interface_up_down_delays": true,
 	"static_track_group": true,
-	"vrrp_track_process": true, "bfd_instance": true, "garp_group": true,
+	"bfd_instance":       true, "garp_group": true,
 	"SSL": true, "net_namespace": true, "net_namespace_ipvs": true,
 	"namespace_with_ipsets": true, "instance": true, "use_pid_dir": true,
 	"linkbeat_use_polling": true, "child_wait_time": true,

@@ -220,7 +220,8 @@ func TestKeywordCoverage(t *testing.T) {
 		known = append(known, keys(tab)...)
 	}
 	known = append(known, "path", "digest", "status_code", "regex", "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset", "auth_type", "auth_pass",
-		"script", "interval", "timeout", "rise", "fall", "init_fail", "group", "include", "file", "init_file")
+		"script", "interval", "timeout", "rise", "fall", "init_fail", "group", "include", "file", "init_file",
+		"process", "param_match", "full_command", "quorum_max", "delay", "terminate_delay", "fork_delay")
 	for _, k := range known {
 		if !used[k] && k != "nat_mask" && k != "laddr_group" {
 			t.Errorf("no good configuration uses %q", k)

@@ -31,10 +31,18 @@
 //   - track_file NAME (or vrrp_track_file NAME): file, weight [reverse],
 //     init_file [VALUE] [overwrite]; tracked by vrrp_instance and
 //     vrrp_sync_group track_file and by real_server FILE_CHECK. gvsd reads
-//     the file every second (keepalived uses inotify): the number at its
-//     start, as strtol reads it; a missing file reads 0.
+//     the file at least every second (keepalived uses inotify): the
+//     number at its start, as strtol reads it; a missing file reads 0.
+//   - vrrp_track_process NAME: process NAME|PATH [PARAMS...],
+//     param_match [initial|partial], full_command, quorum, quorum_max,
+//     weight [reverse], delay, terminate_delay, fork_delay. gvsd scans
+//     /proc every second (keepalived follows the netlink proc connector):
+//     a process matches by its comm (15 bytes), or with full_command or
+//     parameters by the first word of its command line and the words
+//     after it; zombies do not count. The delays take effect at the
+//     first scan after they pass.
 //   - vrrp_sync_group: group, track_interface, track_script, track_file,
-//     notify_master/backup/fault/stop, notify, smtp_alert.
+//     track_process, notify_master/backup/fault/stop, notify, smtp_alert.
 //   - vrrp_instance: state, interface, virtual_router_id, priority,
 //     advert_int, version, nopreempt, preempt, preempt_delay, accept,
 //     no_accept, authentication { auth_type PASS|AH, auth_pass },
@@ -42,6 +50,7 @@
 //     scope, label, brd, peer, use_vmac, no_track, flags),
 //     no_virtual_ipaddress, virtual_routes, mcast_src_ip, unicast_src_ip,
 //     unicast_peer, unicast_ttl, track_interface, track_script, track_file,
+//     track_process,
 //     dont_track_primary, notify_*, notify, smtp_alert, garp_master_*,
 //     garp_lower_prio_*, use_vmac, vmac_xmit_base, native_ipv6,
 //     skip_check_adv_addr, strict_mode.

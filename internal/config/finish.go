@@ -17,10 +17,12 @@ func (d *decoder) finish(c *Config) {
 		}
 		d.checkTrackScripts(c, g.Pos, "vrrp_sync_group "+g.Name, g.TrackScripts)
 		d.checkTrackFiles(c, g.Pos, "vrrp_sync_group "+g.Name, g.TrackFiles)
+		d.checkTrackProcesses(c, g.Pos, "vrrp_sync_group "+g.Name, g.TrackProcesses)
 	}
 	for _, v := range c.Instances {
 		d.checkTrackScripts(c, v.Pos, "vrrp_instance "+v.Name, v.TrackScripts)
 		d.checkTrackFiles(c, v.Pos, "vrrp_instance "+v.Name, v.TrackFiles)
+		d.checkTrackProcesses(c, v.Pos, "vrrp_instance "+v.Name, v.TrackProcesses)
 	}
 	for _, vs := range c.VirtualServers {
 		if vs.Group != "" {

@@ -1,5 +1,10 @@
 package config
 
+import (
+	"slices"
+	"time"
+)
+
 // TrackFile is a track_file (or vrrp_track_file) block: a file holding a
 // number that vrrp_instance track_file and real_server FILE_CHECK track.
 type TrackFile struct {
@@ -93,6 +98,121 @@ func (d *decoder) checkTrackFiles(c *Config, pos Pos, owner string, ts []Track) 
 	for _, t := range ts {
 		if _, ok := c.TrackFileBlock(t.Name); !ok {
 			d.lx.errorf(pos, "%s: track_file %q names no track_file block", owner, t.Name)
+		}
+	}
+}
+
+// TrackProcess is a vrrp_track_process block: the number of running
+// processes that match, against a quorum.
+type TrackProcess struct {
+	Pos  Pos    `json:"pos"`
+	Name string `json:"name"`
+	// Process is the process name (its comm) or, with FullCommand, the
+	// first word of its command line; Params are the words after it.
+	Process string   `json:"process"`
+	Params  []string `json:"params,omitempty"`
+	// ParamMatch is "" (any arguments when no Params are given, else
+	// exactly Params), "exact", "partial" or "initial".
+	ParamMatch  string `json:"param_match,omitempty"`
+	FullCommand bool   `json:"full_command,omitempty"`
+	// Quorum (default 1) and QuorumMax (default -1: none) bound the
+	// number of matching processes.
+	Quorum    int `json:"quorum"`
+	QuorumMax int `json:"quorum_max"`
+	// Weight as a vrrp_script's (default 0: losing the quorum is FAULT).
+	Weight  int  `json:"weight"`
+	Reverse bool `json:"reverse,omitempty"`
+	// TerminateDelay and ForkDelay default to delay (default 0).
+	TerminateDelay time.Duration `json:"terminate_delay,omitempty"`
+	ForkDelay      time.Duration `json:"fork_delay,omitempty"`
+}
+
+// TrackProcessBlock returns the vrrp_track_process with that name.
+func (c *Config) TrackProcessBlock(name string) (*TrackProcess, bool) {
+	for i := range c.TrackProcesses {
+		if c.TrackProcesses[i].Name == name {
+			return &c.TrackProcesses[i], true
+		}
+	}
+	return nil, false
+}
+
+func (d *decoder) trackProcess(n *node, c *Config) {
+	p := TrackProcess{Pos: n.pos, Name: n.args[1], Quorum: 1, QuorumMax: -1}
+	var delay time.Duration
+	termSet, forkSet := false, false
+	timer := func(dst *time.Duration, set *bool) handler[TrackProcess] {
+		return handler[TrackProcess]{min: 1, max: 1, fn: func(d *decoder, n *node, p *TrackProcess) {
+			if v, ok := d.timer(n, 1, 0, maxTimer); ok {
+				*dst = v
+				if set != nil {
+					*set = true
+				}
+			}
+		}}
+	}
+	run(d, "vrrp_track_process", n.children, table[TrackProcess]{
+		"process": {min: 1, max: -1, fn: func(d *decoder, n *node, p *TrackProcess) {
+			p.Process = n.args[1]
+			if len(n.args) > 2 {
+				p.Params = slices.Clone(n.args[2:])
+			}
+		}},
+		"param_match": {max: 1, fn: func(d *decoder, n *node, p *TrackProcess) {
+			p.ParamMatch = "exact"
+			if len(n.args) > 1 {
+				if s, ok := d.oneOf(n, 1, "param_match", "initial", "partial"); ok {
+					p.ParamMatch = s
+				}
+			}
+		}},
+		"full_command": {fn: func(d *decoder, n *node, p *TrackProcess) { p.FullCommand = true }},
+		"quorum": {min: 1, max: 1, fn: func(d *decoder, n *node, p *TrackProcess) {
+			if v, ok := d.int(n, 1, 0, 65535); ok {
+				p.Quorum = int(v)
+			}
+		}},
+		"quorum_max": {min: 1, max: 1, fn: func(d *decoder, n *node, p *TrackProcess) {
+			if v, ok := d.int(n, 1, 0, 65535); ok {
+				p.QuorumMax = int(v)
+			}
+		}},
+		"weight": {min: 1, max: 2, fn: func(d *decoder, n *node, p *TrackProcess) {
+			if v, ok := d.int(n, 1, -254, 254); ok {
+				p.Weight = int(v)
+			}
+			if len(n.args) > 2 {
+				p.Reverse = d.reverse(n, 2)
+			}
+		}},
+		"delay":           timer(&delay, nil),
+		"terminate_delay": timer(&p.TerminateDelay, &termSet),
+		"fork_delay":      timer(&p.ForkDelay, &forkSet),
+	}, nil, &p)
+	if !termSet {
+		p.TerminateDelay = delay
+	}
+	if !forkSet {
+		p.ForkDelay = delay
+	}
+	if p.Process == "" {
+		d.errorf(n, "vrrp_track_process %s has no process", p.Name)
+	}
+	if p.QuorumMax >= 0 && p.QuorumMax < p.Quorum {
+		d.errorf(n, "vrrp_track_process %s: quorum_max %d is below quorum %d", p.Name, p.QuorumMax, p.Quorum)
+	}
+	if o, dup := c.TrackProcessBlock(p.Name); dup {
+		d.errorf(n, "vrrp_track_process %s is defined twice (first at %s)", p.Name, o.Pos)
+	}
+	c.TrackProcesses = append(c.TrackProcesses, p)
+}
+
+// checkTrackProcesses reports track_process names that name no
+// vrrp_track_process.
+func (d *decoder) checkTrackProcesses(c *Config, pos Pos, owner string, ts []Track) {
+	for _, t := range ts {
+		if _, ok := c.TrackProcessBlock(t.Name); !ok {
+			d.lx.errorf(pos, "%s: track_process %q names no vrrp_track_process", owner, t.Name)
 		}
 	}
 }

@@ -58,6 +58,7 @@ type SyncGroup struct {
 	TrackInterfaces []Track  `json:"track_interface,omitempty"`
 	TrackScripts    []Track  `json:"track_script,omitempty"`
 	TrackFiles      []Track  `json:"track_file,omitempty"`
+	TrackProcesses  []Track  `json:"track_process,omitempty"`
 	Notify          Notify   `json:"notify"`
 	SMTPAlert       *bool    `json:"smtp_alert,omitempty"`
 }
@@ -141,6 +142,7 @@ type VRRPInstance struct {
 	TrackInterfaces  []Track `json:"track_interface,omitempty"`
 	TrackScripts     []Track `json:"track_script,omitempty"`
 	TrackFiles       []Track `json:"track_file,omitempty"`
+	TrackProcesses   []Track `json:"track_process,omitempty"`
 	DontTrackPrimary bool    `json:"dont_track_primary,omitempty"`
 
 	Notify    Notify `json:"notify"`
@@ -289,6 +291,7 @@ func (d *decoder) syncGroup(n *node, c *Config) {
 		"track_interface": {block: true, fn: func(d *decoder, n *node, g *SyncGroup) { g.TrackInterfaces = d.tracks(n, -253, 253) }},
 		"track_script":    {block: true, fn: func(d *decoder, n *node, g *SyncGroup) { g.TrackScripts = d.tracks(n, -253, 253) }},
 		"track_file":      {block: true, fn: func(d *decoder, n *node, g *SyncGroup) { g.TrackFiles = d.tracks(n, -254, 254) }},
+		"track_process":   {block: true, fn: func(d *decoder, n *node, g *SyncGroup) { g.TrackProcesses = d.tracks(n, -254, 254) }},
 		"notify_master":   {min: 1, max: 3, fn: func(d *decoder, n *node, g *SyncGroup) { g.Notify.Master = d.script(n, 1) }},
 		"notify_backup":   {min: 1, max: 3, fn: func(d *decoder, n *node, g *SyncGroup) { g.Notify.Backup = d.script(n, 1) }},
 		"notify_fault":    {min: 1, max: 3, fn: func(d *decoder, n *node, g *SyncGroup) { g.Notify.Fault = d.script(n, 1) }},
@@ -302,7 +305,7 @@ func (d *decoder) syncGroup(n *node, c *Config) {
 		"global_tracking": {fn: func(d *decoder, n *node, g *SyncGroup) {
 			d.warnf(n, "global_tracking is deprecated: use track_interface, track_script and track_file in the vrrp_sync_group")
 		}},
-	}, ignored{"track_process": true, "track_bfd": true, "notify_deleted": true, "notify_priority_changes": true, "sync_group_tracking_weight": true}, &g)
+	}, ignored{"track_bfd": true, "notify_deleted": true, "notify_priority_changes": true, "sync_group_tracking_weight": true}, &g)
 	if len(g.Group) == 0 {
 		d.errorf(n, "vrrp_sync_group %s has no group { ... } of instances", g.Name)
 	}
@@ -426,6 +429,7 @@ var instanceTable = table[VRRPInstance]{
 	"track_interface":            {block: true, fn: func(d *decoder, n *node, v *VRRPInstance) { v.TrackInterfaces = d.tracks(n, -253, 253) }},
 	"track_script":               {block: true, fn: func(d *decoder, n *node, v *VRRPInstance) { v.TrackScripts = d.tracks(n, -253, 253) }},
 	"track_file":                 {block: true, fn: func(d *decoder, n *node, v *VRRPInstance) { v.TrackFiles = d.tracks(n, -254, 254) }},
+	"track_process":              {block: true, fn: func(d *decoder, n *node, v *VRRPInstance) { v.TrackProcesses = d.tracks(n, -254, 254) }},
 	"dont_track_primary":         instBool(func(v *VRRPInstance) *bool { return &v.DontTrackPrimary }),
 	"notify_master":              instScript(func(v *VRRPInstance) **Script { return &v.Notify.Master }),
 	"notify_backup":              instScript(func(v *VRRPInstance) **Script { return &v.Notify.Backup }),
@@ -456,7 +460,7 @@ var instanceIgnored = ignored{}
 func init() {
 	for _, k := range strings.Fields(`vrf use_vmac_addr use_ipvlan track_src_ip check_unicast_src
 		unicast_fault_no_peer old_unicast_checksum v3_checksum_as_v2 garp_extra_if down_timer_adverts
-		timer_expired_backup lower_prio_no_advert higher_prio_send_advert track_process track_bfd
+		timer_expired_backup lower_prio_no_advert higher_prio_send_advert track_bfd
 		mcast_dst_ip promote_secondaries virtual_rules debug notify_master_rx_lower_pri
 		notify_priority_changes kernel_rx_buf_size linkbeat_use_polling notify_deleted`) {
 		instanceIgnored[k] = true

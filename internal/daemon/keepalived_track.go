@@ -58,3 +58,34 @@ func vrrpTrackFiles(refs []config.Track, cfg *config.Config, files map[string]vr
 	}
 	return out, nil
 }
+
+// vrrpTrackProcesses maps an instance's track_process references and the
+// vrrp_track_process blocks they name. reverse is folded into the weight's
+// sign, as for vrrp_script.
+func vrrpTrackProcesses(refs []config.Track, cfg *config.Config, procs map[string]vrrp.TrackProcess) ([]vrrp.TrackRef, error) {
+	var out []vrrp.TrackRef
+	for _, t := range refs {
+		p, ok := cfg.TrackProcessBlock(t.Name)
+		if !ok {
+			return nil, fmt.Errorf("track_process %s: no vrrp_track_process of that name", t.Name)
+		}
+		w := p.Weight
+		if p.Reverse {
+			w = -w
+		}
+		procs[p.Name] = vrrp.TrackProcess{Name: p.Name, Process: p.Process, Params: p.Params,
+			ParamMatch: vrrp.ParamMatch(p.ParamMatch), FullCommand: p.FullCommand,
+			Quorum: p.Quorum, QuorumMax: p.QuorumMax, Weight: w,
+			TerminateDelay: p.TerminateDelay, ForkDelay: p.ForkDelay}
+		ref := vrrp.TrackRef{Name: t.Name}
+		if t.WeightSet {
+			w := t.Weight
+			if t.Reverse {
+				w = -w
+			}
+			ref.Weight = &w
+		}
+		out = append(out, ref)
+	}
+	return out, nil
+}

@@ -39,6 +39,7 @@ type vrrpSig struct {
 	Group     *vrrp.SyncGroup
 	Scripts   map[string]vrrp.TrackScript
 	Files     map[string]vrrp.TrackFile
+	Processes map[string]vrrp.TrackProcess
 	InitFail  []string
 }
 
@@ -79,6 +80,7 @@ func planVRRP(cfg *config.Config, log *slog.Logger) (map[string]*vrrpUnit, error
 func (u *vrrpUnit) build(cfg *config.Config, log *slog.Logger) error {
 	u.sig.Scripts = map[string]vrrp.TrackScript{}
 	u.sig.Files = map[string]vrrp.TrackFile{}
+	u.sig.Processes = map[string]vrrp.TrackProcess{}
 	for _, in := range u.cfgs {
 		ic, err := instanceConfig(in, &cfg.Global, u.group, log)
 		if err != nil {
@@ -89,6 +91,13 @@ func (u *vrrpUnit) build(cfg *config.Config, log *slog.Logger) error {
 			files = append(slices.Clip(files), u.group.TrackFiles...)
 		}
 		if ic.TrackFiles, err = vrrpTrackFiles(files, cfg, u.sig.Files); err != nil {
+			return fmt.Errorf("%s: vrrp_instance %s: %w", in.Pos, in.Name, err)
+		}
+		procs := in.TrackProcesses
+		if u.group != nil {
+			procs = append(slices.Clip(procs), u.group.TrackProcesses...)
+		}
+		if ic.TrackProcesses, err = vrrpTrackProcesses(procs, cfg, u.sig.Processes); err != nil {
 			return fmt.Errorf("%s: vrrp_instance %s: %w", in.Pos, in.Name, err)
 		}
 		for _, t := range ic.TrackScripts {
@@ -104,7 +113,8 @@ func (u *vrrpUnit) build(cfg *config.Config, log *slog.Logger) error {
 		u.sig.Instances = append(u.sig.Instances, ic)
 	}
 	for i, in := range u.cfgs {
-		inst, err := vrrp.NewInstance(u.sig.Instances[i], vrrp.Options{Logger: log, Scripts: u.sig.Scripts, Files: u.sig.Files})
+		inst, err := vrrp.NewInstance(u.sig.Instances[i], vrrp.Options{Logger: log, Scripts: u.sig.Scripts, Files: u.sig.Files,
+			Processes: u.sig.Processes})
 		if err != nil {
 			return fmt.Errorf("%s: %w", in.Pos, err)
 		}
@@ -269,6 +279,17 @@ func (k *keepalived) startVRRPUnit(u *vrrpUnit) {
 			vrrp.RunScript(ctx, k.log, s, func(ok bool) {
 				for _, inst := range u.insts {
 					inst.SetScriptResult(s.Name, ok)
+				}
+			})
+		}()
+	}
+	for _, p := range u.sig.Processes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vrrp.RunProcess(ctx, k.log, p, vrrp.DefaultProcessPoll, func(ok bool) {
+				for _, inst := range u.insts {
+					inst.SetProcessResult(p.Name, ok)
 				}
 			})
 		}()

@@ -47,9 +47,9 @@ type TrackFile struct {
 }
 
 // TrackRef is a track_script / track_file / track_process reference in an
-// instance; a non-nil Weight overrides the block's weight, and then
-// Reverse its reverse (track_file and track_process; a track_script
-// reference folds reverse into Weight's sign).
+// instance; a non-nil Weight overrides the block's weight, and for
+// track_file Reverse then overrides its reverse (track_script and
+// track_process references fold reverse into Weight's sign).
 type TrackRef struct {
 	Name    string
 	Weight  *int
@@ -100,6 +100,7 @@ type InstanceConfig struct {
 	TrackInterfaces []TrackInterface // track_interface
 	TrackScripts    []TrackRef       // track_script
 	TrackFiles      []TrackRef       // track_file
+	TrackProcesses  []TrackRef       // track_process
 
 	NotifyMaster string // notify_master
 	NotifyBackup string // notify_backup

@@ -26,6 +26,9 @@ type Options struct {
 	// instance's track_script and track_file refer to.
 	Scripts map[string]TrackScript
 	Files   map[string]TrackFile
+	// Processes are the vrrp_track_process blocks its track_process
+	// refers to; SetProcessResult reports their results.
+	Processes map[string]TrackProcess
 	// Conn and Host replace the raw sockets and netlink, for tests.
 	Conn Conn
 	Host Host
@@ -65,6 +68,7 @@ type Instance struct {
 	master netip.Addr
 	// tracking results
 	scripts    map[string]bool
+	procs      map[string]bool
 	files      map[string]int
 	links      map[string]bool
 	groupFault bool
@@ -96,6 +100,11 @@ func NewInstance(cfg InstanceConfig, opt Options) (*Instance, error) {
 			return nil, fmt.Errorf("vrrp_instance %s: track_file %s: no vrrp_track_file of that name", c.Name, r.Name)
 		}
 	}
+	for _, r := range c.TrackProcesses {
+		if _, ok := opt.Processes[r.Name]; !ok {
+			return nil, fmt.Errorf("vrrp_instance %s: track_process %s: no vrrp_track_process of that name", c.Name, r.Name)
+		}
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -108,6 +117,7 @@ func NewInstance(cfg InstanceConfig, opt Options) (*Instance, error) {
 		state:   StateInit,
 		prio:    c.Priority,
 		scripts: map[string]bool{},
+		procs:   map[string]bool{},
 		files:   map[string]int{},
 		links:   map[string]bool{},
 		kick:    make(chan struct{}, 1),
@@ -161,6 +171,19 @@ func (i *Instance) SetScriptResult(name string, ok bool) {
 	i.mu.Lock()
 	old, seen := i.scripts[name]
 	i.scripts[name] = ok
+	i.mu.Unlock()
+	if !seen || old != ok {
+		i.poke()
+	}
+}
+
+// SetProcessResult reports whether the vrrp_track_process name has its
+// quorum (RunProcess's verdict); until the first report it counts as
+// passing.
+func (i *Instance) SetProcessResult(name string, ok bool) {
+	i.mu.Lock()
+	old, seen := i.procs[name]
+	i.procs[name] = ok
 	i.mu.Unlock()
 	if !seen || old != ok {
 		i.poke()
@@ -230,6 +253,14 @@ func (i *Instance) tracked() (fault bool, prio uint8) {
 			w = *r.Weight
 		}
 		good, ok := i.scripts[r.Name]
+		weigh(w, good || !ok)
+	}
+	for _, r := range i.cfg.TrackProcesses {
+		w := i.opt.Processes[r.Name].Weight
+		if r.Weight != nil {
+			w = *r.Weight
+		}
+		good, ok := i.procs[r.Name]
 		weigh(w, good || !ok)
 	}
 	for _, r := range i.cfg.TrackFiles {

@@ -1,0 +1,258 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestTrackProcessMatches(t *testing.T) {
+	tests := []struct {
+		name string
+		p    TrackProcess
+		comm string
+		argv []string
+		want bool
+	}{
+		{name: "comm", p: TrackProcess{Process: "haproxy"}, comm: "haproxy", argv: []string{"/usr/sbin/haproxy", "-f", "x"}, want: true},
+		{name: "comm differs", p: TrackProcess{Process: "haproxy"}, comm: "nginx", argv: []string{"haproxy"}},
+		{name: "comm is 15 bytes", p: TrackProcess{Process: "averyveryverylongname"}, comm: "averyveryverylo", argv: []string{"x"}, want: true},
+		{name: "full_command needs argv[0]", p: TrackProcess{Process: "/usr/sbin/haproxy", FullCommand: true}, comm: "haproxy", argv: []string{"/usr/sbin/haproxy", "-f", "x"}, want: true},
+		{name: "full_command, other path", p: TrackProcess{Process: "/usr/sbin/haproxy", FullCommand: true}, comm: "haproxy", argv: []string{"/usr/local/sbin/haproxy"}},
+		{name: "params exact", p: TrackProcess{Process: "sleep", Params: []string{"1000"}}, argv: []string{"sleep", "1000"}, want: true},
+		{name: "params exact, one more", p: TrackProcess{Process: "sleep", Params: []string{"1000"}}, argv: []string{"sleep", "1000", "x"}},
+		{name: "param_match alone: no arguments", p: TrackProcess{Process: "sleep", ParamMatch: ParamExact}, argv: []string{"sleep", "1"}},
+		{name: "param_match alone, none given", p: TrackProcess{Process: "sleep", ParamMatch: ParamExact}, argv: []string{"sleep"}, want: true},
+		{name: "partial: first words", p: TrackProcess{Process: "app", Params: []string{"-c", "a.conf"}, ParamMatch: ParamPartial}, argv: []string{"app", "-c", "a.conf", "-v"}, want: true},
+		{name: "partial: whole words only", p: TrackProcess{Process: "app", Params: []string{"-c", "a"}, ParamMatch: ParamPartial}, argv: []string{"app", "-c", "a.conf"}},
+		{name: "initial: last word a prefix", p: TrackProcess{Process: "app", Params: []string{"-c", "a"}, ParamMatch: ParamInitial}, argv: []string{"app", "-c", "a.conf", "-v"}, want: true},
+		{name: "initial: earlier words whole", p: TrackProcess{Process: "app", Params: []string{"-", "a"}, ParamMatch: ParamInitial}, argv: []string{"app", "-c", "a.conf"}},
+		{name: "no argv (kernel thread)", p: TrackProcess{Process: "/bin/x", FullCommand: true}, comm: "x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.Matches(tt.comm, tt.argv); got != tt.want {
+				t.Errorf("Matches(%q, %q) = %v, want %v", tt.comm, tt.argv, got, tt.want)
+			}
+		})
+	}
+}
+
+// procRunner starts processes of a distinctive name: a symlink to sleep
+// in a temporary directory, so comm is the link's name and argv[0] its
+// path. Every process is killed by pid when the test ends.
+type procRunner struct {
+	t    *testing.T
+	path string
+	name string
+}
+
+func newProcRunner(t *testing.T) *procRunner {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no sleep binary: %v", err)
+		}
+		t.Skipf("no sleep binary: %v", err)
+	}
+	name := fmt.Sprintf("gvst%d", os.Getpid()%100000000) // under 15 bytes, unique on the host
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(sleep, path); err != nil {
+		t.Fatal(err)
+	}
+	return &procRunner{t: t, path: path, name: name}
+}
+
+func (r *procRunner) start(args ...string) *exec.Cmd {
+	r.t.Helper()
+	if len(args) == 0 {
+		args = []string{"1000"}
+	}
+	cmd := exec.Command(r.path, args...)
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	r.t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	// the process shows in /proc under the link's name once exec is done
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)); string(comm) == r.name+"\n" {
+			return cmd
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.t.Fatalf("process %d never showed as %s", cmd.Process.Pid, r.name)
+	return nil
+}
+
+// kill ends cmd and waits until it left /proc (its parent, this test,
+// reaps it).
+func (r *procRunner) kill(cmd *exec.Cmd) {
+	r.t.Helper()
+	cmd.Process.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid)); err != nil || len(b) == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.t.Fatalf("process %d did not die", cmd.Process.Pid)
+}
+
+func TestTrackProcessCount(t *testing.T) {
+	r := newProcRunner(t)
+	r.start()
+	r.start("999")
+	tests := []struct {
+		name string
+		p    TrackProcess
+		want int
+	}{
+		{name: "by comm", p: TrackProcess{Process: r.name}, want: 2},
+		{name: "by path", p: TrackProcess{Process: r.path, FullCommand: true}, want: 2},
+		{name: "by path and parameter", p: TrackProcess{Process: r.path, Params: []string{"999"}}, want: 1},
+		{name: "initial parameter", p: TrackProcess{Process: r.path, Params: []string{"10"}, ParamMatch: ParamInitial}, want: 1},
+		{name: "another name", p: TrackProcess{Process: r.name + "x"}, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := tt.p.Count("/proc")
+			if err != nil || n != tt.want {
+				t.Errorf("Count = %d, %v; want %d", n, err, tt.want)
+			}
+		})
+	}
+}
+
+// results collects RunProcess's reports.
+type results struct{ last, n atomic.Int32 }
+
+func (r *results) report(ok bool) {
+	v := int32(0)
+	if ok {
+		v = 1
+	}
+	r.last.Store(v)
+	r.n.Add(1)
+}
+
+func TestRunProcessQuorum(t *testing.T) {
+	r := newProcRunner(t)
+	a := r.start()
+	var res results
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		RunProcess(ctx, slog.New(slog.DiscardHandler), TrackProcess{Name: "p", Process: r.name, Quorum: 2, QuorumMax: 3}, 20*time.Millisecond, res.report)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	want := func(what string, ok bool) {
+		t.Helper()
+		waitUntil(t, 5*time.Second, what, func() bool { return res.n.Load() > 0 && (res.last.Load() == 1) == ok })
+	}
+	want("one process, quorum 2: fails", false)
+	b := r.start()
+	want("two: passes", true)
+	c, d := r.start(), r.start()
+	want("four, quorum_max 3: fails", false)
+	r.kill(d)
+	want("three: passes", true)
+	r.kill(a)
+	r.kill(b)
+	r.kill(c)
+	want("none: fails", false)
+}
+
+func TestRunProcessDelays(t *testing.T) {
+	r := newProcRunner(t)
+	a := r.start()
+	var res results
+	var changed atomic.Int64 // when the last report came, UnixNano
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		RunProcess(ctx, slog.New(slog.DiscardHandler), TrackProcess{Name: "p", Process: r.name, Quorum: 1, QuorumMax: -1,
+			TerminateDelay: 600 * time.Millisecond, ForkDelay: 300 * time.Millisecond}, 20*time.Millisecond,
+			func(ok bool) { res.report(ok); changed.Store(time.Now().UnixNano()) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUntil(t, 5*time.Second, "first result", func() bool { return res.n.Load() == 1 && res.last.Load() == 1 })
+
+	killed := time.Now()
+	r.kill(a)
+	waitUntil(t, 5*time.Second, "failure after terminate_delay", func() bool { return res.last.Load() == 0 })
+	if d := time.Duration(changed.Load() - killed.UnixNano()); d < 600*time.Millisecond {
+		t.Errorf("failed %v after the process died, before terminate_delay 600ms", d)
+	}
+	started := time.Now()
+	r.start()
+	waitUntil(t, 5*time.Second, "pass after fork_delay", func() bool { return res.last.Load() == 1 })
+	if d := time.Duration(changed.Load() - started.UnixNano()); d < 300*time.Millisecond {
+		t.Errorf("passed %v after the process started, before fork_delay 300ms", d)
+	}
+	// a process that dies and comes back within terminate_delay changes nothing
+	n := res.n.Load()
+	b := r.start()
+	r.kill(b)
+	time.Sleep(100 * time.Millisecond)
+	if res.n.Load() != n {
+		t.Errorf("a second process starting and dying was reported")
+	}
+}
+
+// TestInstanceTracksProcess: an instance goes FAULT when the process it
+// tracks with weight 0 dies, and back to MASTER when it runs again; a
+// weighted one lowers the priority instead.
+func TestInstanceTracksProcess(t *testing.T) {
+	r := newProcRunner(t)
+	cmd := r.start()
+	tests := []struct {
+		name     string
+		weight   int
+		down     State
+		downPrio uint8
+	}{
+		{name: "weight 0: FAULT", weight: 0, down: StateFault, downPrio: 200},
+		{name: "weight -30: lower priority", weight: -30, down: StateMaster, downPrio: 170},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := memConfig("VI_1", 1, 200, "198.18.0.1")
+			cfg.TrackProcesses = []TrackRef{{Name: "app"}}
+			proc := TrackProcess{Name: "app", Process: r.name, Quorum: 1, QuorumMax: -1, Weight: tt.weight}
+			var h hub
+			inst, _ := runMem(t, cfg, Options{Conn: h.conn("198.18.0.1"), Host: newMemHost(),
+				Processes: map[string]TrackProcess{"app": proc}})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				RunProcess(ctx, slog.New(slog.DiscardHandler), proc, 20*time.Millisecond, func(ok bool) { inst.SetProcessResult("app", ok) })
+			}()
+			t.Cleanup(func() { cancel(); <-done })
+			want := func(st State, prio uint8) {
+				t.Helper()
+				waitUntil(t, 5*time.Second, fmt.Sprintf("%s at priority %d", st, prio), func() bool {
+					s := inst.Status()
+					return s.State == st && s.EffectivePriority == prio
+				})
+			}
+			want(StateMaster, 200)
+			r.kill(cmd)
+			want(tt.down, tt.downPrio)
+			cmd = r.start()
+			want(StateMaster, 200)
+		})
+	}
+}
