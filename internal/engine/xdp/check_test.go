@@ -84,7 +84,7 @@ func TestMaxConns(t *testing.T) {
 		want uint32
 	}{
 		{name: "default", opt: 0, want: 262144},
-		{name: "larger", opt: 1 << 20, want: 1 << 20},
+		{name: "larger", opt: 1 << 19, want: 1 << 19},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
