@@ -97,7 +97,9 @@
 //     tunnelled packet's work.
 //   - The connection clock is the kernel's tick (bpf_ktime_get_coarse_ns),
 //     a few milliseconds coarse; reading the clock source per packet cost
-//     more than a fifth of an established packet's time on a VM.
+//     more than a fifth of an established packet's time on a VM. An entry
+//     keeps it in 32 bits, in units of 2^22 ns (4.19 ms), so timeouts up
+//     to 104 days compare right across the clock's wrap.
 //   - The connection table is an LRU hash of Options.MaxConns entries
 //     (default 262144) per address family: when it is full, a new
 //     connection evicts the least recently used entry, where IPVS grows
