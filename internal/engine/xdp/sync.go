@@ -3,7 +3,6 @@ package xdp
 import (
 	"net/netip"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -38,7 +37,7 @@ var _ engine.Syncer = (*Engine)(nil)
 func (e *Engine) SyncConns() []engine.SyncConn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := monotonic()
+	now := connClock()
 	var out []engine.SyncConn
 	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
 		d := e.dests[uint32(v.Dest)]
@@ -53,7 +52,7 @@ func (e *Engine) SyncConns() []engine.SyncConn {
 			Method:  d.cfg.Method,
 			State:   stateName(v.State),
 			Timeout: e.timeout(v.State),
-			Idle:    sinceSeen(now, v.LastSeen),
+			Idle:    idle(now, v.LastSeen),
 		})
 	})
 	if err != nil {
@@ -66,7 +65,7 @@ func (e *Engine) SyncConns() []engine.SyncConn {
 func (e *Engine) InstallSynced(conns []engine.SyncConn) (installed, skipped int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := monotonic()
+	now := connClock()
 	for _, c := range conns {
 		if e.installSynced(&c, now) {
 			installed++
@@ -77,7 +76,7 @@ func (e *Engine) InstallSynced(conns []engine.SyncConn) (installed, skipped int)
 	return installed, skipped
 }
 
-func (e *Engine) installSynced(c *engine.SyncConn, now uint64) bool {
+func (e *Engine) installSynced(c *engine.SyncConn, now uint32) bool {
 	s := e.svcs[ipvs.ServiceKey{Proto: c.Proto, Addr: c.Virtual.Addr(), Port: c.Virtual.Port()}]
 	if s == nil {
 		return false
@@ -96,17 +95,14 @@ func (e *Engine) installSynced(c *engine.SyncConn, now uint64) bool {
 		return false
 	}
 	k := lbConnKey{Saddr: cw, Daddr: vw, Sport: be16(c.Client.Port()), Dport: be16(c.Virtual.Port()), Proto: uint8(c.Proto), Family: fam}
-	v := lbConnVal{State: st}
-	setSeen(&v.LastSeen, now, syncedAge(c.Timeout, e.timeout(st)))
-	setUint(&v.Dest, d.index)
-	setUint(&v.Svc, s.index)
+	v := lbConnVal{State: st, LastSeen: seenAgo(now, syncedAge(c.Timeout, e.timeout(st))), Dest: uint16(d.index), Svc: uint16(s.index)}
 	if d.cfg.Method == ipvs.Masq {
 		dw, _ := addrWords(d.cfg.Addr)
-		setUint(&v.Flags, connNAT)
+		v.Flags = connNAT
 		v.Xsaddr, v.Xsport = cw, k.Sport
 		v.Xdaddr, v.Xdport = dw, be16(d.cfg.Port)
 		r := v
-		setUint(&r.Flags, connNAT|connReply)
+		r.Flags = connNAT | connReply
 		r.Xsaddr, r.Xsport = vw, k.Dport
 		r.Xdaddr, r.Xdport = cw, k.Sport
 		rk := pairKey(&k, &v)
@@ -133,42 +129,11 @@ func syncedAge(received, local time.Duration) time.Duration {
 	return local - received
 }
 
-// The connection map's last_seen is bpf_ktime_get_coarse_ns() in
-// nanoseconds, or in units of 2^clockShift ns when the field has 32 bits.
-// These helpers work with either layout.
-const clockShift32 = 22
-
-func clockUnit[T ~uint32 | ~uint64]() time.Duration {
-	var z T
-	if unsafe.Sizeof(z) == 4 {
-		return 1 << clockShift32
-	}
-	return 1
+// seenAgo is the last_seen of an entry whose last packet was age before
+// now (both on the connection clock; a negative age is in the future).
+func seenAgo(now uint32, age time.Duration) uint32 {
+	return now - uint32(int32(age>>connClockShift))
 }
-
-// setSeen sets *last to age before now (monotonic nanoseconds).
-func setSeen[T ~uint32 | ~uint64](last *T, now uint64, age time.Duration) {
-	u := clockUnit[T]()
-	*last = T(now/uint64(u)) - T(int64(age/u))
-}
-
-// sinceSeen is how long before now (monotonic nanoseconds) last was; a
-// last after now is no time. Differences are signed, so a 32-bit clock
-// may wrap.
-func sinceSeen[T ~uint32 | ~uint64](now uint64, last T) time.Duration {
-	u := clockUnit[T]()
-	n := T(now / uint64(u))
-	var d int64
-	if unsafe.Sizeof(last) == 4 {
-		d = int64(int32(uint32(n - last)))
-	} else {
-		d = int64(uint64(n - last))
-	}
-	return time.Duration(max(d, 0)) * u
-}
-
-// setUint sets a map field whatever its width (the BPF layout packs them).
-func setUint[T ~uint8 | ~uint16 | ~uint32 | ~uint64](dst *T, v uint32) { *dst = T(v) }
 
 func stateByName(name string) (lbConnState, bool) {
 	for _, st := range []lbConnState{lbConnStateST_ESTABLISHED, lbConnStateST_SYN_SENT, lbConnStateST_SYN_RECV,

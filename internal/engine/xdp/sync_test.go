@@ -103,10 +103,10 @@ func TestSyncedLastSeen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			now := uint64(3) << 40
+			now := ^uint32(0) - 100 // the 32-bit clock wraps in what follows
 			var v lbConnVal
-			setSeen(&v.LastSeen, now, syncedAge(tt.received, tt.local))
-			got := sinceSeen(now, v.LastSeen)
+			v.LastSeen = seenAgo(now, syncedAge(tt.received, tt.local))
+			got := idle(now, v.LastSeen)
 			if d := got - tt.wantIdle; d < -10*time.Millisecond || d > 10*time.Millisecond {
 				t.Fatalf("idle %v, want %v", got, tt.wantIdle)
 			}
@@ -115,8 +115,8 @@ func TestSyncedLastSeen(t *testing.T) {
 			if left == 0 {
 				left = tt.local
 			}
-			later := now + uint64(left) + uint64(50*time.Millisecond)
-			if idle := sinceSeen(later, v.LastSeen); idle <= tt.local {
+			later := now + uint32((left+50*time.Millisecond)>>connClockShift)
+			if idle := idle(later, v.LastSeen); idle <= tt.local {
 				t.Fatalf("%v after installing, idle %v: not expired at the local timeout %v", left, idle, tt.local)
 			}
 		})
