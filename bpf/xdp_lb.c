@@ -1014,6 +1014,19 @@ static __noinline int new_conn(struct pkt *p, void *ck, struct conn_val *nc, __u
 			bpf_map_update_elem(&persist, &pk, &nv, BPF_ANY);
 		}
 	}
+	/* One-packet scheduling (IP_VS_SVC_F_ONEPACKET): the kernel makes the
+	 * datagram's connection already expired and never hashes it; here it
+	 * is not inserted, and not counted against the server either. The
+	 * persistence template above is kept: it still picks the server. The
+	 * lookup before new_conn stays (it misses for such a service, unless
+	 * an entry from before -o was set lives on, as in the kernel). NAT
+	 * and FullNAT need the entry to un-NAT replies: Go refuses -o with
+	 * them, and an entry is made should the flag meet them anyway. */
+	if ((s->flags & SVC_F_ONE_PACKET) && p->proto == IPPROTO_UDP &&
+	    (d->method == METHOD_ROUTE || d->method == METHOD_TUNNEL)) {
+		account(sidx, didx, p->l3len, 1);
+		return -1;
+	}
 	if (conn_add(ck, p->family, nc) == 0)
 		bind_dest(didx, d);
 	account(sidx, didx, p->l3len, 1);

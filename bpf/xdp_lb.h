@@ -40,6 +40,9 @@ enum sched_kind {
 #define SVC_F_PERSISTENT 0x1
 #define SVC_F_FALLBACK 0x2  /* sh-fallback, mh-fallback */
 #define SVC_F_HASH_PORT 0x4 /* sh-port, mh-port */
+#define SVC_F_ONE_PACKET 0x8 /* ipvsadm -o on a UDP service: every datagram is
+                                * scheduled on its own and leaves no
+                                * connection entry (DR and TUN only) */
 
 /* dest_info.flags */
 #define DEST_F_IN_USE 0x1    /* the slot holds a real server */

@@ -251,6 +251,9 @@ func (e *Engine) writeService(s *svcState) error {
 	if s.cfg.Flags&ipvs.SchedFlag2 != 0 {
 		info.Flags |= svcHashPort
 	}
+	if onePacket(&s.cfg) {
+		info.Flags |= svcOnePacket
+	}
 	_, fam := addrWords(s.cfg.Addr)
 	if s.cfg.Persistent() {
 		info.Flags |= svcPersistent
@@ -304,6 +307,7 @@ const (
 	svcPersistent = 0x1
 	svcFallback   = 0x2
 	svcHashPort   = 0x4
+	svcOnePacket  = 0x8
 
 	destInUse     = 0x1
 	destAvailable = 0x2

@@ -376,6 +376,9 @@ func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 	if err := checkService(svc); err != nil {
 		return err
 	}
+	if onePacket(svc) && (d.Method == ipvs.Masq || d.Method == ipvs.FullNAT) {
+		return fmt.Errorf("one-packet scheduling (-o) of a UDP service with %s is not supported on the xdp engine: it keeps no connection entry to un-NAT the replies; use -g or -i, drop -o, or run gvsd --engine proxy", d.Method.Flag())
+	}
 	switch d.Method {
 	case ipvs.Masq:
 		if d.Addr.Unmap().Is4() != svc.Addr.Unmap().Is4() {
@@ -399,6 +402,12 @@ func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 		}
 	}
 	return nil
+}
+
+// onePacket reports whether one-packet scheduling applies to svc: -o on a
+// UDP service (the kernel ignores it for other protocols).
+func onePacket(svc *ipvs.Service) bool {
+	return svc.Flags&ipvs.FlagOnePacket != 0 && svc.Proto == ipvs.UDP
 }
 
 // checkFullNAT wants a local address pool of the real server's family.
