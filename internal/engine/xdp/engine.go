@@ -110,6 +110,17 @@
 //     Options.StateTimeouts overrides them.
 //   - Deleting a service or a real server stops new connections to it;
 //     established ones are forwarded until they expire, as in IPVS.
+//   - One-packet scheduling (-o) on a UDP service, as in IPVS: every
+//     datagram is scheduled on its own, counts one connection, is not
+//     inserted (so -Lnc never lists it and it holds no server's
+//     InActConn); a persistence template, with -p, still picks the server
+//     and is listed. An entry made before -o was set is used until it
+//     expires. With DR and TUN only: the kernel expects no reply to a
+//     one-packet connection (it never hashes it, nor points conntrack's
+//     reply at it), and here a NAT or FullNAT reply would find no entry
+//     to be un-NATed by, so CheckDest refuses -o with them on UDP
+//     services (the proxy engine does -o with reply paths of its own).
+//     -o on a TCP service changes nothing, as in the kernel.
 package xdp
 
 import (
