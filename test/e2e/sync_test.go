@@ -42,6 +42,7 @@ func TestSyncDaemonFailover(t *testing.T) {
 		t.Setenv("GVS_XDP_MODE", "dr")
 		t.Setenv("GVS_XDP_LISTEN", e2eVIP+":80")
 		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
+		waitListening(t, n, e2eVIP+":80")
 	}
 	os.Unsetenv("GVS_XDP_ROLE")
 

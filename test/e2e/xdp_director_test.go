@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -115,7 +116,7 @@ func helperRole(t *testing.T, env, parent string) string {
 
 // fetchFrom makes n HTTP GETs from the client namespace to addr, each on
 // a new connection, and returns the bodies; a failure shows the
-// director's log.
+// director's log. t is the (sub)test that fails.
 func fetchFrom(t *testing.T, clientNS, addr string, n int, director *netnstest.Proc) []string {
 	t.Helper()
 	var got []string
@@ -141,5 +142,21 @@ func alternate(t *testing.T, seq []string, a, b string) {
 		if i > 0 && strings.HasPrefix(seq[i-1]+" ", name+" ") {
 			t.Fatalf("answers do not alternate: %v", seq)
 		}
+	}
+}
+
+// waitListening waits until a server in namespace ns accepts TCP
+// connections on each of addrs (a helper process may take a while to load
+// its BPF program before it listens).
+func waitListening(t *testing.T, ns *netnstest.NS, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
+		waitFor(t, 30*time.Second, fmt.Sprintf("a listener on %s in %s", addr, ns.Name), func() bool {
+			c, err := dialInNS(ns.Name, addr)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
 	}
 }

@@ -87,6 +87,7 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 		t.Setenv("GVS_XDP_MODE", mode)
 		t.Setenv("GVS_XDP_LISTEN", e2eVIP+":"+port)
 		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
+		waitListening(t, n, e2eVIP+":"+port)
 	}
 	sock := filepath.Join(t.TempDir(), "director.sock")
 	t.Setenv("GVS_XDP_ROLE", "director")
@@ -109,16 +110,16 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 			}},
 		}}
 	}
-	apply := func(s *ipvs.Snapshot) { t.Helper(); ctl.call(t, "POST", "/apply", s, nil) }
-	apply(snap(1))
+	apply := func(t *testing.T, s *ipvs.Snapshot) { t.Helper(); ctl.call(t, "POST", "/apply", s, nil) }
+	apply(t, snap(1))
 
-	fetch := func(port string, n int) []string {
+	fetch := func(t *testing.T, port string, n int) []string {
 		t.Helper()
 		return fetchFrom(t, client.Name, e2eVIP+":"+port, n, director)
 	}
 
-	t.Run("DR answers alternate", func(t *testing.T) { alternate(t, fetch("80", 6), "RS1", "RS2") })
-	t.Run("TUN answers alternate over IPIP and GUE", func(t *testing.T) { alternate(t, fetch("8080", 6), "RS3", "RS4") })
+	t.Run("DR answers alternate", func(t *testing.T) { alternate(t, fetch(t, "80", 6), "RS1", "RS2") })
+	t.Run("TUN answers alternate over IPIP and GUE", func(t *testing.T) { alternate(t, fetch(t, "8080", 6), "RS3", "RS4") })
 	t.Run("replies bypass the director", func(t *testing.T) {
 		var st []ipvs.ServiceStatus
 		ctl.call(t, "GET", "/status", nil, &st)
@@ -150,7 +151,7 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 		{"a deleted server finishes its connections", without(snap(1))},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			apply(snap(1))
+			apply(t, snap(1))
 			var held *keepAlive
 			for range 4 {
 				k, err := dialKeepAlive(client.Name, e2eVIP+":80")
@@ -167,8 +168,8 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 				t.Fatal("no connection reached RS1 in 4 tries")
 			}
 			defer held.conn.Close()
-			apply(tt.snap)
-			for i, s := range fetch("80", 4) {
+			apply(t, tt.snap)
+			for i, s := range fetch(t, "80", 4) {
 				if s != "RS2" {
 					t.Fatalf("new connection %d went to %s", i, s)
 				}

@@ -83,6 +83,9 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 		t.Setenv("GVS_XDPNAT_TOA", fmt.Sprint(i >= 2))
 		n.Start(os.Args[0], "-test.run=^TestXDPNATHelper$", "-test.v")
 	}
+	for _, n := range rs {
+		waitListening(t, n, "127.0.0.1:8080", "127.0.0.1:9000")
+	}
 	sock := filepath.Join(t.TempDir(), "director.sock")
 	t.Setenv("GVS_XDPNAT_ROLE", "director")
 	t.Setenv("GVS_XDPNAT_SOCK", sock)
@@ -90,7 +93,6 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 	os.Unsetenv("GVS_XDPNAT_ROLE")
 
 	ctl := dialDirector(t, sock)
-	call := func(method, path string, in, out any) { t.Helper(); ctl.call(t, method, path, in, out) }
 
 	vip := netip.MustParseAddr(natVIP)
 	rsAddr := func(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -105,13 +107,13 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 		return sc
 	}
 	// Short timeouts (ipvsadm --set 2 1 2) keep the expiry test bounded.
-	call("POST", "/apply", &ipvs.Snapshot{Timeouts: ipvs.Timeouts{TCP: 2, TCPFin: 1, UDP: 2}, Services: []ipvs.ServiceConfig{
+	ctl.call(t, "POST", "/apply", &ipvs.Snapshot{Timeouts: ipvs.Timeouts{TCP: 2, TCPFin: 1, UDP: 2}, Services: []ipvs.ServiceConfig{
 		svc(80, ipvs.Masq, 8080, "198.18.3.11", "198.18.3.12"),
 		svc(9000, ipvs.Masq, 9000, "198.18.3.11", "198.18.3.12"),
 		svc(81, ipvs.FullNAT, 8080, "198.18.5.11", "198.18.5.12"),
 	}}, nil)
 
-	fetch := func(port string, n int) []string {
+	fetch := func(t *testing.T, port string, n int) []string {
 		t.Helper()
 		return fetchFrom(t, client.Name, natVIP+":"+port, n, director)
 	}
@@ -126,11 +128,11 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 		}
 	}
 
-	t.Run("NAT answers alternate and real servers see the client", func(t *testing.T) { check(t, fetch("80", 6), "RS1", "RS2") })
-	t.Run("FullNAT answers alternate and real servers learn the client from TOA", func(t *testing.T) { check(t, fetch("81", 6), "RS3", "RS4") })
+	t.Run("NAT answers alternate and real servers see the client", func(t *testing.T) { check(t, fetch(t, "80", 6), "RS1", "RS2") })
+	t.Run("FullNAT answers alternate and real servers learn the client from TOA", func(t *testing.T) { check(t, fetch(t, "81", 6), "RS3", "RS4") })
 	t.Run("replies are counted out", func(t *testing.T) {
 		var st []ipvs.ServiceStatus
-		call("GET", "/status", nil, &st)
+		ctl.call(t, "GET", "/status", nil, &st)
 		for _, s := range st {
 			if s.Port == 9000 {
 				continue
@@ -165,7 +167,7 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 			t.Fatalf("%d of %d connections failed, the first: %v", n, total, firstErr.Load())
 		}
 		var st []ipvs.ServiceStatus
-		call("GET", "/status", nil, &st)
+		ctl.call(t, "GET", "/status", nil, &st)
 		for _, s := range st {
 			if s.Port == 9000 && s.Stats.Conns != total {
 				t.Errorf("service :9000 counted %d connections, want %d", s.Stats.Conns, total)
@@ -173,11 +175,11 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 		}
 		var entries int
 		waitFor(t, 20*time.Second, "the connection table to empty", func() bool {
-			call("GET", "/entries", nil, &entries)
+			ctl.call(t, "GET", "/entries", nil, &entries)
 			return entries == 0
 		})
 		var conns []ipvs.Conn
-		call("GET", "/conns", nil, &conns)
+		ctl.call(t, "GET", "/conns", nil, &conns)
 		if len(conns) != 0 {
 			t.Errorf("%d connections listed after their timeouts, e.g. %+v", len(conns), conns[0])
 		}
