@@ -1,6 +1,8 @@
 package ipvssync
 
 import (
+	"encoding/binary"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -20,26 +22,47 @@ const udpState = "UDP"
 // half-open connections are not worth a backup's table.
 var synced = map[string]bool{"ESTABLISHED": true, "FIN_WAIT": true, "CLOSE": true, "CLOSE_WAIT": true, "TIME_WAIT": true}
 
+// templateState is the state of a persistence template as ipvsadm -Lnc
+// prints it (IP_VS_CTPL_S_NONE, 0 on the wire).
+const templateState = "NONE"
+
+// ftpPort is the kernel's FTPPORT: a persistent service on it makes
+// templates without ports, so that the data connections stick too.
+const ftpPort = 21
+
 // worthSending reports whether the kernel's master would send a
-// connection in this state.
+// connection in this state. Templates are always worth it.
 func worthSending(c *engine.SyncConn) bool {
-	return c.Proto == ipvs.UDP || c.Proto == ipvs.TCP && synced[c.State]
+	return c.Template || c.Proto == ipvs.UDP || c.Proto == ipvs.TCP && synced[c.State]
 }
 
-// FromEngine converts an engine's connection to a wire entry; ok is false
-// for one the format cannot carry (FullNAT, an unknown state or protocol).
+// fwdFlag is the forwarding method's IP_VS_CONN_F_* value; ok is false
+// for one the format cannot carry (FullNAT).
+func fwdFlag(m ipvs.Method) (uint32, bool) {
+	switch m {
+	case ipvs.Masq:
+		return FlagMasq, true
+	case ipvs.Tunnel:
+		return FlagTunnel, true
+	case ipvs.Route:
+		return FlagRoute, true
+	}
+	return 0, false
+}
+
+// FromEngine converts an engine's connection or template to a wire entry;
+// ok is false for one the format cannot carry (FullNAT, an unknown state
+// or protocol).
 func FromEngine(c engine.SyncConn) (Conn, bool) {
 	w := Conn{Proto: uint8(c.Proto), Client: c.Client, Virtual: c.Virtual, Dest: c.Dest,
 		Timeout: uint32(max(c.Timeout, 0) / time.Second)}
-	switch c.Method {
-	case ipvs.Masq:
-		w.Flags = FlagMasq
-	case ipvs.Tunnel:
-		w.Flags = FlagTunnel
-	case ipvs.Route:
-		w.Flags = FlagRoute
-	default:
+	fwd, ok := fwdFlag(c.Method)
+	if !ok {
 		return w, false
+	}
+	w.Flags = fwd
+	if c.Template {
+		return fromTemplate(c, w)
 	}
 	switch c.Proto {
 	case ipvs.TCP:
@@ -62,15 +85,54 @@ func FromEngine(c engine.SyncConn) (Conn, bool) {
 	return w, w.valid()
 }
 
+// fromTemplate lays out a persistence template as the kernel's
+// ip_vs_sched_persist makes it: client port 0, the client address as
+// masked; a firewall-mark service's template has protocol 0 (IPPROTO_IP),
+// the mark in place of the virtual address and no ports; a port-zero or
+// FTP service's template has no ports.
+func fromTemplate(c engine.SyncConn, w Conn) (Conn, bool) {
+	w.Flags |= FlagTemplate
+	w.Client = netip.AddrPortFrom(c.Client.Addr(), 0)
+	switch {
+	case c.FWMark != 0:
+		w.Proto = 0
+		w.FWMark = c.FWMark
+		w.Virtual = netip.AddrPortFrom(markAddr(c.FWMark, c.Client.Addr().Is6()), 0)
+		w.Dest = netip.AddrPortFrom(c.Dest.Addr(), 0)
+	case c.Virtual.Port() == 0 || c.Virtual.Port() == ftpPort:
+		w.Virtual = netip.AddrPortFrom(c.Virtual.Addr(), 0)
+		w.Dest = netip.AddrPortFrom(c.Dest.Addr(), 0)
+	}
+	return w, w.valid()
+}
+
+// markAddr is a firewall mark where a template holds its virtual address
+// (the mark in network order in the first four bytes).
+func markAddr(mark uint32, v6 bool) netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint32(b[:], mark)
+	if v6 {
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte(b[:4]))
+}
+
 // ToEngine converts a received entry; ok is false for one the engines
 // cannot install, which the kernel would also refuse (a protocol other
 // than TCP and UDP, a state out of range) or which GVS does not install
-// yet (persistence templates, local and bypass connections).
+// (local and bypass connections).
+//
+// A template keeps the kernel's wire form, except that a firewall-mark
+// service's has FWMark set and no Virtual: an engine finds a port-zero
+// or FTP service's template under port 0 and its real server by address.
 func ToEngine(w Conn) (engine.SyncConn, bool) {
 	c := engine.SyncConn{Proto: ipvs.Protocol(w.Proto), Client: w.Client, Virtual: w.Virtual, Dest: w.Dest,
 		Timeout: time.Duration(w.Timeout) * time.Second}
-	if w.Flags&FlagTemplate != 0 {
+	if !w.valid() {
 		return c, false
+	}
+	if w.Flags&FlagTemplate != 0 {
+		return toTemplate(w, c)
 	}
 	switch w.Flags & FlagFwdMask {
 	case FlagMasq:
@@ -96,5 +158,32 @@ func ToEngine(w Conn) (engine.SyncConn, bool) {
 	default:
 		return c, false
 	}
-	return c, w.valid()
+	return c, true
+}
+
+// toTemplate converts a received persistence template. The kernel does
+// not check a template's state; its protocol is TCP, UDP or SCTP, or 0
+// with a firewall mark.
+func toTemplate(w Conn, c engine.SyncConn) (engine.SyncConn, bool) {
+	c.Template = true
+	c.State = templateState
+	switch w.Flags & FlagFwdMask {
+	case FlagMasq:
+		c.Method = ipvs.Masq
+	case FlagTunnel:
+		c.Method = ipvs.Tunnel
+	case FlagRoute:
+		c.Method = ipvs.Route
+	default:
+		return c, false
+	}
+	switch {
+	case c.Proto == 0 && w.FWMark != 0:
+		c.FWMark = w.FWMark
+		c.Virtual = netip.AddrPort{}
+	case c.Proto == ipvs.TCP || c.Proto == ipvs.UDP || c.Proto == ipvs.SCTP:
+	default:
+		return c, false
+	}
+	return c, true
 }

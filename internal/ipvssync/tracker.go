@@ -12,7 +12,9 @@ import (
 // kernel's ip_vs_sync_conn_needed: a new connection, one whose state
 // changed, and one that saw packets since it was last sent longer than
 // refresh ago (so that the backup's copy, which expires on the timeout
-// it received, lives as long as the master's).
+// it received, lives as long as the master's). Persistence templates go
+// the same way: sent when new or moved to another real server, and again
+// while clients keep making connections under them.
 type tracker struct {
 	refresh time.Duration
 	sent    map[connID]sentConn
@@ -21,6 +23,8 @@ type tracker struct {
 type connID struct {
 	proto           ipvs.Protocol
 	client, virtual netip.AddrPort
+	template        bool
+	fwmark          uint32
 }
 
 type sentConn struct {
@@ -42,7 +46,7 @@ func (t *tracker) changes(now time.Time, conns []engine.SyncConn) []engine.SyncC
 		if !worthSending(&c) {
 			continue
 		}
-		id := connID{c.Proto, c.Client, c.Virtual}
+		id := connID{c.Proto, c.Client, c.Virtual, c.Template, c.FWMark}
 		s, ok := t.sent[id]
 		// Idle less than the time since it was sent: packets passed since.
 		busy := c.Idle < now.Sub(s.at)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -27,8 +28,17 @@ import (
 //   - The received timeout is kept by placing the entry's last-seen time
 //     so that it expires when the master's copy would; the first packet
 //     through the backup restarts the local timer.
-//   - Persistence templates are not synchronized yet: after a failover a
-//     persistent client's next new connection is scheduled afresh.
+//   - Persistence templates are synchronized too, as the kernel's:
+//     the master lists its persist entries (client address as masked,
+//     port 0, the service and real server), the backup writes them into
+//     its persist map under its own service and real server indexes, so
+//     that after a failover a persistent client's new connections go to
+//     the same real server. The backup masks the address again with its
+//     own netmask and keeps the received timeout (at most its own: the
+//     program counts a template's age forward only). A template of a
+//     port-zero or FTP service arrives without ports (the kernel's form):
+//     it is matched to the port-zero service, else the one on port 21,
+//     and to the real server by address.
 
 var _ engine.Syncer = (*Engine)(nil)
 
@@ -58,6 +68,37 @@ func (e *Engine) SyncConns() []engine.SyncConn {
 	if err != nil {
 		e.log.Warn("listing connections to sync", "err", err)
 	}
+	return append(out, e.syncTemplates()...)
+}
+
+// syncTemplates lists the persistence templates for a sync master.
+func (e *Engine) syncTemplates() []engine.SyncConn {
+	now := monotonic()
+	var out []engine.SyncConn
+	var pk lbPersistKey
+	var pv lbPersistVal
+	it := e.objs.Persist.Iterate()
+	for it.Next(&pk, &pv) {
+		d := e.dests[pv.Dest]
+		s := e.svcByIndex(pk.Svc)
+		if d == nil || s == nil {
+			continue
+		}
+		out = append(out, engine.SyncConn{
+			Proto:    s.cfg.Proto,
+			Client:   netip.AddrPortFrom(wordsAddr(pk.Addr, uint8(pk.Family)), 0),
+			Virtual:  s.cfg.AddrPort(),
+			Dest:     d.cfg.AddrPort(),
+			Method:   d.cfg.Method,
+			Template: true,
+			State:    "NONE",
+			Timeout:  time.Duration(s.cfg.Timeout) * time.Second,
+			Idle:     persistAge(now, pv.LastSeen),
+		})
+	}
+	if err := it.Err(); err != nil {
+		e.log.Warn("listing persistence templates to sync", "err", err)
+	}
 	return out
 }
 
@@ -65,9 +106,15 @@ func (e *Engine) SyncConns() []engine.SyncConn {
 func (e *Engine) InstallSynced(conns []engine.SyncConn) (installed, skipped int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := connClock()
+	now, mono := connClock(), coarseMonotonic()
 	for _, c := range conns {
-		if e.installSynced(&c, now) {
+		ok := false
+		if c.Template {
+			ok = e.installTemplate(&c, mono)
+		} else {
+			ok = e.installSynced(&c, now)
+		}
+		if ok {
 			installed++
 		} else {
 			skipped++
@@ -117,6 +164,65 @@ func (e *Engine) installSynced(c *engine.SyncConn, now uint32) bool {
 	}
 	return true
 }
+
+// installTemplate writes a received persistence template into the
+// persist map (now is on the program's clock, see coarseMonotonic).
+func (e *Engine) installTemplate(c *engine.SyncConn, now uint64) bool {
+	if c.FWMark != 0 {
+		return false // no firewall-mark services here
+	}
+	key := ipvs.ServiceKey{Proto: c.Proto, Addr: c.Virtual.Addr(), Port: c.Virtual.Port()}
+	s := e.svcs[key]
+	if s == nil && key.Port == 0 {
+		key.Port = ftpPort
+		s = e.svcs[key]
+	}
+	if s == nil || !s.cfg.Persistent() {
+		return false
+	}
+	d := s.all[c.Dest]
+	if d == nil && c.Dest.Port() == 0 {
+		for _, o := range s.all {
+			if o.cfg.Addr == c.Dest.Addr() {
+				d = o
+				break
+			}
+		}
+	}
+	if d == nil {
+		return false
+	}
+	cw, fam := addrWords(c.Client.Addr())
+	if _, sfam := addrWords(s.cfg.Addr); fam != sfam {
+		return false
+	}
+	m := maskWords(s.cfg.Netmask, fam)
+	pk := lbPersistKey{Svc: s.index, Family: uint32(fam)}
+	for i := range pk.Addr {
+		pk.Addr[i] = cw[i] & m[i]
+	}
+	age := max(syncedAge(c.Timeout, time.Duration(s.cfg.Timeout)*time.Second), 0)
+	pv := lbPersistVal{LastSeen: now - min(uint64(age), now), Dest: d.index}
+	if err := e.objs.Persist.Update(&pk, &pv, ebpf.UpdateAny); err != nil {
+		e.log.Debug("installing a synced persistence template", "err", err)
+		return false
+	}
+	return true
+}
+
+// coarseMonotonic is bpf_ktime_get_coarse_ns's clock, the one the
+// program stamps templates with and counts their age on, unsigned: a
+// template stamped from the finer clock could be ahead of the program's
+// reading and look expired.
+func coarseMonotonic() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts)
+	return uint64(ts.Nano())
+}
+
+// ftpPort is the kernel's FTPPORT, whose persistence templates carry no
+// ports.
+const ftpPort = 21
 
 // syncedAge is how long ago the last packet of an installed entry is to
 // be, so that an entry whose local timeout is local expires after the
