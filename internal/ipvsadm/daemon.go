@@ -2,6 +2,7 @@ package ipvsadm
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -41,4 +42,47 @@ func WriteDaemons(w io.Writer, ds []ipvssync.Status) {
 		fmt.Fprintf(w, "%s sync daemon (mcast=%s, syncid=%d, maxlen=%d, group=%s, port=%d, ttl=%d)\n",
 			d.State, d.Interface, d.SyncID, d.MaxLen, d.Group, d.Port, d.TTL)
 	}
+}
+
+// daemonsState serves the "daemons" view (`gvsadm daemons [--json]`) from
+// gvsd's sync daemon listing, the one -L --daemon prints, so that the view
+// shows the counters ipvsadm's line has no room for.
+type daemonsState struct {
+	dc     DaemonClient
+	socket string
+}
+
+func (s daemonsState) State(ctx context.Context, _ string, v any) error {
+	ds, err := s.dc.Daemons(ctx)
+	if err != nil {
+		return err
+	}
+	if ds == nil {
+		ds = []ipvssync.Status{}
+	}
+	b, err := json.Marshal(ds)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (s daemonsState) Socket() string { return s.socket }
+
+// writeDaemons is the "daemons" view: one row per running sync daemon,
+// master first. Messages are the datagrams sent (master) or received
+// (backup); Sent, Installed and Skipped count connection entries;
+// Dropped counts malformed or foreign-syncid datagrams, Errors failed
+// sends.
+func writeDaemons(w io.Writer, raw json.RawMessage) error {
+	var ds []ipvssync.Status
+	if err := json.Unmarshal(raw, &ds); err != nil {
+		return err
+	}
+	return table(w, "State\tInterface\tSyncID\tGroup\tPort\tMessages\tSent\tInstalled\tSkipped\tDropped\tErrors", func(tw io.Writer) {
+		for _, d := range ds {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.State, d.Interface, d.SyncID, d.Group, d.Port,
+				d.Messages, d.Sent, d.Installed, d.Skipped, d.Dropped, d.Errors)
+		}
+	})
 }

@@ -29,6 +29,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 1 && args[1] == "realserver" {
 		return RunRealServer(args[2:], stdout, stderr)
 	}
+	if dc, ok := c.(DaemonClient); ok && len(args) > 1 && args[1] == "daemons" {
+		return RunState(ctx, args[1], args[2:], stdout, stderr, daemonsState{dc, c.Socket()})
+	}
 	if sc, ok := c.(StateClient); ok && len(args) > 1 && stateCommands[args[1]] != nil {
 		return RunState(ctx, args[1], args[2:], stdout, stderr, sc)
 	}

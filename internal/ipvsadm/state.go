@@ -26,9 +26,10 @@ var stateCommands = map[string]func(w io.Writer, raw json.RawMessage) error{
 	"checkers":        writeCheckers,
 	"virtual-servers": writeVirtualServers,
 	"vrrp":            writeVRRP,
+	"daemons":         writeDaemons, // from the sync daemon listing (daemonsState), not /v1/state
 }
 
-// RunState is `gvsadm checkers|virtual-servers|vrrp [--json]`.
+// RunState is `gvsadm checkers|virtual-servers|vrrp|daemons [--json]`.
 func RunState(ctx context.Context, name string, args []string, stdout, stderr io.Writer, c StateClient) int {
 	asJSON := len(args) == 1 && args[0] == "--json"
 	if len(args) > 0 && !asJSON {
