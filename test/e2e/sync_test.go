@@ -17,7 +17,8 @@ import (
 // the same real servers through director B after the VIP moves, when A
 // runs the master sync daemon and B the backup one, and break without
 // them (B's program passes packets of connections it does not know to its
-// kernel, which resets them).
+// kernel, which resets them). With persistence, the synchronized template
+// sends the client's new connections through B to the same real server.
 //
 //	client 198.18.0.100 ─┐
 //	dirA   198.18.0.1  ──┼─ br0 (198.18.0.0/24; the sync messages too)
@@ -159,6 +160,47 @@ func TestSyncDaemonFailover(t *testing.T) {
 		mustAdm(1, "--stop-daemon", "backup")
 		if out := mustAdm(1, "-L", "--daemon"); out != "" {
 			t.Errorf("-L --daemon after --stop-daemon: %q", out)
+		}
+	})
+
+	t.Run("with sync a persistent client's new connections keep their real server", func(t *testing.T) {
+		for i := range dirs {
+			mustAdm(i, "-E", "-t", e2eVIP+":80", "-s", "rr", "-p", "300")
+		}
+		// Director A sends the client to RS2 (RS1 quiesced there for its
+		// first connection). On director B RS2 is quiesced: a template
+		// still sends its clients there, as in the kernel, but rr alone
+		// picks RS1.
+		mustAdm(0, "-e", "-t", e2eVIP+":80", "-r", "198.18.0.11:80", "-g", "-w", "0")
+		mustAdm(1, "-e", "-t", e2eVIP+":80", "-r", "198.18.0.12:80", "-g", "-w", "0")
+		mustAdm(0, "--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "9")
+		mustAdm(1, "--start-daemon", "backup", "--mcast-interface", "eth0", "--syncid", "9")
+		t.Cleanup(func() { adm(0, "--stop-daemon", "master"); adm(1, "--stop-daemon", "backup") })
+		moveVIP(0)
+		if name, err := getInNS(client.Name, e2eVIP+":80"); err != nil || name != "RS2" {
+			t.Fatalf("first request through director A: %q, %v; want RS2", name, err)
+		}
+		mustAdm(0, "-e", "-t", e2eVIP+":80", "-r", "198.18.0.11:80", "-g", "-w", "1")
+		tmpl := "NONE 198.18.0.100:0 " + e2eVIP + ":80 198.18.0.12:80"
+		waitFor(t, 20*time.Second, "director B to list the client's persistence template", func() bool {
+			out, _ := adm(1, "-Lnc")
+			return strings.Contains(strings.Join(strings.Fields(out), " "), tmpl)
+		})
+		moveVIP(1)
+		for i := range 3 {
+			if name, err := getInNS(client.Name, e2eVIP+":80"); err != nil || name != "RS2" {
+				t.Fatalf("new connection %d through director B: %q, %v; want RS2 (the template's)\ndirector B -Lnc:\n%s", i, name, err, mustAdm(1, "-Lnc"))
+			}
+		}
+		// gvsadm daemons shows the counters -L --daemon has no room for.
+		for i, state := range []string{"master", "backup"} {
+			out := mustAdm(i, "daemons")
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			f := strings.Fields(lines[len(lines)-1])
+			// State Interface SyncID Group Port Messages Sent Installed Skipped Dropped Errors
+			if len(lines) != 2 || len(f) != 11 || f[0] != state || f[5] == "0" || state == "master" && f[6] == "0" || state == "backup" && f[7] == "0" {
+				t.Errorf("director %c gvsadm daemons:\n%s\nwant the %s's row with messages and entries counted", 'A'+i, out, state)
+			}
 		}
 	})
 }
