@@ -1046,28 +1046,7 @@ func TestKeepalivedVRRPAuthAH(t *testing.T) {
 				}
 				return p.startKeepalived(t, i, conf)
 			}
-			master := start(0)
-			backup := start(1)
-			p.waitVIP(t, 0, 10*time.Second, "the VIP on the master")
-			p.watchNeverBoth(t)
-			time.Sleep(backupMDI + time.Second)
-			if nsHasAddr(p.dirs[1], vrrpVIP) {
-				t.Fatalf("the backup took the VIP while the master runs; backup says:\n%s", tail(backup.Output()))
-			}
-
-			if err := syscall.Kill(-master.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			took := p.waitVIP(t, 1, 2*time.Second, "the VIP on the backup after SIGTERM on the master")
-			<-master.Done()
-			t.Logf("VIP on the backup %v after SIGTERM", took.Round(10*time.Millisecond))
-			if took > time.Second+200*time.Millisecond {
-				t.Errorf("the VIP took %v to move after the master's priority 0 advert, want about 1 s at most", took)
-			}
-
-			restarted := start(0)
-			took = p.waitVIP(t, 0, 3*backupMDI, "the restarted master to preempt")
-			t.Logf("restarted master preempted after %v", took.Round(10*time.Millisecond))
+			master, backup, restarted := p.failoverAndBack(t, start)
 			time.Sleep(2 * time.Second) // a few adverts from the restarted master
 
 			ka := backup

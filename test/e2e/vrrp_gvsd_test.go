@@ -123,6 +123,38 @@ func (p *vrrpPair) waitVIP(t *testing.T, i int, limit time.Duration, what string
 	return time.Since(start)
 }
 
+// failoverAndBack starts director 0 as master and 1 as backup with start,
+// checks that the backup hears the master (it stays backup past its
+// Master_Down_Interval), that a SIGTERM on the master (priority 0) moves
+// the VIP within about a second, and that the restarted master takes it
+// back. It returns the three processes.
+func (p *vrrpPair) failoverAndBack(t *testing.T, start func(i int) *netnstest.Proc) (master, backup, restarted *netnstest.Proc) {
+	t.Helper()
+	master = start(0)
+	backup = start(1)
+	p.waitVIP(t, 0, 10*time.Second, "the VIP on the master")
+	p.watchNeverBoth(t)
+	time.Sleep(backupMDI + time.Second)
+	if nsHasAddr(p.dirs[1], vrrpVIP) {
+		t.Fatalf("the backup took the VIP while the master runs; backup says:\n%s", tail(backup.Output()))
+	}
+
+	if err := syscall.Kill(-master.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	took := p.waitVIP(t, 1, 2*time.Second, "the VIP on the backup after SIGTERM on the master")
+	<-master.Done()
+	t.Logf("VIP on the backup %v after SIGTERM", took.Round(10*time.Millisecond))
+	if took > time.Second+200*time.Millisecond {
+		t.Errorf("the VIP took %v to move after the master's priority 0 advert, want about 1 s at most", took)
+	}
+
+	restarted = start(0)
+	took = p.waitVIP(t, 0, 3*backupMDI, "the restarted master to preempt")
+	t.Logf("restarted master preempted after %v", took.Round(10*time.Millisecond))
+	return master, backup, restarted
+}
+
 // TestGvsdVRRPCrashAndPreempt: a master gvsd that dies without a word
 // (SIGKILL) is replaced within Master_Down_Interval + 1 s; restarted, it
 // takes the VIP back, or with nopreempt leaves it where it is.
@@ -193,30 +225,7 @@ func TestGvsdVRRPWithKeepalived(t *testing.T) {
 					}
 					return p.startKeepalived(t, i, conf)
 				}
-				master := start(0)
-				backup := start(1)
-				p.waitVIP(t, 0, 10*time.Second, "the VIP on the master")
-				p.watchNeverBoth(t)
-				// The backup hears the master: it stays backup past its
-				// Master_Down_Interval.
-				time.Sleep(backupMDI + time.Second)
-				if nsHasAddr(p.dirs[1], vrrpVIP) {
-					t.Fatalf("the backup took the VIP while the master runs; backup says:\n%s", tail(backup.Output()))
-				}
-
-				if err := syscall.Kill(-master.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
-					t.Fatal(err)
-				}
-				took := p.waitVIP(t, 1, 2*time.Second, "the VIP on the backup after SIGTERM on the master")
-				<-master.Done()
-				t.Logf("VIP on the backup %v after SIGTERM", took.Round(10*time.Millisecond))
-				if took > time.Second+200*time.Millisecond {
-					t.Errorf("the VIP took %v to move after the master's priority 0 advert, want about 1 s at most", took)
-				}
-
-				start(0)
-				took = p.waitVIP(t, 0, 3*backupMDI, "the restarted master to preempt")
-				t.Logf("restarted master preempted after %v", took.Round(10*time.Millisecond))
+				_, backup, _ := p.failoverAndBack(t, start)
 				for _, line := range strings.Split(backup.Output(), "\n") {
 					if strings.Contains(line, "invalid") || strings.Contains(line, "mismatch") {
 						t.Errorf("the backup complains about the master's adverts: %s", line)
