@@ -706,7 +706,12 @@ static __always_inline __u32 flow_hash(struct pkt *p)
 
 /* icmp_too_big turns an IPv4 packet that would exceed the tunnel's MTU
  * into an ICMP "fragmentation needed" back to its sender, with the inner
- * MTU, and sends it out where it came from. Only for untagged frames. */
+ * MTU, and sends it out where it came from. Only for untagged frames.
+ * It is sent whether or not the packet has DF set: the kernel's IPVS
+ * fragments a packet without DF, which XDP cannot, and handing it to the
+ * stack would not forward it (no IPVS there). A sender without DF still
+ * learns the path MTU from it (Linux keeps it in its route cache and
+ * fragments before sending), as with Katran, which does the same. */
 static __always_inline int icmp_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
 {
 	void *data = (void *)(long)ctx->data;
@@ -775,6 +780,86 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, struct pkt *p, __u32
 	if ((void *)(ic + 1) > end)
 		return XDP_DROP;
 	ic->checksum = csum_fold(sum);
+	count(REASON_TOO_BIG);
+	return XDP_TX;
+}
+
+#define IPV6_MIN_MTU 1280
+/* How much of the invoking packet a Packet Too Big quotes: what fits in
+ * the IPv6 minimum MTU after the IPv6 and ICMPv6 headers (RFC 4443 2.4). */
+#define PTB_QUOTE (IPV6_MIN_MTU - 40 - 8)
+
+/* icmp6_too_big turns an IPv6 packet that would exceed the tunnel's MTU
+ * into an ICMPv6 Packet Too Big (RFC 4443 3.2) from the VIP back to its
+ * sender, with mtu (at least the IPv6 minimum, 1280), and sends it out
+ * where it came from. The message quotes as much of the packet as keeps it
+ * within 1280 bytes (an even number of bytes: the checksum loop sums
+ * 16-bit words). Only for untagged frames. Not inlined: forward_tun's
+ * frame stays as it was and this one is small. */
+static __noinline int icmp6_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
+{
+	__u32 quote = p->l3len < PTB_QUOTE ? p->l3len : PTB_QUOTE;
+
+	quote &= ~1U;
+	if (p->l3off != ETH_HLEN || quote < sizeof(struct ipv6hdr) + 8)
+		return XDP_DROP;
+	/* [eth][ip6][icmp6] in front of the original IPv6 header: the old
+	 * Ethernet header ends up under the new ip6 and icmp6 headers. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr))))
+		return XDP_DROP;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 keep = ETH_HLEN + sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr) + quote;
+	__u32 have = end - data;
+	if (have < keep)
+		return XDP_DROP;
+	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	struct icmp6hdr *ic = (void *)(ip6 + 1);
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	/* The old Ethernet header, at the end of the 48 bytes added: read
+	 * it before ip6 and ic overwrite it. */
+	struct ethhdr *old = (void *)ic + sizeof(*ic) - ETH_HLEN;
+	__builtin_memcpy(eth->h_dest, old->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, old->h_dest, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	ip6->version = 6;
+	ip6->priority = 0;
+	ip6->flow_lbl[0] = 0;
+	ip6->flow_lbl[1] = 0;
+	ip6->flow_lbl[2] = 0;
+	ip6->payload_len = bpf_htons(sizeof(*ic) + quote);
+	ip6->nexthdr = IPPROTO_ICMPV6;
+	ip6->hop_limit = 64;
+	__u32 sum = bpf_htons(sizeof(*ic) + quote) + bpf_htons(IPPROTO_ICMPV6);
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		ip6->saddr[i] = p->daddr[i];
+		ip6->daddr[i] = p->saddr[i];
+		sum += (p->daddr[i] & 0xffff) + (p->daddr[i] >> 16);
+		sum += (p->saddr[i] & 0xffff) + (p->saddr[i] >> 16);
+	}
+	ic->icmp6_type = 2; /* packet too big */
+	ic->icmp6_code = 0;
+	ic->icmp6_cksum = 0;
+	ic->icmp6_data = bpf_htonl(mtu);
+
+	/* The frame now ends where the message does. */
+	__u16 *w = (__u16 *)ic;
+	for (int i = 0; i < (int)(sizeof(*ic) + PTB_QUOTE) / 2; i++) {
+		if ((void *)(w + i + 1) > end)
+			break;
+		sum += w[i];
+	}
+	asm volatile("" : "+r"(ic));
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	ic->icmp6_cksum = csum_fold(sum);
 	count(REASON_TOO_BIG);
 	return XDP_TX;
 }
@@ -852,10 +937,13 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 		}
 	}
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		/* The sender learns the MTU inside the tunnel: the outer
+		 * family is the real server's, the message is the inner's. */
 		__u32 mtu = fib.mtu_result;
-		if (p->family == AF_INET && d->family == AF_INET && mtu > encap)
+		if (p->family == AF_INET6)
+			return icmp6_too_big(ctx, p, mtu >= encap + IPV6_MIN_MTU ? mtu - encap : IPV6_MIN_MTU);
+		if (mtu > encap)
 			return icmp_too_big(ctx, p, mtu - encap);
-		/* ICMPv6 "packet too big" is not generated yet: dropped. */
 		count(REASON_TOO_BIG);
 		return XDP_DROP;
 	}

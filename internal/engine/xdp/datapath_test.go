@@ -3,9 +3,12 @@ package xdp
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
@@ -38,13 +41,26 @@ func snapOf(svcs ...ipvs.ServiceConfig) *ipvs.Snapshot {
 // TestForward checks the exact packet out for DR and the tunnels.
 func TestForward(t *testing.T) {
 	labNS(t, 11)
+	// 198.19.1.0/24 is behind a path of MTU 600, below what IPv6 needs.
+	gw, _ := netlink.LinkByName("gvs0")
+	_, narrow, _ := net.ParseCIDR("198.19.1.0/24")
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: gw.Attrs().Index, Dst: narrow, Gw: routerIP.AsSlice(), MTU: 600}); err != nil {
+		t.Fatal(err)
+	}
 	gue := ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.21"), Port: 80, Method: ipvs.Tunnel, Weight: 1, TunType: ipvs.TunGUE, TunPort: 6080}
+	tun4, tun6 := netip.AddrPortFrom(vip.Addr(), 81), netip.AddrPortFrom(vip6.Addr(), 81)
+	tun4in6 := netip.AddrPortFrom(vip.Addr(), 83)
+	tun6in4 := netip.AddrPortFrom(vip6.Addr(), 82)
+	tun6narrow := netip.AddrPortFrom(vip6.Addr(), 83)
 	e := newTestEngine(t, snapOf(
 		oneService(vip, ipvs.TCP, "rr", ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 1}),
 		oneService(vip6, ipvs.TCP, "rr", ipvs.Dest{Addr: v6(11), Port: 80, Method: ipvs.Route, Weight: 1}),
-		oneService(netip.AddrPortFrom(vip.Addr(), 81), ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.21"), Port: 81, Method: ipvs.Tunnel, Weight: 1}),
+		oneService(tun4, ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.21"), Port: 81, Method: ipvs.Tunnel, Weight: 1}),
 		oneService(netip.AddrPortFrom(vip.Addr(), 82), ipvs.UDP, "rr", gue),
-		oneService(netip.AddrPortFrom(vip6.Addr(), 81), ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("2001:db8:1::21"), Port: 81, Method: ipvs.Tunnel, Weight: 1}),
+		oneService(tun6, ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("2001:db8:1::21"), Port: 81, Method: ipvs.Tunnel, Weight: 1}),
+		oneService(tun4in6, ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("2001:db8:1::21"), Port: 83, Method: ipvs.Tunnel, Weight: 1}),
+		oneService(tun6in4, ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.21"), Port: 82, Method: ipvs.Tunnel, Weight: 1}),
+		oneService(tun6narrow, ipvs.UDP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("198.19.1.21"), Port: 83, Method: ipvs.Tunnel, Weight: 1}),
 	))
 
 	tests := []struct {
@@ -141,29 +157,61 @@ func TestForward(t *testing.T) {
 			},
 		},
 		{
-			name:    "IPIP too big gets ICMP fragmentation needed",
-			in:      pktSpec{src: client, dst: netip.AddrPortFrom(vip.Addr(), 81), proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 40},
+			// Sent whether DF is set or not: XDP cannot fragment.
+			name:    "IPIP too big without DF gets ICMP fragmentation needed",
+			in:      pktSpec{src: client, dst: tun4, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 40},
 			verdict: xdpTX,
-			check: func(t *testing.T, in, out []byte) {
-				checkEth(t, out, clientMAC, dirMAC, 0x0800)
-				if len(out) != 14+20+8+20+8 {
-					t.Fatalf("ICMP packet of %d bytes, want %d", len(out), 14+20+8+20+8)
-				}
-				checkIPv4(t, out[14:34], 1, vip.Addr(), client.Addr(), 20+8+28)
-				ic := out[34:]
-				if ic[0] != 3 || ic[1] != 4 {
-					t.Errorf("ICMP type/code %d/%d, want 3/4", ic[0], ic[1])
-				}
-				if mtu := binary.BigEndian.Uint16(ic[6:]); mtu != 1480 {
-					t.Errorf("next-hop MTU %d, want 1480", mtu)
-				}
-				if checksum(ic, 0) != 0 {
-					t.Errorf("bad ICMP checksum")
-				}
-				if !bytes.Equal(ic[8:], in[14:14+28]) {
-					t.Errorf("ICMP does not quote the original header and 8 bytes")
-				}
-			},
+			check:   checkFragNeeded(1480),
+		},
+		{
+			name:    "IPIP at the MTU is tunnelled",
+			in:      pktSpec{src: client, dst: tun4, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 20 - 40},
+			verdict: xdpRedirect,
+			check:   checkTunnelled(4),
+		},
+		{
+			name:    "IPv4 in IPv6 too big gets ICMP fragmentation needed",
+			in:      pktSpec{src: client, dst: tun4in6, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 40, fragOff: 0x4000},
+			verdict: xdpTX,
+			check:   checkFragNeeded(1460),
+		},
+		{
+			name:    "IPv4 in IPv6 at the MTU is tunnelled",
+			in:      pktSpec{src: client, dst: tun4in6, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 40 - 40, fragOff: 0x4000},
+			verdict: xdpRedirect,
+			check:   checkTunnelled(6),
+		},
+		{
+			name:    "IPv6 in IPv6 too big gets ICMPv6 packet too big",
+			in:      pktSpec{src: cli6, dst: tun6, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 60},
+			verdict: xdpTX,
+			check:   checkPacketTooBig(1460, 1232),
+		},
+		{
+			name:    "IPv6 in IPv6 at the MTU is tunnelled",
+			in:      pktSpec{src: cli6, dst: tun6, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 40 - 60},
+			verdict: xdpRedirect,
+			check:   checkTunnelled(6),
+		},
+		{
+			name:    "IPv6 in IPv4 too big gets ICMPv6 packet too big",
+			in:      pktSpec{src: cli6, dst: tun6in4, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 20 - 60 + 1},
+			verdict: xdpTX,
+			check:   checkPacketTooBig(1480, 1232),
+		},
+		{
+			name:    "IPv6 in IPv4 at the MTU is tunnelled",
+			in:      pktSpec{src: cli6, dst: tun6in4, proto: ipvs.TCP, flags: tcpSYN, payload: 1500 - 20 - 60},
+			verdict: xdpRedirect,
+			check:   checkTunnelled(4),
+		},
+		{
+			// 600 - 20 is below the IPv6 minimum: the message says 1280
+			// and quotes the whole packet but its odd last byte.
+			name:    "IPv6 in IPv4 over a narrow path gets packet too big 1280",
+			in:      pktSpec{src: cli6, dst: tun6narrow, proto: ipvs.UDP, payload: 600 - 20 - 48 + 1},
+			verdict: xdpTX,
+			check:   checkPacketTooBig(1280, 600-20),
 		},
 	}
 	// Tunnels take their next hop from bpf_fib_lookup where forwarding
@@ -216,5 +264,101 @@ func checkIPv4(t *testing.T, ip []byte, proto byte, src, dst netip.Addr, total i
 	}
 	if d := netip.AddrFrom4([4]byte(ip[16:20])); d != dst {
 		t.Errorf("destination %s, want %s", d, dst)
+	}
+}
+
+// checkTunnelled checks that the packet left in a tunnel of the outer
+// IP version ver with the inner packet as it came.
+func checkTunnelled(ver int) func(t *testing.T, in, out []byte) {
+	return func(t *testing.T, in, out []byte) {
+		t.Helper()
+		et, hl := uint16(0x0800), 20
+		if ver == 6 {
+			et, hl = 0x86dd, 40
+		}
+		checkEth(t, out, routerMAC, dirMAC, et)
+		if len(out) != len(in)+hl {
+			t.Fatalf("tunnelled frame of %d bytes, want %d", len(out), len(in)+hl)
+		}
+		if !bytes.Equal(out[14+hl:], in[14:]) {
+			t.Errorf("inner packet changed")
+		}
+	}
+}
+
+// checkFragNeeded checks an ICMP "fragmentation needed" to the client
+// from the VIP, with mtu, quoting the IPv4 header and 8 bytes.
+func checkFragNeeded(mtu uint16) func(t *testing.T, in, out []byte) {
+	return func(t *testing.T, in, out []byte) {
+		t.Helper()
+		checkEth(t, out, clientMAC, dirMAC, 0x0800)
+		if len(out) != 14+20+8+20+8 {
+			t.Fatalf("ICMP packet of %d bytes, want %d", len(out), 14+20+8+20+8)
+		}
+		checkIPv4(t, out[14:34], 1, vip.Addr(), client.Addr(), 20+8+28)
+		ic := out[34:]
+		if ic[0] != 3 || ic[1] != 4 {
+			t.Errorf("ICMP type/code %d/%d, want 3/4", ic[0], ic[1])
+		}
+		if got := binary.BigEndian.Uint16(ic[6:]); got != mtu {
+			t.Errorf("next-hop MTU %d, want %d", got, mtu)
+		}
+		if checksum(ic, 0) != 0 {
+			t.Errorf("bad ICMP checksum")
+		}
+		if !bytes.Equal(ic[8:], in[14:14+28]) {
+			t.Errorf("ICMP does not quote the original header and 8 bytes")
+		}
+	}
+}
+
+// checkPacketTooBig checks an ICMPv6 Packet Too Big (RFC 4443 3.2) to
+// the packet's source from the VIP it was sent to, with mtu, quoting the
+// first quote bytes of the IPv6 packet: the exact frame, built here.
+func checkPacketTooBig(mtu uint32, quote int) func(t *testing.T, in, out []byte) {
+	return func(t *testing.T, in, out []byte) {
+		t.Helper()
+		inIP := in[14:]
+		src, dst := [16]byte(inIP[24:40]), [16]byte(inIP[8:24])
+		msg := []byte{2, 0, 0, 0}
+		msg = binary.BigEndian.AppendUint32(msg, mtu)
+		msg = append(msg, inIP[:quote]...)
+		binary.BigEndian.PutUint16(msg[2:], checksum(msg, pseudo6(src, dst, 58, len(msg))))
+		want := append([]byte{}, clientMAC...)
+		want = append(want, dirMAC...)
+		want = append(want, 0x86, 0xdd, 0x60, 0, 0, 0)
+		want = binary.BigEndian.AppendUint16(want, uint16(len(msg)))
+		want = append(want, 58, 64)
+		want = append(want, src[:]...)
+		want = append(want, dst[:]...)
+		want = append(want, msg...)
+
+		checkEth(t, out, clientMAC, dirMAC, 0x86dd)
+		if len(out) != len(want) {
+			t.Fatalf("ICMPv6 frame of %d bytes, want %d", len(out), len(want))
+		}
+		if len(out)-14 > 1280 {
+			t.Errorf("ICMPv6 packet of %d bytes, more than the IPv6 minimum MTU", len(out)-14)
+		}
+		ip := out[14:54]
+		if s := netip.AddrFrom16([16]byte(ip[8:24])); s != netip.AddrFrom16(src) {
+			t.Errorf("source %s, want the VIP %s", s, netip.AddrFrom16(src))
+		}
+		if d := netip.AddrFrom16([16]byte(ip[24:40])); d != netip.AddrFrom16(dst) {
+			t.Errorf("destination %s, want the client %s", d, netip.AddrFrom16(dst))
+		}
+		ic := out[54:]
+		if ic[0] != 2 || ic[1] != 0 {
+			t.Errorf("ICMPv6 type/code %d/%d, want 2/0", ic[0], ic[1])
+		}
+		if got := binary.BigEndian.Uint32(ic[4:]); got != mtu {
+			t.Errorf("MTU %d, want %d", got, mtu)
+		}
+		if checksum(ic, pseudo6([16]byte(ip[8:24]), [16]byte(ip[24:40]), 58, len(ic))) != 0 {
+			t.Errorf("bad ICMPv6 checksum %#04x (want %#04x)", binary.BigEndian.Uint16(ic[2:]), binary.BigEndian.Uint16(msg[2:]))
+		}
+		if !bytes.Equal(out, want) {
+			t.Errorf("out\n%x\nwant\n%x", out, want)
+		}
 	}
 }

@@ -86,9 +86,20 @@
 //   - IPv4 fragments, IPv6 extension headers and more than two VLAN tags
 //     go to the kernel untouched (XDP_PASS); so does a TCP packet that
 //     belongs to no connection and is not a SYN.
-//   - A tunnelled IPv4 packet that no longer fits the MTU gets an ICMP
-//     "fragmentation needed" from the VIP; IPv6 "packet too big" is not
-//     generated yet (the packet is dropped and counted as too-big).
+//   - A packet that no longer fits the MTU once tunnelled is answered from
+//     the VIP, in the inner packet's family whatever the outer one, with
+//     the MTU minus the tunnel's headers, and counted as too-big: IPv4
+//     gets an ICMP "fragmentation needed" quoting its header and 8 bytes,
+//     IPv6 an ICMPv6 "packet too big" (at least 1280) quoting as much of
+//     the packet as fits in 1280 bytes (an even count). IPv4 without DF
+//     gets it too, where the kernel would fragment: XDP cannot, and the
+//     stack, which has no IPVS, would not forward it (Katran does the
+//     same); a sender without DF learns the MTU all the same (Linux keeps
+//     it and fragments itself, but fragments are not forwarded, above).
+//     Where the path's MTU minus the tunnel is below 1280 an IPv6 sender
+//     is told 1280 and its packets above the path's MTU keep being
+//     refused (the kernel's IPVS drops them). Only untagged frames are
+//     answered; a VLAN-tagged too-big packet is dropped.
 //   - The next hop of TUN, NAT and FullNAT packets towards a real server
 //     is the route, neighbour and MTU Go resolved over netlink, refreshed
 //     every NeighRefresh: a route change takes effect within that time.
