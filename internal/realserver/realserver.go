@@ -22,6 +22,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Mode is the forwarding method the director uses towards this host.
@@ -71,7 +72,7 @@ type State struct {
 var sysctlRoot = "/proc/sys"
 
 // Setup makes this host a real server for vip.
-func Setup(vip netip.Addr, mode Mode, opts Options) (s *Server, err error) {
+func Setup(vip netip.Addr, mode Mode, opts Options) (_ *Server, err error) {
 	if mode != DR && mode != TUN {
 		return nil, fmt.Errorf("real server mode %q: want dr or tun", mode)
 	}
@@ -79,7 +80,7 @@ func Setup(vip netip.Addr, mode Mode, opts Options) (s *Server, err error) {
 		return nil, errors.New("a TUN real server needs the interface tunnelled packets arrive on")
 	}
 	vip = vip.Unmap()
-	s = &Server{State: State{VIP: vip, Mode: mode, Sysctls: map[string]string{}, StateFile: opts.StateFile}}
+	s := &Server{State: State{VIP: vip, Mode: mode, Sysctls: map[string]string{}, StateFile: opts.StateFile}}
 	defer func() {
 		if err != nil {
 			s.Teardown()
@@ -91,6 +92,12 @@ func Setup(vip netip.Addr, mode Mode, opts Options) (s *Server, err error) {
 		return nil, fmt.Errorf("lo: %w", err)
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(vip.BitLen(), vip.BitLen())}}
+	if vip.Is6() {
+		// Usable at once: without NODAD an IPv6 address starts
+		// tentative and a server binding to it right away fails, though
+		// lo never runs duplicate address detection.
+		addr.Flags = unix.IFA_F_NODAD
+	}
 	if err := netlink.AddrAdd(lo, addr); err != nil {
 		if !errors.Is(err, os.ErrExist) && !strings.Contains(err.Error(), "exists") {
 			return nil, fmt.Errorf("adding %s to lo: %w", vip, err)

@@ -3,6 +3,7 @@ package realserver
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -165,4 +166,52 @@ func ipv4(proto byte, payload []byte) []byte {
 	h := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 198, 18, 0, 1, 198, 18, 0, 11}
 	binary.BigEndian.PutUint16(h[2:], uint16(20+len(payload)))
 	return append(h, payload...)
+}
+
+// TestIPv6VIPUsableAtOnce: a server binds to an IPv6 VIP right after
+// Setup, so the address must not start tentative (waiting for a duplicate
+// address detection that lo never does). No subtests: they would run on
+// threads outside the namespace.
+func TestIPv6VIPUsableAtOnce(t *testing.T) {
+	inNewNS(t)
+	vip := netip.MustParseAddr("2001:db8::200")
+	for _, tt := range []struct {
+		name string
+		mode Mode
+	}{
+		{"DR", DR},
+		{"TUN", TUN},
+	} {
+		s, err := Setup(vip, tt.mode, Options{Interface: "rs0", Generic: true})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(vip.String(), "0"))
+		if err != nil {
+			t.Errorf("%s: binding to the VIP just after Setup: %v", tt.name, err)
+		} else {
+			ln.Close()
+		}
+		if err := s.Teardown(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+// TestSetupFailureUndoes: a Setup that fails half way returns the error
+// and leaves neither the VIP nor changed sysctls behind.
+func TestSetupFailureUndoes(t *testing.T) {
+	inNewNS(t)
+	before := readSysctl(t, "net/ipv4/conf/all/arp_ignore")
+	vip := netip.MustParseAddr("198.18.0.200")
+	if _, err := Setup(vip, TUN, Options{Interface: "nosuch0"}); err == nil {
+		t.Fatal("Setup with a missing interface succeeded")
+	}
+	lo, _ := netlink.LinkByName("lo")
+	if hasAddr(lo, vip) {
+		t.Error("VIP left on lo after a failed Setup")
+	}
+	if got := readSysctl(t, "net/ipv4/conf/all/arp_ignore"); got != before {
+		t.Errorf("arp_ignore = %s after a failed Setup, want %s back", got, before)
+	}
 }
