@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,20 @@ func serveXDPDirector(t *testing.T, ctx context.Context, log *slog.Logger, opts 
 	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	e.Close(cctx)
+}
+
+// startXDPDirector starts the test binary's helper test in the director's
+// namespace with env's ROLE=director and SOCK set (env is the prefix of the
+// helper's variables, e.g. GVS_XDP), and returns the process and a client
+// for its control socket once it answers.
+func startXDPDirector(t *testing.T, dir *netnstest.NS, env, helper string) (*netnstest.Proc, *directorCtl) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "director.sock")
+	t.Setenv(env+"_ROLE", "director")
+	t.Setenv(env+"_SOCK", sock)
+	p := dir.Start(os.Args[0], "-test.run=^"+helper+"$", "-test.v")
+	os.Unsetenv(env + "_ROLE")
+	return p, dialDirector(t, sock)
 }
 
 // directorCtl is the test's side of serveXDPDirector's control socket.

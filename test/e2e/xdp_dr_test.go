@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,13 +88,7 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
 		waitListening(t, n, e2eVIP+":"+port)
 	}
-	sock := filepath.Join(t.TempDir(), "director.sock")
-	t.Setenv("GVS_XDP_ROLE", "director")
-	t.Setenv("GVS_XDP_SOCK", sock)
-	director := dir.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
-	os.Unsetenv("GVS_XDP_ROLE")
-
-	ctl := dialDirector(t, sock)
+	director, ctl := startXDPDirector(t, dir, "GVS_XDP", "TestXDPHelper")
 
 	vip := netip.MustParseAddr(e2eVIP)
 	snap := func(w1 int32) *ipvs.Snapshot {

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -116,13 +115,7 @@ func TestXDPIPv6(t *testing.T) {
 		}
 		waitListening(t, n, addr)
 	}
-	sock := filepath.Join(t.TempDir(), "director.sock")
-	t.Setenv("GVS_XDP6_ROLE", "director")
-	t.Setenv("GVS_XDP6_SOCK", sock)
-	director := dir.Start(os.Args[0], "-test.run=^TestXDPIPv6Helper$", "-test.v")
-	os.Unsetenv("GVS_XDP6_ROLE")
-
-	ctl := dialDirector(t, sock)
+	director, ctl := startXDPDirector(t, dir, "GVS_XDP6", "TestXDPIPv6Helper")
 
 	vip := netip.MustParseAddr(v6VIP)
 	svc := func(port uint16, dests ...ipvs.Dest) ipvs.ServiceConfig {

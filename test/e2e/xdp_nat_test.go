@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,13 +85,7 @@ func TestXDPNATAndFullNAT(t *testing.T) {
 	for _, n := range rs {
 		waitListening(t, n, "127.0.0.1:8080", "127.0.0.1:9000")
 	}
-	sock := filepath.Join(t.TempDir(), "director.sock")
-	t.Setenv("GVS_XDPNAT_ROLE", "director")
-	t.Setenv("GVS_XDPNAT_SOCK", sock)
-	director := dir.Start(os.Args[0], "-test.run=^TestXDPNATHelper$", "-test.v")
-	os.Unsetenv("GVS_XDPNAT_ROLE")
-
-	ctl := dialDirector(t, sock)
+	director, ctl := startXDPDirector(t, dir, "GVS_XDPNAT", "TestXDPNATHelper")
 
 	vip := netip.MustParseAddr(natVIP)
 	rsAddr := func(s string) netip.Addr { return netip.MustParseAddr(s) }
