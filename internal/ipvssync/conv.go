@@ -131,18 +131,13 @@ func ToEngine(w Conn) (engine.SyncConn, bool) {
 	if !w.valid() {
 		return c, false
 	}
+	m, ok := methodOf(w.Flags)
+	if !ok {
+		return c, false
+	}
+	c.Method = m
 	if w.Flags&FlagTemplate != 0 {
 		return toTemplate(w, c)
-	}
-	switch w.Flags & FlagFwdMask {
-	case FlagMasq:
-		c.Method = ipvs.Masq
-	case FlagTunnel:
-		c.Method = ipvs.Tunnel
-	case FlagRoute:
-		c.Method = ipvs.Route
-	default:
-		return c, false
 	}
 	switch c.Proto {
 	case ipvs.TCP:
@@ -161,22 +156,26 @@ func ToEngine(w Conn) (engine.SyncConn, bool) {
 	return c, true
 }
 
+// methodOf is the forwarding method of the wire flags; local delivery
+// (and anything else) is not one a director forwards with.
+func methodOf(flags uint32) (ipvs.Method, bool) {
+	switch flags & FlagFwdMask {
+	case FlagMasq:
+		return ipvs.Masq, true
+	case FlagTunnel:
+		return ipvs.Tunnel, true
+	case FlagRoute:
+		return ipvs.Route, true
+	}
+	return 0, false
+}
+
 // toTemplate converts a received persistence template. The kernel does
 // not check a template's state; its protocol is TCP, UDP or SCTP, or 0
 // with a firewall mark.
 func toTemplate(w Conn, c engine.SyncConn) (engine.SyncConn, bool) {
 	c.Template = true
 	c.State = templateState
-	switch w.Flags & FlagFwdMask {
-	case FlagMasq:
-		c.Method = ipvs.Masq
-	case FlagTunnel:
-		c.Method = ipvs.Tunnel
-	case FlagRoute:
-		c.Method = ipvs.Route
-	default:
-		return c, false
-	}
 	switch {
 	case c.Proto == 0 && w.FWMark != 0:
 		c.FWMark = w.FWMark
