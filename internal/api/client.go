@@ -41,19 +41,7 @@ func (c *Client) Exec(ctx context.Context, cmds []ipvs.Command) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/commands", body)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNoContent {
-		return nil
-	}
-	ce := &CommandError{}
-	if err := json.NewDecoder(resp.Body).Decode(ce); err != nil || ce.Msg == "" {
-		return fmt.Errorf("gvsd answered %s", resp.Status)
-	}
-	return ce
+	return c.noContent(ctx, http.MethodPost, "/v1/commands", body)
 }
 
 // Services lists the services with their counters.
