@@ -16,7 +16,9 @@
 #   bash bench/proxy.sh [seconds] [connections] [rounds]
 # Environment: PROCS (threads per proxy, default 1), TARGETS (paths to
 # measure, default "direct gvsd haproxy nginx"), MODES (default
-# "keepalive close"), GVSD (the gvsd binary, default bin/gvsd built here).
+# "keepalive close"), GVSD (the gvsd binary, default bin/gvsd built here),
+# GVSD_B (a second gvsd binary to compare, measured as the path gvsd-b)
+# and GVSD_B_ENV (environment settings for it, "NAME=value ...").
 set -euo pipefail
 secs=${1:-10}
 conns=${2:-64}
@@ -94,16 +96,28 @@ haproxy_pid=$!
 export GVS_SOCKET=$work/gvsd.sock
 GOMAXPROCS=$procs "$gvsd" --engine proxy --socket "$GVS_SOCKET" 2>"$work/gvsd.log" & pids+=($!)
 gvsd_pid=$!
+gvsdb_pid=
+if [ -n "${GVSD_B:-}" ]; then
+	# A second gvsd (path gvsd-b, port 18084) for A/B runs in one go.
+	env GOMAXPROCS=$procs ${GVSD_B_ENV:-} "$GVSD_B" --engine proxy --socket "$work/gvsd-b.sock" 2>"$work/gvsd-b.log" & pids+=($!)
+	gvsdb_pid=$!
+	targets="$targets gvsd-b"
+fi
 sleep 1
 bin/gvsadm -A -t 127.0.0.1:18081 -s rr
 bin/gvsadm -a -t 127.0.0.1:18081 -r $rs -m
+if [ -n "$gvsdb_pid" ]; then
+	GVS_SOCKET=$work/gvsd-b.sock bin/gvsadm -A -t 127.0.0.1:18084 -s rr
+	GVS_SOCKET=$work/gvsd-b.sock bin/gvsadm -a -t 127.0.0.1:18084 -r $rs -m
+fi
 
-declare -A PORT=([direct]=18080 [gvsd]=18081 [haproxy]=18082 [nginx]=18083)
+declare -A PORT=([direct]=18080 [gvsd]=18081 [haproxy]=18082 [nginx]=18083 [gvsd-b]=18084)
 # cputicks name: CPU clock ticks used so far by the proxy's processes.
 cputicks() {
 	local ps=()
 	case $1 in
 	gvsd) ps=("$gvsd_pid") ;;
+	gvsd-b) ps=("$gvsdb_pid") ;;
 	haproxy) ps=("$haproxy_pid") ;;
 	nginx) ps=("$stream_pid" $(pgrep -P "$stream_pid")) ;;
 	*) echo 0; return ;;

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -78,6 +79,101 @@ func TestTransfers(t *testing.T) {
 			if minPkts := segments(int64(total)); st.InPkts < minPkts || st.InPkts > minPkts+uint64(total/100+10) {
 				t.Fatalf("in packets %d for %d bytes, want about one per 1460 bytes", st.InPkts, total)
 			}
+		})
+	}
+}
+
+// TestServerDataThenClose has a real server send data and close at once,
+// the way an HTTP server answers "Connection: close": the client must get
+// every byte and then EOF, the entry must be CLOSE_WAIT until the client
+// closes too and TIME_WAIT after, and the bytes must be counted exactly.
+// On the event loops the proxy reads on to the server's EOF before it
+// writes, so the last data and the FIN leave together; a client that
+// reads late makes those writes wait with the FIN behind them.
+func TestServerDataThenClose(t *testing.T) {
+	tests := []struct {
+		name       string
+		goroutines bool
+		size       int
+		late       bool // the client starts reading only after the server is done (or 200 ms)
+	}{
+		{name: "small", size: 4},
+		{name: "one buffer less a byte", size: copyBufSize - 1},
+		{name: "one buffer and a byte", size: copyBufSize + 1},
+		{name: "bulk", size: 4 << 20},
+		{name: "small, late reader", size: 4, late: true},
+		{name: "bulk, late reader", size: 4 << 20, late: true},
+		{name: "goroutines small", goroutines: true, size: 4},
+		{name: "goroutines bulk, late reader", goroutines: true, size: 4 << 20, late: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, Options{})
+			e.goroutines = e.goroutines || tt.goroutines
+			svc := vs(t, ipvs.TCP, lo4, "rr")
+			msg := make([]byte, tt.size)
+			for i := range msg {
+				msg[i] = byte(rand.IntN(256))
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			sent := make(chan error, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					sent <- err
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				_, err = c.Write(msg)
+				if err == nil {
+					err = c.(*net.TCPConn).CloseWrite()
+				}
+				sent <- err
+				io.Copy(io.Discard, c)
+			}()
+			rs := ln.Addr().(*net.TCPAddr).AddrPort()
+			newTable(t, e).exec(addSvc(svc), addDest(svc, rs, 1))
+			c, err := net.DialTimeout("tcp", svc.AddrPort().String(), 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			if tt.late {
+				select {
+				case err := <-sent:
+					sent <- err
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("client read: %v after %d bytes, want %d bytes and EOF", err, len(got), len(msg))
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatalf("client got %d bytes, want the server's %d unchanged", len(got), len(msg))
+			}
+			if err := <-sent; err != nil {
+				t.Fatalf("server: %v", err)
+			}
+			eventually(t, 2*time.Second, "CLOSE_WAIT", func() bool {
+				l := connsOf(e, svc.AddrPort())
+				return len(l) == 1 && l[0].State == "CLOSE_WAIT"
+			})
+			c.Close()
+			eventually(t, 2*time.Second, "TIME_WAIT", func() bool {
+				l := connsOf(e, svc.AddrPort())
+				return len(l) == 1 && l[0].State == "TIME_WAIT"
+			})
+			eventually(t, 2*time.Second, "exact byte counters", func() bool {
+				st := e.Status()[0].Stats
+				return st.OutBytes == uint64(len(msg)) && st.InBytes == 0
+			})
 		})
 	}
 }

@@ -36,7 +36,7 @@ type evLoop struct {
 	wakefd int
 	ents   []loopEnt // by file descriptor
 	gen    uint32
-	flows  map[*flow]struct{}
+	flows  []*flow         // f.idx is f's place
 	paused []*loopListener // accept failed: watched again at the next tick
 	now    int64           // engine clock after the last epoll_wait
 	done   chan struct{}
@@ -61,6 +61,7 @@ type flow struct {
 	connecting bool
 	started    int64 // engine clock of the accept, for the connect timeout
 	up, down   half  // client to server, server to client
+	idx        int   // in l.flows
 }
 
 // half is one direction of a flow.
@@ -71,6 +72,7 @@ type half struct {
 	rdhup    bool // the source's peer has closed: read until EOF
 	blocked  bool // the destination was full; wait for its edge
 	eof      bool // the source ended; FIN passed on once buf is written
+	fin      bool // FIN passed on
 	bytes    int64
 	pkts     uint64
 }
@@ -114,7 +116,7 @@ func (e *Engine) startLoops() error {
 			syscall.Close(epfd)
 			return fmt.Errorf("proxy engine: eventfd: %w", errno)
 		}
-		l := &evLoop{e: e, epfd: epfd, wakefd: int(wfd), flows: make(map[*flow]struct{}), done: make(chan struct{})}
+		l := &evLoop{e: e, epfd: epfd, wakefd: int(wfd), done: make(chan struct{})}
 		if err := syscall.SetNonblock(epfd, true); err != nil {
 			return fmt.Errorf("proxy engine: epoll: %w", err)
 		}
@@ -146,8 +148,11 @@ func (e *Engine) cutLoops() {
 	for _, l := range e.evloops {
 		wg.Add(1)
 		l.post(func() {
-			for f := range l.flows {
-				f.c.abort()
+			// Backwards: a flow that ends leaves its place to the last.
+			for i := len(l.flows) - 1; i >= 0; i-- {
+				if i < len(l.flows) {
+					l.flows[i].c.abort()
+				}
 			}
 			wg.Done()
 		})
@@ -322,7 +327,10 @@ func (l *evLoop) tick() {
 		l.watch(ln)
 	}
 	l.paused = l.paused[:0]
-	for f := range l.flows {
+	// Backwards: a flow that ends leaves its place to the last, seen
+	// already.
+	for i := len(l.flows) - 1; i >= 0; i-- {
+		f := l.flows[i]
 		f.flush()
 		c := f.c
 		if f.connecting {
@@ -376,7 +384,8 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 	d.newConn(sched.Inactive)
 	e.table.add(c)
 	e.live.Add(1)
-	l.flows[f] = struct{}{}
+	f.idx = len(l.flows)
+	l.flows = append(l.flows, f)
 	if err := l.add(cfd, syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|epollET, loopEnt{f: f}); err != nil {
 		e.log.Warn("cannot watch a client connection", "error", err)
 		c.abort()
@@ -482,14 +491,57 @@ func (f *flow) connected() bool {
 
 // move copies from src to dst until src is drained or dst is full. It
 // returns false when the connection ended.
+//
+// Data is read into an empty buffer only, except once the source's peer
+// has closed: then move reads on to EOF before writing, and the last data
+// is sent with MSG_MORE so that the FIN passed on right after leaves in
+// the same segment (one packet and one wake-up of the peer fewer, as
+// HAProxy does).
 func (f *flow) move(h *half, src, dst int, in bool) bool {
 	c := f.c
 	for {
+		if h.readable && !h.eof && (h.end == 0 || h.rdhup && h.off == 0 && h.end < copyBufSize) {
+			if h.buf == nil {
+				h.buf = copyBufs.Get().(*[copyBufSize]byte)
+			}
+			n, err := rawIO(syscall.SYS_READ, src, h.buf[h.end:])
+			switch {
+			case err == syscall.EAGAIN:
+				h.readable = false
+			case err == syscall.EINTR:
+				continue
+			case err != nil:
+				c.abort()
+				return false
+			case n == 0:
+				h.eof = true
+			default:
+				if n < copyBufSize-h.end && !h.rdhup {
+					// Drained: the next edge says when more comes.
+					h.readable = false
+				}
+				h.end += n
+				h.bytes += int64(n)
+				h.pkts += segments(int64(n))
+				c.last.Store(f.l.now)
+				continue
+			}
+			if h.end == 0 {
+				copyBufs.Put(h.buf)
+				h.buf = nil
+			}
+		}
 		if h.off < h.end {
 			if h.blocked {
 				return true
 			}
-			n, err := rawIO(syscall.SYS_WRITE, dst, h.buf[h.off:h.end])
+			var n int
+			var err error
+			if h.eof {
+				n, err = rawSend(dst, h.buf[h.off:h.end], syscall.MSG_MORE)
+			} else {
+				n, err = rawIO(syscall.SYS_WRITE, dst, h.buf[h.off:h.end])
+			}
 			switch {
 			case err == syscall.EAGAIN:
 				h.blocked = true
@@ -506,44 +558,15 @@ func (f *flow) move(h *half, src, dst int, in bool) bool {
 			}
 			copyBufs.Put(h.buf)
 			h.buf, h.off, h.end = nil, 0, 0
-		}
-		if h.eof {
-			return true
-		}
-		if !h.readable {
-			return true
-		}
-		if h.buf == nil {
-			h.buf = copyBufs.Get().(*[copyBufSize]byte)
-		}
-		n, err := rawIO(syscall.SYS_READ, src, h.buf[:])
-		switch {
-		case err == syscall.EAGAIN:
-			h.readable = false
-			copyBufs.Put(h.buf)
-			h.buf = nil
-			return true
-		case err == syscall.EINTR:
 			continue
-		case err != nil:
-			c.abort()
-			return false
-		case n == 0:
-			h.eof = true
-			copyBufs.Put(h.buf)
-			h.buf = nil
+		}
+		if h.eof && !h.fin {
+			h.fin = true
 			f.flush()
 			c.halfClose(in)
 			return f.cfd >= 0
 		}
-		h.end = n
-		h.bytes += int64(n)
-		h.pkts += segments(int64(n))
-		c.last.Store(f.l.now)
-		if n < copyBufSize && !h.rdhup {
-			// Drained: the next edge says when more comes.
-			h.readable = false
-		}
+		return true
 	}
 }
 
@@ -595,7 +618,10 @@ func (f *flow) end(rst bool) {
 			h.buf = nil
 		}
 	}
-	delete(l.flows, f)
+	last := l.flows[len(l.flows)-1]
+	l.flows[f.idx], last.idx = last, f.idx
+	l.flows[len(l.flows)-1] = nil
+	l.flows = l.flows[:len(l.flows)-1]
 	l.e.live.Done()
 }
 

@@ -27,6 +27,15 @@ func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	return int(r), nil
 }
 
+// rawSend is send(2) with flags.
+func rawSend(fd int, p []byte, flags int) (int, error) {
+	r, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), uintptr(flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
+}
+
 func rawClose(fd int) {
 	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
 }
