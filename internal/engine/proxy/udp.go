@@ -148,17 +148,41 @@ type udpFlow struct {
 func (f *udpFlow) relay() {
 	e := f.u.s.e
 	defer e.loops.Done()
-	rc, err := f.up.SyscallConn()
+	left := func() time.Duration {
+		if f.gone.Load() {
+			return 0
+		}
+		return time.Duration(f.last.Load() + e.udpTimeout.Load() - e.now())
+	}
+	err := relayDatagrams(f.up, readConnected, left, func(b []byte, _ netip.AddrPort) error {
+		f.last.Store(e.now())
+		f.dest.account(int64(len(b)), 1, false)
+		_, err := f.u.pc.WriteToUDPAddrPort(b, f.client)
+		return err
+	})
 	if err != nil {
-		f.expire()
+		f.failed(err)
 		return
+	}
+	f.expire()
+}
+
+// relayDatagrams reads the datagrams arriving on up with recv and hands
+// each to deliver, until left says the relay's time is up (0 or less) or
+// reading or delivering fails. It returns that error, nil when the time
+// ran out.
+func relayDatagrams(up *net.UDPConn, recv func(fd uintptr, b []byte) (int, netip.AddrPort, error),
+	left func() time.Duration, deliver func(b []byte, from netip.AddrPort) error) error {
+	rc, err := up.SyscallConn()
+	if err != nil {
+		return err
 	}
 	var rerr error
 	read := func(fd uintptr) bool {
 		bp := udpBufs.Get().(*[]byte)
 		defer udpBufs.Put(bp)
 		for {
-			n, err := syscall.Read(int(fd), *bp)
+			n, from, err := recv(fd, *bp)
 			switch {
 			case err == syscall.EAGAIN:
 				return false
@@ -168,23 +192,20 @@ func (f *udpFlow) relay() {
 				rerr = err
 				return true
 			}
-			f.last.Store(e.now())
-			f.dest.account(int64(n), 1, false)
-			if _, err := f.u.pc.WriteToUDPAddrPort((*bp)[:n], f.client); err != nil {
+			if err := deliver((*bp)[:n], from); err != nil {
 				rerr = err
 				return true
 			}
 		}
 	}
 	for {
-		left := f.last.Load() + e.udpTimeout.Load() - e.now()
-		if left <= 0 || f.gone.Load() {
-			f.expire()
-			return
+		l := left()
+		if l <= 0 {
+			return nil
 		}
 		// Wake up at least every 2 s so that a shorter udp timeout set
 		// meanwhile is noticed.
-		f.up.SetReadDeadline(time.Now().Add(min(time.Duration(left), 2*time.Second)))
+		up.SetReadDeadline(time.Now().Add(min(l, 2*time.Second)))
 		rerr = nil
 		err := rc.Read(read)
 		if err == nil {
@@ -193,10 +214,15 @@ func (f *udpFlow) relay() {
 		switch {
 		case err == nil, errors.Is(err, syscall.EAGAIN), errors.Is(err, errDeadline):
 		default:
-			f.failed(err)
-			return
+			return err
 		}
 	}
+}
+
+// readConnected receives on a connected socket, whose peer is known.
+func readConnected(fd uintptr, b []byte) (int, netip.AddrPort, error) {
+	n, err := syscall.Read(int(fd), b)
+	return n, netip.AddrPort{}, err
 }
 
 // failed ends the flow after an error; a refused datagram (ICMP port

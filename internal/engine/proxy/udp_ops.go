@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -147,63 +146,21 @@ func (p *replyPath) answered(server netip.AddrPort) *dest {
 }
 
 // relay moves the servers' answers to the client until the path has been
-// idle for the reply window or is closed.
+// idle for the reply window or is closed. Its end, for whatever reason,
+// ends the path: an unconnected socket gets no ICMP errors, so a server
+// that refuses is not marked failed here (health checks do that).
 func (p *replyPath) relay() {
-	e := p.u.s.e
-	defer e.loops.Done()
+	defer p.u.s.e.loops.Done()
 	defer p.close()
-	rc, err := p.up.SyscallConn()
-	if err != nil {
-		return
-	}
-	var rerr error
-	read := func(fd uintptr) bool {
-		bp := udpBufs.Get().(*[]byte)
-		defer udpBufs.Put(bp)
-		for {
-			n, from, err := recvFrom(fd, *bp)
-			switch {
-			case err == syscall.EAGAIN:
-				return false
-			case err == syscall.EINTR:
-				continue
-			case err != nil:
-				rerr = err
-				return true
-			}
-			d := p.answered(from)
-			if d == nil {
-				continue // not from a server it asked
-			}
-			d.account(int64(n), 1, false)
-			if _, err := p.u.pc.WriteToUDPAddrPort((*bp)[:n], p.client); err != nil {
-				rerr = err
-				return true
-			}
+	relayDatagrams(p.up, recvFrom, p.idleLeft, func(b []byte, from netip.AddrPort) error {
+		d := p.answered(from)
+		if d == nil {
+			return nil // not from a server it asked
 		}
-	}
-	for {
-		left := p.idleLeft()
-		if left <= 0 {
-			return
-		}
-		// Wake up at least every 2 s so that a shorter udp timeout set
-		// meanwhile is noticed.
-		p.up.SetReadDeadline(time.Now().Add(min(left, 2*time.Second)))
-		rerr = nil
-		err := rc.Read(read)
-		if err == nil {
-			err = rerr
-		}
-		switch {
-		case err == nil, errors.Is(err, syscall.EAGAIN), errors.Is(err, errDeadline):
-		default:
-			// Closed, or the virtual socket failed: the path ends. An
-			// unconnected socket gets no ICMP errors, so a server that
-			// refuses is not marked failed here (health checks do that).
-			return
-		}
-	}
+		d.account(int64(len(b)), 1, false)
+		_, err := p.u.pc.WriteToUDPAddrPort(b, p.client)
+		return err
+	})
 }
 
 // close ends the path at once (the service stops, or its relay ended).
