@@ -77,15 +77,22 @@ func vrrpTrackProcesses(refs []config.Track, cfg *config.Config, procs map[strin
 			ParamMatch: vrrp.ParamMatch(p.ParamMatch), FullCommand: p.FullCommand,
 			Quorum: p.Quorum, QuorumMax: p.QuorumMax, Weight: w,
 			TerminateDelay: p.TerminateDelay, ForkDelay: p.ForkDelay}
-		ref := vrrp.TrackRef{Name: t.Name}
-		if t.WeightSet {
-			w := t.Weight
-			if t.Reverse {
-				w = -w
-			}
-			ref.Weight = &w
-		}
-		out = append(out, ref)
+		out = append(out, signedRef(t))
 	}
 	return out, nil
+}
+
+// signedRef is a track_script or track_process reference: its own weight,
+// when it gives one, overrides the tracked block's, with reverse folded
+// into the sign.
+func signedRef(t config.Track) vrrp.TrackRef {
+	ref := vrrp.TrackRef{Name: t.Name}
+	if t.WeightSet {
+		w := t.Weight
+		if t.Reverse {
+			w = -w
+		}
+		ref.Weight = &w
+	}
+	return ref
 }

@@ -189,15 +189,7 @@ func instanceConfig(in *config.VRRPInstance, g *config.Global, group *config.Syn
 		ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight})
 	}
 	for _, t := range scripts {
-		ref := vrrp.TrackRef{Name: t.Name}
-		if t.WeightSet {
-			w := t.Weight
-			if t.Reverse {
-				w = -w
-			}
-			ref.Weight = &w
-		}
-		ic.TrackScripts = append(ic.TrackScripts, ref)
+		ic.TrackScripts = append(ic.TrackScripts, signedRef(t))
 	}
 	for _, r := range in.VirtualRoutes {
 		vr, err := vrrp.ParseRoute(r.Words)
