@@ -167,23 +167,19 @@ func (i *Instance) Drops() *DropCounters { return &i.drops }
 
 // SetScriptResult feeds the result of the vrrp_script name (see
 // RunScript). Until a script reports, it counts as succeeding.
-func (i *Instance) SetScriptResult(name string, ok bool) {
-	i.mu.Lock()
-	old, seen := i.scripts[name]
-	i.scripts[name] = ok
-	i.mu.Unlock()
-	if !seen || old != ok {
-		i.poke()
-	}
-}
+func (i *Instance) SetScriptResult(name string, ok bool) { i.setResult(i.scripts, name, ok) }
 
 // SetProcessResult reports whether the vrrp_track_process name has its
 // quorum (RunProcess's verdict); until the first report it counts as
 // passing.
-func (i *Instance) SetProcessResult(name string, ok bool) {
+func (i *Instance) SetProcessResult(name string, ok bool) { i.setResult(i.procs, name, ok) }
+
+// setResult records a tracker's verdict in results (guarded by mu) and
+// wakes the state machine when it changed.
+func (i *Instance) setResult(results map[string]bool, name string, ok bool) {
 	i.mu.Lock()
-	old, seen := i.procs[name]
-	i.procs[name] = ok
+	old, seen := results[name]
+	results[name] = ok
 	i.mu.Unlock()
 	if !seen || old != ok {
 		i.poke()
