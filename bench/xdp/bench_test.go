@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // TestMain lets the test binary be the director process too, as the
@@ -48,13 +51,21 @@ func TestSmoke(t *testing.T) {
 	} else {
 		t.Log("nft is not installed: the nftables path is not tried (apt-get install nftables)")
 	}
-	c := config{duration: 300 * time.Millisecond, warmup: 200 * time.Millisecond, rounds: 1, flows: 256, threads: 1, targets: targets}
+	c := config{duration: 300 * time.Millisecond, warmup: 200 * time.Millisecond, rounds: 1, flows: 256, threads: 1, source: sourceAuto, targets: targets}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := benchmark(ctx, c, testWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("traffic source: %s", res.sourceNote())
+	t.Run("live-frames", func(t *testing.T) {
+		// Not a missing prerequisite: the kernel forbids it, and every
+		// path above ran with the other source.
+		if res.refused != nil {
+			t.Skipf("the live-frames traffic source is not measured: %v; every path ran with the %s instead", res.refused, res.source)
+		}
+	})
 	for _, p := range res.paths {
 		e, n := median(p.est), median(p.new)
 		if e.pps <= 0 || n.pps <= 0 {
@@ -81,6 +92,67 @@ func TestSmoke(t *testing.T) {
 	ns, _ := exec.Command("ip", "netns", "list").Output()
 	if strings.Contains(string(ns), fmt.Sprintf("%s-%d-", namespacePfx, os.Getpid())) {
 		t.Errorf("namespaces left behind:\n%s", ns)
+	}
+}
+
+// TestFrameMatchesXDPGen holds the Go frame builder of the AF_PACKET
+// source equal to xdp_gen, run with BPF_PROG_TEST_RUN (no live frames),
+// so both sources send the same flows.
+func TestFrameMatchesXDPGen(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true and not root: loading xdp_gen needs root")
+		}
+		t.Skip("loading xdp_gen needs root")
+	}
+	var objs benchObjects
+	if err := loadBenchObjects(&objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	tp := &topo{dirMAC0: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}}
+	g := newLiveFrames(&objs, tp, 1)
+	ft := newFrameTemplate(tp)
+	tests := []struct {
+		name string
+		fc   flowConfig
+		n    uint64 // frames xdp_gen built before on this CPU
+	}{
+		{"established SYN, flow 0", flowConfig{mode: genEst, flags: tcpSYN, nflows: 4096}, 0},
+		{"established ACK, flow 4095", flowConfig{mode: genEst, flags: tcpACK, nflows: 4096}, 4095},
+		{"established ACK wraps", flowConfig{mode: genEst, flags: tcpACK, nflows: 4096}, 4096 + 20000},
+		{"new SYN, far flow", flowConfig{mode: genNew, flags: tcpSYN, nflows: 4096}, 1 << 22},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := g.configure(tc.fc, false); err != nil {
+				t.Fatal(err)
+			}
+			per := make([]uint64, ebpf.MustPossibleCPU())
+			for i := range per {
+				per[i] = tc.n
+			}
+			if err := objs.GenSent.Put(uint32(0), per); err != nil {
+				t.Fatal(err)
+			}
+			// Run on CPU 0: xdp_gen numbers new flows by CPU.
+			got := make([]byte, frameLen)
+			err := inNS("", 0, func() error {
+				ret, err := objs.XdpGen.Run(&ebpf.RunOptions{Data: make([]byte, frameLen), DataOut: got})
+				if err == nil && ret != 3 { // XDP_TX
+					return fmt.Errorf("xdp_gen returned %d, want XDP_TX", ret)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]byte, frameLen)
+			ft.build(want, tc.fc.flags, flowIndex(tc.fc, tc.n, 0))
+			if !bytes.Equal(got, want) {
+				t.Errorf("frames differ\nxdp_gen: % x\nGo:      % x", got, want)
+			}
+		})
 	}
 }
 

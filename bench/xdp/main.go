@@ -44,6 +44,7 @@ func main() {
 	flag.IntVar(&c.flows, "flows", 4096, "established flows (5-tuples in the connection table)")
 	flag.IntVar(&c.threads, "threads", 1, "sending threads (one per CPU) and veth queues")
 	flag.StringVar(&c.mode, "mode", "", `XDP mode on the director: native, generic, or "" for native with a fallback to generic`)
+	flag.StringVar(&c.source, "source", sourceAuto, "traffic source: live (xdp_gen in BPF_PROG_RUN live-frames mode), packet (AF_PACKET TX ring), or auto (live where the kernel allows it, else packet)")
 	targets := flag.String("targets", "drop,ceiling,dr,tun,nat,fnat,nft", "paths to measure, in order: drop (the generator's own limit), ceiling, dr, tun, nat, fnat, nft")
 	dat := flag.String("dat", "", "also write the medians to this file, for gnuplot")
 	flag.Parse()
@@ -70,13 +71,14 @@ type config struct {
 	rounds, flows    int
 	threads          int
 	mode             string
+	source           string // sourceAuto, sourceLive or sourcePacket
 	targets          []string
 }
 
 // sample is one measurement.
 type sample struct {
 	pps  float64 // delivered to the real server
-	sent float64 // built by the generator
+	sent float64 // sent by the traffic source
 }
 
 // pathResult is every sample of one path.
@@ -93,6 +95,10 @@ type pathResult struct {
 type results struct {
 	cfg   config
 	paths []*pathResult
+	// source names the traffic source used; refused says why auto did
+	// not use live frames (nil when it did, or when -source chose).
+	source  string
+	refused error
 }
 
 func benchmark(ctx context.Context, c config, logw io.Writer) (*results, error) {
@@ -125,8 +131,11 @@ func benchmark(ctx context.Context, c config, logw io.Writer) (*results, error) 
 	for round := range c.rounds {
 		for i, t := range c.targets {
 			id := fmt.Sprintf("%d-%d-%d", os.Getpid(), round, i)
-			if err := measure(ctx, c, &objs, id, byTarget[t]); err != nil {
+			if err := measure(ctx, c, &objs, id, byTarget[t], res); err != nil {
 				return nil, fmt.Errorf("round %d, %s: %w", round+1, t, err)
+			}
+			if round == 0 && i == 0 {
+				fmt.Fprintf(logw, "traffic source: %s\n", res.sourceNote())
 			}
 			p := byTarget[t]
 			fmt.Fprintf(logw, "round %d %-8s established %6.3f Mpps (sent %6.3f), new %6.3f Mpps (director %s, real server %s)\n",
@@ -137,7 +146,7 @@ func benchmark(ctx context.Context, c config, logw io.Writer) (*results, error) 
 }
 
 // measure runs one round of one path in a fresh topology.
-func measure(ctx context.Context, c config, objs *benchObjects, id string, p *pathResult) error {
+func measure(ctx context.Context, c config, objs *benchObjects, id string, p *pathResult, res *results) error {
 	t, err := newTopo(ctx, id, c.threads)
 	if err != nil {
 		return err
@@ -155,7 +164,14 @@ func measure(ctx context.Context, c config, objs *benchObjects, id string, p *pa
 	}
 	defer d.stop()
 	p.mode = d.mode
-	g := newGenerator(objs, t, c.threads)
+	g, refused, err := newSource(c.source, objs, t, c.threads)
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	if res.source == "" {
+		res.source, res.refused = g.name(), refused
+	}
 	sk := sink{objs}
 
 	// Established flows: a SYN each (from one thread, so that every flow
@@ -203,7 +219,7 @@ func measure(ctx context.Context, c config, objs *benchObjects, id string, p *pa
 
 // window sends fc for the warm-up, calls afterWarmup, then measures for
 // the duration the rates sent and delivered.
-func window(ctx context.Context, c config, g *generator, sk sink, fc flowConfig, afterWarmup func() error) (sample, error) {
+func window(ctx context.Context, c config, g source, sk sink, fc flowConfig, afterWarmup func() error) (sample, error) {
 	r, err := g.start(fc)
 	if err != nil {
 		return sample{}, err

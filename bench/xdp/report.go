@@ -18,6 +18,15 @@ var pathNames = map[string]string{
 	targetNft:     "kernel: nftables DNAT + forwarding",
 }
 
+// sourceNote names the traffic source, and why it is not live frames
+// when the kernel refused them.
+func (r *results) sourceNote() string {
+	if r.refused != nil {
+		return fmt.Sprintf("%s (live frames refused: %v)", r.source, r.refused)
+	}
+	return r.source
+}
+
 func (r *results) path(t string) *pathResult {
 	for _, p := range r.paths {
 		if p.target == t {
@@ -48,8 +57,8 @@ func nsPer(pps float64) string {
 // markdown writes the table of medians and the goals.
 func (r *results) markdown(w io.Writer) {
 	c := r.cfg
-	fmt.Fprintf(w, "Median of %d rounds of %s each, %d established flows, %d sending thread(s), %d CPUs, Linux %s.\n\n",
-		c.rounds, c.duration, c.flows, c.threads, runtime.NumCPU(), kernelRelease())
+	fmt.Fprintf(w, "Median of %d rounds of %s each, %d established flows, %d sending thread(s), %d CPUs, Linux %s; traffic source: %s.\n\n",
+		c.rounds, c.duration, c.flows, c.threads, runtime.NumCPU(), kernelRelease(), r.sourceNote())
 	fmt.Fprintln(w, "| path | XDP on director / real server | established Mpps | vs ceiling | vs nftables | new conns Mpps | vs ceiling | vs nftables | ns per frame, est / new | delivered of sent |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var ceilE, ceilN, nftE, nftN float64

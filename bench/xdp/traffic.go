@@ -27,22 +27,25 @@ const (
 	tcpACK = 0x10
 )
 
-// inNS runs f on a fresh OS thread moved into the namespace ns and pinned
+// inNS runs f on a fresh OS thread moved into the namespace ns (unless ns
+// is "": this one) and pinned
 // to cpu (when cpu >= 0). The thread is thrown away afterwards (the
 // goroutine exits locked), so no other goroutine ever runs in ns.
 func inNS(ns string, cpu int, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			errc <- fmt.Errorf("namespace %s: %w", ns, err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("entering namespace %s: %w", ns, err)
-			return
+		if ns != "" {
+			h, err := netns.GetFromName(ns)
+			if err != nil {
+				errc <- fmt.Errorf("namespace %s: %w", ns, err)
+				return
+			}
+			defer h.Close()
+			if err := netns.Set(h); err != nil {
+				errc <- fmt.Errorf("entering namespace %s: %w", ns, err)
+				return
+			}
 		}
 		if cpu >= 0 {
 			var set unix.CPUSet
@@ -93,9 +96,67 @@ type flowConfig struct {
 	nflows uint32
 }
 
-// generator sends frames from the client namespace with xdp_gen in
+// source sends the benchmark's frames from the client namespace: a SYN
+// or ACK of flow i, as xdp_gen numbers the flows.
+type source interface {
+	// name says which source sends, for the report.
+	name() string
+	// reset starts the count of sent frames (and the established flows)
+	// again at 0.
+	reset() error
+	// sendCount sends count frames from one thread, every one of them.
+	sendCount(fc flowConfig, count uint32) error
+	// start sends as fast as it can until the run is stopped.
+	start(fc flowConfig) (running, error)
+	// sent is the number of frames sent since reset, all threads.
+	sent() (uint64, error)
+	close()
+}
+
+// running is a source sending until stopped.
+type running interface{ stop() error }
+
+// Traffic sources, the -source flag.
+const (
+	sourceAuto   = "auto"   // live frames where the kernel allows them, else packet
+	sourceLive   = "live"   // xdp_gen in BPF_PROG_RUN live-frames mode
+	sourcePacket = "packet" // AF_PACKET TX ring
+)
+
+// errLiveFramesRefused is the kernel refusing BPF_PROG_RUN in live-frames
+// mode while running the same program without the flag: a kernel (or a
+// sandbox) that does not let a test run transmit.
+var errLiveFramesRefused = errors.New("the kernel refuses BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (EPERM) although it runs the program without the flag")
+
+// newSource returns the source that kind names, or for auto the
+// live-frames generator when the kernel allows it and the AF_PACKET one
+// otherwise; refused is errLiveFramesRefused when auto fell back because
+// the kernel refused live frames.
+func newSource(kind string, objs *benchObjects, t *topo, threads int) (s source, refused error, err error) {
+	switch kind {
+	case sourceLive:
+		return newLiveFrames(objs, t, threads), nil, nil
+	case sourcePacket:
+		s, err := newPacketSource(t, threads)
+		return s, nil, err
+	case sourceAuto:
+		g := newLiveFrames(objs, t, threads)
+		switch err := g.probe(); {
+		case err == nil:
+			return g, nil, nil
+		case errors.Is(err, errLiveFramesRefused):
+			s, perr := newPacketSource(t, threads)
+			return s, err, perr
+		default:
+			return nil, nil, err
+		}
+	}
+	return nil, nil, fmt.Errorf("unknown traffic source %q (want auto, live or packet)", kind)
+}
+
+// liveFrames sends frames from the client namespace with xdp_gen in
 // live-frames mode.
-type generator struct {
+type liveFrames struct {
 	objs    *benchObjects
 	ns      string
 	ifindex int
@@ -103,15 +164,38 @@ type generator struct {
 	base    benchGenCfg
 }
 
-func newGenerator(objs *benchObjects, t *topo, threads int) *generator {
-	g := &generator{objs: objs, ns: t.cli, ifindex: t.cliIfindex, threads: threads}
-	copy(g.base.Dmac[:], t.dirMAC0)
-	// The client's MAC does not matter to anyone: a fixed local one.
-	copy(g.base.Smac[:], []byte{0x02, 0, 0, 0, 0, 0x64})
+func newLiveFrames(objs *benchObjects, t *topo, threads int) *liveFrames {
+	g := &liveFrames{objs: objs, ns: t.cli, ifindex: t.cliIfindex, threads: threads}
+	ft := newFrameTemplate(t)
+	copy(g.base.Dmac[:], ft.dst)
+	copy(g.base.Smac[:], ft.src)
 	g.base.Saddr = be32(netip.MustParseAddr(flowBase))
 	g.base.Daddr = be32(netip.MustParseAddr(vipAddr))
 	g.base.Dport = be16(vipPort)
 	return g
+}
+
+func (g *liveFrames) name() string { return "xdp_gen, BPF_PROG_RUN live frames" }
+
+func (g *liveFrames) close() {}
+
+// probe runs xdp_gen once in live-frames mode with the generator stopped
+// (it drops the frame), and once without the flag if that was refused:
+// errLiveFramesRefused when only the live-frames run is refused.
+func (g *liveFrames) probe() error {
+	if err := g.configure(flowConfig{mode: genEst, flags: tcpACK, nflows: 1}, true); err != nil {
+		return err
+	}
+	return inNS(g.ns, -1, func() error {
+		err := g.runOnce(1)
+		if err == nil || !errors.Is(err, unix.EPERM) {
+			return err
+		}
+		if _, plain := g.objs.XdpGen.Run(&ebpf.RunOptions{Data: make([]byte, frameLen)}); plain != nil {
+			return fmt.Errorf("%w; and without the flag: %v", err, plain)
+		}
+		return fmt.Errorf("%w: %v", errLiveFramesRefused, err)
+	})
 }
 
 func be32(a netip.Addr) uint32 {
@@ -126,7 +210,7 @@ func be16(p uint16) uint16 {
 }
 
 // sent is the number of frames built so far, all CPUs.
-func (g *generator) sent() (uint64, error) {
+func (g *liveFrames) sent() (uint64, error) {
 	var per []uint64
 	if err := g.objs.GenSent.Lookup(uint32(0), &per); err != nil {
 		return 0, fmt.Errorf("reading the generator's counter: %w", err)
@@ -140,14 +224,14 @@ func (g *generator) sent() (uint64, error) {
 
 // reset sets the per-CPU frame counters to 0, so that established flows
 // start again at flow 0 on every CPU.
-func (g *generator) reset() error {
+func (g *liveFrames) reset() error {
 	per := make([]uint64, ebpf.MustPossibleCPU())
 	return g.objs.GenSent.Put(uint32(0), per)
 }
 
 // configure writes the flow config; stop makes xdp_gen drop the rest of
 // a run's frames.
-func (g *generator) configure(fc flowConfig, stop bool) error {
+func (g *liveFrames) configure(fc flowConfig, stop bool) error {
 	c := g.base
 	c.Mode, c.TcpFlags, c.Nflows = fc.mode, fc.flags, fc.nflows
 	if stop {
@@ -161,7 +245,7 @@ func (g *generator) configure(fc flowConfig, stop bool) error {
 
 // runOnce runs xdp_gen repeat times in live-frames mode from the client
 // namespace, pinned to cpu.
-func (g *generator) runOnce(repeat uint32) error {
+func (g *liveFrames) runOnce(repeat uint32) error {
 	frame := make([]byte, 60) // xdp_gen writes the headers
 	_, err := g.objs.XdpGen.Run(&ebpf.RunOptions{
 		Data:    frame,
@@ -176,7 +260,7 @@ func (g *generator) runOnce(repeat uint32) error {
 }
 
 // sendCount sends count frames from one thread on CPU 0.
-func (g *generator) sendCount(fc flowConfig, count uint32) error {
+func (g *liveFrames) sendCount(fc flowConfig, count uint32) error {
 	if err := g.configure(fc, false); err != nil {
 		return err
 	}
@@ -185,7 +269,7 @@ func (g *generator) sendCount(fc flowConfig, count uint32) error {
 
 // genRun is the generator sending until stopped.
 type genRun struct {
-	g       *generator
+	g       *liveFrames
 	fc      flowConfig
 	stopped atomic.Bool
 	errc    chan error
@@ -196,7 +280,7 @@ type genRun struct {
 // it sends in about 4 s: every call costs the kernel two RCU grace
 // periods (it switches the XDP dispatcher), time in which no frame is
 // sent, so calls must be few.
-func (g *generator) start(fc flowConfig) (*genRun, error) {
+func (g *liveFrames) start(fc flowConfig) (running, error) {
 	if err := g.configure(fc, false); err != nil {
 		return nil, err
 	}
