@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The project's tests: vet, then every package's tests (unit, fuzz seeds,
-# loopback end-to-end, and as root the network-namespace end-to-end tests).
+# loopback end-to-end, and as root the network-namespace end-to-end tests),
+# then lists the skipped tests with their reasons.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go vet ./...
-go test -count=1 -timeout 40m ./...
+# testreport prints a line per package, the output of failed tests, and
+# every skipped test with its reason.
+go test -count=1 -timeout 40m -json ./... | go run ./scripts/testreport
