@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
 
 // TestMain lets the test binary be the director process too, as the
@@ -99,12 +101,8 @@ func TestSmoke(t *testing.T) {
 // source equal to xdp_gen, run with BPF_PROG_TEST_RUN (no live frames),
 // so both sources send the same flows.
 func TestFrameMatchesXDPGen(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true and not root: loading xdp_gen needs root")
-		}
-		t.Skip("loading xdp_gen needs root")
-	}
+	kernelfeat.RequireRoot(t, "loads xdp_gen")
+	kernelfeat.Require(t, kernelfeat.XDPTestRun)
 	var objs benchObjects
 	if err := loadBenchObjects(&objs, nil); err != nil {
 		t.Fatal(err)

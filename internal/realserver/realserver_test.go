@@ -14,17 +14,13 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespace, BPF), and CI=true")
-	}
-	t.Skip("needs root: makes a network namespace and loads a BPF program")
+	kernelfeat.RequireRoot(t, "makes a network namespace and loads a BPF program")
 }
 
 // inNewNS runs the rest of the test in a fresh network namespace with lo
@@ -140,6 +136,7 @@ func TestDecap(t *testing.T) {
 		{name: "UDP to another port", in: cat(eth, ipv4(17, append([]byte{0, 1, 0, 2, 0, 8, 0, 0}, inner...)))},
 		{name: "truncated IPIP", in: cat(eth, ipv4(4, nil)[:20])},
 	}
+	kernelfeat.Require(t, kernelfeat.XDPTestRun)
 	for _, tc := range tests {
 		opts := &ebpf.RunOptions{Data: tc.in, DataOut: make([]byte, len(tc.in)+64)}
 		v, err := o.XdpDecap.Run(opts)

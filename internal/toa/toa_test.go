@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
 
 // tcpHeader is a TCP header with the given options (padded by the caller).
@@ -74,13 +75,8 @@ func FuzzParse(f *testing.F) {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (it loads a BPF program), and CI=true")
-	}
-	t.Skip("needs root: loads a BPF program")
+	kernelfeat.RequireRoot(t, "loads a BPF program")
+	kernelfeat.Require(t, kernelfeat.XDPTestRun)
 }
 
 // frame is an Ethernet frame from src to dst with the TCP header tcp.

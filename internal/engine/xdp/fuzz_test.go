@@ -7,6 +7,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
 
 // FuzzProgram feeds arbitrary frames to the program with DR and tunnel
@@ -28,6 +29,7 @@ func FuzzProgram(f *testing.F) {
 		oneService(vip6, ipvs.UDP, "wlc", ipvs.Dest{Addr: v6(11), Port: 80, Method: ipvs.Route, Weight: 1}),
 		oneService(netip.AddrPortFrom(vip.Addr(), 81), ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.21"), Port: 81, Method: ipvs.Tunnel, Weight: 1}),
 	))
+	kernelfeat.Require(f, kernelfeat.XDPTestRun)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > 3000 {
 			return

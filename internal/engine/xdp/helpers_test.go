@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"testing"
 
@@ -14,19 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
 
 // requireRoot skips (or fails in CI) when the test cannot load BPF
 // programs and make network namespaces.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (BPF programs, network namespaces), and CI=true")
-	}
-	t.Skip("needs root: loads BPF programs and makes a network namespace")
+	kernelfeat.RequireRoot(t, "loads BPF programs and makes a network namespace")
 }
 
 // Test network inside the namespace labNS makes: the director's link
@@ -167,6 +161,7 @@ func newTestEngine(t testing.TB, snap *ipvs.Snapshot) *Engine {
 // runOut is run returning the packet out cut to its length.
 func runOut(t *testing.T, e *Engine, pkt []byte) (uint32, []byte) {
 	t.Helper()
+	kernelfeat.Require(t, kernelfeat.XDPTestRun)
 	opts := &ebpf.RunOptions{Data: pkt, DataOut: make([]byte, len(pkt)+256)}
 	ret, err := e.objs.XdpLb.Run(opts)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
 
 // NAT test addresses: the client is routed via the router, real servers
@@ -79,6 +80,7 @@ type xdpMD struct {
 // forwarding is on (the FIB answers only there).
 func runOn(t *testing.T, e *Engine, pkt []byte) (uint32, []byte) {
 	t.Helper()
+	kernelfeat.Require(t, kernelfeat.XDPTestRun)
 	opts := &ebpf.RunOptions{Data: pkt, DataOut: make([]byte, len(pkt)+256),
 		Context: xdpMD{DataEnd: uint32(len(pkt)), IngressIfindex: uint32(labIndex)}}
 	// The test run looks the interface and routes up in the calling

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
 
 // TestVerdicts gives the program what it must leave alone or refuse.
@@ -72,6 +73,7 @@ func TestTruncated(t *testing.T) {
 		{vlans: []uint16{5, 6}, src: client, dst: vip, proto: ipvs.TCP, flags: tcpSYN},
 		{src: cli6, dst: vip6, proto: ipvs.UDP},
 	}
+	kernelfeat.Require(t, kernelfeat.XDPTestRun)
 	for _, spec := range specs {
 		full := build(spec)
 		for n := 0; n < len(full); n++ {
