@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -127,8 +128,8 @@ func (r *txRing) status(slot int) *uint32 {
 func (r *txRing) send(n int, build func(b []byte)) error {
 	for range n {
 		st := r.status(r.next)
-		if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
-			return fmt.Errorf("TX ring slot %d still busy (status %#x) after a blocking send", r.next, atomic.LoadUint32(st))
+		if err := waitAvailable(st); err != nil {
+			return fmt.Errorf("TX ring slot %d: %w", r.next, err)
 		}
 		off := r.next * ringFrameSize
 		build(r.mem[off+tpacket2Hdr : off+tpacket2Hdr+frameLen])
@@ -146,6 +147,25 @@ func (r *txRing) send(n int, build func(b []byte)) error {
 			return fmt.Errorf("sending the TX ring (AF_PACKET): %w", err)
 		}
 		return nil
+	}
+}
+
+// waitAvailable waits until the kernel has given a slot back. A blocking
+// send returns when the last frame's skb is freed; the veth may still hold
+// an earlier one (a frame queued on another CPU), so a slot can come back
+// a moment later.
+func waitAvailable(st *uint32) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		switch v := atomic.LoadUint32(st); {
+		case v == unix.TP_STATUS_AVAILABLE:
+			return nil
+		case v&unix.TP_STATUS_WRONG_FORMAT != 0:
+			return fmt.Errorf("the kernel refused the frame (TP_STATUS_WRONG_FORMAT)")
+		case time.Now().After(deadline):
+			return fmt.Errorf("not sent after 1 s (status %#x)", v)
+		}
+		runtime.Gosched()
 	}
 }
 
