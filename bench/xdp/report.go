@@ -54,19 +54,32 @@ func nsPer(pps float64) string {
 	return fmt.Sprintf("%.0f", 1e9/pps)
 }
 
+// nsAbove is the time per frame at pps less the time per frame at the
+// floor's rate, or "–" when either is unknown.
+func nsAbove(pps, floor float64) string {
+	if pps <= 0 || floor <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", 1e9/pps-1e9/floor)
+}
+
 // markdown writes the table of medians and the goals.
 func (r *results) markdown(w io.Writer) {
 	c := r.cfg
 	fmt.Fprintf(w, "Median of %d rounds of %s each, %d established flows, %d sending thread(s), %d CPUs, Linux %s; traffic source: %s.\n\n",
 		c.rounds, c.duration, c.flows, c.threads, runtime.NumCPU(), kernelRelease(), r.sourceNote())
-	fmt.Fprintln(w, "| path | XDP on director / real server | established Mpps | vs ceiling | vs nftables | new conns Mpps | vs ceiling | vs nftables | ns per frame, est / new | delivered of sent |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| path | XDP on director / real server | established Mpps | vs ceiling | vs nftables | new conns Mpps | vs ceiling | vs nftables | ns per frame, est / new | ns above the floor, est / new | delivered of sent |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var ceilE, ceilN, nftE, nftN float64
 	if p := r.path(targetCeiling); p != nil {
 		ceilE, ceilN = median(p.est).pps, median(p.new).pps
 	}
 	if p := r.path(targetNft); p != nil {
 		nftE, nftN = median(p.est).pps, median(p.new).pps
+	}
+	var floorE, floorN float64
+	if p := r.path(targetDrop); p != nil {
+		floorE, floorN = median(p.est).pps, median(p.new).pps
 	}
 	for _, p := range r.paths {
 		e, n := median(p.est), median(p.new)
@@ -77,12 +90,14 @@ func (r *results) markdown(w io.Writer) {
 		if p.target == targetDrop {
 			loss = "–"
 		}
-		fmt.Fprintf(w, "| %s | %s / %s | %.2f | %s | %s | %.2f | %s | %s | %s / %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s / %s | %.2f | %s | %s | %.2f | %s | %s | %s / %s | %s / %s | %s |\n",
 			pathNames[p.target], p.mode, p.sinkMode,
 			e.pps/1e6, ratio(e.pps, ceilE, true), ratio(e.pps, nftE, false),
 			n.pps/1e6, ratio(n.pps, ceilN, true), ratio(n.pps, nftN, false),
-			nsPer(e.pps), nsPer(n.pps), loss)
+			nsPer(e.pps), nsPer(n.pps), nsAbove(e.pps, floorE), nsAbove(n.pps, floorN), loss)
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "\"ns above the floor\" is a path's time per frame less the generator floor's: what the director (and the real server's sink) add, whichever source sent. The shares of the ceiling include the source's own time per frame, so they are comparable only between runs with the same source.")
 	fmt.Fprintln(w)
 	type goal struct {
 		name   string
