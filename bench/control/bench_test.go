@@ -46,6 +46,10 @@ func smoke(ctx context.Context, t *testing.T, c config, engine string) {
 		t.Fatalf("%d rows, want 2 (rr and mh)", len(res.rows))
 	}
 	for _, r := range res.rows {
+		if r.failed != "" {
+			t.Errorf("%s %s: %s", r.engine, r.sched, r.failed)
+			continue
+		}
 		if !r.restoreOK || !r.editOK || !r.flapOK {
 			t.Errorf("%s %s: restore done %v, edit done %v, flap done %v (%s)", r.engine, r.sched, r.restoreOK, r.editOK, r.flapOK, r.flapErr)
 		}

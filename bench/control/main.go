@@ -41,7 +41,7 @@ func main() {
 	var engines, scheds, sizes, dat string
 	flag.StringVar(&engines, "engines", "proxy,xdp", "engines to measure (xdp needs root)")
 	flag.StringVar(&scheds, "scheds", "rr,mh", "schedulers (-s) of the services")
-	flag.StringVar(&sizes, "sizes", "10,1000,10000", "table sizes, in services")
+	flag.StringVar(&sizes, "sizes", "10,100,1000,10000", "table sizes, in services")
 	flag.DurationVar(&c.limit, "limit", 60*time.Second, "time allowed to each restore, edit and flap; a size that takes longer is reported as \"> limit\" and larger ones are not run")
 	flag.IntVar(&c.repeat, "repeat", 5, "runs of each timed gvsadm command (the median is reported)")
 	flag.StringVar(&c.gvsd, "gvsd", "", "gvsd binary to measure (default: built from this tree)")
@@ -111,6 +111,7 @@ type row struct {
 	size          int
 
 	skipped string // why it was not measured
+	failed  string // the error that ended its measurement
 
 	restore   time.Duration // gvsadm -R of services 1 … size-1
 	restoreOK bool          // false: stopped at the limit
@@ -149,7 +150,15 @@ func benchmark(ctx context.Context, c config, log io.Writer) (*result, error) {
 				}
 				fmt.Fprintf(log, "%s %s %d services …\n", eng, sched, n)
 				if err := c.measure(ctx, l, r, log); err != nil {
-					return nil, fmt.Errorf("%s, -s %s, %d services: %w", eng, sched, n, err)
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					// Reported in its row; the other engines and
+					// schedulers still run.
+					r.failed = err.Error()
+					fmt.Fprintf(log, "  failed: %v\n", err)
+					tooSlow = fmt.Sprintf("not run: %d services failed", n)
+					continue
 				}
 				if !r.restoreOK || !r.editOK || !r.flapOK {
 					tooSlow = fmt.Sprintf("not run: %d services exceeded the limit", n)

@@ -1,7 +1,7 @@
 # Plot of a bench/control run: gnuplot -e "dat='control.dat'; out='control.png'" plot.gp
 # Blocks of dat (see report.go): 0 proxy rr, 1 proxy mh, 2 xdp rr, 3 xdp mh;
-# columns: services, restore, one -e, flap, read back, limit when the
-# restore did not finish (seconds).
+# columns: services, restore, one -e, flap, read back (seconds); a restore
+# stopped at the limit is a row "services restored by then, NaN …, limit".
 set terminal pngcairo size 1200,500 font "sans,10"
 set output out
 set multiplot layout 1,2 title "GVS control plane: time against table size (4 real servers per service)"
@@ -10,7 +10,7 @@ set grid xtics ytics mxtics mytics
 set xlabel "services in the table"
 set ylabel "seconds"
 set xrange [5:20000]
-set key top left opaque box font ",9"
+set key bottom right opaque box font ",9"
 set style line 1 lc rgb "#2b6cb0" lw 2 pt 7
 set style line 2 lc rgb "#2b6cb0" lw 2 pt 5 dt 2
 set style line 3 lc rgb "#dd6b20" lw 2 pt 7
@@ -20,7 +20,7 @@ plot dat index 0 using 1:2 with linespoints ls 1 title "proxy rr", \
      '' index 1 using 1:2 with linespoints ls 2 title "proxy mh", \
      '' index 2 using 1:2 with linespoints ls 3 title "xdp rr", \
      '' index 3 using 1:2 with linespoints ls 4 title "xdp mh", \
-     '' index 0 using 1:6 with points lc rgb "#2b6cb0" pt 8 ps 2 title "did not finish in the limit", \
+     '' index 0 using 1:6 with points lc rgb "#2b6cb0" pt 8 ps 2 title "stopped at the limit (services in by then)", \
      '' index 1 using 1:6 with points lc rgb "#2b6cb0" pt 8 ps 2 notitle, \
      '' index 2 using 1:6 with points lc rgb "#dd6b20" pt 8 ps 2 notitle, \
      '' index 3 using 1:6 with points lc rgb "#dd6b20" pt 8 ps 2 notitle, \

@@ -32,6 +32,11 @@ func (res *result) markdown(w io.Writer) {
 			for len(cells) < 13 {
 				cells = append(cells, "")
 			}
+		case r.failed != "":
+			cells = append(cells, "failed: "+strings.ReplaceAll(firstLines(r.failed, 1), "|", "\\|"))
+			for len(cells) < 13 {
+				cells = append(cells, "")
+			}
 		case !r.restoreOK:
 			reached := fmt.Sprintf("%d services", r.reached)
 			if r.reached < 0 {
@@ -105,6 +110,8 @@ func (res *result) goals() []string {
 			if l.size >= goalRestoreSize {
 				if l.restoreOK {
 					restore = append(restore, fmt.Sprintf("%s %s (%s)", name, dur(l.restore), mark(l.restore <= goalRestore)))
+				} else if l.failed != "" {
+					restore = append(restore, name+" failed (NOT met)")
 				} else {
 					restore = append(restore, fmt.Sprintf("%s > %v (NOT met)", name, res.c.limit))
 				}
@@ -119,6 +126,7 @@ func (res *result) goals() []string {
 				}
 			} else {
 				edit = append(edit, name+" not measured (NOT met)")
+				flap = append(flap, name+" not measured (NOT met)")
 			}
 			// Linear memory: the cost per service at the largest size within
 			// goalGrowth× of the one at the next smaller size measured (the
@@ -129,7 +137,9 @@ func (res *result) goals() []string {
 					prev = r
 				}
 			}
-			if prev != nil && l.restoreOK {
+			if !l.restoreOK {
+				mem = append(mem, name+" not measured")
+			} else if prev != nil {
 				a, b := bytesPerService(prev), bytesPerService(l)
 				mem = append(mem, fmt.Sprintf("%s %.1f KiB at %d, %.1f KiB at %d (%s)", name, a/1024, prev.size, b/1024, l.size, mark(b <= goalGrowth*a && a <= goalGrowth*b)))
 			}
@@ -155,8 +165,9 @@ func (res *result) goals() []string {
 
 // plotData writes one gnuplot block per engine and scheduler (proxy rr,
 // proxy mh, xdp rr, xdp mh, empty when not run): size, restore, one -e,
-// flap and read back, in seconds, and the limit where the restore did not
-// finish within it; NaN where not measured.
+// flap and read back, in seconds; a restore stopped at the limit is a row
+// of the services it had restored by then and the limit. NaN where not
+// measured.
 func (res *result) plotData(w io.Writer) {
 	for _, eng := range []string{"proxy", "xdp"} {
 		for _, sched := range []string{"rr", "mh"} {
@@ -168,7 +179,11 @@ func (res *result) plotData(w io.Writer) {
 				}
 				any = true
 				if !r.restoreOK {
-					fmt.Fprintf(w, "%d NaN NaN NaN NaN %s\n", r.size, secs(res.c.limit))
+					// Where the restore was when stopped: services in the
+					// table at the limit.
+					if r.reached > 0 {
+						fmt.Fprintf(w, "%d NaN NaN NaN NaN %s\n", r.reached, secs(res.c.limit))
+					}
 					continue
 				}
 				edit, flap := "NaN", "NaN"

@@ -2,12 +2,12 @@
 # Control-plane benchmark (see bench/README.md, "Control plane").
 # Builds bench/control (which builds gvsd and gvsadm from the tree), times
 # gvsadm -R, one gvsadm -e and one health-check flap on tables of 10,
-# 1,000 and 10,000 services, prints a markdown table and draws
+# 100, 1,000 and 10,000 services, prints a markdown table and draws
 # bench/control.png with gnuplot (or PLOT=path).
 # The proxy engine needs no root; the xdp engine (network namespaces, BPF)
 # does, and is left out without it. Arguments go to the benchmark:
 # bash bench/control/run.sh [-engines proxy,xdp] [-scheds rr,mh]
-# [-sizes 10,1000,10000] [-limit 60s] [-repeat 5] [-gvsd BIN -gvsadm BIN]
+# [-sizes 10,100,1000,10000] [-limit 60s] [-repeat 5] [-gvsd BIN -gvsadm BIN]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
