@@ -2,7 +2,7 @@
 # Blocks of dat (see report.go): 0 proxy rr, 1 proxy mh, 2 xdp rr, 3 xdp mh;
 # columns: services, restore, one -e, flap, read back (seconds); a restore
 # stopped at the limit is a row "services restored by then, NaN …, limit".
-set terminal pngcairo size 1200,500 font "sans,10"
+set terminal pngcairo size 1200,620 font "sans,10"
 set output out
 set multiplot layout 1,2 title "GVS control plane: time against table size (4 real servers per service)"
 set logscale xy
@@ -10,7 +10,7 @@ set grid xtics ytics mxtics mytics
 set xlabel "services in the table"
 set ylabel "seconds"
 set xrange [5:20000]
-set key bottom right opaque box font ",9"
+set key below maxcols 3 font ",9"
 set style line 1 lc rgb "#2b6cb0" lw 2 pt 7
 set style line 2 lc rgb "#2b6cb0" lw 2 pt 5 dt 2
 set style line 3 lc rgb "#dd6b20" lw 2 pt 7

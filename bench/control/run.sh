@@ -3,7 +3,8 @@
 # Builds bench/control (which builds gvsd and gvsadm from the tree), times
 # gvsadm -R, one gvsadm -e and one health-check flap on tables of 10,
 # 100, 1,000 and 10,000 services, prints a markdown table and draws
-# bench/control.png with gnuplot (or PLOT=path).
+# bench/control.png with gnuplot (or PLOT=path), from the figures it
+# keeps in bench/control.dat (beside the plot).
 # The proxy engine needs no root; the xdp engine (network namespaces, BPF)
 # does, and is left out without it. Arguments go to the benchmark:
 # bash bench/control/run.sh [-engines proxy,xdp] [-scheds rr,mh]
@@ -45,12 +46,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 go build -o "$work/control" ./bench/control
+plot=${PLOT:-bench/control.png}
+dat=${plot%.png}.dat
 "$work/control" -dat "$work/control.dat" "${args[@]}" "$@" >"$work/table.md" &
 pid=$!
 wait "$pid"
 cat "$work/table.md"
+cp "$work/control.dat" "$dat"
 if command -v gnuplot >/dev/null; then
-	plot=${PLOT:-bench/control.png}
-	gnuplot -e "dat='$work/control.dat'; out='$plot'" bench/control/plot.gp
-	echo "plot: $plot" >&2
+	gnuplot -e "dat='$dat'; out='$plot'" bench/control/plot.gp
+	echo "plot: $plot (data: $dat)" >&2
 fi
