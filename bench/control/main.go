@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -198,6 +199,13 @@ func (c *config) measure(ctx context.Context, l layout, r *row, log io.Writer) e
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if l.engine == "proxy" {
+		// A port no one uses now, so that two runs (or a test beside this
+		// one) do not collide on the VIPs.
+		if l.port, err = freePort(l.vip(0)); err != nil {
+			return err
+		}
+	}
 	flagFile := filepath.Join(dir, "up")
 	conf := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(flagFile, nil, 0o644); err != nil {
@@ -402,4 +410,18 @@ func (c *config) flap(ctx context.Context, d *daemon, l layout, r *row, flagFile
 		return nil
 	}
 	return err
+}
+
+// freePort is a TCP port free on the address of vip (ADDR:PORT) now.
+func freePort(vip string) (int, error) {
+	addr, _, err := net.SplitHostPort(vip)
+	if err != nil {
+		return 0, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port on %s: %w", addr, err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

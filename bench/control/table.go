@@ -25,7 +25,8 @@ type layout struct {
 var layouts = map[string]layout{
 	// Loopback: the proxy binds every VIP (127.0.0.0/8 is local) on a port
 	// above 1024, so no root is needed. Nothing listens at the real
-	// servers; no traffic is sent.
+	// servers; no traffic is sent. The port is replaced by a free one for
+	// each row.
 	"proxy": {engine: "proxy", port: 18080, method: "-m", lvs: "NAT", vipNet: "127.77", rsNet: "127.78.0", rsBase: 1},
 	// The namespace topology of topo.go; DR, the xdp engine's plainest
 	// method (next hop = the real server's MAC, which needs its ARP reply).
