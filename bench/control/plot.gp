@@ -10,7 +10,7 @@ set grid xtics ytics mxtics mytics
 set xlabel "services in the table"
 set ylabel "seconds"
 set xrange [5:20000]
-set key below maxcols 3 font ",9"
+set key below maxrows 3 font ",9"
 set style line 1 lc rgb "#2b6cb0" lw 2 pt 7
 set style line 2 lc rgb "#2b6cb0" lw 2 pt 5 dt 2
 set style line 3 lc rgb "#dd6b20" lw 2 pt 7
@@ -20,11 +20,11 @@ plot dat index 0 using 1:2 with linespoints ls 1 title "proxy rr", \
      '' index 1 using 1:2 with linespoints ls 2 title "proxy mh", \
      '' index 2 using 1:2 with linespoints ls 3 title "xdp rr", \
      '' index 3 using 1:2 with linespoints ls 4 title "xdp mh", \
-     '' index 0 using 1:6 with points lc rgb "#2b6cb0" pt 8 ps 2 title "stopped at the limit (services in by then)", \
+     '' index 0 using 1:6 with points lc rgb "#2b6cb0" pt 8 ps 2 title "stopped at the limit", \
      '' index 1 using 1:6 with points lc rgb "#2b6cb0" pt 8 ps 2 notitle, \
      '' index 2 using 1:6 with points lc rgb "#dd6b20" pt 8 ps 2 notitle, \
      '' index 3 using 1:6 with points lc rgb "#dd6b20" pt 8 ps 2 notitle, \
-     '' index 0 using 1:5 with lines lc rgb "#888888" dt 3 title "read back (gvsadm -Sn), proxy rr", \
+     '' index 0 using 1:5 with lines lc rgb "#888888" dt 3 title "-Sn proxy rr", \
      5 with lines lc rgb "#c53030" dt 4 title "goal"
 set title "one gvsadm -e (●) and one health-check flap, down + up (▲)"
 plot dat index 0 using 1:3 with linespoints ls 1 title "-e proxy rr", \
