@@ -250,7 +250,7 @@ func ValidateDest(s *Service, d *Dest) error {
 	if d.Weight < 0 {
 		return ErrInvalid
 	}
-	if d.UThreshold != 0 && d.LThreshold > d.UThreshold {
+	if d.LThreshold > d.UThreshold {
 		return ErrRange
 	}
 	if !d.Addr.IsValid() || d.Addr.IsUnspecified() || d.Addr.IsMulticast() {

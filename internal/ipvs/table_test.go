@@ -53,6 +53,12 @@ func TestTableCommands(t *testing.T) {
 			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
 			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr("198.18.1.11"), Port: 80, UThreshold: 5, LThreshold: 9}},
 		}, ErrRange},
+		// ipvsadm -a ... -y 7 without -x: the kernel compares with an
+		// upper threshold of 0 and refuses it (recorded on 6.1).
+		{"lower threshold without upper", []Command{
+			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
+			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr("198.18.1.11"), Port: 80, LThreshold: 7}},
+		}, ErrRange},
 		{"IPv6 dest for IPv4 NAT service", []Command{
 			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
 			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: dest("2001:db8::11", 80, 1)},
