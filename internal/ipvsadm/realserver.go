@@ -1,7 +1,6 @@
 package ipvsadm
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,12 +14,9 @@ import (
 	"github.com/gvs-lb/gvs/internal/realserver"
 )
 
-// Where `gvsadm realserver` keeps what setup changed, and pins the TUN
-// decapsulation program so it outlives the command.
-const (
-	realServerStateDir = "/run/gvs/realserver"
-	bpffs              = "/sys/fs/bpf"
-)
+// realServerStateDir is where `gvsadm realserver` keeps what setup
+// changed, one file per VIP and network namespace.
+const realServerStateDir = "/run/gvs/realserver"
 
 // RunRealServer is `gvsadm realserver setup|teardown`: it prepares this
 // host as a DR or TUN real server (the seeds' manual steps) or undoes that.
@@ -33,8 +29,10 @@ func RunRealServer(args []string, stdout, stderr io.Writer) int {
   gvsadm realserver setup --vip VIP --mode dr|tun [--interface IF] [--gue-port PORT]... [--generic]
   gvsadm realserver teardown [--vip VIP]
 setup puts VIP on lo (/32 or /128), sets arp_ignore=1 and arp_announce=2, and
-for tun attaches a decapsulation program (IPIP and GUE) to IF; teardown undoes
-it all (every VIP set up when --vip is not given).
+for tun attaches a decapsulation program (IPIP and GUE) to IF (by default the
+interface of the default route), where it stays after gvsadm exits; teardown
+undoes it all (every VIP set up in this network namespace when --vip is not
+given).
 `)
 		return ExitUsage
 	}
@@ -77,16 +75,15 @@ it all (every VIP set up when --vip is not given).
 			return usage(fmt.Sprintf("bad --mode %q (want dr or tun)", *mode))
 		}
 		if m == realserver.TUN && *iface == "" {
-			return usage("tun needs --interface: where tunnelled packets arrive")
-		}
-		opts := realserver.Options{Interface: *iface, GUEPorts: guePorts, Generic: *generic, StateFile: stateFile(addr)}
-		if m == realserver.TUN {
-			if err := mountBPFFS(); err != nil {
-				fmt.Fprintln(stderr, "gvsadm realserver:", err)
-				return ExitFailure
+			dev, err := realserver.DefaultRouteInterface(addr)
+			if err != nil {
+				return usage(fmt.Sprintf("tun needs --interface, where tunnelled packets arrive: %v", err))
 			}
-			opts.PinPath = filepath.Join(bpffs, "gvs", "decap-"+addr.String())
+			*iface = dev
+			fmt.Fprintf(stdout, "tunnelled packets are taken on %s, the interface of the default route (--interface to choose another)\n", dev)
 		}
+		// Persist: the decap program stays attached after gvsadm exits.
+		opts := realserver.Options{Interface: *iface, GUEPorts: guePorts, Generic: *generic, StateFile: stateFile(addr), Persist: true}
 		if err := os.MkdirAll(realServerStateDir, 0o755); err != nil {
 			fmt.Fprintln(stderr, "gvsadm realserver:", err)
 			return ExitFailure
@@ -133,18 +130,4 @@ func netnsID() string {
 		return "host"
 	}
 	return strconv.FormatUint(st.Ino, 10)
-}
-
-// mountBPFFS mounts the BPF file system where pinned programs live, unless
-// it is there already.
-func mountBPFFS() error {
-	var st syscall.Statfs_t
-	const bpfMagic = 0xcafe4a11
-	if err := syscall.Statfs(bpffs, &st); err == nil && st.Type == bpfMagic {
-		return nil
-	}
-	if err := syscall.Mount("bpf", bpffs, "bpf", 0, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
-		return fmt.Errorf("mounting the BPF file system on %s (needed to keep the decap program attached): %w", bpffs, err)
-	}
-	return nil
 }

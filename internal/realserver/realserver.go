@@ -22,6 +22,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,9 +44,12 @@ type Options struct {
 	GUEPorts []uint16
 	// Generic attaches the decap program in generic (skb) mode.
 	Generic bool
-	// PinPath, when set, pins the decap link there (on a bpffs) so that
-	// it outlives this process, as a CLI needs; Teardown unpins it.
-	PinPath string
+	// Persist attaches the decap program to the interface itself (over
+	// netlink, not as a bpf_link owned by this process), so that it stays
+	// attached after this process exits, as a CLI needs; Teardown and
+	// TeardownFile detach it if it is still the one Setup attached. It
+	// needs no BPF file system, so it works in any network namespace.
+	Persist bool
 	// StateFile, when set, is where Setup records what it changed, so
 	// that a later process can undo it with TeardownFile.
 	StateFile string
@@ -64,8 +68,17 @@ type State struct {
 	Mode      Mode              `json:"mode"`
 	AddedVIP  bool              `json:"added_vip"`
 	Sysctls   map[string]string `json:"sysctls"` // path -> previous value
-	PinPath   string            `json:"pin_path,omitempty"`
+	// Decap is the decap program Setup attached with Options.Persist.
+	Decap     *PersistedDecap   `json:"decap,omitempty"`
 	StateFile string            `json:"state_file,omitempty"`
+}
+
+// PersistedDecap is a decap program attached to an interface over
+// netlink: the interface, and the program's ID to recognise it by.
+type PersistedDecap struct {
+	Interface string `json:"interface"`
+	ProgID    uint32 `json:"prog_id"`
+	Generic   bool   `json:"generic"`
 }
 
 // sysctlRoot is where sysctls live; tests may point it elsewhere.
@@ -168,6 +181,9 @@ func (s *Server) attachDecap(opts Options) error {
 			return fmt.Errorf("GUE port %d: %w", p, err)
 		}
 	}
+	if opts.Persist {
+		return s.attachPersistent(l, opts)
+	}
 	flags := link.XDPDriverMode
 	if opts.Generic {
 		flags = link.XDPGenericMode
@@ -179,11 +195,56 @@ func (s *Server) attachDecap(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("attaching the decapsulation program to %s: %w", opts.Interface, err)
 	}
-	if opts.PinPath != "" {
-		if err := s.link.Pin(opts.PinPath); err != nil {
-			return fmt.Errorf("pinning the decapsulation link at %s: %w (is a bpffs mounted there?)", opts.PinPath, err)
+	return nil
+}
+
+// attachPersistent attaches the decap program to l over netlink, native
+// mode first unless opts.Generic, never replacing a program already there.
+func (s *Server) attachPersistent(l netlink.Link, opts Options) error {
+	info, err := s.objs.XdpDecap.Info()
+	if err != nil {
+		return fmt.Errorf("reading the decapsulation program's ID: %w", err)
+	}
+	id, _ := info.ID()
+	attach := func(generic bool) error {
+		mode := nl.XDP_FLAGS_DRV_MODE
+		if generic {
+			mode = nl.XDP_FLAGS_SKB_MODE
 		}
-		s.PinPath = opts.PinPath
+		return netlink.LinkSetXdpFdWithFlags(l, s.objs.XdpDecap.FD(), nl.XDP_FLAGS_UPDATE_IF_NOEXIST|mode)
+	}
+	generic := opts.Generic
+	err = attach(generic)
+	if err != nil && !generic && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EEXIST) {
+		generic = true
+		err = attach(true)
+	}
+	switch {
+	case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
+		return fmt.Errorf("attaching the decapsulation program to %s: another XDP program is attached there (ip link show dev %s); detach it first", opts.Interface, opts.Interface)
+	case err != nil:
+		return fmt.Errorf("attaching the decapsulation program to %s: %w", opts.Interface, err)
+	}
+	s.Decap = &PersistedDecap{Interface: opts.Interface, ProgID: uint32(id), Generic: generic}
+	return nil
+}
+
+// detach removes the persisted decap program from its interface if the
+// program attached there is still the one Setup attached.
+func (d *PersistedDecap) detach() error {
+	l, err := netlink.LinkByName(d.Interface)
+	if err != nil {
+		return nil // the interface is gone, and the program with it
+	}
+	if x := l.Attrs().Xdp; x == nil || !x.Attached || x.ProgId != d.ProgID {
+		return nil // someone else's program, or none
+	}
+	mode := nl.XDP_FLAGS_DRV_MODE
+	if d.Generic {
+		mode = nl.XDP_FLAGS_SKB_MODE
+	}
+	if err := netlink.LinkSetXdpFdWithFlags(l, -1, mode); err != nil {
+		return fmt.Errorf("detaching the decapsulation program from %s: %w", d.Interface, err)
 	}
 	return nil
 }
@@ -209,9 +270,6 @@ func (s *Server) Decapsulated() uint64 {
 func (s *Server) Teardown() error {
 	var errs []error
 	if s.link != nil {
-		if s.PinPath != "" {
-			s.link.Unpin()
-		}
 		errs = append(errs, s.link.Close())
 		s.link = nil
 	}
@@ -231,17 +289,15 @@ func TeardownFile(stateFile string) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("%s: %w", stateFile, err)
 	}
-	if st.PinPath != "" {
-		if l, err := link.LoadPinnedLink(st.PinPath, nil); err == nil {
-			l.Unpin()
-			l.Close()
-		}
-	}
 	return st.undo()
 }
 
 func (st *State) undo() error {
 	var errs []error
+	if st.Decap != nil {
+		errs = append(errs, st.Decap.detach())
+		st.Decap = nil
+	}
 	if st.AddedVIP {
 		if lo, err := netlink.LinkByName("lo"); err == nil {
 			addr := &netlink.Addr{IPNet: &net.IPNet{IP: st.VIP.AsSlice(), Mask: net.CIDRMask(st.VIP.BitLen(), st.VIP.BitLen())}}
@@ -261,4 +317,33 @@ func (st *State) undo() error {
 		os.Remove(st.StateFile)
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultRouteInterface is the interface of the default route of vip's
+// family: where tunnelled packets for vip most likely arrive.
+func DefaultRouteInterface(vip netip.Addr) (string, error) {
+	family := netlink.FAMILY_V4
+	if vip.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	routes, err := netlink.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return "", fmt.Errorf("listing routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		if r.LinkIndex == 0 {
+			continue
+		}
+		l, err := netlink.LinkByIndex(r.LinkIndex)
+		if err != nil {
+			return "", fmt.Errorf("the default route's interface %d: %w", r.LinkIndex, err)
+		}
+		return l.Attrs().Name, nil
+	}
+	return "", errors.New("there is no default route to take the interface from")
 }

@@ -48,3 +48,50 @@ func TestGvsadmRealServerSetupTeardown(t *testing.T) {
 		t.Errorf("setup --mode nat: %v\n%s\nwant a usage error naming dr and tun", err, out)
 	}
 }
+
+// TestGvsadmRealServerTUN sets up two TUN real servers with the same VIP
+// in two namespaces of one host (the seeds' lab on one machine), without
+// --interface: each takes its default route's interface, the decap
+// program stays attached after gvsadm exits (no BPF file system needed),
+// and each teardown removes only its own.
+func TestGvsadmRealServerTUN(t *testing.T) {
+	netnstest.Require(t, "ip", "sysctl")
+	gvsadm := filepath.Join(bin, "gvsadm")
+	a, b := netnstest.New(t, "rstun"), netnstest.New(t, "rstun")
+	netnstest.Veth(t, a, "eth0", b, "eth0")
+	a.Addr("eth0", "198.18.5.1/24")
+	b.Addr("eth0", "198.18.5.2/24")
+	a.Run("ip", "route", "add", "default", "via", "198.18.5.2")
+	b.Run("ip", "route", "add", "default", "via", "198.18.5.1")
+	xdpOn := func(ns *netnstest.NS) bool {
+		return strings.Contains(ns.Run("ip", "-d", "link", "show", "dev", "eth0"), "prog/xdp")
+	}
+	for _, ns := range []*netnstest.NS{a, b} {
+		out, err := ns.Output(gvsadm, "realserver", "setup", "--vip", "198.18.5.100", "--mode", "tun", "--generic")
+		if err != nil {
+			t.Fatalf("setup in %s: %v\n%s", ns.Name, err, out)
+		}
+		if !strings.Contains(out, "taken on eth0, the interface of the default route") {
+			t.Errorf("setup in %s did not say which interface it took:\n%s", ns.Name, out)
+		}
+		if !xdpOn(ns) {
+			t.Errorf("no XDP program on eth0 in %s after gvsadm exited", ns.Name)
+		}
+	}
+	a.Run(gvsadm, "realserver", "teardown", "--vip", "198.18.5.100")
+	if xdpOn(a) {
+		t.Error("teardown left the decap program on eth0")
+	}
+	if !xdpOn(b) {
+		t.Error("teardown in one namespace removed the other's decap program")
+	}
+	b.Run(gvsadm, "realserver", "teardown", "--vip", "198.18.5.100")
+	if xdpOn(b) {
+		t.Error("the second teardown left its decap program")
+	}
+
+	lone := netnstest.New(t, "rstun")
+	if out, err := lone.Output(gvsadm, "realserver", "setup", "--vip", "198.18.5.100", "--mode", "tun"); err == nil || !strings.Contains(out, "no default route") {
+		t.Errorf("setup --mode tun without a default route or --interface: %v\n%s\nwant a usage error saying there is no default route", err, out)
+	}
+}
