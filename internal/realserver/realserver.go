@@ -64,13 +64,13 @@ type Server struct {
 
 // State is what Setup changed, as recorded in Options.StateFile.
 type State struct {
-	VIP       netip.Addr        `json:"vip"`
-	Mode      Mode              `json:"mode"`
-	AddedVIP  bool              `json:"added_vip"`
-	Sysctls   map[string]string `json:"sysctls"` // path -> previous value
+	VIP      netip.Addr        `json:"vip"`
+	Mode     Mode              `json:"mode"`
+	AddedVIP bool              `json:"added_vip"`
+	Sysctls  map[string]string `json:"sysctls"` // path -> previous value
 	// Decap is the decap program Setup attached with Options.Persist.
-	Decap     *PersistedDecap   `json:"decap,omitempty"`
-	StateFile string            `json:"state_file,omitempty"`
+	Decap     *PersistedDecap `json:"decap,omitempty"`
+	StateFile string          `json:"state_file,omitempty"`
 }
 
 // PersistedDecap is a decap program attached to an interface over
