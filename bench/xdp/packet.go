@@ -137,16 +137,21 @@ func (r *txRing) send(n int, build func(b []byte)) error {
 		atomic.StoreUint32(st, unix.TP_STATUS_SEND_REQUEST)
 		r.next = (r.next + 1) % ringFrames
 	}
+	deadline := time.Now().Add(time.Second)
 	for {
 		// A blocking send returns once every requested slot is sent.
+		// ENOBUFS: the veth's queue to the director was full; the frame
+		// that met it is still requested, and the next send tries again.
 		err := unix.Sendto(r.fd, nil, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.ENOBUFS) && time.Now().Before(deadline):
+			runtime.Gosched()
+		default:
 			return fmt.Errorf("sending the TX ring (AF_PACKET): %w", err)
 		}
-		return nil
 	}
 }
 
