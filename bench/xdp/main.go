@@ -5,11 +5,12 @@
 // (nftables DNAT), all measured in the same run.
 //
 // Each path runs in a fresh topology of network namespaces (see topo.go):
-// the client sends with an XDP program in BPF_PROG_RUN live-frames mode,
-// the real server counts with an XDP program and drops, so a rate is what
-// was actually delivered. Run it as root:
+// the client sends with an XDP program in BPF_PROG_RUN live-frames mode
+// (or, where the kernel refuses live frames, from an AF_PACKET TX ring:
+// -source), the real server counts with an XDP program and drops, so a
+// rate is what was actually delivered. Run it as root:
 //
-//	go run ./bench/xdp [-duration 2s] [-rounds 3] [-flows 4096]
+//	go run ./bench/xdp [-duration 2s] [-rounds 3] [-flows 4096] [-source auto|live|packet]
 //
 // It prints a markdown table. bench/xdp/run.sh installs nftables, runs it
 // and draws the plot.

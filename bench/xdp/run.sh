@@ -4,7 +4,7 @@
 # a markdown table; draws bench/xdp.png with gnuplot (or PLOT=path).
 # Run as root on Debian (it apt-installs nftables and gnuplot if missing).
 # Arguments go to the benchmark: bash bench/xdp/run.sh [-duration 2s]
-# [-rounds 3] [-flows 4096] [-threads 1] [-mode native|generic] [-targets ...]
+# [-rounds 3] [-flows 4096] [-threads 1] [-mode native|generic] [-source auto|live|packet] [-targets ...]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
