@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -35,28 +36,38 @@ func NewServer(b Backend, log *slog.Logger, extras map[string]Extra) *Server {
 	for name, view := range extras {
 		s.mux.HandleFunc("GET /v1/state/"+name, func(w http.ResponseWriter, _ *http.Request) { reply(w, view()) })
 	}
-	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	s.http = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: DefaultTimeouts.ReadHeader,
+		ReadTimeout:       DefaultTimeouts.Read,
+		IdleTimeout:       DefaultTimeouts.Idle,
+	}
 	return s
+}
+
+// Timeouts bound how long a client may hold a connection to the admin
+// socket without finishing a request, so that a stalled or forgotten
+// connection does not stay open for as long as gvsd runs.
+type Timeouts struct {
+	ReadHeader time.Duration // from accepting a connection to the end of the request's headers
+	Read       time.Duration // from accepting a connection to the end of the request's body
+	Idle       time.Duration // a kept-alive connection waiting for its next request
+}
+
+// DefaultTimeouts are generous for gvsadm -R restoring a large table.
+var DefaultTimeouts = Timeouts{ReadHeader: 5 * time.Second, Read: 60 * time.Second, Idle: 30 * time.Second}
+
+// SetTimeouts replaces DefaultTimeouts; call it before Listen.
+func (s *Server) SetTimeouts(t Timeouts) {
+	s.http.ReadHeaderTimeout, s.http.ReadTimeout, s.http.IdleTimeout = t.ReadHeader, t.Read, t.Idle
 }
 
 // Listen creates the socket (and its directory), replacing a stale one, and
 // serves until ctx ends.
 func (s *Server) Listen(ctx context.Context, path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("admin socket: %w", err)
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return fmt.Errorf("admin socket %s: another gvsd is already listening there (stop it, or pass --socket)", path)
-	}
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, err := listenPrivate(path)
 	if err != nil {
-		return fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return fmt.Errorf("admin socket: %w", err)
+		return fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	go func() {
 		<-ctx.Done()
@@ -70,6 +81,46 @@ func (s *Server) Listen(ctx context.Context, path string) error {
 		return nil
 	}
 	return err
+}
+
+// listenPrivate binds a unix socket at path that only its owner can
+// connect to, from its first moment whatever the process umask: it binds
+// in a new directory of mode 0700 beside path, sets the socket's mode to
+// 0600 there, and renames it into place (replacing a stale socket).
+// Changing the umask instead would change it for the whole process.
+func listenPrivate(path string) (*net.UnixListener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, errors.New("another gvsd is already listening there (stop it, or pass --socket)")
+	}
+	private, err := os.MkdirTemp(dir, ".gvsd")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(private)
+	bound := filepath.Join(private, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: bound, Net: "unix"})
+	if err != nil {
+		if len(bound) >= len(syscall.RawSockaddrUnix{}.Path) {
+			return nil, fmt.Errorf("the path is too long to bind (it must stay under %d bytes with %d more for a private directory): %w",
+				len(syscall.RawSockaddrUnix{}.Path), len(bound)-len(path), err)
+		}
+		return nil, err
+	}
+	l.SetUnlinkOnClose(false) // the listener's name is bound, which the rename moves
+	if err := os.Chmod(bound, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := os.Rename(bound, path); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // Handler exposes the routes, for tests.
