@@ -24,9 +24,8 @@ func (s *Server) ServeDaemons(d Daemons) {
 	s.mux.HandleFunc("GET /v1/daemons", func(w http.ResponseWriter, _ *http.Request) { reply(w, d.Daemons()) })
 	s.mux.HandleFunc("POST /v1/daemons", func(w http.ResponseWriter, r *http.Request) {
 		var cfg ipvssync.Config
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&cfg); err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			reply(w, &CommandError{Msg: "bad request: " + err.Error()})
+		if err := decodeStrict(http.MaxBytesReader(w, r.Body, 1<<16), &cfg); err != nil {
+			badRequest(w, err)
 			return
 		}
 		s.daemonResult(w, d.Start(cfg))

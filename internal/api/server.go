@@ -1,15 +1,18 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -127,11 +130,17 @@ func listenPrivate(path string) (*net.UnixListener, error) {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
-	var cmds []ipvs.Command
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20)).Decode(&cmds); err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		reply(w, &CommandError{Msg: "bad request: " + err.Error()})
+	var raw []json.RawMessage
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, 64<<20), &raw); err != nil {
+		badRequest(w, err)
 		return
+	}
+	cmds := make([]ipvs.Command, len(raw))
+	for i, c := range raw {
+		if err := decodeStrict(bytes.NewReader(c), &cmds[i]); err != nil {
+			badRequest(w, fmt.Errorf("command %d: %w", i, err))
+			return
+		}
 	}
 	if err := s.backend.Exec(cmds); err != nil {
 		var ce *CommandError
@@ -144,6 +153,28 @@ func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// decodeStrict decodes the one JSON value r holds into v. A field v does
+// not have (a misspelt "weigth" would otherwise leave the weight at 0) and
+// anything after the value are errors.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// badRequest answers 400 with a CommandError saying what is wrong with the
+// request.
+func badRequest(w http.ResponseWriter, err error) {
+	w.WriteHeader(http.StatusBadRequest)
+	reply(w, &CommandError{Msg: "bad request: " + err.Error()})
 }
 
 func reply(w http.ResponseWriter, v any) {

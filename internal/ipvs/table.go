@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 )
@@ -253,13 +254,26 @@ func ValidateDest(s *Service, d *Dest) error {
 	if d.LThreshold > d.UThreshold {
 		return ErrRange
 	}
-	if !d.Addr.IsValid() || d.Addr.IsUnspecified() || d.Addr.IsMulticast() {
+	if !unicast(d.Addr) {
 		return ErrInvalid
 	}
 	if d.Addr.Is4() != s.Addr.Is4() && d.Method != Tunnel {
 		return ErrFamily
 	}
 	return nil
+}
+
+// limitedBroadcast is 255.255.255.255, which the kernel's address type
+// lookup calls broadcast on every host.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// unicast reports whether a real server may have addr: the kernel refuses
+// (EINVAL) what is not unicast, as checked on Linux 6.1: the unspecified
+// address, multicast and the limited broadcast. (It also refuses a
+// subnet's broadcast address configured on the director, which the table
+// cannot know.)
+func unicast(addr netip.Addr) bool {
+	return addr.IsValid() && !addr.IsUnspecified() && !addr.IsMulticast() && addr != limitedBroadcast
 }
 
 func (t *Table) checkDest(s *Service, d *Dest) error {

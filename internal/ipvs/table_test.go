@@ -49,6 +49,21 @@ func TestTableCommands(t *testing.T) {
 			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
 			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: dest("198.18.1.11", 80, -1)},
 		}, ErrInvalid},
+		{"broadcast dest", []Command{ // Linux 6.1: ipvsadm -a -r 255.255.255.255:80 says ErrInvalid's words
+			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
+			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: dest("255.255.255.255", 80, 1)},
+		}, ErrInvalid},
+		{"multicast dest", []Command{
+			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
+			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: dest("224.0.0.1", 80, 1)},
+		}, ErrInvalid},
+		{"zeronet dest", []Command{ // Linux 6.1 takes 0.1.2.3, refuses 0.0.0.0
+			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
+			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: dest("0.1.2.3", 80, 1)},
+		}, nil},
+		{"broadcast service", []Command{ // the kernel does not check a virtual address
+			{Op: OpAddService, Service: &Service{ServiceKey: svcKey("255.255.255.255", 80)}},
+		}, nil},
 		{"lower threshold above upper", []Command{
 			{Op: OpAddService, Service: &Service{ServiceKey: vip}},
 			{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr("198.18.1.11"), Port: 80, UThreshold: 5, LThreshold: 9}},
