@@ -22,17 +22,17 @@ type Daemons interface {
 // Refusals answer 409 with a CommandError carrying ipvsadm's wording.
 func (s *Server) ServeDaemons(d Daemons) {
 	s.mux.HandleFunc("GET /v1/daemons", func(w http.ResponseWriter, _ *http.Request) { reply(w, d.Daemons()) })
-	s.mux.HandleFunc("POST /v1/daemons", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("POST /v1/daemons", s.change(func(w http.ResponseWriter, r *http.Request) {
 		var cfg ipvssync.Config
 		if err := decodeStrict(http.MaxBytesReader(w, r.Body, 1<<16), &cfg); err != nil {
 			badRequest(w, err)
 			return
 		}
 		s.daemonResult(w, d.Start(cfg))
-	})
-	s.mux.HandleFunc("DELETE /v1/daemons/{state}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	s.mux.HandleFunc("DELETE /v1/daemons/{state}", s.change(func(w http.ResponseWriter, r *http.Request) {
 		s.daemonResult(w, d.Stop(r.PathValue("state")))
-	})
+	}))
 }
 
 func (s *Server) daemonResult(w http.ResponseWriter, err error) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,13 +26,14 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	http    *http.Server
+	refusal atomic.Pointer[string] // why changes are refused; nil while they are taken
 }
 
 // NewServer returns a server for b. Extra views are served as
 // GET /v1/state/{name}.
 func NewServer(b Backend, log *slog.Logger, extras map[string]Extra) *Server {
 	s := &Server{backend: b, log: log, mux: http.NewServeMux()}
-	s.mux.HandleFunc("POST /v1/commands", s.commands)
+	s.mux.HandleFunc("POST /v1/commands", s.change(s.commands))
 	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Services()) })
 	s.mux.HandleFunc("GET /v1/conns", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Conns()) })
 	s.mux.HandleFunc("GET /v1/timeouts", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Timeouts()) })
@@ -46,6 +48,24 @@ func NewServer(b Backend, log *slog.Logger, extras map[string]Extra) *Server {
 		IdleTimeout:       DefaultTimeouts.Idle,
 	}
 	return s
+}
+
+// RefuseChanges makes the server read-only: from now on every request
+// that would change something is answered 503 with a CommandError saying
+// reason, while the views keep answering (gvsd shutting down still shows
+// what is draining).
+func (s *Server) RefuseChanges(reason string) { s.refusal.Store(&reason) }
+
+// change wraps the handler of a request that changes something.
+func (s *Server) change(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if reason := s.refusal.Load(); reason != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			reply(w, &CommandError{Msg: *reason + ": it takes no more changes (read-only until it exits)"})
+			return
+		}
+		h(w, r)
+	}
 }
 
 // Timeouts bound how long a client may hold a connection to the admin

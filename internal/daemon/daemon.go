@@ -30,10 +30,16 @@ type Options struct {
 	Grace      time.Duration // how long established connections may finish on SIGTERM
 }
 
-// Run runs gvsd until ctx ends or SIGTERM/SIGINT arrives.
+// Run runs gvsd until ctx ends, SIGTERM or SIGINT arrives, or the admin
+// API fails. On the way out the admin socket stays up, read-only, while
+// established connections drain for up to opts.Grace; a second SIGTERM or
+// SIGINT ends the grace period at once.
 func Run(ctx context.Context, opts Options, log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	stopping := make(chan os.Signal, 2)
+	signal.Notify(stopping, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(stopping)
+	ctx, cancel := context.WithCancel(ctx) // checkers, VRRP, reloads
+	defer cancel()
 
 	eng, err := newEngine(opts, log)
 	if err != nil {
@@ -44,7 +50,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 
 	k, err := startKeepalived(ctx, opts.ConfigFile, dir, log)
 	if err != nil {
-		closeEngine(eng, opts.Grace, log)
+		closeEngine(context.Background(), eng, opts.Grace, log)
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -68,29 +74,55 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 
 	srv := api.NewServer(dir, log, k.views())
 	srv.ServeDaemons(syncd)
+	apiCtx, stopAPI := context.WithCancel(context.Background()) // up until Run returns
+	defer stopAPI()
 	apiErr := make(chan error, 1)
-	go func() { apiErr <- srv.Listen(ctx, opts.Socket) }()
+	go func() { apiErr <- srv.Listen(apiCtx, opts.Socket) }()
 	log.Info("admin API listening", "socket", opts.Socket)
 
+	apiDone := false
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", opts.Grace)
+	case sig := <-stopping:
+		log.Info("shutting down", "signal", sig.String(), "grace", opts.Grace)
 	case err = <-apiErr:
-		stop()
+		apiDone = true
 	}
+	srv.RefuseChanges("gvsd is shutting down")
+	cancel()
 	k.stop()
 	syncd.Close()
-	closeEngine(eng, opts.Grace, log)
-	if err != nil {
-		return err
+
+	// A second signal cuts the grace period short.
+	grace, endGrace := context.WithCancel(context.Background())
+	defer endGrace()
+	go func() {
+		select {
+		case sig := <-stopping:
+			log.Info("ending the grace period", "signal", sig.String())
+			endGrace()
+		case <-grace.Done():
+		}
+	}()
+	closeEngine(grace, eng, opts.Grace, log)
+	endGrace()
+
+	stopAPI()
+	if !apiDone {
+		if aerr := <-apiErr; aerr != nil {
+			log.Warn("admin API", "error", aerr)
+		}
 	}
-	return nil
+	return err
 }
 
-func closeEngine(eng engine.Engine, grace time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
+// closeEngine closes eng, letting established connections finish for
+// grace or until ctx ends.
+func closeEngine(ctx context.Context, eng engine.Engine, grace time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
-	if err := eng.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := eng.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		log.Warn("engine close", "error", err)
 	}
 }

@@ -40,9 +40,11 @@ func TestMain(m *testing.M) {
 
 // daemon is a running gvsd.
 type daemon struct {
-	socket string
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	socket  string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	exited  chan struct{} // closed when gvsd has exited
+	waitErr error         // how it exited, once exited is closed
 }
 
 // startGVSD starts gvsd with the given extra arguments and waits for its
@@ -55,15 +57,15 @@ func startGVSD(t *testing.T, args ...string) *daemon {
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	d.exited = make(chan struct{})
+	go func() { d.waitErr = d.cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() {
 		d.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { d.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-d.exited:
 		case <-time.After(5 * time.Second):
 			d.cmd.Process.Kill()
-			<-done
+			<-d.exited
 		}
 		if t.Failed() {
 			t.Logf("gvsd log:\n%s", d.log)

@@ -406,7 +406,8 @@ func (e *Engine) Zero(key *ipvs.ServiceKey) {
 // Close stops accepting connections and serving UDP, waits until the
 // established TCP connections finish or ctx (and Options.Grace) ends, then
 // resets what is left and releases everything. It returns ctx's error
-// when connections had to be cut.
+// when connections had to be cut. Status keeps listing the services, with
+// their draining connections, until the end.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -417,7 +418,6 @@ func (e *Engine) Close(ctx context.Context) error {
 	for _, s := range e.order {
 		e.stopService(s)
 	}
-	e.services, e.order = map[ipvs.ServiceKey]*service{}, nil
 	e.mu.Unlock()
 	e.loops.Wait()
 
