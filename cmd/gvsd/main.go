@@ -6,50 +6,169 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
 	"github.com/gvs-lb/gvs/internal/daemon"
+	"github.com/gvs-lb/gvs/internal/director"
 )
+
+// version is gvsd's version, set when building a release:
+//
+//	go build -ldflags "-X main.version=1.2.0" ./cmd/gvsd
+//
+// Left empty, gvsd reports the module version and commit it was built from.
+var version string
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `Usage: gvsd [OPTION]...
+The GVS daemon: a layer-4 load balancer. It serves the IPVS table that gvsadm
+(ipvsadm's commands) edits, and runs a keepalived.conf: its virtual servers,
+health checkers and VRRP instances. It stays in the foreground and logs to
+stderr.
+
+  -f, --use-file FILE     run this keepalived.conf (default: no file; gvsadm
+                          alone builds the table)
+  -t, --config-test       check the configuration file (-f, or
+                          /etc/keepalived/keepalived.conf) and exit with
+                          keepalived's codes: 0 fine, 4 unreadable, 5 errors
+      --engine NAME       data plane: proxy (default; a TCP/UDP proxy, NAT
+                          only, no privileges), xdp (root; DR, TUN, NAT,
+                          FullNAT in XDP on --interface), or auto (xdp,
+                          falling back to proxy)
+      --interface IF      interface the xdp engine attaches to; repeat for
+                          several (NAT replies must arrive on one of them)
+      --xdp-mode MODE     native or generic; default native, falling back to
+                          generic (generic on veth)
+      --socket PATH       admin API socket, mode 0600 (default $GVS_SOCKET,
+                          else /run/gvs/gvsd.sock)
+      --grace DURATION    on SIGTERM, how long established connections may
+                          finish (default 10s)
+  -D, --log-detail        log debug detail
+  -n, --dont-fork         accepted for keepalived compatibility: gvsd never
+  -l, --log-console       forks and always logs to stderr
+  -h, --help              print this help and exit
+  -v, --version           print the version and exit
+
+Signals: SIGHUP reloads the file of -f. SIGTERM or SIGINT stops: the admin
+socket stays up, read-only, while connections drain for --grace; a second
+signal stops at once.
+
+Documentation: README.md (section gvsd) and, for keepalived.conf keywords,
+internal/config/doc.go, in the source at github.com/gvs-lb/gvs.
+`
 
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-func main() {
-	var opts daemon.Options
-	var ifaces listFlag
-	var test, debug bool
-	flag.StringVar(&opts.Engine, "engine", "proxy", "data plane: proxy, xdp or auto")
-	flag.StringVar(&opts.Socket, "socket", api.DefaultSocket(), "admin API unix socket (env GVS_SOCKET)")
-	flag.StringVar(&opts.ConfigFile, "f", "", "keepalived.conf to run (also --use-file)")
-	flag.StringVar(&opts.ConfigFile, "use-file", "", "keepalived.conf to run")
-	flag.BoolVar(&test, "t", false, "test the configuration file and exit (also --config-test)")
-	flag.BoolVar(&test, "config-test", false, "test the configuration file and exit")
-	flag.Var(&ifaces, "interface", "interface the xdp engine attaches to (repeat for several)")
-	flag.StringVar(&opts.XDPMode, "xdp-mode", "", "XDP attach mode: native, generic, or empty for native falling back to generic")
-	flag.DurationVar(&opts.Grace, "grace", 10*time.Second, "how long established connections may finish on SIGTERM")
-	flag.BoolVar(&debug, "D", false, "debug logging (as keepalived's -D)")
-	for _, compat := range []string{"n", "l"} { // keepalived's --dont-fork, --log-console: gvsd always does both
-		flag.Bool(compat, false, "accepted for keepalived compatibility; gvsd never forks and logs to stderr")
+// settings are gvsd's command line.
+type settings struct {
+	opts                           daemon.Options
+	interfaces                     listFlag
+	test, debug, help, showVersion bool
+}
+
+// flagSet binds every option, keepalived's long and short names alike, to
+// s. The help text is usage, not the flags' own.
+func (s *settings) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("gvsd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run prints errors itself, the usage only on --help
+	fs.StringVar(&s.opts.Engine, "engine", "proxy", "")
+	fs.StringVar(&s.opts.Socket, "socket", api.DefaultSocket(), "")
+	fs.StringVar(&s.opts.ConfigFile, "f", "", "")
+	fs.StringVar(&s.opts.ConfigFile, "use-file", "", "")
+	fs.BoolVar(&s.test, "t", false, "")
+	fs.BoolVar(&s.test, "config-test", false, "")
+	fs.Var(&s.interfaces, "interface", "")
+	fs.StringVar(&s.opts.XDPMode, "xdp-mode", "", "")
+	fs.DurationVar(&s.opts.Grace, "grace", 10*time.Second, "")
+	fs.BoolVar(&s.debug, "D", false, "")
+	fs.BoolVar(&s.debug, "log-detail", false, "")
+	for _, compat := range []string{"n", "dont-fork", "l", "log-console"} {
+		fs.Bool(compat, false, "")
 	}
-	flag.Parse()
-	opts.Interfaces = ifaces
+	fs.BoolVar(&s.help, "h", false, "")
+	fs.BoolVar(&s.help, "help", false, "")
+	fs.BoolVar(&s.showVersion, "v", false, "")
+	fs.BoolVar(&s.showVersion, "version", false, "")
+	return fs
+}
+
+// run is gvsd with its arguments; it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	var s settings
+	fs := s.flagSet()
+	err := fs.Parse(args)
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gvsd: %v\nTry 'gvsd --help' for more information.\n", err)
+		return 2
+	}
+	switch {
+	case s.help:
+		io.WriteString(stdout, usage)
+		return 0
+	case s.showVersion:
+		writeVersion(stdout)
+		return 0
+	case s.test:
+		return daemon.ConfigTest(s.opts.ConfigFile, stderr)
+	}
+	s.opts.Interfaces = s.interfaces
 
 	level := slog.LevelInfo
-	if debug {
+	if s.debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if test {
-		os.Exit(daemon.ConfigTest(opts.ConfigFile, os.Stderr))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := daemon.Run(context.Background(), s.opts, log); err != nil {
+		fmt.Fprintln(stderr, "gvsd:", err)
+		return 1
 	}
-	if err := daemon.Run(context.Background(), opts, log); err != nil {
-		fmt.Fprintln(os.Stderr, "gvsd:", err)
-		os.Exit(1)
+	return 0
+}
+
+// writeVersion prints gvsd -v: the version, what gvsd is compatible with,
+// and the toolchain.
+func writeVersion(w io.Writer) {
+	fmt.Fprintf(w, "gvsd %s\n", versionString())
+	fmt.Fprintf(w, "IPVS %s table and ipvsadm 1.31 commands (gvsadm), keepalived 2.2 configuration\n", director.Version)
+	fmt.Fprintf(w, "built with %s for %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// versionString is version, or without one what the build recorded: the
+// module version, and the commit (with "+dirty" for uncommitted changes).
+func versionString() string {
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" && ok {
+		v = bi.Main.Version
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision" && len(s.Value) >= 12:
+				rev = s.Value[:12]
+			case s.Key == "vcs.modified" && s.Value == "true":
+				dirty = "+dirty"
+			}
+		}
+		if rev != "" && !strings.Contains(v, rev) {
+			v += " " + rev + dirty
+		}
 	}
+	if v == "" {
+		v = "(devel)"
+	}
+	return v
 }
