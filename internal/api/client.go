@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"syscall"
 
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -35,7 +36,7 @@ func NewClient(path string) *Client {
 func (c *Client) Socket() string { return c.socket }
 
 // Exec sends commands, applied in order; it stops at the first one refused
-// and returns it as a *CommandError.
+// and returns it as a *wire.CommandError.
 func (c *Client) Exec(ctx context.Context, cmds []ipvs.Command) error {
 	body, err := json.Marshal(cmds)
 	if err != nil {
@@ -63,12 +64,15 @@ func (c *Client) Timeouts(ctx context.Context) (ipvs.Timeouts, error) {
 }
 
 // Info describes the daemon.
-func (c *Client) Info(ctx context.Context) (Info, error) {
-	var v Info
+func (c *Client) Info(ctx context.Context) (wire.Info, error) {
+	var v wire.Info
 	return v, c.get(ctx, "/v1/info", &v)
 }
 
-// State fetches an extra view (/v1/state/NAME) into v.
+// State fetches a keepalived state view, GET /v1/state/NAME, into v:
+// NAME "checkers" is a []wire.Checker, "virtual-servers" a
+// []wire.VirtualServer, "vrrp" a []wire.VRRPInstance (or a
+// json.RawMessage of them).
 func (c *Client) State(ctx context.Context, name string, v any) error {
 	return c.get(ctx, "/v1/state/"+name, v)
 }

@@ -6,24 +6,24 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/gvs-lb/gvs/internal/ipvssync"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
 // Daemons runs the connection sync daemons (ipvsadm --start-daemon,
-// --stop-daemon, -L --daemon); *ipvssync.Manager is one.
+// --stop-daemon, -L --daemon).
 type Daemons interface {
-	Start(cfg ipvssync.Config) error
+	Start(cfg wire.SyncDaemon) error
 	Stop(state string) error
-	Daemons() []ipvssync.Status
+	Daemons() []wire.SyncDaemonStatus // master first
 }
 
 // ServeDaemons adds the sync daemon routes: GET /v1/daemons,
 // POST /v1/daemons (a Config starts one), DELETE /v1/daemons/{state}.
-// Refusals answer 409 with a CommandError carrying ipvsadm's wording.
+// Refusals answer 409 with a wire.CommandError carrying ipvsadm's wording.
 func (s *Server) ServeDaemons(d Daemons) {
 	s.mux.HandleFunc("GET /v1/daemons", func(w http.ResponseWriter, _ *http.Request) { reply(w, d.Daemons()) })
 	s.mux.HandleFunc("POST /v1/daemons", s.change(func(w http.ResponseWriter, r *http.Request) {
-		var cfg ipvssync.Config
+		var cfg wire.SyncDaemon
 		if err := decodeStrict(http.MaxBytesReader(w, r.Body, 1<<16), &cfg); err != nil {
 			badRequest(w, err)
 			return
@@ -39,14 +39,14 @@ func (s *Server) daemonResult(w http.ResponseWriter, err error) {
 	if err != nil {
 		s.log.Info("sync daemon command refused", "error", err)
 		w.WriteHeader(http.StatusConflict)
-		reply(w, &CommandError{Msg: err.Error()})
+		reply(w, &wire.CommandError{Msg: err.Error()})
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// StartDaemon starts a sync daemon; a refusal is a *CommandError.
-func (c *Client) StartDaemon(ctx context.Context, cfg ipvssync.Config) error {
+// StartDaemon starts a sync daemon; a refusal is a *wire.CommandError.
+func (c *Client) StartDaemon(ctx context.Context, cfg wire.SyncDaemon) error {
 	body, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -61,7 +61,7 @@ func (c *Client) StopDaemon(ctx context.Context, state string) error {
 
 // Daemons lists the running sync daemons, master first. A gvsd that
 // serves no sync daemon routes runs none.
-func (c *Client) Daemons(ctx context.Context) ([]ipvssync.Status, error) {
+func (c *Client) Daemons(ctx context.Context) ([]wire.SyncDaemonStatus, error) {
 	resp, err := c.do(ctx, http.MethodGet, "/v1/daemons", nil)
 	if err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ func (c *Client) Daemons(ctx context.Context) ([]ipvssync.Status, error) {
 	default:
 		return nil, fmt.Errorf("gvsd answered %s for /v1/daemons", resp.Status)
 	}
-	var v []ipvssync.Status
+	var v []wire.SyncDaemonStatus
 	return v, json.NewDecoder(resp.Body).Decode(&v)
 }
 
@@ -87,9 +87,9 @@ func (c *Client) noContent(ctx context.Context, method, path string, body []byte
 	if resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
-	ce := &CommandError{}
+	ce := &wire.CommandError{}
 	if err := json.NewDecoder(resp.Body).Decode(ce); err != nil || ce.Msg == "" {
-		return &CommandError{Msg: "gvsd answered " + resp.Status + " for " + path}
+		return &wire.CommandError{Msg: "gvsd answered " + resp.Status + " for " + path}
 	}
 	return ce
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/wire"
+	"github.com/gvs-lb/gvs/internal/daemon"
 	"github.com/gvs-lb/gvs/internal/engine/proxy"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/ipvssync"
@@ -31,7 +33,7 @@ func post(t *testing.T, socket, path, body string) (int, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var ce api.CommandError
+	var ce wire.CommandError
 	json.Unmarshal(b, &ce)
 	return resp.StatusCode, ce.Msg
 }
@@ -51,7 +53,7 @@ func commandsJSON(t *testing.T, cmds ...ipvs.Command) string {
 func TestRequestsAreStrict(t *testing.T) {
 	eng := proxy.New(nil, proxy.Options{}) // refuses sync daemons, after the request is read
 	defer eng.Close(context.Background())
-	socket, _ := serve(t, func(s *api.Server) { s.ServeDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng)) })
+	socket, _ := serve(t, func(s *api.Server) { s.ServeDaemons(daemon.SyncDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng))) })
 	svc := &ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr("127.0.0.1"), Port: 18080}, Scheduler: "rr"}
 	if code, msg := post(t, socket, "/v1/commands", commandsJSON(t, ipvs.Command{Op: ipvs.OpAddService, Service: svc})); code != http.StatusNoContent {
 		t.Fatalf("adding a service: %d %s", code, msg)

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -29,17 +30,19 @@ type Server struct {
 	refusal atomic.Pointer[string] // why changes are refused; nil while they are taken
 }
 
-// NewServer returns a server for b. Extra views are served as
-// GET /v1/state/{name}.
-func NewServer(b Backend, log *slog.Logger, extras map[string]Extra) *Server {
+// NewServer returns a server for b, and for st (which may be nil) under
+// GET /v1/state/{checkers,virtual-servers,vrrp}.
+func NewServer(b Backend, log *slog.Logger, st State) *Server {
 	s := &Server{backend: b, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/commands", s.change(s.commands))
 	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Services()) })
 	s.mux.HandleFunc("GET /v1/conns", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Conns()) })
 	s.mux.HandleFunc("GET /v1/timeouts", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Timeouts()) })
 	s.mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Info()) })
-	for name, view := range extras {
-		s.mux.HandleFunc("GET /v1/state/"+name, func(w http.ResponseWriter, _ *http.Request) { reply(w, view()) })
+	if st != nil {
+		s.mux.HandleFunc("GET /v1/state/checkers", func(w http.ResponseWriter, _ *http.Request) { reply(w, st.Checkers()) })
+		s.mux.HandleFunc("GET /v1/state/virtual-servers", func(w http.ResponseWriter, _ *http.Request) { reply(w, st.VirtualServers()) })
+		s.mux.HandleFunc("GET /v1/state/vrrp", func(w http.ResponseWriter, _ *http.Request) { reply(w, st.VRRPInstances()) })
 	}
 	s.http = &http.Server{
 		Handler:           s.mux,
@@ -51,7 +54,7 @@ func NewServer(b Backend, log *slog.Logger, extras map[string]Extra) *Server {
 }
 
 // RefuseChanges makes the server read-only: from now on every request
-// that would change something is answered 503 with a CommandError saying
+// that would change something is answered 503 with a wire.CommandError saying
 // reason, while the views keep answering (gvsd shutting down still shows
 // what is draining).
 func (s *Server) RefuseChanges(reason string) { s.refusal.Store(&reason) }
@@ -61,7 +64,7 @@ func (s *Server) change(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if reason := s.refusal.Load(); reason != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			reply(w, &CommandError{Msg: *reason + ": it takes no more changes (read-only until it exits)"})
+			reply(w, &wire.CommandError{Msg: *reason + ": it takes no more changes (read-only until it exits)"})
 			return
 		}
 		h(w, r)
@@ -163,9 +166,9 @@ func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := s.backend.Exec(cmds); err != nil {
-		var ce *CommandError
+		var ce *wire.CommandError
 		if !errors.As(err, &ce) {
-			ce = &CommandError{Msg: err.Error()}
+			ce = &wire.CommandError{Msg: err.Error()}
 		}
 		s.log.Info("command refused", "index", ce.Index, "error", ce.Msg)
 		w.WriteHeader(http.StatusConflict)
@@ -190,11 +193,11 @@ func decodeStrict(r io.Reader, v any) error {
 	return nil
 }
 
-// badRequest answers 400 with a CommandError saying what is wrong with the
+// badRequest answers 400 with a wire.CommandError saying what is wrong with the
 // request.
 func badRequest(w http.ResponseWriter, err error) {
 	w.WriteHeader(http.StatusBadRequest)
-	reply(w, &CommandError{Msg: "bad request: " + err.Error()})
+	reply(w, &wire.CommandError{Msg: "bad request: " + err.Error()})
 }
 
 func reply(w http.ResponseWriter, v any) {

@@ -72,8 +72,8 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	syncd := ipvssync.NewManager(log, eng)
 	go k.runLVSSync(syncd, time.Second)
 
-	srv := api.NewServer(dir, log, k.views())
-	srv.ServeDaemons(syncd)
+	srv := api.NewServer(dir, log, k)
+	srv.ServeDaemons(SyncDaemons(syncd))
 	apiCtx, stopAPI := context.WithCancel(context.Background()) // up until Run returns
 	defer stopAPI()
 	apiErr := make(chan error, 1)

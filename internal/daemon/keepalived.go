@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/gvs-lb/gvs/internal/api"
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/director"
 )
@@ -179,38 +178,6 @@ func (k *keepalived) stop() {
 	}
 	k.cancel()
 	k.poll.Wait()
-}
-
-// views are the read-only state gvsd serves at GET /v1/state/NAME.
-//
-//   - "checkers": a JSON array, one object per health checker, in
-//     configuration order (check.Status):
-//     {"service":"TCP 198.18.0.100:80","real_server":"198.18.0.11:80",
-//     "type":"TCP_CHECK","target":"198.18.0.11:80","state":"UP"|"DOWN",
-//     "enabled":true,"has_run":true,"retry":1,"retry_it":0,
-//     "delay_loop":"1s","checks":12,"failures":0,"last_error":"...",
-//     "last_check":RFC3339,"last_change":RFC3339}
-//   - "virtual-servers": a JSON array, one object per virtual service
-//     (check.VirtualStatus): {"service":"TCP 198.18.0.100:80",
-//     "quorum_up":true,"quorum":1,"hysteresis":0,"live_weight":2,
-//     "sorry_server":{...}?, "real_servers":[{"addr":"198.18.0.11:80",
-//     "alive":true,"in_pool":true,"weight":1,"pool_weight":1,
-//     "failed_checkers":0}]}
-//   - "vrrp": a JSON array, one object per vrrp_instance (vrrp.Status):
-//     {"name":"VI_1","interface":"eth0","vrid":51,"version":2,
-//     "state":"MASTER"|"BACKUP"|"FAULT"|"INIT"|"STOP","priority":100,
-//     "effective_priority":100,"master_addr":"198.18.0.3","vips":[...],
-//     "adverts_sent":10,"adverts_received":0,"priority_zero_sent":0,
-//     "priority_zero_received":0,"become_master":1,"release_master":0,
-//     "drops":{"reason":count}}
-//
-// Every view is an empty array, never null, when there is nothing to show.
-func (k *keepalived) views() map[string]api.Extra {
-	return map[string]api.Extra{
-		"checkers":        func() any { return k.checkerStatus() },
-		"virtual-servers": func() any { return k.virtualServerStatus() },
-		"vrrp":            func() any { return k.vrrpStatus() },
-	}
 }
 
 // ConfigTest checks a keepalived.conf as `keepalived -t` does and returns

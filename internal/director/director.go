@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
@@ -39,7 +39,7 @@ func (d *Director) Exec(cmds []ipvs.Command) error {
 	defer d.mu.Unlock()
 	for i, c := range cmds {
 		if err := d.exec(c); err != nil {
-			return &api.CommandError{Index: i, Msg: err.Error()}
+			return &wire.CommandError{Index: i, Msg: err.Error()}
 		}
 	}
 	return nil
@@ -113,6 +113,6 @@ func (d *Director) Conns() []ipvs.Conn { return d.engine.Conns() }
 func (d *Director) Timeouts() ipvs.Timeouts { return d.table.Timeouts() }
 
 // Info describes the daemon.
-func (d *Director) Info() api.Info {
-	return api.Info{Version: Version, ConnTabSize: ConnTabSize, Engine: d.engine.Name()}
+func (d *Director) Info() wire.Info {
+	return wire.Info{Version: Version, ConnTabSize: ConnTabSize, Engine: d.engine.Name()}
 }

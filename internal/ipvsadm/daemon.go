@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/gvs-lb/gvs/internal/ipvssync"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
 // DaemonClient runs gvsd's connection sync daemons; *api.Client is one.
 type DaemonClient interface {
-	StartDaemon(ctx context.Context, cfg ipvssync.Config) error
+	StartDaemon(ctx context.Context, cfg wire.SyncDaemon) error
 	StopDaemon(ctx context.Context, state string) error
-	Daemons(ctx context.Context) ([]ipvssync.Status, error)
+	Daemons(ctx context.Context) ([]wire.SyncDaemonStatus, error)
 }
 
 // daemon runs --start-daemon and --stop-daemon.
@@ -37,7 +37,7 @@ func (r *runner) daemon(req *Request) int {
 
 // WriteDaemons prints -L --daemon as ipvsadm 1.31 does: one line per
 // running daemon, master first, with the settings in effect.
-func WriteDaemons(w io.Writer, ds []ipvssync.Status) {
+func WriteDaemons(w io.Writer, ds []wire.SyncDaemonStatus) {
 	for _, d := range ds {
 		fmt.Fprintf(w, "%s sync daemon (mcast=%s, syncid=%d, maxlen=%d, group=%s, port=%d, ttl=%d)\n",
 			d.State, d.Interface, d.SyncID, d.MaxLen, d.Group, d.Port, d.TTL)
@@ -58,7 +58,7 @@ func (s daemonsState) State(ctx context.Context, _ string, v any) error {
 		return err
 	}
 	if ds == nil {
-		ds = []ipvssync.Status{}
+		ds = []wire.SyncDaemonStatus{}
 	}
 	b, err := json.Marshal(ds)
 	if err != nil {
@@ -75,7 +75,7 @@ func (s daemonsState) Socket() string { return s.socket }
 // Dropped counts malformed or foreign-syncid datagrams, Errors failed
 // sends.
 func writeDaemons(w io.Writer, raw json.RawMessage) error {
-	var ds []ipvssync.Status
+	var ds []wire.SyncDaemonStatus
 	if err := json.Unmarshal(raw, &ds); err != nil {
 		return err
 	}

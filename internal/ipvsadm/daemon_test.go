@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/daemon"
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/ipvssync"
@@ -42,7 +43,7 @@ func startDaemonServer(t *testing.T, eng engine.Engine) *api.Client {
 	sock := filepath.Join(t.TempDir(), "gvsd.sock")
 	srv := api.NewServer(tableBackend{ipvs.NewTable(nil)}, log, nil)
 	m := ipvssync.NewManager(log, eng)
-	srv.ServeDaemons(m)
+	srv.ServeDaemons(daemon.SyncDaemons(m))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Listen(ctx, sock) }()

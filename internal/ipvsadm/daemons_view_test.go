@@ -9,31 +9,31 @@ import (
 	"testing"
 
 	"github.com/gvs-lb/gvs/internal/api"
-	"github.com/gvs-lb/gvs/internal/ipvssync"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
 // daemonsFake answers the sync daemon listing with fixed counters.
 type daemonsFake struct {
 	Client
-	ds []ipvssync.Status
+	ds []wire.SyncDaemonStatus
 }
 
-func (f daemonsFake) StartDaemon(context.Context, ipvssync.Config) error { return nil }
-func (f daemonsFake) StopDaemon(context.Context, string) error           { return nil }
-func (f daemonsFake) Daemons(context.Context) ([]ipvssync.Status, error) { return f.ds, nil }
-func (f daemonsFake) Socket() string                                     { return "/nonexistent" }
+func (f daemonsFake) StartDaemon(context.Context, wire.SyncDaemon) error       { return nil }
+func (f daemonsFake) StopDaemon(context.Context, string) error                 { return nil }
+func (f daemonsFake) Daemons(context.Context) ([]wire.SyncDaemonStatus, error) { return f.ds, nil }
+func (f daemonsFake) Socket() string                                           { return "/nonexistent" }
 
 func TestDaemonsView(t *testing.T) {
 	group := netip.MustParseAddr("224.0.0.81")
-	both := []ipvssync.Status{
-		{Config: ipvssync.Config{State: "master", Interface: "eth1", SyncID: 7, MaxLen: 1472, Group: group, Port: 8848, TTL: 1},
+	both := []wire.SyncDaemonStatus{
+		{SyncDaemon: wire.SyncDaemon{State: "master", Interface: "eth1", SyncID: 7, MaxLen: 1472, Group: group, Port: 8848, TTL: 1},
 			Sent: 1200, Messages: 40, Skipped: 3, Errors: 1},
-		{Config: ipvssync.Config{State: "backup", Interface: "eth1", SyncID: 7, MaxLen: 1472, Group: group, Port: 8848, TTL: 1},
+		{SyncDaemon: wire.SyncDaemon{State: "backup", Interface: "eth1", SyncID: 7, MaxLen: 1472, Group: group, Port: 8848, TTL: 1},
 			Messages: 35, Installed: 990, Skipped: 12, Dropped: 2},
 	}
 	tests := []struct {
 		name string
-		ds   []ipvssync.Status
+		ds   []wire.SyncDaemonStatus
 		args []string
 		want string
 		rc   int
@@ -61,7 +61,7 @@ backup  eth1       7       224.0.0.81  8848  35        0     990        12      
 		if rc := Run(context.Background(), []string{"gvsadm", "daemons", "--json"}, nil, &out, &errb, daemonsFake{ds: both}); rc != ExitOK {
 			t.Fatalf("rc %d: %s", rc, errb.String())
 		}
-		var got []ipvssync.Status
+		var got []wire.SyncDaemonStatus
 		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 			t.Fatalf("--json printed %q: %v", out.String(), err)
 		}

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
-	"github.com/gvs-lb/gvs/internal/ipvssync"
 )
 
 // Option bits, in ipvsadm's order (OPTC_*); the order indexes optNames and
@@ -92,6 +92,9 @@ var (
 
 const maxTimeout = 86400 * 31 // ipvsadm's MAX_TIMEOUT, 31 days
 
+// defaultMcastInterface is ipvsadm's --mcast-interface when none is given.
+const defaultMcastInterface = "eth0"
+
 // entry is the command line being parsed, as ipvsadm's ipvs_command_entry.
 type entry struct {
 	cmd     Cmd
@@ -122,7 +125,7 @@ type entry struct {
 
 	timeouts    ipvs.Timeouts
 	daemonState string
-	daemon      ipvssync.Config // --start-daemon's options
+	daemon      wire.SyncDaemon // --start-daemon's options
 	hostName    string          // a host name ipvsadm would have resolved and we do not
 	prog        string
 }
@@ -590,7 +593,7 @@ func (e *entry) finish() (*Request, error) {
 		req.Daemon = e.daemon
 		req.Daemon.State = e.daemonState
 		if req.Daemon.Interface == "" {
-			req.Daemon.Interface = ipvssync.DefaultInterface
+			req.Daemon.Interface = defaultMcastInterface
 		}
 	}
 	if e.cmd == CmdList {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -23,15 +23,15 @@ type fixedClient struct {
 }
 
 func (f fixedClient) Exec(context.Context, []ipvs.Command) error {
-	return &api.CommandError{Msg: "fixed data: no changes"}
+	return &wire.CommandError{Msg: "fixed data: no changes"}
 }
 func (f fixedClient) Services(context.Context) ([]ipvs.ServiceStatus, error) { return f.svcs, nil }
 func (f fixedClient) Conns(context.Context) ([]ipvs.Conn, error)             { return f.conns, nil }
 func (f fixedClient) Timeouts(context.Context) (ipvs.Timeouts, error) {
 	return ipvs.DefaultTimeouts, nil
 }
-func (f fixedClient) Info(context.Context) (api.Info, error) {
-	return api.Info{Version: "1.2.1", ConnTabSize: 4096}, nil
+func (f fixedClient) Info(context.Context) (wire.Info, error) {
+	return wire.Info{Version: "1.2.1", ConnTabSize: 4096}, nil
 }
 func (f fixedClient) Socket() string { return "/nonexistent/gvsd.sock" }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -73,7 +74,7 @@ type tableBackend struct{ table *ipvs.Table }
 func (b tableBackend) Exec(cmds []ipvs.Command) error {
 	for i, c := range cmds {
 		if err := b.table.Exec(c); err != nil {
-			return &api.CommandError{Index: i, Msg: err.Error()}
+			return &wire.CommandError{Index: i, Msg: err.Error()}
 		}
 	}
 	return nil
@@ -93,8 +94,8 @@ func (b tableBackend) Services() []ipvs.ServiceStatus {
 
 func (b tableBackend) Conns() []ipvs.Conn      { return nil }
 func (b tableBackend) Timeouts() ipvs.Timeouts { return b.table.Timeouts() }
-func (b tableBackend) Info() api.Info {
-	return api.Info{Version: "1.2.1", ConnTabSize: 4096, Engine: "none"}
+func (b tableBackend) Info() wire.Info {
+	return wire.Info{Version: "1.2.1", ConnTabSize: 4096, Engine: "none"}
 }
 func (b tableBackend) Status() []ipvs.ServiceStatus { return b.Services() }
 

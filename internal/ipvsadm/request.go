@@ -7,8 +7,8 @@ package ipvsadm
 import (
 	"fmt"
 
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
-	"github.com/gvs-lb/gvs/internal/ipvssync"
 )
 
 // Cmd is the command of an ipvsadm invocation, numbered as ipvsadm numbers
@@ -92,7 +92,7 @@ type Request struct {
 	DaemonState string
 	// Daemon is --start-daemon's settings (zero values: the kernel's
 	// defaults).
-	Daemon ipvssync.Config
+	Daemon wire.SyncDaemon
 }
 
 // Error is a command line ipvsadm refuses: Msg is its message (printed on

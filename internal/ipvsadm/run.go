@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -18,7 +19,7 @@ type Client interface {
 	Services(ctx context.Context) ([]ipvs.ServiceStatus, error)
 	Conns(ctx context.Context) ([]ipvs.Conn, error)
 	Timeouts(ctx context.Context) (ipvs.Timeouts, error)
-	Info(ctx context.Context) (api.Info, error)
+	Info(ctx context.Context) (wire.Info, error)
 	Socket() string
 }
 
@@ -78,7 +79,7 @@ func (r *runner) run(args []string, restoring bool) int {
 // fail prints an error as ipvsadm would and returns the exit status.
 func (r *runner) fail(err error) int {
 	var ue *Error
-	var ce *api.CommandError
+	var ce *wire.CommandError
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintln(r.stderr, ue.Msg)
@@ -191,7 +192,7 @@ func (r *runner) restore() int {
 			// ones after it, as with ipvsadm
 			result = ExitOK
 			if err := r.c.Exec(r.ctx, []ipvs.Command{*req.Change}); err != nil {
-				var ce *api.CommandError
+				var ce *wire.CommandError
 				if !errors.As(err, &ce) {
 					return r.fail(err)
 				}

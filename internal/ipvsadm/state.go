@@ -10,8 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/gvs-lb/gvs/internal/api"
-	"github.com/gvs-lb/gvs/internal/check"
-	"github.com/gvs-lb/gvs/internal/vrrp"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
 // StateClient fetches gvsd's extra views (GET /v1/state/NAME).
@@ -64,7 +63,7 @@ func table(w io.Writer, header string, rows func(tw io.Writer)) error {
 }
 
 func writeCheckers(w io.Writer, raw json.RawMessage) error {
-	var st []check.Status
+	var st []wire.Checker
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return err
 	}
@@ -80,7 +79,7 @@ func writeCheckers(w io.Writer, raw json.RawMessage) error {
 }
 
 func writeVirtualServers(w io.Writer, raw json.RawMessage) error {
-	var st []check.VirtualStatus
+	var st []wire.VirtualServer
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return err
 	}
@@ -111,7 +110,7 @@ func writeVirtualServers(w io.Writer, raw json.RawMessage) error {
 }
 
 func writeVRRP(w io.Writer, raw json.RawMessage) error {
-	var st []vrrp.Status
+	var st []wire.VRRPInstance
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return err
 	}
