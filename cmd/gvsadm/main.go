@@ -8,13 +8,14 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvsadm"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := ipvsadm.Run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr, api.NewClient(api.DefaultSocket()))
+	code := ipvsadm.Run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr, client.New(wire.DefaultSocket()))
 	stop()
 	os.Exit(code)
 }

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/daemon"
 	"github.com/gvs-lb/gvs/internal/director"
 )
@@ -83,7 +83,7 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("gvsd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run prints errors itself, the usage only on --help
 	fs.StringVar(&s.opts.Engine, "engine", "proxy", "")
-	fs.StringVar(&s.opts.Socket, "socket", api.DefaultSocket(), "")
+	fs.StringVar(&s.opts.Socket, "socket", wire.DefaultSocket(), "")
 	fs.StringVar(&s.opts.ConfigFile, "f", "", "")
 	fs.StringVar(&s.opts.ConfigFile, "use-file", "", "")
 	fs.BoolVar(&s.test, "t", false, "")

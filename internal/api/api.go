@@ -1,23 +1,14 @@
-// Package api is gvsd's admin API: HTTP and JSON over a unix socket. The
-// Server executes ipvs.Commands against a Backend and serves its state; the
-// Client is what gvsadm uses. What goes over the socket is defined in
-// internal/api/wire and internal/ipvs, never by the daemon's runtime
-// packages.
+// Package api is gvsd's admin API: HTTP and JSON over a unix socket. Its
+// Server executes ipvs.Commands against a Backend and serves its state;
+// internal/api/client is what gvsadm uses. What goes over the socket is
+// defined in internal/api/wire and internal/ipvs, never by the daemon's
+// runtime packages.
 package api
 
 import (
-	"cmp"
-	"os"
-
 	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
-
-// DefaultSocketPath is where gvsd listens unless told otherwise.
-const DefaultSocketPath = "/run/gvs/gvsd.sock"
-
-// DefaultSocket is $GVS_SOCKET, or DefaultSocketPath.
-func DefaultSocket() string { return cmp.Or(os.Getenv("GVS_SOCKET"), DefaultSocketPath) }
 
 // Backend is what the server serves: the director.
 type Backend interface {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/daemon"
 	"github.com/gvs-lb/gvs/internal/engine/proxy"
@@ -53,7 +54,9 @@ func commandsJSON(t *testing.T, cmds ...ipvs.Command) string {
 func TestRequestsAreStrict(t *testing.T) {
 	eng := proxy.New(nil, proxy.Options{}) // refuses sync daemons, after the request is read
 	defer eng.Close(context.Background())
-	socket, _ := serve(t, func(s *api.Server) { s.ServeDaemons(daemon.SyncDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng))) })
+	socket, _ := serve(t, func(s *api.Server) {
+		s.ServeDaemons(daemon.SyncDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng)))
+	})
 	svc := &ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr("127.0.0.1"), Port: 18080}, Scheduler: "rr"}
 	if code, msg := post(t, socket, "/v1/commands", commandsJSON(t, ipvs.Command{Op: ipvs.OpAddService, Service: svc})); code != http.StatusNoContent {
 		t.Fatalf("adding a service: %d %s", code, msg)
@@ -97,7 +100,7 @@ func TestRequestsAreStrict(t *testing.T) {
 	}
 
 	// Nothing of the refused requests was applied.
-	got, err := api.NewClient(socket).Services(context.Background())
+	got, err := client.New(socket).Services(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
-// DaemonClient runs gvsd's connection sync daemons; *api.Client is one.
+// DaemonClient runs gvsd's connection sync daemons; *client.Client is one.
 type DaemonClient interface {
 	StartDaemon(ctx context.Context, cfg wire.SyncDaemon) error
 	StopDaemon(ctx context.Context, state string) error

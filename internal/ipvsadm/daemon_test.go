@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/daemon"
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -37,7 +38,7 @@ type proxyLike struct{ syncEngine }
 func (proxyLike) SyncConns()     {}
 func (proxyLike) InstallSynced() {}
 
-func startDaemonServer(t *testing.T, eng engine.Engine) *api.Client {
+func startDaemonServer(t *testing.T, eng engine.Engine) *client.Client {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sock := filepath.Join(t.TempDir(), "gvsd.sock")
@@ -52,13 +53,13 @@ func startDaemonServer(t *testing.T, eng engine.Engine) *api.Client {
 		cancel()
 		<-done
 	})
-	c := api.NewClient(sock)
+	c := client.New(sock)
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		_, err := c.Info(context.Background())
 		if err == nil {
 			return c
 		}
-		if time.Now().After(deadline) || !errors.Is(err, api.ErrNotRunning) {
+		if time.Now().After(deadline) || !errors.Is(err, client.ErrNotRunning) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
@@ -90,7 +90,7 @@ func TestDaemonsViewFromGvsd(t *testing.T) {
 	}
 
 	var errb bytes.Buffer
-	down := api.NewClient(t.TempDir() + "/none.sock")
+	down := client.New(t.TempDir() + "/none.sock")
 	if rc := Run(context.Background(), []string{"gvsadm", "daemons"}, nil, &bytes.Buffer{}, &errb, down); rc != ExitUsage ||
 		!strings.Contains(errb.String(), "gvsd is not running") {
 		t.Fatalf("without gvsd: rc %d, stderr %q; want %d and a message saying gvsd is not running", rc, errb.String(), ExitUsage)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -299,4 +299,4 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func newAPIClient(sock string) Client { return api.NewClient(sock) }
+func newAPIClient(sock string) Client { return client.New(sock) }

@@ -1,133 +1,52 @@
 package ipvsadm
 
 import (
-	"flag"
+	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
-
-	"github.com/gvs-lb/gvs/internal/realserver"
 )
 
-// realServerStateDir is where `gvsadm realserver` keeps what setup
-// changed, one file per VIP and network namespace.
-const realServerStateDir = "/run/gvs/realserver"
+// RealServerProgram does `gvsadm realserver`: the real server's side needs
+// netlink and a BPF loader, which gvsadm does not link.
+const RealServerProgram = "gvs-realserver"
 
-// RunRealServer is `gvsadm realserver setup|teardown`: it prepares this
-// host as a DR or TUN real server (the seeds' manual steps) or undoes that.
-func RunRealServer(args []string, stdout, stderr io.Writer) int {
-	usage := func(msg string) int {
-		if msg != "" {
-			fmt.Fprintln(stderr, "gvsadm realserver:", msg)
-		}
-		fmt.Fprint(stderr, `usage:
-  gvsadm realserver setup --vip VIP --mode dr|tun [--interface IF] [--gue-port PORT]... [--generic]
-  gvsadm realserver teardown [--vip VIP]
-setup puts VIP on lo (/32 or /128), sets arp_ignore=1 and arp_announce=2, and
-for tun attaches a decapsulation program (IPIP and GUE) to IF (by default the
-interface of the default route), where it stays after gvsadm exits; teardown
-undoes it all (every VIP set up in this network namespace when --vip is not
-given).
-`)
-		return ExitUsage
+// RunRealServer is `gvsadm realserver setup|teardown`: it runs
+// RealServerProgram, found beside gvsadm's own executable or else in
+// $PATH, with args and gvsadm's standard streams, and returns its exit
+// status.
+func RunRealServer(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	path, err := findRealServerProgram()
+	if err != nil {
+		fmt.Fprintf(stderr, "gvsadm realserver: %v\n", err)
+		return ExitFailure
 	}
-	if len(args) == 0 {
-		return usage("")
-	}
-	fs := flag.NewFlagSet("realserver "+args[0], flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	vip := fs.String("vip", "", "virtual IP address")
-	mode := fs.String("mode", "dr", "dr or tun")
-	iface := fs.String("interface", "", "interface tunnelled packets arrive on (tun)")
-	generic := fs.Bool("generic", false, "attach the decap program in generic (skb) mode")
-	var guePorts []uint16
-	fs.Func("gue-port", "UDP port to decapsulate GUE on (tun; repeatable)", func(s string) error {
-		p, err := strconv.ParseUint(s, 10, 16)
-		if err != nil || p == 0 {
-			return fmt.Errorf("bad GUE port %q (want 1-65535)", s)
-		}
-		guePorts = append(guePorts, uint16(p))
-		return nil
-	})
-	if err := fs.Parse(args[1:]); err != nil {
-		return usage(err.Error())
-	}
-	var addr netip.Addr
-	if *vip != "" {
-		a, err := netip.ParseAddr(*vip)
-		if err != nil {
-			return usage(fmt.Sprintf("bad --vip %q: want an IPv4 or IPv6 address", *vip))
-		}
-		addr = a.Unmap()
-	}
-	switch args[0] {
-	case "setup":
-		if !addr.IsValid() {
-			return usage("setup needs --vip")
-		}
-		m := realserver.Mode(strings.ToLower(*mode))
-		if m != realserver.DR && m != realserver.TUN {
-			return usage(fmt.Sprintf("bad --mode %q (want dr or tun)", *mode))
-		}
-		if m == realserver.TUN && *iface == "" {
-			dev, err := realserver.DefaultRouteInterface(addr)
-			if err != nil {
-				return usage(fmt.Sprintf("tun needs --interface, where tunnelled packets arrive: %v", err))
-			}
-			*iface = dev
-			fmt.Fprintf(stdout, "tunnelled packets are taken on %s, the interface of the default route (--interface to choose another)\n", dev)
-		}
-		// Persist: the decap program stays attached after gvsadm exits.
-		opts := realserver.Options{Interface: *iface, GUEPorts: guePorts, Generic: *generic, StateFile: stateFile(addr), Persist: true}
-		if err := os.MkdirAll(realServerStateDir, 0o755); err != nil {
-			fmt.Fprintln(stderr, "gvsadm realserver:", err)
-			return ExitFailure
-		}
-		if _, err := realserver.Setup(addr, m, opts); err != nil {
-			fmt.Fprintln(stderr, "gvsadm realserver setup:", err)
-			return ExitFailure
-		}
-		fmt.Fprintf(stdout, "real server ready for %s (%s): VIP on lo, arp_ignore=1, arp_announce=2\n", addr, m)
+	cmd := exec.Command(path, args...)
+	cmd.Args[0] = "gvsadm realserver" // what its messages name
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
 		return ExitOK
-	case "teardown":
-		files := []string{stateFile(addr)}
-		if !addr.IsValid() {
-			files, _ = filepath.Glob(filepath.Join(realServerStateDir, "*@"+netnsID()+".json"))
-		}
-		code := ExitOK
-		for _, f := range files {
-			if err := realserver.TeardownFile(f); err != nil {
-				fmt.Fprintln(stderr, "gvsadm realserver teardown:", err)
-				code = ExitFailure
-				continue
-			}
-			vip, _, _ := strings.Cut(filepath.Base(f), "@")
-			fmt.Fprintf(stdout, "undone: %s\n", vip)
-		}
-		if len(files) == 0 {
-			fmt.Fprintln(stdout, "nothing to undo")
-		}
-		return code
+	case errors.As(err, &exit) && exit.ExitCode() >= 0:
+		return exit.ExitCode()
 	}
-	return usage(fmt.Sprintf("unknown action %q", args[0]))
+	fmt.Fprintf(stderr, "gvsadm realserver: running %s: %v\n", path, err)
+	return ExitFailure
 }
 
-// stateFile is where setup records what it changed for vip in this
-// network namespace (several namespaces on one host share /run).
-func stateFile(vip netip.Addr) string {
-	return filepath.Join(realServerStateDir, vip.String()+"@"+netnsID()+".json")
-}
-
-// netnsID names the network namespace this process runs in.
-func netnsID() string {
-	var st syscall.Stat_t
-	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
-		return "host"
+func findRealServerProgram() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), RealServerProgram)
+		if _, err := os.Stat(beside); err == nil {
+			return beside, nil
+		}
 	}
-	return strconv.FormatUint(st.Ino, 10)
+	if path, err := exec.LookPath(RealServerProgram); err == nil {
+		return path, nil
+	}
+	return "", fmt.Errorf("%s is neither beside gvsadm nor in $PATH: install it with gvsadm (go build -o bin/ ./cmd/... builds both)", RealServerProgram)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
@@ -101,7 +102,7 @@ func (b tableBackend) Status() []ipvs.ServiceStatus { return b.Services() }
 
 // startServer serves a fresh table on a unix socket in a temporary
 // directory and returns a client for it.
-func startServer(t *testing.T) *api.Client {
+func startServer(t *testing.T) *client.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "gvsd.sock")
 	srv := api.NewServer(tableBackend{ipvs.NewTable(nil)}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
@@ -116,14 +117,14 @@ func startServer(t *testing.T) *api.Client {
 			t.Error("admin server did not stop")
 		}
 	})
-	c := api.NewClient(sock)
+	c := client.New(sock)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := c.Info(context.Background())
 		if err == nil {
 			return c
 		}
-		if time.Now().After(deadline) || !errors.Is(err, api.ErrNotRunning) {
+		if time.Now().After(deadline) || !errors.Is(err, client.ErrNotRunning) {
 			t.Fatalf("admin server on %s: %v", sock, err)
 		}
 		time.Sleep(10 * time.Millisecond)

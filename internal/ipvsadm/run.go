@@ -8,12 +8,12 @@ import (
 	"io"
 	"strings"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
-// Client is the part of gvsd's admin API gvsadm uses; *api.Client is one.
+// Client is the part of gvsd's admin API gvsadm uses; *client.Client is one.
 type Client interface {
 	Exec(ctx context.Context, cmds []ipvs.Command) error
 	Services(ctx context.Context) ([]ipvs.ServiceStatus, error)
@@ -28,7 +28,7 @@ type Client interface {
 // status.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, c Client) int {
 	if len(args) > 1 && args[1] == "realserver" {
-		return RunRealServer(args[2:], stdout, stderr)
+		return RunRealServer(args[2:], stdin, stdout, stderr)
 	}
 	if dc, ok := c.(DaemonClient); ok && len(args) > 1 && args[1] == "daemons" {
 		return RunState(ctx, args[1], args[2:], stdout, stderr, daemonsState{dc, c.Socket()})
@@ -87,7 +87,7 @@ func (r *runner) fail(err error) int {
 	case errors.As(err, &ce):
 		fmt.Fprintln(r.stderr, ce.Msg)
 		return ExitKernel
-	case errors.Is(err, api.ErrNotRunning):
+	case errors.Is(err, client.ErrNotRunning):
 		fmt.Fprintf(r.stderr, "%s: gvsd is not running: nothing answers on %s\n"+
 			"Start it with `gvsd --engine proxy --socket %s`, or set GVS_SOCKET to the socket of a running gvsd.\n",
 			r.prog, r.c.Socket(), r.c.Socket())

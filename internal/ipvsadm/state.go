@@ -9,7 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
@@ -37,7 +37,7 @@ func RunState(ctx context.Context, name string, args []string, stdout, stderr io
 	}
 	var raw json.RawMessage
 	if err := c.State(ctx, name, &raw); err != nil {
-		if errors.Is(err, api.ErrNotRunning) {
+		if errors.Is(err, client.ErrNotRunning) {
 			fmt.Fprintf(stderr, "gvsadm: gvsd is not running (no daemon on %s); start it with gvsd -f keepalived.conf --socket %s, or set GVS_SOCKET\n", c.Socket(), c.Socket())
 			return ExitUsage
 		}

@@ -17,7 +17,8 @@ import (
 	"time"
 )
 
-// bin is the directory holding the freshly built gvsd, gvsadm and rs.
+// bin is the directory holding the freshly built gvsd, gvsadm (with
+// gvs-realserver, which gvsadm realserver runs) and rs.
 var bin string
 
 func TestMain(m *testing.M) {
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/gvsd", "../../cmd/gvsadm", "../../test/rs")
+	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/gvsd", "../../cmd/gvsadm", "../../cmd/gvs-realserver", "../../test/rs")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the binaries:", err)

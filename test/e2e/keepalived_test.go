@@ -28,7 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gvs-lb/gvs/internal/api"
+	apiclient "github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
 
@@ -124,7 +124,7 @@ func noRace(t *testing.T, log string) {
 	}
 }
 
-func (d *kaDaemon) client() *api.Client { return api.NewClient(d.socket) }
+func (d *kaDaemon) client() *apiclient.Client { return apiclient.New(d.socket) }
 
 // gvsadm runs gvsadm against the daemon; the test fails when it fails.
 func (d *kaDaemon) gvsadm(t *testing.T, args ...string) string {
@@ -879,7 +879,7 @@ func TestKeepalivedVRRPFailover(t *testing.T) {
 	}
 	vctx, vcancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer vcancel()
-	if err := api.NewClient(socks[1]).State(vctx, "vrrp", &view); err != nil {
+	if err := apiclient.New(socks[1]).State(vctx, "vrrp", &view); err != nil {
 		t.Fatal(err)
 	}
 	if len(view) != 1 || view[0].Name != "VI_1" || view[0].State != "MASTER" {
@@ -950,7 +950,7 @@ func TestKeepalivedVRRPReload(t *testing.T) {
 		var v []inst
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		if err := api.NewClient(sock).State(ctx, "vrrp", &v); err != nil {
+		if err := apiclient.New(sock).State(ctx, "vrrp", &v); err != nil {
 			t.Fatal(err)
 		}
 		m := map[string]inst{}
@@ -1069,7 +1069,7 @@ func TestKeepalivedVRRPAuthAH(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			if err := api.NewClient(gvsdSock).State(ctx, "vrrp", &view); err != nil {
+			if err := apiclient.New(gvsdSock).State(ctx, "vrrp", &view); err != nil {
 				t.Fatal(err)
 			}
 			if len(view) != 1 || view[0].AdvertsReceived == 0 {

@@ -26,9 +26,17 @@
 package wire
 
 import (
+	"cmp"
 	"net/netip"
+	"os"
 	"time"
 )
+
+// DefaultSocketPath is where gvsd listens unless told otherwise.
+const DefaultSocketPath = "/run/gvs/gvsd.sock"
+
+// DefaultSocket is $GVS_SOCKET, or DefaultSocketPath.
+func DefaultSocket() string { return cmp.Or(os.Getenv("GVS_SOCKET"), DefaultSocketPath) }
 
 // Info describes the running daemon, as ipvsadm's title line needs it.
 type Info struct {

@@ -1,0 +1,217 @@
+// Package client is the admin API's client, what gvsadm talks to gvsd
+// with: the routes of internal/api/wire over gvsd's unix socket.
+//
+// It speaks the little HTTP/1.1 the API needs (one request per connection,
+// a body delimited by Content-Length or by the end of the connection)
+// with net/textproto rather than net/http: net/http would bring TLS, HTTP/2
+// and a server into gvsadm, more than half its size, for a local socket.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/gvs-lb/gvs/internal/api/wire"
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// ErrNotRunning means nothing answers on the admin socket.
+var ErrNotRunning = errors.New("gvsd is not running")
+
+// Client talks to gvsd's admin socket.
+type Client struct {
+	socket string
+}
+
+// New returns a client for the socket at path.
+func New(path string) *Client { return &Client{socket: path} }
+
+// Socket is the path the client talks to.
+func (c *Client) Socket() string { return c.socket }
+
+// Exec sends commands, applied in order; it stops at the first one refused
+// and returns it as a *wire.CommandError.
+func (c *Client) Exec(ctx context.Context, cmds []ipvs.Command) error {
+	body, err := json.Marshal(cmds)
+	if err != nil {
+		return err
+	}
+	return c.noContent(ctx, "POST", "/v1/commands", body)
+}
+
+// Services lists the services with their counters.
+func (c *Client) Services(ctx context.Context) ([]ipvs.ServiceStatus, error) {
+	var v []ipvs.ServiceStatus
+	return v, c.get(ctx, "/v1/services", &v)
+}
+
+// Conns lists the connection table.
+func (c *Client) Conns(ctx context.Context) ([]ipvs.Conn, error) {
+	var v []ipvs.Conn
+	return v, c.get(ctx, "/v1/conns", &v)
+}
+
+// Timeouts returns the connection timeouts.
+func (c *Client) Timeouts(ctx context.Context) (ipvs.Timeouts, error) {
+	var v ipvs.Timeouts
+	return v, c.get(ctx, "/v1/timeouts", &v)
+}
+
+// Info describes the daemon.
+func (c *Client) Info(ctx context.Context) (wire.Info, error) {
+	var v wire.Info
+	return v, c.get(ctx, "/v1/info", &v)
+}
+
+// State fetches a keepalived state view, GET /v1/state/NAME, into v:
+// NAME "checkers" is a []wire.Checker, "virtual-servers" a
+// []wire.VirtualServer, "vrrp" a []wire.VRRPInstance (or a
+// json.RawMessage of them).
+func (c *Client) State(ctx context.Context, name string, v any) error {
+	return c.get(ctx, "/v1/state/"+name, v)
+}
+
+// StartDaemon starts a sync daemon; a refusal is a *wire.CommandError.
+func (c *Client) StartDaemon(ctx context.Context, cfg wire.SyncDaemon) error {
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	return c.noContent(ctx, "POST", "/v1/daemons", body)
+}
+
+// StopDaemon stops the master or backup sync daemon.
+func (c *Client) StopDaemon(ctx context.Context, state string) error {
+	return c.noContent(ctx, "DELETE", "/v1/daemons/"+state, nil)
+}
+
+// Daemons lists the running sync daemons, master first. A gvsd that
+// serves no sync daemon routes runs none.
+func (c *Client) Daemons(ctx context.Context) ([]wire.SyncDaemonStatus, error) {
+	resp, err := c.do(ctx, "GET", "/v1/daemons", nil)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.code {
+	case 404:
+		return nil, nil
+	case 200:
+	default:
+		return nil, fmt.Errorf("gvsd answered %s for /v1/daemons", resp.status)
+	}
+	var v []wire.SyncDaemonStatus
+	return v, json.Unmarshal(resp.body, &v)
+}
+
+func (c *Client) get(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	if resp.code != 200 {
+		return fmt.Errorf("gvsd answered %s for %s", resp.status, path)
+	}
+	return json.Unmarshal(resp.body, v)
+}
+
+func (c *Client) noContent(ctx context.Context, method, path string, body []byte) error {
+	resp, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if resp.code == 204 {
+		return nil
+	}
+	ce := &wire.CommandError{}
+	if err := json.Unmarshal(resp.body, ce); err != nil || ce.Msg == "" {
+		return &wire.CommandError{Msg: "gvsd answered " + resp.status + " for " + path}
+	}
+	return ce
+}
+
+// response is an answer: its status ("409 Conflict"), code and body.
+type response struct {
+	status string
+	code   int
+	body   []byte
+}
+
+// do sends one request on a new connection and reads the answer.
+func (c *Client) do(ctx context.Context, method, path string, body []byte) (*response, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w (no daemon on %s)", ErrNotRunning, c.socket)
+		}
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	resp, err := roundTrip(conn, method, path, body)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return resp, nil
+}
+
+func roundTrip(conn io.ReadWriter, method, path string, body []byte) (*response, error) {
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: gvsd\r\nConnection: close\r\n", method, path)
+	if body != nil {
+		fmt.Fprintf(&req, "Content-Type: application/json\r\nContent-Length: %d\r\n", len(body))
+	}
+	req.WriteString("\r\n")
+	req.Write(body)
+	if _, err := conn.Write(req.Bytes()); err != nil {
+		return nil, err
+	}
+
+	r := textproto.NewReader(bufio.NewReader(conn))
+	line, err := r.ReadLine()
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	proto, status, ok := strings.Cut(line, " ")
+	code, cerr := strconv.Atoi(strings.SplitN(status, " ", 2)[0])
+	if !ok || !strings.HasPrefix(proto, "HTTP/1.") || cerr != nil {
+		return nil, fmt.Errorf("malformed answer %q", line)
+	}
+	header, err := r.ReadMIMEHeader()
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer's header: %w", err)
+	}
+	if te := header.Get("Transfer-Encoding"); te != "" {
+		return nil, fmt.Errorf("unexpected Transfer-Encoding %q", te)
+	}
+	resp := &response{status: status, code: code}
+	if code == 204 || code == 304 || code < 200 || method == "HEAD" {
+		return resp, nil
+	}
+	if cl := header.Get("Content-Length"); cl != "" {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("malformed Content-Length %q", cl)
+		}
+		resp.body = make([]byte, n)
+		_, err = io.ReadFull(r.R, resp.body)
+		return resp, err
+	}
+	resp.body, err = io.ReadAll(r.R) // Connection: close ends the body
+	return resp, err
+}
