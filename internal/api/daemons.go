@@ -18,7 +18,7 @@ type Daemons interface {
 // POST /v1/daemons (a Config starts one), DELETE /v1/daemons/{state}.
 // Refusals answer 409 with a wire.CommandError carrying ipvsadm's wording.
 func (s *Server) ServeDaemons(d Daemons) {
-	s.mux.HandleFunc("GET /v1/daemons", func(w http.ResponseWriter, _ *http.Request) { reply(w, d.Daemons()) })
+	s.mux.HandleFunc("GET /v1/daemons", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, d.Daemons()) })
 	s.mux.HandleFunc("POST /v1/daemons", s.change(func(w http.ResponseWriter, r *http.Request) {
 		var cfg wire.SyncDaemon
 		if err := decodeStrict(http.MaxBytesReader(w, r.Body, 1<<16), &cfg); err != nil {
@@ -35,8 +35,7 @@ func (s *Server) ServeDaemons(d Daemons) {
 func (s *Server) daemonResult(w http.ResponseWriter, err error) {
 	if err != nil {
 		s.log.Info("sync daemon command refused", "error", err)
-		w.WriteHeader(http.StatusConflict)
-		reply(w, &wire.CommandError{Msg: err.Error()})
+		reply(w, http.StatusConflict, &wire.CommandError{Msg: err.Error()})
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

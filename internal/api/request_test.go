@@ -33,6 +33,9 @@ func post(t *testing.T, socket, path, body string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.ContentLength < 0 || len(resp.TransferEncoding) > 0 {
+		t.Errorf("answer %s without a Content-Length (%v): internal/api/client cannot read it", resp.Status, resp.TransferEncoding)
+	}
 	b, _ := io.ReadAll(resp.Body)
 	var ce wire.CommandError
 	json.Unmarshal(b, &ce)
@@ -78,6 +81,8 @@ func TestRequestsAreStrict(t *testing.T) {
 		{"misspelt field in the second command", "/v1/commands",
 			strings.Replace(addServer("127.0.0.2"), `]`, `,{"op":"zero","sevrice":null}]`, 1),
 			http.StatusBadRequest, `bad request: command 1: unknown field "sevrice"`},
+		{"long misspelt field", "/v1/commands", strings.Replace(addServer("127.0.0.2"), `"weight"`, `"`+strings.Repeat("w", 3000)+`"`, 1),
+			http.StatusBadRequest, `bad request: command 0: unknown field "` + strings.Repeat("w", 3000) + `"`},
 		{"trailing data", "/v1/commands", addServer("127.0.0.2") + `{"op":"clear"}`,
 			http.StatusBadRequest, "bad request: unexpected data after the JSON value"},
 		{"not JSON", "/v1/commands", `[{"op":`, http.StatusBadRequest, "bad request: unexpected EOF"},

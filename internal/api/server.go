@@ -36,14 +36,14 @@ type Server struct {
 func NewServer(b Backend, log *slog.Logger, st State) *Server {
 	s := &Server{backend: b, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/commands", s.change(s.commands))
-	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Services()) })
-	s.mux.HandleFunc("GET /v1/conns", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Conns()) })
-	s.mux.HandleFunc("GET /v1/timeouts", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Timeouts()) })
-	s.mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.Info()) })
+	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Services()) })
+	s.mux.HandleFunc("GET /v1/conns", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Conns()) })
+	s.mux.HandleFunc("GET /v1/timeouts", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Timeouts()) })
+	s.mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Info()) })
 	if st != nil {
-		s.mux.HandleFunc("GET /v1/state/checkers", func(w http.ResponseWriter, _ *http.Request) { reply(w, st.Checkers()) })
-		s.mux.HandleFunc("GET /v1/state/virtual-servers", func(w http.ResponseWriter, _ *http.Request) { reply(w, st.VirtualServers()) })
-		s.mux.HandleFunc("GET /v1/state/vrrp", func(w http.ResponseWriter, _ *http.Request) { reply(w, st.VRRPInstances()) })
+		s.mux.HandleFunc("GET /v1/state/checkers", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, st.Checkers()) })
+		s.mux.HandleFunc("GET /v1/state/virtual-servers", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, st.VirtualServers()) })
+		s.mux.HandleFunc("GET /v1/state/vrrp", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, st.VRRPInstances()) })
 	}
 	s.http = &http.Server{
 		Handler:           s.mux,
@@ -64,8 +64,7 @@ func (s *Server) RefuseChanges(reason string) { s.refusal.Store(&reason) }
 func (s *Server) change(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if reason := s.refusal.Load(); reason != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			reply(w, &wire.CommandError{Msg: *reason + ": it takes no more changes (read-only until it exits)"})
+			reply(w, http.StatusServiceUnavailable, &wire.CommandError{Msg: *reason + ": it takes no more changes (read-only until it exits)"})
 			return
 		}
 		h(w, r)
@@ -172,8 +171,7 @@ func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
 			ce = &wire.CommandError{Msg: err.Error()}
 		}
 		s.log.Info("command refused", "index", ce.Index, "error", ce.Msg)
-		w.WriteHeader(http.StatusConflict)
-		reply(w, ce)
+		reply(w, http.StatusConflict, ce)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -197,13 +195,12 @@ func decodeStrict(r io.Reader, v any) error {
 // badRequest answers 400 with a wire.CommandError saying what is wrong with the
 // request.
 func badRequest(w http.ResponseWriter, err error) {
-	w.WriteHeader(http.StatusBadRequest)
-	reply(w, &wire.CommandError{Msg: "bad request: " + err.Error()})
+	reply(w, http.StatusBadRequest, &wire.CommandError{Msg: "bad request: " + err.Error()})
 }
 
-// reply writes v as JSON with its Content-Length (never chunked: the
-// client reads the body by its length).
-func reply(w http.ResponseWriter, v any) {
+// reply answers code with v as JSON, with its Content-Length (never
+// chunked: the client reads the body by its length).
+func reply(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -212,5 +209,6 @@ func reply(w http.ResponseWriter, v any) {
 	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
 	w.Write(b)
 }
