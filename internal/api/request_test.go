@@ -117,3 +117,25 @@ func TestRequestsAreStrict(t *testing.T) {
 		t.Errorf("a valid request: %d %s", code, msg)
 	}
 }
+
+// TestRefuseChanges: a server told to refuse changes (gvsd shutting down)
+// answers every change 503 with the reason, and still serves the views.
+func TestRefuseChanges(t *testing.T) {
+	eng := proxy.New(nil, proxy.Options{})
+	defer eng.Close(context.Background())
+	socket, srv := serve(t, func(s *api.Server) { s.ServeDaemons(daemon.SyncDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng))) })
+	srv.RefuseChanges("gvsd is shutting down")
+	const want = "gvsd is shutting down: it takes no more changes (read-only until it exits)"
+	for _, path := range []string{"/v1/commands", "/v1/daemons"} {
+		if code, msg := post(t, socket, path, `[]`); code != http.StatusServiceUnavailable || msg != want {
+			t.Errorf("POST %s: %d %q, want 503 %q", path, code, msg, want)
+		}
+	}
+	c := client.New(socket)
+	if err := c.StopDaemon(context.Background(), "master"); err == nil || err.Error() != want {
+		t.Errorf("DELETE /v1/daemons/master: %v, want %q", err, want)
+	}
+	if _, err := c.Services(context.Background()); err != nil {
+		t.Errorf("GET /v1/services: %v", err)
+	}
+}
