@@ -75,6 +75,11 @@ type Options struct {
 	// service can still get replies after its last datagram (default 5 s,
 	// at most the udp timeout).
 	OnePacketWindow time.Duration
+	// UDPFlows bounds the UDP flows and one-packet reply paths of all
+	// services together (default: a quarter of the descriptor limit,
+	// RLIMIT_NOFILE, at most 65536). UDPFlowsPerService bounds one
+	// service's (default: half of UDPFlows). See udp.go.
+	UDPFlows, UDPFlowsPerService int
 }
 
 var errDeadline = os.ErrDeadlineExceeded
@@ -103,6 +108,10 @@ type Engine struct {
 	live          sync.WaitGroup // TCP connections with open sockets
 	janitorDone   chan struct{}
 	lastNoDestLog atomic.Int64
+	udp           udpBudget
+	out           outgoing      // our TCP connections to real servers, by local address
+	loopsRefused  atomic.Uint64 // connections and flows from the engine itself
+	lastLoopLog   atomic.Int64
 	spliceOnly    bool // tests and benchmarks: TCP data moves with splice only
 	goroutines    bool // tests and benchmarks: the portable TCP data path even where loops run
 	evloops       []*evLoop
@@ -139,6 +148,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 	e.timeWait.state = stTimeWait
 	e.closing.state = stClose
 	e.setTimeouts(ipvs.DefaultTimeouts)
+	e.setUDPLimits()
 	if err := e.startLoops(); err != nil {
 		e.log.Warn("TCP data moves with a goroutine per direction", "reason", err)
 		e.evloops = nil
@@ -154,11 +164,12 @@ func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
 func (e *Engine) Name() string { return "proxy" }
 
 // CheckDest accepts only masquerading (-m): a proxy forwards by opening
-// its own connection to the real server.
+// its own connection to the real server. It refuses a real server that is
+// one of the engine's own virtual services (a forwarding loop).
 func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 	switch d.Method {
 	case ipvs.Masq:
-		return nil
+		return e.checkLoop(svc, d)
 	case ipvs.Route:
 		return errors.New("the proxy engine forwards only with -m (masquerading); -g (direct routing) needs the xdp engine (gvsd --engine xdp)")
 	case ipvs.Tunnel:
@@ -288,7 +299,7 @@ func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
 		if err != nil {
 			return nil, bindError(s.key, err)
 		}
-		s.udp = &udpService{s: s, pc: pc.(*net.UDPConn), done: make(chan struct{})}
+		s.udp = newUDPService(s, pc.(*net.UDPConn))
 		e.loops.Add(1)
 		go s.udp.readLoop()
 	}

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +37,9 @@ type replyPath struct {
 	client netip.AddrPort
 	up     *net.UDPConn
 
+	port  uint16
+	ended atomic.Bool
+
 	mu   sync.Mutex
 	last int64                    // engine clock of the last datagram either way
 	sent map[netip.AddrPort]*dest // servers it sent to: only their answers are relayed
@@ -64,12 +69,27 @@ func (u *udpService) replyPath(client netip.AddrPort) *replyPath {
 		}
 	}
 	e := u.s.e
+	if e.udp.ownReplySocket(client) {
+		u.refused.Add(1)
+		e.loopRefused(u.s, client)
+		return nil
+	}
+	// Reply paths share the flows' bounds; being short-lived, a new one
+	// over the bound is refused rather than an old one evicted.
+	if !e.udp.reserve(u, &u.paths) {
+		u.refused.Add(1)
+		return nil
+	}
 	pc, err := net.ListenUDP(networkOf("udp", u.s.vip.Addr()), nil)
 	if err != nil {
+		e.udp.total.Add(-1)
+		u.paths.Add(-1)
+		u.refused.Add(1)
 		e.log.Warn("one-packet datagram dropped: no socket for its replies", "service", u.s.key.String(), "client", client.String(), "error", err)
 		return nil
 	}
-	p := &replyPath{u: u, client: client, up: pc, last: e.now(), sent: make(map[netip.AddrPort]*dest, 2)}
+	p := &replyPath{u: u, client: client, up: pc, port: addrPortOf(pc.LocalAddr()).Port(), last: e.now(), sent: make(map[netip.AddrPort]*dest, 2)}
+	e.udp.addPort(p.port)
 	u.ops.Store(client, p)
 	e.loops.Add(1)
 	go p.relay()
@@ -173,21 +193,65 @@ func (p *replyPath) close() {
 
 // end removes an ended path and closes its socket; it may run twice.
 func (p *replyPath) end() {
+	if !p.ended.CompareAndSwap(false, true) {
+		return
+	}
+	e := p.u.s.e
 	p.u.ops.CompareAndDelete(p.client, p)
 	p.up.Close()
+	e.udp.removePort(p.port)
+	e.udp.total.Add(-1)
+	p.u.paths.Add(-1)
 }
 
-// recvFrom reads one datagram and its sender from a raw socket.
-func recvFrom(fd uintptr, b []byte) (int, netip.AddrPort, error) {
-	n, sa, err := syscall.Recvfrom(int(fd), b, 0)
+// relayDatagrams reads the datagrams arriving on up with recv and hands
+// each to deliver, until left says the relay's time is up (0 or less) or
+// reading or delivering fails. It returns that error, nil when the time
+// ran out.
+func relayDatagrams(up *net.UDPConn, recv func(fd uintptr, b []byte) (int, netip.AddrPort, error),
+	left func() time.Duration, deliver func(b []byte, from netip.AddrPort) error) error {
+	rc, err := up.SyscallConn()
 	if err != nil {
-		return 0, netip.AddrPort{}, err
+		return err
 	}
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return n, netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), nil
-	case *syscall.SockaddrInet6:
-		return n, netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port)), nil
+	var rerr error
+	read := func(fd uintptr) bool {
+		bp := udpBufs.Get().(*[]byte)
+		defer udpBufs.Put(bp)
+		for {
+			n, from, err := recv(fd, *bp)
+			switch {
+			case err == syscall.EAGAIN:
+				return false
+			case err == syscall.EINTR:
+				continue
+			case err != nil:
+				rerr = err
+				return true
+			}
+			if err := deliver((*bp)[:n], from); err != nil {
+				rerr = err
+				return true
+			}
+		}
 	}
-	return n, netip.AddrPort{}, nil
+	for {
+		l := left()
+		if l <= 0 {
+			return nil
+		}
+		// Wake up at least every 2 s so that a shorter udp timeout set
+		// meanwhile is noticed.
+		up.SetReadDeadline(time.Now().Add(min(l, 2*time.Second)))
+		rerr = nil
+		err := rc.Read(read)
+		if err == nil {
+			err = rerr
+		}
+		switch {
+		case err == nil, errors.Is(err, syscall.EAGAIN), errors.Is(err, errDeadline):
+		default:
+			return err
+		}
+	}
 }

@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// Limits: what keeps one client, service or loop from taking every file
+// descriptor of the process.
+//
+// The Go runtime raises RLIMIT_NOFILE's soft limit to the hard limit at
+// start. UDP flows and one-packet reply paths may hold at most a quarter of
+// that (their sockets are the only descriptors a client can make the
+// engine open without completing a TCP handshake); the rest is left for
+// the listeners, the TCP connections (two descriptors each), the admin API
+// and the checkers.
+
+// defaultUDPFlows is the overall bound on UDP flows when Options leave it
+// 0 and the descriptor limit allows more.
+const defaultUDPFlows = 65536
+
+// udpBudget is the engine's account of UDP flows and reply sockets.
+type udpBudget struct {
+	limit, perService int
+	total             atomic.Int64 // flows and one-packet reply paths of every service
+
+	mu       sync.Mutex
+	services map[*udpService]struct{}
+
+	ports sync.Map // uint16 -> *atomic.Int32: local ports of the engine's UDP reply sockets
+}
+
+// setUDPLimits sets the bounds from Options, or from the descriptor limit.
+func (e *Engine) setUDPLimits() {
+	b := &e.udp
+	b.limit = e.opts.UDPFlows
+	if b.limit <= 0 {
+		b.limit = defaultUDPFlows
+		if n := fdLimit(); n > 0 {
+			b.limit = int(min(uint64(b.limit), max(n/4, 64)))
+		}
+	}
+	b.perService = e.opts.UDPFlowsPerService
+	if b.perService <= 0 {
+		b.perService = max(b.limit/2, 1)
+	}
+	b.perService = min(b.perService, b.limit)
+	b.services = make(map[*udpService]struct{})
+}
+
+// fdLimit is the process's RLIMIT_NOFILE soft limit, 0 when unknown.
+func fdLimit() uint64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	return r.Cur
+}
+
+func (b *udpBudget) register(u *udpService) {
+	b.mu.Lock()
+	b.services[u] = struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *udpBudget) unregister(u *udpService) {
+	b.mu.Lock()
+	delete(b.services, u)
+	b.mu.Unlock()
+}
+
+// largest returns the service holding the most flows (self on a tie).
+func (b *udpBudget) largest(self *udpService) *udpService {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	best, most := self, self.n.Load()
+	for u := range b.services {
+		if n := u.n.Load(); n > most {
+			best, most = u, n
+		}
+	}
+	return best
+}
+
+// reserve takes a place for a one-packet reply path; false when the
+// overall or the service's bound is reached.
+func (b *udpBudget) reserve(u *udpService, paths *atomic.Int64) bool {
+	if paths.Load() >= int64(b.perService) {
+		return false
+	}
+	if b.total.Add(1) > int64(b.limit) {
+		b.total.Add(-1)
+		return false
+	}
+	paths.Add(1)
+	return true
+}
+
+func (b *udpBudget) addPort(p uint16) {
+	v, _ := b.ports.LoadOrStore(p, new(atomic.Int32))
+	v.(*atomic.Int32).Add(1)
+}
+
+func (b *udpBudget) removePort(p uint16) {
+	if v, ok := b.ports.Load(p); ok && v.(*atomic.Int32).Add(-1) <= 0 {
+		b.ports.CompareAndDelete(p, v)
+	}
+}
+
+// ownReplySocket says whether client is one of the engine's own UDP reply
+// sockets: a datagram the engine sent came back to one of its services.
+func (b *udpBudget) ownReplySocket(client netip.AddrPort) bool {
+	if _, ok := b.ports.Load(client.Port()); !ok {
+		return false
+	}
+	return isLocalAddr(client.Addr())
+}
+
+// isLocalAddr says whether a is an address of this host.
+func isLocalAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a.WithZone("") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// outgoing holds the local address and port of every TCP connection the
+// engine has open to a real server: a client connection arriving from one
+// of them is the engine talking to itself.
+type outgoing struct {
+	shards [shards]struct {
+		mu sync.Mutex
+		m  map[netip.AddrPort]*tcpConn
+		_  [40]byte
+	}
+}
+
+func (o *outgoing) add(ap netip.AddrPort, c *tcpConn) {
+	sh := &o.shards[ap.Port()%shards]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = make(map[netip.AddrPort]*tcpConn)
+	}
+	sh.m[ap] = c
+	sh.mu.Unlock()
+}
+
+func (o *outgoing) remove(ap netip.AddrPort, c *tcpConn) {
+	sh := &o.shards[ap.Port()%shards]
+	sh.mu.Lock()
+	if sh.m[ap] == c {
+		delete(sh.m, ap)
+	}
+	sh.mu.Unlock()
+}
+
+func (o *outgoing) has(ap netip.AddrPort) bool {
+	sh := &o.shards[ap.Port()%shards]
+	sh.mu.Lock()
+	_, ok := sh.m[ap]
+	sh.mu.Unlock()
+	return ok
+}
+
+// loopRefused counts and logs (at most once a second) a connection or
+// flow refused because it came from the engine itself.
+func (e *Engine) loopRefused(s *service, client netip.AddrPort) {
+	e.loopsRefused.Add(1)
+	now := e.now()
+	last := e.lastLoopLog.Load()
+	if now-last < int64(time.Second) || !e.lastLoopLog.CompareAndSwap(last, now) {
+		return
+	}
+	e.log.Warn("connection from gvsd itself refused: a real server leads back to a virtual service of this gvsd (a forwarding loop)",
+		"service", s.key.String(), "client", client.String())
+}
+
+// loopsTo says which of the engine's listeners (or the service being
+// configured, svc) a real server at d of protocol proto would reach, or
+// "" when none: a real server that is one of gvsd's own virtual services
+// would turn each connection into a chain of connections to itself.
+func (e *Engine) loopsTo(svc *ipvs.Service, d netip.AddrPort) string {
+	e.mu.Lock()
+	keys := make([]ipvs.ServiceKey, 0, len(e.services)+1)
+	for k := range e.services {
+		keys = append(keys, k)
+	}
+	e.mu.Unlock()
+	keys = append(keys, svc.ServiceKey)
+	local := -1 // unknown yet: isLocalAddr lists the interfaces
+	for _, k := range keys {
+		if k.Proto != svc.Proto || k.IsFWMark() || k.Port == 0 || k.Port != d.Port() || unserved(k) != "" {
+			continue
+		}
+		la, da := k.Addr.Unmap(), d.Addr().Unmap()
+		if la.Is4() != da.Is4() {
+			continue
+		}
+		hit := la == da
+		if !hit && (la.IsUnspecified() || da.IsUnspecified()) {
+			if local < 0 {
+				local = 0
+				if isLocalAddr(da) {
+					local = 1
+				}
+			}
+			hit = local == 1 && (la.IsUnspecified() || isLocalAddr(la))
+		}
+		if hit {
+			return k.String()
+		}
+	}
+	return ""
+}
+
+// checkLoop refuses a real server that is one of this engine's own
+// virtual services.
+func (e *Engine) checkLoop(svc *ipvs.Service, d *ipvs.Dest) error {
+	if to := e.loopsTo(svc, d.AddrPort()); to != "" {
+		return fmt.Errorf("real server %s is the proxy engine's own virtual service %s: every connection would loop back into gvsd; use the real server's own address and port", d.AddrPort(), to)
+	}
+	return nil
+}
