@@ -51,6 +51,13 @@ stderr.
                           else /run/gvs/gvsd.sock)
       --grace DURATION    on SIGTERM, how long established connections may
                           finish (default 10s)
+      --udp-flows N       proxy engine: most UDP flows of all services
+                          together; the least recently used is evicted for a
+                          new one (default a quarter of the descriptor
+                          limit, at most 65536)
+      --udp-flows-per-service N
+                          proxy engine: most UDP flows of one service
+                          (default half of --udp-flows)
   -D, --log-detail        log debug detail
   -n, --dont-fork         accepted for keepalived compatibility: gvsd never
   -l, --log-console       forks and always logs to stderr
@@ -91,6 +98,8 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs.Var(&s.interfaces, "interface", "")
 	fs.StringVar(&s.opts.XDPMode, "xdp-mode", "", "")
 	fs.DurationVar(&s.opts.Grace, "grace", 10*time.Second, "")
+	fs.IntVar(&s.opts.UDPFlows, "udp-flows", 0, "")
+	fs.IntVar(&s.opts.UDPFlowsPerService, "udp-flows-per-service", 0, "")
 	fs.BoolVar(&s.debug, "D", false, "")
 	fs.BoolVar(&s.debug, "log-detail", false, "")
 	for _, compat := range []string{"n", "dont-fork", "l", "log-console"} {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/director"
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/engine/proxy"
@@ -28,6 +29,9 @@ type Options struct {
 	Interfaces []string      // for the xdp engine
 	XDPMode    string        // native, generic, or "" for native falling back to generic
 	Grace      time.Duration // how long established connections may finish on SIGTERM
+	// UDPFlows and UDPFlowsPerService bound the proxy engine's UDP flows
+	// (0: from the descriptor limit; see proxy.Options).
+	UDPFlows, UDPFlowsPerService int
 }
 
 // Run runs gvsd until ctx ends, SIGTERM or SIGINT arrives, or the admin
@@ -74,6 +78,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 
 	srv := api.NewServer(dir, log, k)
 	srv.ServeDaemons(SyncDaemons(syncd))
+	if st, ok := eng.(engine.Stater); ok {
+		srv.ServeEngine(func() wire.Engine { return engineView(st.State()) })
+	}
 	apiCtx, stopAPI := context.WithCancel(context.Background()) // up until Run returns
 	defer stopAPI()
 	apiErr := make(chan error, 1)
@@ -130,20 +137,20 @@ func closeEngine(ctx context.Context, eng engine.Engine, grace time.Duration, lo
 func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
 	switch opts.Engine {
 	case "proxy", "":
-		return newProxy(log), nil
+		return newProxy(opts, log), nil
 	case "xdp", "auto":
 		eng, err := newXDP(opts, log)
 		if err == nil || opts.Engine == "xdp" {
 			return eng, err
 		}
 		log.Warn("xdp engine unavailable, using the proxy engine", "reason", err)
-		return newProxy(log), nil
+		return newProxy(opts, log), nil
 	}
 	return nil, fmt.Errorf("unknown engine %q (want proxy, xdp or auto)", opts.Engine)
 }
 
 // newProxy is the proxy engine. Its listeners bind with IP_FREEBIND: a VRRP
 // backup serves its virtual addresses the moment they arrive.
-func newProxy(log *slog.Logger) engine.Engine {
-	return proxy.New(log.With("engine", "proxy"), proxy.Options{FreeBind: true})
+func newProxy(opts Options, log *slog.Logger) engine.Engine {
+	return proxy.New(log.With("engine", "proxy"), proxy.Options{FreeBind: true, UDPFlows: opts.UDPFlows, UDPFlowsPerService: opts.UDPFlowsPerService})
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/api"
 	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/check"
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvssync"
 	"github.com/gvs-lb/gvs/internal/vrrp"
 )
@@ -139,6 +140,24 @@ func (syncDaemons) convert(ds []ipvssync.Status) []wire.SyncDaemonStatus {
 			Dropped:    s.Dropped,
 			Errors:     s.Errors,
 		})
+	}
+	return out
+}
+
+// engineView is the "engine" view of an engine's own bounds and counters.
+func engineView(st engine.State) wire.Engine {
+	out := wire.Engine{
+		Engine:                 st.Engine,
+		FDLimit:                st.FDLimit,
+		UDPFlowLimit:           st.UDPFlowLimit,
+		UDPFlowLimitPerService: st.UDPFlowLimitPerService,
+		UDPFlows:               st.UDPFlows,
+		UDPSockets:             st.UDPSockets,
+		LoopsRefused:           st.LoopsRefused,
+		Services:               []wire.EngineService{},
+	}
+	for _, s := range st.Services {
+		out.Services = append(out.Services, wire.EngineService(s))
 	}
 	return out
 }

@@ -31,3 +31,38 @@ type Engine interface {
 	// ones finish or ctx ends, then releases everything.
 	Close(ctx context.Context) error
 }
+
+// Stater is an engine with counters of its own beyond IPVS's, served at
+// GET /v1/state/engine and shown by `gvsadm engine`.
+type Stater interface {
+	State() State
+}
+
+// State is what an engine bounds and what those bounds turned away.
+type State struct {
+	Engine string `json:"engine"`
+	// FDLimit is the process's descriptor limit (RLIMIT_NOFILE).
+	FDLimit uint64 `json:"fd_limit"`
+	// UDPFlowLimit and UDPFlowLimitPerService bound the UDP flows (and
+	// one-packet reply paths); UDPFlows is how many there are now.
+	UDPFlowLimit           int `json:"udp_flow_limit"`
+	UDPFlowLimitPerService int `json:"udp_flow_limit_per_service"`
+	UDPFlows               int `json:"udp_flows"`
+	// UDPSockets is how many reply sockets the UDP flows use.
+	UDPSockets int `json:"udp_sockets"`
+	// LoopsRefused counts connections and flows that came from the
+	// engine itself (a real server leading back to one of its services).
+	LoopsRefused uint64         `json:"loops_refused"`
+	Services     []ServiceState `json:"services"`
+}
+
+// ServiceState is one UDP service's share of State.
+type ServiceState struct {
+	Service string `json:"service"` // "UDP 198.18.0.1:53"
+	Flows   int    `json:"flows"`   // flows and one-packet reply paths now
+	Sockets int    `json:"sockets"` // reply sockets
+	// Evicted counts flows ended early to make room for new ones;
+	// Refused new flows dropped (no room or no socket, or a loop).
+	Evicted uint64 `json:"evicted"`
+	Refused uint64 `json:"refused"`
+}

@@ -26,9 +26,10 @@ var stateCommands = map[string]func(w io.Writer, raw json.RawMessage) error{
 	"virtual-servers": writeVirtualServers,
 	"vrrp":            writeVRRP,
 	"daemons":         writeDaemons, // from the sync daemon listing (daemonsState), not /v1/state
+	"engine":          writeEngine,
 }
 
-// RunState is `gvsadm checkers|virtual-servers|vrrp|daemons [--json]`.
+// RunState is `gvsadm checkers|virtual-servers|vrrp|daemons|engine [--json]`.
 func RunState(ctx context.Context, name string, args []string, stdout, stderr io.Writer, c StateClient) int {
 	asJSON := len(args) == 1 && args[0] == "--json"
 	if len(args) > 0 && !asJSON {
@@ -131,4 +132,23 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// writeEngine is the "engine" view: the engine's bounds and what they
+// turned away (UDP flows evicted and refused, loops refused).
+func writeEngine(w io.Writer, raw json.RawMessage) error {
+	var st wire.Engine
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Engine %s: descriptor limit %d, UDP flows %d of %d (at most %d per service) on %d sockets, loops refused %d\n",
+		st.Engine, st.FDLimit, st.UDPFlows, st.UDPFlowLimit, st.UDPFlowLimitPerService, st.UDPSockets, st.LoopsRefused)
+	if len(st.Services) == 0 {
+		return nil
+	}
+	return table(w, "Service\tFlows\tSockets\tEvicted\tRefused", func(tw io.Writer) {
+		for _, s := range st.Services {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", s.Service, s.Flows, s.Sockets, s.Evicted, s.Refused)
+		}
+	})
 }

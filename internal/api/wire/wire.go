@@ -16,6 +16,7 @@
 //	GET    /v1/state/checkers        []Checker
 //	GET    /v1/state/virtual-servers []VirtualServer
 //	GET    /v1/state/vrrp            []VRRPInstance
+//	GET    /v1/state/engine          Engine (engines that have one: proxy)
 //	GET    /v1/daemons           []SyncDaemonStatus, master first
 //	POST   /v1/daemons           SyncDaemon: 204, or CommandError
 //	DELETE /v1/daemons/{state}   204, or CommandError
@@ -150,4 +151,31 @@ type SyncDaemonStatus struct {
 	Skipped   uint64 `json:"skipped_conns"`         // entries skipped: no such service or real server here, or unsupported
 	Dropped   uint64 `json:"dropped_messages"`      // backup: malformed or foreign-syncid datagrams
 	Errors    uint64 `json:"send_errors,omitempty"` // master: failed sends
+}
+
+// Engine is what the running engine bounds and what those bounds turned
+// away (GET /v1/state/engine, gvsadm engine).
+type Engine struct {
+	Engine  string `json:"engine"`
+	FDLimit uint64 `json:"fd_limit"` // the process's RLIMIT_NOFILE
+	// UDPFlowLimit and UDPFlowLimitPerService bound the UDP flows and
+	// one-packet reply paths; UDPFlows is how many there are, on
+	// UDPSockets reply sockets.
+	UDPFlowLimit           int `json:"udp_flow_limit"`
+	UDPFlowLimitPerService int `json:"udp_flow_limit_per_service"`
+	UDPFlows               int `json:"udp_flows"`
+	UDPSockets             int `json:"udp_sockets"`
+	// LoopsRefused counts connections and flows that came from gvsd
+	// itself (a real server leading back to one of its services).
+	LoopsRefused uint64          `json:"loops_refused"`
+	Services     []EngineService `json:"services"`
+}
+
+// EngineService is one UDP service's share of Engine.
+type EngineService struct {
+	Service string `json:"service"` // "UDP 198.18.0.1:53"
+	Flows   int    `json:"flows"`
+	Sockets int    `json:"sockets"`
+	Evicted uint64 `json:"evicted"` // flows ended early to make room
+	Refused uint64 `json:"refused"` // new flows dropped: no room, no socket, or a loop
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -239,4 +240,40 @@ func (e *Engine) checkLoop(svc *ipvs.Service, d *ipvs.Dest) error {
 		return fmt.Errorf("real server %s is the proxy engine's own virtual service %s: every connection would loop back into gvsd; use the real server's own address and port", d.AddrPort(), to)
 	}
 	return nil
+}
+
+var _ engine.Stater = (*Engine)(nil)
+
+// State returns the engine's bounds and counters: UDP flows kept, evicted
+// and refused, per service, and loops refused.
+func (e *Engine) State() engine.State {
+	st := engine.State{
+		Engine:                 e.Name(),
+		FDLimit:                fdLimit(),
+		UDPFlowLimit:           e.udp.limit,
+		UDPFlowLimitPerService: e.udp.perService,
+		UDPFlows:               int(e.udp.total.Load()),
+		LoopsRefused:           e.loopsRefused.Load(),
+		Services:               []engine.ServiceState{},
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.order {
+		u := s.udp
+		if u == nil {
+			continue
+		}
+		u.mu.Lock()
+		ss := engine.ServiceState{
+			Service: s.key.String(),
+			Flows:   len(u.flows) + int(u.paths.Load()),
+			Sockets: len(u.socks),
+			Evicted: u.evicted.Load(),
+			Refused: u.refused.Load(),
+		}
+		u.mu.Unlock()
+		st.UDPSockets += ss.Sockets
+		st.Services = append(st.Services, ss)
+	}
+	return st
 }

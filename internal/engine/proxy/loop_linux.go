@@ -370,6 +370,11 @@ func (l *evLoop) accept(ln *loopListener) {
 // serve schedules a new client connection and connects to the real server.
 func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 	e := s.e
+	if e.out.has(client) {
+		e.loopRefused(s, client)
+		resetFD(cfd)
+		return
+	}
 	d, t := s.pick(client)
 	if d == nil {
 		e.noDest(s)
@@ -400,6 +405,9 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 		return
 	}
 	f.sfd = sfd
+	if sa, err := syscall.Getsockname(sfd); err == nil {
+		c.track(addrPortOfSockaddr(sa))
+	}
 	if err := l.add(sfd, syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|epollET, loopEnt{f: f, server: true}); err != nil {
 		e.log.Warn("cannot watch a real server connection", "error", err)
 		c.abort()

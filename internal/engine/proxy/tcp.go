@@ -97,7 +97,8 @@ type tcpConn struct {
 
 	last     atomic.Int64 // engine clock of the last data moved
 	state    atomic.Uint32
-	closedAt atomic.Int64 // engine clock when it entered TIME_WAIT or CLOSE
+	closedAt atomic.Int64   // engine clock when it entered TIME_WAIT or CLOSE
+	out      netip.AddrPort // local address of the socket to the server while open (Engine.out)
 
 	mu      sync.Mutex // state changes and the end of the sockets
 	socks   sockPair   // nil once closed
@@ -165,6 +166,11 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 	e := s.e
 	defer e.live.Done()
 	client := addrPortOf(cc.RemoteAddr())
+	if e.out.has(client) {
+		e.loopRefused(s, client)
+		reset(cc)
+		return
+	}
 	d, t := s.pick(client)
 	if d == nil {
 		e.noDest(s)
@@ -188,6 +194,7 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 		c.abort()
 		return
 	}
+	c.track(addrPortOf(sc.LocalAddr()))
 	if v := s.cfg.Load().ProxyProtocol; v != 0 {
 		var buf [maxProxyHeader]byte
 		hdr := buf[:0]
@@ -225,6 +232,27 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 	c.pipe(cc, sc, false)
 }
 
+// track records the local address of the connection's socket to the real
+// server, so that a connection arriving from it is known as a loop.
+func (c *tcpConn) track(local netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.final || !local.IsValid() {
+		return
+	}
+	c.out = local
+	c.svc.e.out.add(local, c)
+}
+
+// untrack forgets the socket to the real server as it closes; c.mu is
+// held.
+func (c *tcpConn) untrack() {
+	if c.out.IsValid() {
+		c.svc.e.out.remove(c.out, c)
+		c.out = netip.AddrPort{}
+	}
+}
+
 // halfClose passes a FIN on: the client's to the server (FIN_WAIT) or the
 // server's to the client (CLOSE_WAIT); when both have closed the sockets
 // are released and the entry stays as TIME_WAIT.
@@ -258,6 +286,7 @@ func (c *tcpConn) halfClose(in bool) {
 		c.final = true
 		c.socks.close()
 		c.socks = nil
+		c.untrack()
 	}
 	done := c.final
 	c.mu.Unlock()
@@ -280,6 +309,7 @@ func (c *tcpConn) abort() {
 	c.setState(stClose)
 	c.socks.reset()
 	c.socks = nil
+	c.untrack()
 	c.mu.Unlock()
 	c.svc.e.closing.push(c)
 }
@@ -295,6 +325,7 @@ func (c *tcpConn) expire() {
 	c.final = true
 	c.socks.reset()
 	c.socks = nil
+	c.untrack()
 	c.mu.Unlock()
 	c.release()
 }
