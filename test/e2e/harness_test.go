@@ -52,8 +52,19 @@ type daemon struct {
 // admin socket. The test's cleanup stops it.
 func startGVSD(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startGVSDWith(t, nil, args...)
+}
+
+// startGVSDWith is startGVSD with wrap, when set, turning gvsd's command
+// line into the one run (a shell that sets limits and execs it).
+func startGVSDWith(t *testing.T, wrap func(argv []string) []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{socket: filepath.Join(t.TempDir(), "gvsd.sock"), log: &bytes.Buffer{}}
-	d.cmd = exec.Command(filepath.Join(bin, "gvsd"), append([]string{"--socket", d.socket, "--grace", "1s"}, args...)...)
+	argv := append([]string{filepath.Join(bin, "gvsd"), "--socket", d.socket, "--grace", "1s"}, args...)
+	if wrap != nil {
+		argv = wrap(argv)
+	}
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ type udpBudget struct {
 	mu       sync.Mutex
 	services map[*udpService]struct{}
 
-	ports sync.Map // uint16 -> *atomic.Int32: local ports of the engine's UDP reply sockets
+	ports sync.Map // portKey -> *atomic.Int32: the engine's UDP reply sockets
 }
 
 // setUDPLimits sets the bounds from Options, or from the descriptor limit.
@@ -104,21 +104,35 @@ func (b *udpBudget) reserve(u *udpService, paths *atomic.Int64) bool {
 	return true
 }
 
-func (b *udpBudget) addPort(p uint16) {
-	v, _ := b.ports.LoadOrStore(p, new(atomic.Int32))
+// portKey is the wildcard address of a's family with a's port: the engine's
+// reply sockets are bound to it.
+func portKey(a netip.AddrPort) netip.AddrPort {
+	if a.Addr().Unmap().Is4() {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), a.Port())
+	}
+	return netip.AddrPortFrom(netip.IPv6Unspecified(), a.Port())
+}
+
+func (b *udpBudget) addPort(local netip.AddrPort) {
+	v, _ := b.ports.LoadOrStore(portKey(local), new(atomic.Int32))
 	v.(*atomic.Int32).Add(1)
 }
 
-func (b *udpBudget) removePort(p uint16) {
-	if v, ok := b.ports.Load(p); ok && v.(*atomic.Int32).Add(-1) <= 0 {
-		b.ports.CompareAndDelete(p, v)
+func (b *udpBudget) removePort(local netip.AddrPort) {
+	k := portKey(local)
+	if v, ok := b.ports.Load(k); ok && v.(*atomic.Int32).Add(-1) <= 0 {
+		b.ports.CompareAndDelete(k, v)
 	}
 }
 
 // ownReplySocket says whether client is one of the engine's own UDP reply
 // sockets: a datagram the engine sent came back to one of its services.
+// While a reply socket holds its port on the wildcard address, no other
+// socket of the host holds it (of the same family); a datagram from that
+// port can only be the engine's, or one a client sent before closing its
+// socket, which could not have received an answer anyway.
 func (b *udpBudget) ownReplySocket(client netip.AddrPort) bool {
-	if _, ok := b.ports.Load(client.Port()); !ok {
+	if _, ok := b.ports.Load(portKey(client)); !ok {
 		return false
 	}
 	return isLocalAddr(client.Addr())

@@ -359,7 +359,7 @@ type udpSock struct {
 	u     *udpService
 	pc    *net.UDPConn
 	is4   bool
-	port  uint16
+	local netip.AddrPort
 	dead  atomic.Bool                 // closed, or about to be
 	peers map[netip.AddrPort]*udpFlow // real server -> flow; guarded by udpService.mu
 }
@@ -379,8 +379,8 @@ func (u *udpService) openSock(is4 bool) (*udpSock, error) {
 		pc.Close()
 		return nil, err
 	}
-	k := &udpSock{u: u, pc: pc, is4: is4, port: addrPortOf(pc.LocalAddr()).Port(), peers: make(map[netip.AddrPort]*udpFlow, 1)}
-	e.udp.addPort(k.port)
+	k := &udpSock{u: u, pc: pc, is4: is4, local: addrPortOf(pc.LocalAddr()), peers: make(map[netip.AddrPort]*udpFlow, 1)}
+	e.udp.addPort(k.local)
 	e.loops.Add(1)
 	go k.relay()
 	return k, nil
@@ -436,7 +436,7 @@ func (k *udpSock) relay() {
 			}
 		}
 	}
-	defer e.udp.removePort(k.port)
+	defer e.udp.removePort(k.local)
 	defer k.pc.Close()
 	for !k.dead.Load() {
 		if err := rc.Read(read); err != nil && !errors.Is(err, errDeadline) {

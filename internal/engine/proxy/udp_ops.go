@@ -37,7 +37,7 @@ type replyPath struct {
 	client netip.AddrPort
 	up     *net.UDPConn
 
-	port  uint16
+	local netip.AddrPort
 	ended atomic.Bool
 
 	mu   sync.Mutex
@@ -88,8 +88,8 @@ func (u *udpService) replyPath(client netip.AddrPort) *replyPath {
 		e.log.Warn("one-packet datagram dropped: no socket for its replies", "service", u.s.key.String(), "client", client.String(), "error", err)
 		return nil
 	}
-	p := &replyPath{u: u, client: client, up: pc, port: addrPortOf(pc.LocalAddr()).Port(), last: e.now(), sent: make(map[netip.AddrPort]*dest, 2)}
-	e.udp.addPort(p.port)
+	p := &replyPath{u: u, client: client, up: pc, local: addrPortOf(pc.LocalAddr()), last: e.now(), sent: make(map[netip.AddrPort]*dest, 2)}
+	e.udp.addPort(p.local)
 	u.ops.Store(client, p)
 	e.loops.Add(1)
 	go p.relay()
@@ -199,7 +199,7 @@ func (p *replyPath) end() {
 	e := p.u.s.e
 	p.u.ops.CompareAndDelete(p.client, p)
 	p.up.Close()
-	e.udp.removePort(p.port)
+	e.udp.removePort(p.local)
 	e.udp.total.Add(-1)
 	p.u.paths.Add(-1)
 }

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/engine"
+)
+
+// TestProxyUDPFlood is issue 11's UDP flood: single datagrams from far
+// more source ports than gvsd has descriptors. The flows stay within their
+// bound (the oldest evicted and counted), the descriptors within the UDP
+// share, and a TCP service on the same gvsd and the admin API keep
+// answering. gvsd runs with RLIMIT_NOFILE 512 so that a short flood is
+// enough; the figures are in the test's output (-v) and bench/README.md.
+func TestProxyUDPFlood(t *testing.T) {
+	const nofile = 512
+	const ports = 3000 // source ports, about six times the descriptor limit
+	web := startRS(t, "RS1", "127.0.0.1:0")
+	dns := udpServer(t, "U")
+	d := startGVSDWith(t, func(argv []string) []string {
+		// ulimit -n sets the soft and the hard limit: the Go runtime
+		// cannot raise it back.
+		return append([]string{"/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile)}, argv...)
+	}, "--engine", "proxy")
+	pid := d.cmd.Process.Pid
+
+	tcpVIP := "127.0.0.1:" + freePort(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpVIP := pc.LocalAddr().String()
+	pc.Close()
+	d.gvsadm(t, "-A", "-t", tcpVIP, "-s", "rr")
+	d.gvsadm(t, "-a", "-t", tcpVIP, "-r", web.addr, "-m")
+	d.gvsadm(t, "-A", "-u", udpVIP, "-s", "rr")
+	d.gvsadm(t, "-a", "-u", udpVIP, "-r", dns, "-m")
+	if got := get(t, "http://"+tcpVIP+"/", ""); got != "RS1" {
+		t.Fatalf("TCP service before the flood: %q", got)
+	}
+
+	st := engineState(t, d)
+	if st.FDLimit != nofile || st.UDPFlowLimit != nofile/4 || st.UDPFlowLimitPerService != nofile/8 {
+		t.Fatalf("engine state %+v: want descriptor limit %d, %d flows, %d per service", st, nofile, nofile/4, nofile/8)
+	}
+	fds0, rss0 := procFDs(t, pid), procRSSKiB(t, pid)
+
+	start := time.Now()
+	sent := 0
+	for sent < ports {
+		var batch []net.Conn
+		for range min(100, ports-sent) {
+			c, err := net.Dial("udp", udpVIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch = append(batch, c)
+		}
+		for _, c := range batch {
+			if _, err := c.Write([]byte("x")); err == nil {
+				sent++
+			}
+			c.Close()
+		}
+		// Pace the flood a little, so that gvsd's socket buffer (not the
+		// bound) does not decide what is dropped.
+		time.Sleep(5 * time.Millisecond)
+	}
+	flood := time.Since(start)
+	var svc engine.ServiceState
+	waitFor(t, 10*time.Second, "gvsd to read the flood", func() bool {
+		svc = udpServiceState(t, engineState(t, d))
+		return svc.Evicted+uint64(svc.Flows) >= ports/2
+	})
+
+	// Other services and the admin API keep working.
+	t0 := time.Now()
+	out := d.gvsadm(t, "-Ln")
+	listing := time.Since(t0)
+	if listing > 5*time.Second || !strings.Contains(out, "UDP  "+udpVIP) {
+		t.Fatalf("gvsadm -Ln took %v:\n%s", listing, out)
+	}
+	if got := get(t, "http://"+tcpVIP+"/", ""); got != "RS1" {
+		t.Fatalf("TCP service after the flood: %q", got)
+	}
+	if c, err := net.Dial("udp", udpVIP); err != nil {
+		t.Fatal(err)
+	} else {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("late"))
+		buf := make([]byte, 100)
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "U:late" {
+			t.Fatalf("a new UDP client after the flood: %q, %v", buf[:n], err)
+		}
+	}
+
+	st = engineState(t, d)
+	svc = udpServiceState(t, st)
+	fds1, rss1 := procFDs(t, pid), procRSSKiB(t, pid)
+	t.Logf("UDP flood of %d source ports in %v against gvsd with %d descriptors: flows kept %d (bound %d per service, %d overall) on %d sockets, evicted %d, refused %d; descriptors %d before, %d after; RSS %d KiB before, %d KiB after; gvsadm -Ln in %v",
+		sent, flood.Round(time.Millisecond), nofile, svc.Flows, st.UDPFlowLimitPerService, st.UDPFlowLimit, svc.Sockets, svc.Evicted, svc.Refused, fds0, fds1, rss0, rss1, listing.Round(time.Millisecond))
+	if svc.Flows > st.UDPFlowLimitPerService || st.UDPFlows > st.UDPFlowLimit {
+		t.Errorf("flows over the bound: service %+v, engine %+v", svc, st)
+	}
+	if svc.Evicted < ports/2-uint64(st.UDPFlowLimitPerService) {
+		t.Errorf("only %d flows evicted for %d source ports", svc.Evicted, ports)
+	}
+	if fds1-fds0 > st.UDPFlowLimitPerService+8 {
+		t.Errorf("descriptors grew from %d to %d: more than the UDP share", fds0, fds1)
+	}
+	// Every flow counted one connection: kept and evicted ones.
+	if conns := statsConns(t, d.gvsadm(t, "-Ln", "--stats"), udpVIP); conns != svc.Evicted+uint64(svc.Flows) {
+		t.Errorf("UDP service counts %d connections, want %d (flows kept + evicted)", conns, svc.Evicted+uint64(svc.Flows))
+	}
+	if out := d.gvsadm(t, "engine"); !strings.Contains(out, "UDP "+udpVIP) {
+		t.Errorf("gvsadm engine does not list the UDP service:\n%s", out)
+	}
+}
+
+func engineState(t *testing.T, d *daemon) engine.State {
+	t.Helper()
+	var st engine.State
+	if err := json.Unmarshal([]byte(d.gvsadm(t, "engine", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func udpServiceState(t *testing.T, st engine.State) engine.ServiceState {
+	t.Helper()
+	for _, s := range st.Services {
+		if strings.HasPrefix(s.Service, "UDP ") {
+			return s
+		}
+	}
+	t.Fatalf("no UDP service in %+v", st)
+	return engine.ServiceState{}
+}
+
+// statsConns is the connection count of the service at vip in gvsadm -Ln
+// --stats.
+func statsConns(t *testing.T, out, vip string) uint64 {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == vip {
+			n, err := strconv.ParseUint(f[2], 10, 64)
+			if err != nil {
+				t.Fatalf("connections of %s: %q", vip, line)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in\n%s", vip, out)
+	return 0
+}
+
+func procFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Skipf("cannot count gvsd's descriptors: %v", err)
+	}
+	return len(ents)
+}
+
+func procRSSKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("cannot read gvsd's memory: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return n
+		}
+	}
+	return 0
+}
