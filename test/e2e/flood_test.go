@@ -19,9 +19,11 @@ import (
 // share, and a TCP service on the same gvsd and the admin API keep
 // answering. gvsd runs with RLIMIT_NOFILE 512 so that a short flood is
 // enough; the figures are in the test's output (-v) and bench/README.md.
+// GVS_FLOOD_NOFILE and GVS_FLOOD_PORTS change the two (bench/README.md
+// has a run with 20000 and 22000, the flood).
 func TestProxyUDPFlood(t *testing.T) {
-	const nofile = 512
-	const ports = 3000 // source ports, about six times the descriptor limit
+	nofile := envInt("GVS_FLOOD_NOFILE", 512)
+	ports := envInt("GVS_FLOOD_PORTS", 3000) // source ports, about six times the descriptor limit
 	web := startRS(t, "RS1", "127.0.0.1:0")
 	dns := udpServer(t, "U")
 	d := startGVSDWith(t, func(argv []string) []string {
@@ -47,7 +49,7 @@ func TestProxyUDPFlood(t *testing.T) {
 	}
 
 	st := engineState(t, d)
-	if st.FDLimit != nofile || st.UDPFlowLimit != nofile/4 || st.UDPFlowLimitPerService != nofile/8 {
+	if st.FDLimit != uint64(nofile) || st.UDPFlowLimit != nofile/4 || st.UDPFlowLimitPerService != nofile/8 {
 		t.Fatalf("engine state %+v: want descriptor limit %d, %d flows, %d per service", st, nofile, nofile/4, nofile/8)
 	}
 	fds0, rss0 := procFDs(t, pid), procRSSKiB(t, pid)
@@ -77,7 +79,7 @@ func TestProxyUDPFlood(t *testing.T) {
 	var svc engine.ServiceState
 	waitFor(t, 10*time.Second, "gvsd to read the flood", func() bool {
 		svc = udpServiceState(t, engineState(t, d))
-		return svc.Evicted+uint64(svc.Flows) >= ports/2
+		return svc.Evicted+uint64(svc.Flows) >= uint64(ports/2)
 	})
 
 	// Other services and the admin API keep working.
@@ -110,7 +112,7 @@ func TestProxyUDPFlood(t *testing.T) {
 	if svc.Flows > st.UDPFlowLimitPerService || st.UDPFlows > st.UDPFlowLimit {
 		t.Errorf("flows over the bound: service %+v, engine %+v", svc, st)
 	}
-	if svc.Evicted < ports/2-uint64(st.UDPFlowLimitPerService) {
+	if svc.Evicted < uint64(ports/2-st.UDPFlowLimitPerService) {
 		t.Errorf("only %d flows evicted for %d source ports", svc.Evicted, ports)
 	}
 	if fds1-fds0 > st.UDPFlowLimitPerService+8 {
@@ -185,4 +187,12 @@ func procRSSKiB(t *testing.T, pid int) int {
 		}
 	}
 	return 0
+}
+
+// envInt is the environment variable name as a number, or def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
 }

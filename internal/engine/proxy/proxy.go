@@ -11,7 +11,18 @@
 // edge-triggered epoll set each, non-blocking system calls, pooled 16 KiB
 // buffers held only while data waits; see loop_linux.go). Elsewhere each
 // direction of a connection is a goroutine that copies through a buffer
-// and switches to splice for bulk data. UDP uses goroutines everywhere.
+// and switches to splice for bulk data. UDP flows share a pool of reply
+// sockets, each read by a goroutine (udp.go).
+//
+// Limits (limits.go): UDP flows are bounded per service and overall
+// (Options.UDPFlows, UDPFlowsPerService; by default a quarter of the
+// descriptor limit, half of that per service), the least recently used
+// evicted to make room and counted, so a flood of source ports cannot take
+// the descriptors the listeners, TCP connections and the admin API need.
+// A real server that is one of the engine's own virtual services is
+// refused by CheckDest; a loop it cannot see (a real server that leads
+// back to gvsd) is cut at the first connection or datagram that arrives
+// from the engine's own socket. State reports the bounds and counters.
 //
 // Choices where a proxy cannot be the kernel:
 //   - A TCP connection is SYN_RECV while the proxy connects to the real
@@ -35,6 +46,10 @@
 //     datagram is scheduled and counted on its own and never listed, and
 //     replies come back through a per-client socket that lives for
 //     Options.OnePacketWindow after the last datagram (udp_ops.go).
+//   - A UDP flow evicted to make room for a new one leaves the table as an
+//     expired one does; the connection it counted stays counted. The
+//     kernel keeps UDP entries until their timeout (its table has no
+//     bound but memory).
 package proxy
 
 import (

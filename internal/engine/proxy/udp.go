@@ -95,9 +95,12 @@ func (u *udpService) readLoop() {
 			if sock == nil {
 				break
 			}
-			_, err := sock.pc.WriteToUDPAddrPort(buf[:n], d.sd.Addr)
 			// A socket closed under us (its last flow was evicted or
 			// expired meanwhile): send again on a new flow.
+			if sock.dead.Load() {
+				continue
+			}
+			_, err := sock.pc.WriteToUDPAddrPort(buf[:n], d.sd.Addr)
 			if !errors.Is(err, net.ErrClosed) {
 				break
 			}
