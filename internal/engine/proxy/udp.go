@@ -167,7 +167,8 @@ func (u *udpService) newFlowLocked(client netip.AddrPort) *udpFlow {
 
 // makeRoomLocked makes room for one more flow: it evicts the oldest flow
 // of this service at its own bound, or at the overall bound the oldest of
-// the service holding the most flows. False when there is no room.
+// the service holding the most flows. False when there is no room. It may
+// release u.mu for a while.
 func (u *udpService) makeRoomLocked() bool {
 	b := &u.s.e.udp
 	if len(u.flows) >= b.perService {
@@ -185,17 +186,19 @@ func (u *udpService) makeRoomLocked() bool {
 		u.evictLocked(u.lru.head)
 		return true
 	}
-	// Another service's lock is only tried: two services making room
-	// for each other must not wait for each other.
-	if v == nil || !v.mu.TryLock() {
-		return false
+	// Never hold two services' locks: two services making room for each
+	// other would wait for each other. Meanwhile another service may take
+	// the place, so the overall count can pass the bound by as many
+	// services as make room at once.
+	u.mu.Unlock()
+	v.mu.Lock()
+	ok := v.lru.head != nil
+	if ok {
+		v.evictLocked(v.lru.head)
 	}
-	defer v.mu.Unlock()
-	if v.lru.head == nil {
-		return false
-	}
-	v.evictLocked(v.lru.head)
-	return true
+	v.mu.Unlock()
+	u.mu.Lock()
+	return ok && !u.closed
 }
 
 func (u *udpService) evictLocked(f *udpFlow) {
