@@ -123,7 +123,9 @@ func TestRequestsAreStrict(t *testing.T) {
 func TestRefuseChanges(t *testing.T) {
 	eng := proxy.New(nil, proxy.Options{})
 	defer eng.Close(context.Background())
-	socket, srv := serve(t, func(s *api.Server) { s.ServeDaemons(daemon.SyncDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng))) })
+	socket, srv := serve(t, func(s *api.Server) {
+		s.ServeDaemons(daemon.SyncDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng)))
+	})
 	srv.RefuseChanges("gvsd is shutting down")
 	const want = "gvsd is shutting down: it takes no more changes (read-only until it exits)"
 	for _, path := range []string{"/v1/commands", "/v1/daemons"} {
