@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -118,16 +117,21 @@ func (k *keepalived) apply(cfg *config.Config) error {
 	return nil
 }
 
-// reload re-reads the configuration file (SIGHUP). A file that does not
-// load leaves everything running as it was; otherwise only what changed
-// is restarted.
+// reload re-reads the configuration file (SIGHUP). A file that fails
+// the configuration test (gvsd -t) leaves everything running as it was;
+// otherwise only what changed is restarted.
 func (k *keepalived) reload(ctx context.Context) {
 	if k.path == "" {
 		k.log.Info("SIGHUP ignored: no configuration file (-f)")
 		return
 	}
 	k.log.Info("reloading the configuration", "file", k.path)
-	cfg, err := k.load()
+	// A reload applies only what gvsd -t accepts: a file cut short while
+	// it was written (unclosed blocks) is refused, not half applied.
+	cfg, warnings, err := checkConfig(k.path)
+	for _, w := range warnings {
+		k.log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
+	}
 	if err != nil {
 		k.log.Error("reload refused, still running the previous configuration: "+err.Error(), "file", k.path)
 		return
@@ -180,39 +184,3 @@ func (k *keepalived) stop() {
 	k.poll.Wait()
 }
 
-// ConfigTest checks a keepalived.conf as `keepalived -t` does and returns
-// keepalived's exit code.
-func ConfigTest(path string, out io.Writer) int {
-	if path == "" {
-		path = DefaultConfigFile
-	}
-	cfg, warnings, err := config.Load(path)
-	if err == nil {
-		// What gvsd itself would refuse at start, engine aside.
-		quiet := slog.New(slog.DiscardHandler)
-		if _, _, err = planLVS(cfg, quiet); err == nil {
-			_, err = planVRRP(cfg, quiet)
-		}
-	}
-	strict := 0
-	for _, w := range warnings {
-		fmt.Fprintf(out, "%s: warning: %s\n", w.Pos, w.Msg)
-		if w.KeepalivedError {
-			strict++
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(out, err)
-		return config.TestExitCode(err)
-	}
-	if strict > 0 {
-		// keepalived -t fails on these although keepalived runs with them.
-		fmt.Fprintf(out, "%s: %d line(s) that keepalived's config test rejects (gvsd runs with them)\n", path, strict)
-		return config.ExitConfigTest
-	}
-	fmt.Fprintf(out, "%s: configuration OK\n", path)
-	return config.ExitOK
-}
-
-// DefaultConfigFile is keepalived's default configuration path.
-const DefaultConfigFile = "/etc/keepalived/keepalived.conf"

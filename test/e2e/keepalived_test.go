@@ -490,6 +490,42 @@ func TestKeepalivedReload(t *testing.T) {
 	})
 }
 
+// TestKeepalivedReloadRefusesTruncatedFile: a SIGHUP that finds the file
+// half written (cut at a line boundary inside a block, so the blocks are
+// never closed) changes nothing and says where; the whole file, once
+// written, is applied.
+func TestKeepalivedReloadRefusesTruncatedFile(t *testing.T) {
+	a, b := startHold(t, "A"), startHold(t, "B")
+	vip := "127.0.0.1:" + freePort(t)
+	first := vsConf("", vip, []string{a.addr, b.addr}, []string{tcpCheck, tcpCheck})
+	d := startKeepalived(t, writeConf(t, first))
+	before := d.gvsadm(t, "-Ln")
+	if want := ipvsadmL(vip, a.addr, b.addr); before != want {
+		t.Fatalf("gvsadm -Ln at start:\n%s\nwant:\n%s", before, want)
+	}
+
+	// The next file drops B; cut just after A's block it would leave
+	// the virtual_server open, with only A.
+	next := vsConf("", vip, []string{a.addr}, []string{tcpCheck})
+	cut := strings.LastIndex(next, "\t}\n") + len("\t}\n")
+	truncated := next[:cut]
+	vsLine := 1 + strings.Count(next[:strings.Index(next, "virtual_server")], "\n")
+	d.rewrite(t, truncated)
+	d.hup(t, "reload refused")
+	if want := fmt.Sprintf("%s:%d", d.conf, vsLine); !strings.Contains(d.out.String(), want) {
+		t.Errorf("the refused reload does not name the unclosed block (%s):\n%s", want, d.out)
+	}
+	if got := d.gvsadm(t, "-Ln"); got != before {
+		t.Errorf("gvsadm -Ln after a truncated file:\n%s\nwant it unchanged:\n%s", got, before)
+	}
+
+	d.rewrite(t, next)
+	d.hup(t, "configuration reloaded")
+	if got, want := d.gvsadm(t, "-Ln"), ipvsadmL(vip, a.addr); got != want {
+		t.Errorf("gvsadm -Ln after the whole file:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 // smtpSink is a minimal SMTP server on loopback that collects messages.
 type smtpSink struct {
 	addr string
