@@ -15,7 +15,6 @@ import (
 	"github.com/gvs-lb/gvs/internal/director"
 )
 
-
 // loopbackPort is a free TCP port on 127.0.0.1.
 func loopbackPort(t *testing.T) int {
 	t.Helper()
