@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"sync"
 	"time"
@@ -33,9 +34,15 @@ type Checker struct {
 	target netip.AddrPort
 	log    *slog.Logger
 
+	clock Clock
+
 	mu      sync.Mutex
 	m       machine
 	enabled bool
+	// due is when the next attempt is scheduled, zero before Run: a
+	// checker handed to another Run (a reload that kept it) keeps its
+	// schedule.
+	due     time.Time
 	st      counters
 	wake    chan struct{}    // nudged when enabled changes
 	regexes []*regexp.Regexp // the compiled regex of each url, nil when none
@@ -52,15 +59,40 @@ type counters struct {
 	delta            int64 // FILE_CHECK's last weight change
 }
 
+// Clock is the time a checker schedules its attempts by. Tests inject one
+// they advance themselves; nil means the system clock.
+type Clock interface {
+	Now() time.Time
+	// After is like time.After; stop releases the timer early.
+	After(d time.Duration) (c <-chan time.Time, stop func())
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) After(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
+}
+
 // NewChecker prepares spec for the real server at rs. log may be nil.
 func NewChecker(spec Spec, rs netip.AddrPort, log *slog.Logger) (*Checker, error) {
+	return newChecker(spec, rs, log, nil)
+}
+
+func newChecker(spec Spec, rs netip.AddrPort, log *slog.Logger, clock Clock) (*Checker, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
+	if clock == nil {
+		clock = systemClock{}
+	}
 	c := &Checker{
+		clock:   clock,
 		spec:    spec,
 		rs:      rs,
 		target:  spec.target(rs),
@@ -105,12 +137,26 @@ func (c *Checker) Up() bool {
 	return c.m.up
 }
 
+// sameAs reports whether c is the checker spec makes for the real server
+// at rs: the same probe with the same timers. Alpha only decides the
+// state before the first check, so it does not count.
+func (c *Checker) sameAs(spec Spec, rs netip.AddrPort) bool {
+	a := c.spec
+	a.Alpha = spec.Alpha
+	return c.rs == rs && reflect.DeepEqual(a, spec)
+}
+
 // SetEnabled suspends (false) or resumes (true) the probes, as keepalived's
-// ha_suspend does; a suspended checker keeps its state.
+// ha_suspend does; a suspended checker keeps its state, and a resumed one
+// checks at once.
 func (c *Checker) SetEnabled(on bool) {
 	c.mu.Lock()
+	changed := c.enabled != on
 	c.enabled = on
 	c.mu.Unlock()
+	if !changed {
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -120,15 +166,24 @@ func (c *Checker) SetEnabled(on bool) {
 // Run checks until ctx ends: a first check after a random part of the
 // warmup, then one every delay_loop, with retries as the machine says.
 // report is called after every attempt, from Run's goroutine.
+//
+// Run may be called again after an earlier Run returned (a manager that
+// takes the checker over): the state, the counters and the schedule go
+// on where they were, so the next attempt comes when it was due.
 func (c *Checker) Run(ctx context.Context, report func(Report)) {
-	var first time.Duration
-	if c.spec.Warmup > 0 {
-		first = rand.N(c.spec.Warmup + 1)
+	c.mu.Lock()
+	if c.due.IsZero() {
+		var first time.Duration
+		if c.spec.Warmup > 0 {
+			first = rand.N(c.spec.Warmup + 1)
+		}
+		c.due = c.clock.Now().Add(first)
 	}
-	if !c.sleep(ctx, first) {
-		return
-	}
+	c.mu.Unlock()
 	for {
+		if !c.sleepUntilDue(ctx) {
+			return
+		}
 		c.mu.Lock()
 		enabled := c.enabled
 		c.mu.Unlock()
@@ -136,7 +191,7 @@ func (c *Checker) Run(ctx context.Context, report func(Report)) {
 		if enabled {
 			r := c.Attempt(ctx)
 			if ctx.Err() != nil {
-				return
+				return // the attempt was cut short and not counted: still due
 			}
 			if report != nil {
 				report(r)
@@ -145,22 +200,28 @@ func (c *Checker) Run(ctx context.Context, report func(Report)) {
 				next = c.spec.DelayBeforeRetry
 			}
 		}
-		if !c.sleep(ctx, next) {
-			return
-		}
+		c.mu.Lock()
+		c.due = c.clock.Now().Add(next)
+		c.mu.Unlock()
 	}
 }
 
-// sleep waits d, or less when the checker is re-enabled; false when ctx
-// ended.
-func (c *Checker) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// sleepUntilDue waits until the next attempt is due, or less when the
+// checker is re-enabled; false when ctx ended.
+func (c *Checker) sleepUntilDue(ctx context.Context) bool {
+	c.mu.Lock()
+	d := c.due.Sub(c.clock.Now())
+	c.mu.Unlock()
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	fire, stop := c.clock.After(d)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-t.C:
+		case <-fire:
 			return true
 		case <-c.wake:
 			c.mu.Lock()
@@ -173,13 +234,18 @@ func (c *Checker) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Attempt probes once and advances the state machine.
+// Attempt probes once and advances the state machine. An attempt cut
+// short by ctx ending says nothing about the server: it is not counted and
+// the state stays as it was.
 func (c *Checker) Attempt(ctx context.Context) Report {
 	weight, delta, err := c.probe(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ctx.Err() != nil {
+		return Report{Checker: c, Up: c.m.up, Weight: -1, Err: ctx.Err()}
+	}
 	s := c.m.step(err == nil)
-	now := time.Now()
+	now := c.clock.Now()
 	c.st.checks++
 	c.st.lastCheck = now
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -94,6 +95,14 @@ type Options struct {
 	OnEvent func(Event)
 	// ScriptTimeout bounds notify and quorum scripts (default 10s).
 	ScriptTimeout time.Duration
+	// Adopt are the checkers of a manager this one replaces, whose Run
+	// has returned (Checkers lists them): a checker whose real server
+	// and spec (alpha aside) did not change is taken over with its state,
+	// retries, counters and schedule instead of starting afresh, so a
+	// reload does not reset a failure being counted.
+	Adopt []*Checker
+	// Clock schedules the checkers; nil is the system clock.
+	Clock Clock
 }
 
 // Manager runs the checkers of many virtual servers and keeps their pools
@@ -131,6 +140,7 @@ type rsState struct {
 	base      int32 // configured weight, or misc_dynamic's
 	deltas    map[*Checker]int64
 	poolW     int32 // weight in the pool
+	adopted   bool  // some checker was taken over from another manager
 }
 
 // effective is keepalived's effective_weight: the base weight plus every
@@ -152,6 +162,7 @@ func NewManager(vss []VirtualServer, apply Applier, opts Options) (*Manager, err
 		opts.ScriptTimeout = 10 * time.Second
 	}
 	m := &Manager{apply: apply, opts: opts, log: opts.Log, owner: map[*Checker]*rsState{}}
+	adopt := slices.Clone(opts.Adopt)
 	for _, cfg := range vss {
 		vs := &vsState{cfg: cfg}
 		if vs.cfg.Quorum <= 0 {
@@ -165,7 +176,26 @@ func NewManager(vss []VirtualServer, apply Applier, opts Options) (*Manager, err
 				addr = netip.AddrPortFrom(addr.Addr(), cfg.Service.Port)
 			}
 			for _, spec := range rcfg.Checks {
-				c, err := NewChecker(spec, addr, m.log.With("service", cfg.Service.String()))
+				if i := slices.IndexFunc(adopt, func(c *Checker) bool { return c != nil && c.sameAs(spec, addr) }); i >= 0 {
+					c := adopt[i]
+					adopt[i] = nil
+					if !cfg.HASuspend {
+						c.SetEnabled(true)
+					}
+					rs.checkers = append(rs.checkers, c)
+					rs.adopted = true
+					up := c.Up()
+					if spec.Type == FILE {
+						rs.deltas[c] = c.Status().Delta
+					}
+					rs.checkerUp[c] = up
+					if !up {
+						rs.failed++
+					}
+					m.owner[c] = rs
+					continue
+				}
+				c, err := newChecker(spec, addr, m.log.With("service", cfg.Service.String()), opts.Clock)
 				if err != nil {
 					return nil, fmt.Errorf("virtual server %s, real server %s: %w", cfg.Service, addr, err)
 				}
@@ -195,6 +225,20 @@ func NewManager(vss []VirtualServer, apply Applier, opts Options) (*Manager, err
 		m.vss = append(m.vss, vs)
 	}
 	return m, nil
+}
+
+// Checkers lists every checker, in configuration order: after Run
+// returned, a new manager can adopt them (Options.Adopt).
+func (m *Manager) Checkers() []*Checker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*Checker
+	for _, vs := range m.vss {
+		for _, rs := range vs.rss {
+			out = append(out, rs.checkers...)
+		}
+	}
+	return out
 }
 
 // Run, called once, fills the pools as keepalived does at start (servers without alpha
@@ -237,11 +281,16 @@ func (m *Manager) Run(ctx context.Context) error {
 
 func (m *Manager) initVS(vs *vsState) {
 	for _, rs := range vs.rss {
-		if rs.failed == 0 {
+		switch {
+		case rs.failed == 0:
 			m.add(rs)
 			rs.alive = true
-		} else if rs.cfg.Inhibit {
+		case rs.cfg.Inhibit:
 			m.del(rs)
+		case rs.adopted:
+			// A checker taken over DOWN: the pool, made before, may
+			// still hold the server.
+			m.exec(ipvs.OpDelDest, rs, 0)
 		}
 	}
 	vs.quorumUp = vs.liveWeight() >= int64(vs.cfg.Quorum+vs.cfg.Hysteresis)

@@ -23,6 +23,9 @@ type lvsUnit struct {
 	cvs check.VirtualServer // as configured
 	run check.VirtualServer // as its manager started
 	mgr *check.Manager
+	// adopt are the checkers of the unit this one replaces, taken over
+	// when unchanged (check.Options.Adopt).
+	adopt []*check.Checker
 	// active is cleared (under keepalived.applyMu) when the unit is
 	// replaced: its manager's late changes are then dropped.
 	active bool
@@ -39,6 +42,8 @@ type lvsWant struct {
 	// state carries the health of kept real servers (by address:port)
 	// into a restarted unit.
 	state map[netip.AddrPort]bool
+	// adopt are the checkers of the unit this one replaces.
+	adopt []*check.Checker
 }
 
 // planLVS lists the services of cfg with what their checkers need.
@@ -257,6 +262,9 @@ func (k *keepalived) applyLVS(cfg *config.Config) error {
 			continue
 		}
 		w.state = map[netip.AddrPort]bool{}
+		if o.mgr != nil {
+			w.adopt = o.mgr.Checkers()
+		}
 		w.run.RealServers = slices.Clone(w.cvs.RealServers)
 		alive := map[netip.AddrPort]bool{}
 		for _, vs := range o.mgr.VirtualServers() {
@@ -320,7 +328,7 @@ func (k *keepalived) applyLVS(cfg *config.Config) error {
 				snap.Services = append(snap.Services, sc)
 			}
 		}
-		u := &lvsUnit{key: w.key, vs: w.vs, cvs: w.cvs, run: w.run, done: make(chan struct{})}
+		u := &lvsUnit{key: w.key, vs: w.vs, cvs: w.cvs, run: w.run, adopt: w.adopt, done: make(chan struct{})}
 		next[ks] = u
 		started = append(started, u)
 	}
@@ -388,7 +396,9 @@ func (k *keepalived) startLVSUnit(u *lvsUnit, present map[netip.Addr]bool) error
 	mgr, err := check.NewManager([]check.VirtualServer{u.run}, apply, check.Options{
 		Log:     k.log.With("virtual_server", u.vs.Pos.String()),
 		OnEvent: func(ev check.Event) { k.lvsEvent(u, ev) },
+		Adopt:   u.adopt,
 	})
+	u.adopt = nil
 	if err != nil {
 		close(u.done)
 		u.cancel = func() {}

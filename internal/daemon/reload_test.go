@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gvs-lb/gvs/internal/director"
 )
@@ -95,4 +96,87 @@ func TestReloadRefusesWhatConfigTestRejects(t *testing.T) {
 			t.Logf("%d of %d cuts rejected by gvsd -t and refused by reload", rejected, len(lines))
 		})
 	}
+}
+
+// TestReloadsKeepCheckerState reloads, every fraction of the check
+// interval, a configuration that changes the weights of a live real
+// server of the same service and of another service: the checker of a
+// dead real server, whose definition never changes, must go on counting
+// its failures and take the server out after its retries, as without
+// reloads.
+func TestReloadsKeepCheckerState(t *testing.T) {
+	live, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	dead := loopbackPort(t) // nothing listens: connections are refused
+	vip1, vip2 := loopbackPort(t), loopbackPort(t)
+	const retry = 2
+	check := fmt.Sprintf("\t\tTCP_CHECK {\n\t\t\tconnect_timeout 0.5\n\t\t\tretry %d\n\t\t\tdelay_before_retry 0.2\n\t\t}\n", retry)
+	conf := func(w int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "virtual_server 127.0.0.1 %d {\n\tdelay_loop 0.5\n\tlb_algo rr\n\tlb_kind NAT\n\tprotocol TCP\n", vip1)
+		fmt.Fprintf(&b, "\treal_server %s {\n\t\tweight %d\n%s\t}\n", strings.Replace(live.Addr().String(), ":", " ", 1), w, check)
+		fmt.Fprintf(&b, "\treal_server 127.0.0.1 %d {\n\t\tweight 1\n%s\t}\n}\n", dead, check)
+		fmt.Fprintf(&b, "virtual_server 127.0.0.1 %d {\n\tdelay_loop 0.5\n\tlb_algo rr\n\tlb_kind NAT\n\tprotocol TCP\n", vip2)
+		fmt.Fprintf(&b, "\treal_server %s {\n\t\tweight %d\n%s\t}\n}\n", strings.Replace(live.Addr().String(), ":", " ", 1), w, check)
+		return b.String()
+	}
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf(1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, dir := runKeepalived(t, path, slog.New(slog.DiscardHandler))
+	inPool := func() (deadIn bool, liveWeight int32) {
+		for _, sc := range dir.Snapshot().Services {
+			if sc.Port != uint16(vip1) {
+				continue
+			}
+			for _, d := range sc.Dests {
+				if d.Port == uint16(dead) {
+					deadIn = true
+				} else {
+					liveWeight = d.Weight
+				}
+			}
+		}
+		return deadIn, liveWeight
+	}
+	if in, _ := inPool(); !in {
+		t.Fatal("the dead real server is not in the pool at start (it starts up, as configured)")
+	}
+
+	// delay_loop 0.5 s (the first check within that warmup), then
+	// retry 2 x delay_before_retry 0.2 s: out after about 0.9 s. Reload
+	// every 0.15 s for at most 40 reloads (6 s).
+	var reloads int
+	for reloads = 1; reloads <= 40; reloads++ {
+		w := 1 + reloads%2
+		if err := os.WriteFile(path, []byte(conf(w)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		k.reload(context.Background())
+		if _, lw := inPool(); lw != int32(w) {
+			t.Fatalf("reload %d: the live server's weight is %d, want %d (the reload was not applied)", reloads, lw, w)
+		}
+		if in, _ := inPool(); !in {
+			break
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	if in, _ := inPool(); in {
+		t.Fatalf("the dead real server is still in the pool after %d reloads", reloads-1)
+	}
+	for _, st := range k.checkerStatus() {
+		if st.RealServer.Port() != uint16(dead) {
+			continue
+		}
+		// The checker the reloads kept: every attempt of it counted.
+		if st.State != "DOWN" || st.Failures < retry+1 || st.Checks != st.Failures {
+			t.Errorf("the dead server's checker after %d reloads: %s after %d checks and %d failures, want DOWN after %d failures",
+				reloads, st.State, st.Checks, st.Failures, retry+1)
+		}
+	}
+	t.Logf("the dead real server was taken out during reload %d", reloads)
 }
