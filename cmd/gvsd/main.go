@@ -37,8 +37,9 @@ stderr.
   -f, --use-file FILE     run this keepalived.conf (default: no file; gvsadm
                           alone builds the table)
   -t, --config-test       check the configuration file (-f, or
-                          /etc/keepalived/keepalived.conf) and exit with
-                          keepalived's codes: 0 fine, 4 unreadable, 5 errors
+                          /etc/keepalived/keepalived.conf) for the --engine
+                          given and exit with keepalived's codes: 0 fine,
+                          4 unreadable, 5 errors
       --engine NAME       data plane: proxy (default; a TCP/UDP proxy, NAT
                           only, no privileges), xdp (root; DR, TUN, NAT,
                           FullNAT in XDP on --interface), or auto (xdp,
@@ -132,7 +133,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		writeVersion(stdout)
 		return 0
 	case s.test:
-		return daemon.ConfigTest(s.opts.ConfigFile, stderr)
+		return daemon.ConfigTest(s.opts.ConfigFile, s.opts.Engine, stderr)
 	}
 	s.opts.Interfaces = s.interfaces
 

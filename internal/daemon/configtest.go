@@ -4,20 +4,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/gvs-lb/gvs/internal/config"
+	"github.com/gvs-lb/gvs/internal/engine/proxy"
+	"github.com/gvs-lb/gvs/internal/engine/xdp"
+	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
 // DefaultConfigFile is keepalived's default configuration path.
 const DefaultConfigFile = "/etc/keepalived/keepalived.conf"
 
 // ConfigTest checks a keepalived.conf as `keepalived -t` does (gvsd -t),
-// prints what it found to out and returns keepalived's exit code.
-func ConfigTest(path string, out io.Writer) int {
+// for the engine gvsd would run (--engine: proxy, xdp or auto), prints
+// what it found to out and returns keepalived's exit code.
+func ConfigTest(path, engine string, out io.Writer) int {
 	if path == "" {
 		path = DefaultConfigFile
 	}
-	_, warnings, err := checkConfig(path)
+	_, warnings, err := checkConfig(path, engine)
 	for _, w := range warnings {
 		fmt.Fprintf(out, "%s: warning: %s\n", w.Pos, w.Msg)
 	}
@@ -32,7 +37,7 @@ func ConfigTest(path string, out io.Writer) int {
 // checkConfig is the configuration test: gvsd -t reports its result and a
 // reload (SIGHUP) applies the configuration only when it passes, so a
 // reload refuses exactly what -t refuses. It loads the file and plans it as
-// gvsd would run it. err is nil when the test passes (exit 0); else it is
+// gvsd would run it on engine (proxy, xdp or auto). err is nil when the test passes (exit 0); else it is
 // what config.TestExitCode maps to the exit code, with file:line in each
 // message. The warnings are the complaints that do not fail the test.
 //
@@ -41,7 +46,7 @@ func ConfigTest(path string, out io.Writer) int {
 // closed, as in a file cut short while it was written) fail the test too.
 // gvsd still starts with them, as keepalived does, but never reloads
 // them.
-func checkConfig(path string) (*config.Config, []config.Warning, error) {
+func checkConfig(path, engine string) (*config.Config, []config.Warning, error) {
 	cfg, all, err := config.Load(path)
 	var warnings []config.Warning
 	var strict config.Errors
@@ -67,5 +72,89 @@ func checkConfig(path string) (*config.Config, []config.Warning, error) {
 	if _, err := planVRRP(cfg, quiet); err != nil {
 		return nil, warnings, err
 	}
+	w, err := checkEngine(cfg, engine)
+	warnings = append(warnings, w...)
+	if err != nil {
+		return nil, warnings, err
+	}
 	return cfg, warnings, nil
+}
+
+// checkEngine refuses the virtual and real servers the engine cannot
+// serve, each at its line, as the engine would refuse them at start.
+// With auto, gvsd runs the xdp engine and falls back to the proxy engine
+// when XDP cannot attach: what only the xdp engine serves is a warning.
+func checkEngine(cfg *config.Config, engine string) ([]config.Warning, error) {
+	type check struct {
+		service func(*ipvs.Service) error
+		dest    func(*ipvs.Service, *ipvs.Dest) error
+	}
+	proxyCheck := check{func(*ipvs.Service) error { return nil }, proxy.CheckDest}
+	xdpCheck := check{xdp.CheckService, xdp.CheckDest}
+	refused := func(c check) config.Errors {
+		var errs config.Errors
+		for i := range cfg.VirtualServers {
+			vs := &cfg.VirtualServers[i]
+			scs, err := servicesOf(cfg, vs, nil)
+			if err != nil {
+				continue // planLVS reported it
+			}
+			fail := func(pos config.Pos, format string, args ...any) {
+				errs = append(errs, &config.Error{File: pos.File, Line: pos.Line, Msg: fmt.Sprintf(format, args...)})
+			}
+			for _, sc := range scs {
+				if err := c.service(&sc.Service); err != nil {
+					fail(vs.Pos, "virtual server %s: %v", sc.ServiceKey, err)
+					continue
+				}
+				rss := vs.RealServers
+				if vs.SorryServer != nil {
+					rss = append(slices.Clip(rss), *vs.SorryServer)
+				}
+				for j := range rss {
+					d := destOf(&rss[j], sc.ServiceKey)
+					if err := c.dest(&sc.Service, &d); err != nil {
+						fail(rss[j].Pos, "virtual server %s, real server %s: %v", sc.ServiceKey, d.AddrPort(), err)
+					}
+				}
+			}
+		}
+		return errs
+	}
+	switch engine {
+	case "proxy", "":
+		if errs := refused(proxyCheck); len(errs) > 0 {
+			return nil, errs
+		}
+	case "xdp":
+		if errs := refused(xdpCheck); len(errs) > 0 {
+			return nil, errs
+		}
+		return xdpIgnores(cfg), nil
+	case "auto":
+		if errs := refused(xdpCheck); len(errs) > 0 {
+			return nil, errs
+		}
+		warnings := xdpIgnores(cfg)
+		for _, e := range refused(proxyCheck) {
+			warnings = append(warnings, config.Warning{Pos: config.Pos{File: e.File, Line: e.Line},
+				Msg: e.Msg + " (--engine auto: gvsd refuses this when XDP cannot attach and the proxy engine runs)"})
+		}
+		return warnings, nil
+	default:
+		return nil, fmt.Errorf("unknown engine %q (want proxy, xdp or auto)", engine)
+	}
+	return nil, nil
+}
+
+// xdpIgnores warns of what only the proxy engine does.
+func xdpIgnores(cfg *config.Config) []config.Warning {
+	var out []config.Warning
+	for _, vs := range cfg.VirtualServers {
+		if vs.ProxyProtocol != 0 {
+			out = append(out, config.Warning{Pos: vs.Pos, Msg: "proxy_protocol is sent by the proxy engine only: " +
+				"the xdp engine forwards the client's packets and ignores it (FullNAT passes the client's address in the TOA option)"})
+		}
+	}
+	return out
 }

@@ -18,9 +18,10 @@ import (
 // ends them in keepalived's order (VRRP first, so the VIPs move to the
 // backup at once, then the checkers) before the engine drains.
 type keepalived struct {
-	path string
-	dir  *director.Director
-	log  *slog.Logger
+	path   string
+	engine string // the running engine's name, which a reload is checked for
+	dir    *director.Director
+	log    *slog.Logger
 
 	ctx    context.Context // lives until stop
 	cancel context.CancelFunc
@@ -52,7 +53,7 @@ type keepalived struct {
 
 func startKeepalived(ctx context.Context, path string, dir *director.Director, log *slog.Logger) (*keepalived, error) {
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	k := &keepalived{path: path, dir: dir, log: log, ctx: kctx, cancel: cancel,
+	k := &keepalived{path: path, engine: dir.Engine(), dir: dir, log: log, ctx: kctx, cancel: cancel,
 		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{},
 		vrrpEvents: make(chan vrrpEvent, 256), vrrpChanges: make(chan struct{}, 1)}
 	if path == "" {
@@ -128,7 +129,7 @@ func (k *keepalived) reload(ctx context.Context) {
 	k.log.Info("reloading the configuration", "file", k.path)
 	// A reload applies only what gvsd -t accepts: a file cut short while
 	// it was written (unclosed blocks) is refused, not half applied.
-	cfg, warnings, err := checkConfig(k.path)
+	cfg, warnings, err := checkConfig(k.path, k.engine)
 	for _, w := range warnings {
 		k.log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
 	}

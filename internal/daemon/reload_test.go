@@ -31,7 +31,7 @@ func loopbackPort(t *testing.T) int {
 // engine until the test ends.
 func runKeepalived(t *testing.T, path string, log *slog.Logger) (*keepalived, *director.Director) {
 	t.Helper()
-	eng := newProxy(log)
+	eng := newProxy(Options{}, log)
 	dir := director.New(eng, log)
 	k, err := startKeepalived(context.Background(), path, dir, log)
 	if err != nil {
@@ -39,7 +39,7 @@ func runKeepalived(t *testing.T, path string, log *slog.Logger) (*keepalived, *d
 	}
 	t.Cleanup(func() {
 		k.stop()
-		closeEngine(eng, 0, log)
+		closeEngine(context.Background(), eng, 0, log)
 	})
 	return k, dir
 }
@@ -77,7 +77,7 @@ func TestReloadRefusesWhatConfigTestRejects(t *testing.T) {
 				if err := os.WriteFile(path, []byte(strings.Join(lines[:n], "")), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				if code := ConfigTest(path, io.Discard); code == 0 {
+				if code := ConfigTest(path, "proxy", io.Discard); code == 0 {
 					continue // a whole configuration (fewer blocks): reload may apply it
 				}
 				rejected++

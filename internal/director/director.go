@@ -100,6 +100,9 @@ func (d *Director) applyOrRollback(before *ipvs.Snapshot) error {
 	return err
 }
 
+// Engine is the name of the engine the director drives.
+func (d *Director) Engine() string { return d.engine.Name() }
+
 // Snapshot copies the table.
 func (d *Director) Snapshot() *ipvs.Snapshot { return d.table.Snapshot() }
 

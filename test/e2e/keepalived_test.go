@@ -632,15 +632,24 @@ func TestKeepalivedConfigTest(t *testing.T) {
 	bad := strings.Replace(good, "lb_algo rr", "lb_algo rrr", 1)
 	badLine := 1 + strings.Count(bad[:strings.Index(bad, "lb_algo rrr")], "\n")
 	dir := t.TempDir()
+	fnat, err := os.ReadFile("../../examples/fnat-xdp.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fnatLine := 1 + strings.Count(string(fnat[:strings.Index(string(fnat), "real_server")]), "\n")
 	tests := []struct {
 		name string
 		text string // "" for a missing file
+		args []string
 		code int
 		want string // a regexp the output must match; FILE is the path
 	}{
-		{"good", good, 0, `FILE: configuration OK`},
-		{"bad scheduler", bad, 5, fmt.Sprintf(`FILE:%d: .*rrr`, badLine)},
-		{"missing", "", 4, `FILE`},
+		{"good", good, nil, 0, `FILE: configuration OK`},
+		{"bad scheduler", bad, nil, 5, fmt.Sprintf(`FILE:%d: .*rrr`, badLine)},
+		{"missing", "", nil, 4, `FILE`},
+		// gvsd -f with this file and the default engine exits at once.
+		{"FullNAT example on the default engine", string(fnat), nil, 5, fmt.Sprintf(`FILE:%d: .*--fullnat needs the xdp engine`, fnatLine)},
+		{"FullNAT example on the xdp engine", string(fnat), []string{"--engine", "xdp"}, 0, `FILE: configuration OK`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -650,7 +659,7 @@ func TestKeepalivedConfigTest(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			out, err := exec.Command(filepath.Join(bin, "gvsd"), "-t", "-f", path).CombinedOutput()
+			out, err := exec.Command(filepath.Join(bin, "gvsd"), append([]string{"-t", "-f", path}, tt.args...)...).CombinedOutput()
 			code := 0
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {

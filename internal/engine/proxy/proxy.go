@@ -182,9 +182,19 @@ func (e *Engine) Name() string { return "proxy" }
 // its own connection to the real server. It refuses a real server that is
 // one of the engine's own virtual services (a forwarding loop).
 func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
+	if err := CheckDest(svc, d); err != nil {
+		return err
+	}
+	return e.checkLoop(svc, d)
+}
+
+// CheckDest is what the proxy engine's CheckDest says of the forwarding
+// method, without an engine (so without the loop check): gvsd -t checks
+// a configuration with it.
+func CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 	switch d.Method {
 	case ipvs.Masq:
-		return e.checkLoop(svc, d)
+		return nil
 	case ipvs.Route:
 		return errors.New("the proxy engine forwards only with -m (masquerading); -g (direct routing) needs the xdp engine (gvsd --engine xdp)")
 	case ipvs.Tunnel:

@@ -394,7 +394,14 @@ func (e *Engine) start() {
 func (e *Engine) Name() string { return "xdp" }
 
 // CheckDest refuses what the BPF program cannot forward.
-func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
+func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error { return CheckDest(svc, d) }
+
+// CheckService refuses a service the xdp engine cannot serve at all, as
+// Apply does, without an engine: gvsd -t checks a configuration with it.
+func CheckService(svc *ipvs.Service) error { return checkService(svc) }
+
+// CheckDest is what the xdp engine's CheckDest says, without an engine.
+func CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 	if err := checkService(svc); err != nil {
 		return err
 	}

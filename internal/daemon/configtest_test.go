@@ -1,0 +1,47 @@
+package daemon
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gvs-lb/gvs/internal/config"
+)
+
+// TestConfigTestChecksTheEngine runs gvsd -t on the examples for each
+// engine: a configuration the engine would refuse at start fails the
+// test (exit 5) at the real server's line.
+func TestConfigTestChecksTheEngine(t *testing.T) {
+	tests := []struct {
+		name   string
+		file   string
+		engine string
+		code   int
+		want   string // a regexp the output must match
+	}{
+		{"FullNAT on the default engine", "fnat-xdp.conf", "", config.ExitConfigTest,
+			`fnat-xdp.conf:18: virtual server TCP 198.18.0.50:443, real server 198.19.5.1:8443: .*--fullnat needs the xdp engine`},
+		{"FullNAT on the proxy engine", "fnat-xdp.conf", "proxy", config.ExitConfigTest, `fnat-xdp.conf:24: .*xdp engine`},
+		{"FullNAT on the xdp engine", "fnat-xdp.conf", "xdp", config.ExitOK, `configuration OK`},
+		{"FullNAT on auto: xdp first, a warning for the fallback", "fnat-xdp.conf", "auto", config.ExitOK,
+			`fnat-xdp.conf:18: warning: .*--engine auto.*\n(.*\n)*.*configuration OK`},
+		{"DR on the proxy engine", "dr-vrrp.conf", "proxy", config.ExitConfigTest, `dr-vrrp.conf:37: .*direct routing\) needs the xdp engine`},
+		{"DR on the xdp engine", "dr-vrrp.conf", "xdp", config.ExitOK, `configuration OK`},
+		{"NAT on the proxy engine", "nat-http.conf", "proxy", config.ExitOK, `configuration OK`},
+		{"proxy_protocol on the proxy engine", "nat-proxy-protocol.conf", "proxy", config.ExitOK, `^[^\n]*configuration OK\n$`},
+		{"proxy_protocol on the xdp engine", "nat-proxy-protocol.conf", "xdp", config.ExitOK,
+			`nat-proxy-protocol.conf:6: warning: proxy_protocol is sent by the proxy engine only`},
+		{"unknown engine", "nat-http.conf", "kernel", config.ExitConfigTest, `unknown engine "kernel"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			if code := ConfigTest("../../examples/"+tt.file, tt.engine, &out); code != tt.code {
+				t.Errorf("exit code %d, want %d\n%s", code, tt.code, out.String())
+			}
+			if !regexp.MustCompile(tt.want).MatchString(out.String()) {
+				t.Errorf("output does not match %s:\n%s", tt.want, out.String())
+			}
+		})
+	}
+}
