@@ -266,11 +266,12 @@ func (k *keepalived) applyLVS(cfg *config.Config) error {
 			w.adopt = o.mgr.Checkers()
 		}
 		w.run.RealServers = slices.Clone(w.cvs.RealServers)
+		// A real server is up when its checkers are: the new manager
+		// adopts them and decides the same.
 		alive := map[netip.AddrPort]bool{}
-		for _, vs := range o.mgr.VirtualServers() {
-			for _, rs := range vs.RealServers {
-				alive[rs.Addr] = rs.Alive
-			}
+		for _, c := range w.adopt {
+			up, seen := alive[c.RealServer()]
+			alive[c.RealServer()] = c.Up() && (up || !seen)
 		}
 		for i, rs := range w.cvs.RealServers {
 			ap := rs.Dest.AddrPort()
