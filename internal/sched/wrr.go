@@ -12,6 +12,15 @@ func init() { register("wrr", func(uint32) Scheduler { return &weightedRR{cl: -1
 // Update is the kernel's dest_changed hook: the cursor goes back to the
 // list head and cw is kept when it still fits (so, as in the kernel, the
 // sequence after several additions depends on the order they came in).
+//
+// Schedule chooses what the kernel's ip_vs_wrr_schedule chooses, in
+// bounded time. The kernel lowers cw by di after each pass that found
+// nothing; when the heaviest server that can take a connection weighs far
+// less than mw (a server of weight 2147483647 overloaded or failed beside
+// one of weight 1), that is billions of empty passes per connection.
+// Every pass at a cw above that weight finds nothing, so Schedule lowers
+// cw past them in one step, to where the kernel's walk would stand after
+// them.
 type weightedRR struct {
 	mu    sync.Mutex
 	dests []*Dest
@@ -61,6 +70,13 @@ func (s *weightedRR) Schedule(Conn) *Dest {
 		return nil
 	}
 	n := len(s.dests)
+	// top is the weight of the heaviest server a pass could pick.
+	var top int32
+	for _, d := range s.dests {
+		if d.Available() && !d.Overloaded() {
+			top = max(top, d.Weight())
+		}
+	}
 	pos, last, stop := s.cl, s.cl, -2
 	lastPass, restarted := false, false
 	for {
@@ -86,9 +102,25 @@ func (s *weightedRR) Schedule(Conn) *Dest {
 			}
 			restarted = true
 		}
+		s.cw = s.skipEmptyPasses(top)
 		lastPass = s.cw <= s.di
 		if lastPass && restarted && last != -1 {
 			stop = last
 		}
 	}
+}
+
+// skipEmptyPasses is cw after the kernel's full passes that cannot pick
+// a server, each lowering cw by di: those at a cw above top (the heaviest
+// server that can be picked) and above di (at or below di a pass is the
+// last one of a lap: the kernel then wraps or stops the walk, which
+// Schedule does itself).
+func (s *weightedRR) skipEmptyPasses(top int32) int32 {
+	floor := int64(max(top, s.di))
+	cw, di := int64(s.cw), int64(s.di)
+	if cw <= floor {
+		return s.cw
+	}
+	passes := (cw - floor + di - 1) / di
+	return int32(cw - passes*di)
 }
