@@ -449,29 +449,43 @@ func TestLBLCR(t *testing.T) {
 	}
 }
 
-// TestConcurrent runs Schedule on every scheduler while the list and
-// weights change; run with -race.
+// TestConcurrent runs Schedule on every scheduler from several goroutines
+// while the list and the weights change (run with -race, as
+// scripts/test.sh does): no connection may go to a quiesced (weight 0) or
+// failed server, and every connection finds a server except where the
+// kernel's scheduler gives none (dh, and sh and mh without fallback, when
+// the hashed server cannot take it).
 func TestConcurrent(t *testing.T) {
+	mayRefuse := map[string]bool{"dh": true, "sh": true, "mh": true}
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
-			v := newService(t, name, ipvs.SchedFlag1)
-			v.addAll("11/1 12/2 13/3 14/0")
+			v := newService(t, name, 0)
+			v.addAll("11/1 12/2 13/3 14/0 16/5")
+			v.get("16").SetFailed(true)
+			v.s.Update(v.dests)
 			extra := NewDest(ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.15"), Port: 80, Weight: 2})
 			base := slices.Clone(v.dests)
+			live := map[*Dest]bool{v.get("11"): true, v.get("12"): true, v.get("13"): true, extra: true}
 			var wg sync.WaitGroup
+			errs := make(chan string, 2)
 			stop := make(chan struct{})
 			for g := range 2 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := 0; ; i++ {
+					for i := 0; i < 20000; i++ {
 						select {
 						case <-stop:
 							return
 						default:
 						}
 						c := clientConn(fmt.Sprintf("198.18.%d.%d:%d", g, i%250+1, 1024+i%100))
-						if d := v.s.Schedule(c); d != nil {
+						d := v.s.Schedule(c)
+						if (d == nil && !mayRefuse[name]) || (d != nil && !live[d]) {
+							errs <- fmt.Sprintf("connection %d went to %v, want one of the live servers", i, d)
+							return
+						}
+						if d != nil {
 							d.Bind(Active)
 							d.Unbind(Active)
 						}
@@ -483,11 +497,62 @@ func TestConcurrent(t *testing.T) {
 				if i%2 == 0 {
 					l = append([]*Dest{extra}, base...)
 				}
-				base[i%len(base)].SetWeight(int32(i % 4))
+				v.get(fmt.Sprint(11 + i%3)).SetWeight(int32(1 + i%3))
 				v.s.Update(l)
 			}
 			close(stop)
 			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+		})
+	}
+}
+
+// TestConcurrentShares: rr and wrr, scheduling from several goroutines at
+// once, give every server its share over whole rounds exactly, as one
+// caller would see them.
+func TestConcurrentShares(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		want  map[string]int // connections per server in one round
+		round int
+	}{
+		{"rr", map[string]int{"11": 1, "12": 1, "13": 1}, 3},
+		{"wrr", map[string]int{"11": 1, "12": 2, "13": 3}, 6},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newService(t, tt.name, 0)
+			v.addAll("11/1 12/2 13/3 14/0")
+			const goroutines, rounds = 4, 1000
+			var mu sync.Mutex
+			got := map[string]int{}
+			var wg sync.WaitGroup
+			for range goroutines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					mine := map[string]int{}
+					for range rounds * tt.round / goroutines {
+						mine[short(v.s.Schedule(clientConn("198.18.0.1:1000")))]++
+					}
+					mu.Lock()
+					for k, n := range mine {
+						got[k] += n
+					}
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			for srv, per := range tt.want {
+				if got[srv] != per*rounds {
+					t.Errorf("server %s got %d connections in %d rounds, want %d: %v", srv, got[srv], rounds, per*rounds, got)
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Errorf("connections went to %v, want only %v", got, tt.want)
+			}
 		})
 	}
 }
