@@ -156,6 +156,7 @@ func TestSSLCheckVerify(t *testing.T) {
 	s := spec(SSL)
 	s.URLs = []URL{{Path: "/"}}
 	s.Verify = true
+	s.ConnectTimeout = 10 * time.Second // the handshake fails at once; a slow one (-race) must not time out first
 	got, _ := probe(t, s, srv.addr(t))
 	if !strings.Contains(got, "certificate") {
 		t.Errorf("verify against a self-signed certificate: error %q, want a certificate error", got)
