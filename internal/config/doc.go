@@ -45,7 +45,8 @@
 //     track_process, notify_master/backup/fault/stop, notify, smtp_alert.
 //   - vrrp_instance: state, interface, virtual_router_id, priority,
 //     advert_int, version, nopreempt, preempt, preempt_delay, accept,
-//     no_accept, authentication { auth_type PASS|AH, auth_pass },
+//     no_accept, authentication { auth_type PASS|AH, auth_pass } (version 2;
+//     with version 3 it is ignored with a warning, as keepalived does),
 //     virtual_ipaddress and virtual_ipaddress_excluded (ADDR[/LEN] dev,
 //     scope, label, brd, peer, use_vmac, no_track, flags),
 //     no_virtual_ipaddress, virtual_routes, mcast_src_ip, unicast_src_ip,

@@ -530,7 +530,10 @@ func (d *decoder) vrrpInstance(n *node, c *Config) {
 		d.warnf(n, "vrrp_instance %s: nopreempt has no effect with state MASTER (use state BACKUP)", v.Name)
 	}
 	if v.Version == 3 && v.Auth != nil {
-		d.warnf(n, "vrrp_instance %s: VRRP version 3 has no authentication; the block is ignored", v.Name)
+		// keepalived 2.2 says so, runs the instance without it, and its
+		// config test fails (exit 5).
+		d.kaWarnf(n, "vrrp_instance %s: VRRP version 3 does not support authentication; the block is ignored", v.Name)
+		v.Auth = nil
 	}
 	for i := 1; i < len(v.VirtualIPs); i++ {
 		if v.VirtualIPs[i].Prefix.Addr().Is6() != v.VirtualIPs[0].Prefix.Addr().Is6() {

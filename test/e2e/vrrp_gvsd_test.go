@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -239,4 +241,57 @@ func TestGvsdVRRPWithKeepalived(t *testing.T) {
 func tail(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-20):], "\n")
+}
+
+// TestVRRPv3AuthenticationAsKeepalived: a version 3 instance with an
+// authentication block. keepalived 2.2 warns that v3 has no
+// authentication, runs the instance without it, and its config test
+// exits 5; gvsd does the same on the same files.
+func TestVRRPv3AuthenticationAsKeepalived(t *testing.T) {
+	netnstest.Require(t, "keepalived")
+	p := newVRRPPair(t)
+	v2 := vrrpInstanceConf("2", "MASTER", 100, "")
+	v3 := strings.Replace(v2, "vrrp_version 2", "vrrp_version 3", 1)
+	tests := []struct {
+		name string
+		conf string
+		code int // keepalived -t's, and gvsd -t's
+	}{
+		{"v2 with PASS", v2, 0},
+		{"v3 with PASS", v3, 5},
+		{"v3 with AH", strings.Replace(v3, "auth_type PASS", "auth_type AH", 1), 5},
+	}
+	exit := func(err error) int {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := p.write(t, 0, tt.conf)
+			kaOut, err := p.dirs[0].Cmd("keepalived", "-t", "-l", "-n", "-f", path).CombinedOutput()
+			ka := exit(err)
+			gvsdOut, err := p.dirs[0].Cmd(filepath.Join(bin, "gvsd"), "-t", "-f", path).CombinedOutput()
+			gvsd := exit(err)
+			if ka != tt.code || gvsd != ka {
+				t.Errorf("keepalived -t exits %d, gvsd -t %d, want both %d\nkeepalived:\n%s\ngvsd:\n%s", ka, gvsd, tt.code, kaOut, gvsdOut)
+			}
+			if tt.code != 0 && !strings.Contains(string(gvsdOut), "version 3 does not support authentication") {
+				t.Errorf("gvsd -t does not say why:\n%s", gvsdOut)
+			}
+		})
+	}
+
+	// Both run the v3 instance, without authentication: gvsd takes the
+	// VIP as master.
+	proc := p.startGVSD(t, 0, v3)
+	p.waitVIP(t, 0, 10*time.Second, "gvsd (v3 with an authentication block) holding the VIP")
+	if out := proc.Output(); !strings.Contains(out, "does not support authentication") {
+		t.Errorf("gvsd does not warn that the block is ignored:\n%s", out)
+	}
 }
