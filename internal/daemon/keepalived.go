@@ -184,4 +184,3 @@ func (k *keepalived) stop() {
 	k.cancel()
 	k.poll.Wait()
 }
-
