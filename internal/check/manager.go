@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -38,10 +39,10 @@ type VirtualServer struct {
 	// means keepalived's default, 1); Hysteresis widens it both ways.
 	Quorum     int
 	Hysteresis int
-	// QuorumUp and QuorumDown are script lines run when the quorum is
-	// gained or lost.
-	QuorumUp   string
-	QuorumDown string
+	// QuorumUp and QuorumDown are scripts run when the quorum is gained
+	// or lost.
+	QuorumUp   script.Cmd
+	QuorumDown script.Cmd
 	// HASuspend: the checkers only run while the virtual address is on
 	// this host; they start suspended until Resume or AddressChanged.
 	HASuspend bool
@@ -56,10 +57,10 @@ type RealServer struct {
 	// Inhibit (inhibit_on_failure) sets the weight to 0 when the server is
 	// down instead of removing it.
 	Inhibit bool
-	// NotifyUp and NotifyDown are script lines run when the server goes
-	// up or down. keepalived passes no extra arguments.
-	NotifyUp   string
-	NotifyDown string
+	// NotifyUp and NotifyDown are scripts run when the server goes up or
+	// down. keepalived passes no extra arguments.
+	NotifyUp   script.Cmd
+	NotifyDown script.Cmd
 	Checks     []Spec
 }
 
@@ -345,10 +346,10 @@ func (m *Manager) setAlive(rs *rsState, alive bool, r Report) {
 	}
 	rs.alive = alive
 	ev := Event{Kind: RealServerUp, Service: vs.cfg.Service, RealServer: rs.addrPort(), Checker: r.Checker.spec.Type}
-	script := rs.cfg.NotifyUp
+	sc := rs.cfg.NotifyUp
 	ev.Message = fmt.Sprintf("=> %s succeed on service <=", ev.Checker)
 	if !alive {
-		ev.Kind, script = RealServerDown, rs.cfg.NotifyDown
+		ev.Kind, sc = RealServerDown, rs.cfg.NotifyDown
 		ev.Message = fmt.Sprintf("=> %s failed on service <=", ev.Checker)
 		if r.Err != nil {
 			ev.Error = r.Err.Error()
@@ -356,7 +357,7 @@ func (m *Manager) setAlive(rs *rsState, alive bool, r Report) {
 	}
 	m.log.Info("real server "+map[bool]string{true: "up", false: "down"}[alive],
 		"service", vs.cfg.Service.String(), "real_server", rs.addrPort().String(), "inhibit", rs.cfg.Inhibit)
-	m.notify(script, ev)
+	m.notify(sc, ev)
 	m.updateQuorum(vs, false)
 }
 
@@ -494,13 +495,13 @@ func (m *Manager) exec(op ipvs.Op, rs *rsState, weight int32) {
 }
 
 // notify runs script (if any) in the background and hands ev to OnEvent.
-func (m *Manager) notify(script string, ev Event) {
+func (m *Manager) notify(sc script.Cmd, ev Event) {
 	ev.Time = time.Now()
-	if script != "" {
+	if !sc.IsZero() {
 		m.scripts.Add(1)
 		go func() {
 			defer m.scripts.Done()
-			if err := runScript(context.Background(), script, m.opts.ScriptTimeout); err != nil {
+			if err := runScript(context.Background(), sc, m.opts.ScriptTimeout); err != nil {
 				m.log.Warn("notify script failed", "error", err)
 			}
 		}()

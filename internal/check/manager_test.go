@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -115,9 +116,9 @@ func tcpReal(srv *tcpServer, weight int32, edit ...func(*Spec)) RealServer {
 
 func name(srv *tcpServer, w int) string { return fmt.Sprintf("%s=%d", srv.addr, w) }
 
-// script returns a script line appending word to the file log.
-func script(log, word string) string {
-	return fmt.Sprintf(`sh -c "echo %s >> %s"`, word, log)
+// appendScript returns a script appending word to the file log.
+func appendScript(log, word string) script.Cmd {
+	return script.Cmd{Line: fmt.Sprintf(`sh -c "echo %s >> %s"`, word, log)}
 }
 
 func readLog(t *testing.T, path string) string {
@@ -129,7 +130,7 @@ func TestManagerRemovesAndRestores(t *testing.T) {
 	a, b := newTCPServer(t), newTCPServer(t)
 	log := filepath.Join(t.TempDir(), "notify")
 	ra := tcpReal(a, 3)
-	ra.NotifyUp, ra.NotifyDown = script(log, "up"), script(log, "down")
+	ra.NotifyUp, ra.NotifyDown = appendScript(log, "up"), appendScript(log, "down")
 	p := newPool(t)
 	m := p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{ra, tcpReal(b, 1)}})
 
@@ -256,8 +257,8 @@ func TestManagerSorryServerAndQuorum(t *testing.T) {
 		Service:     vip,
 		RealServers: []RealServer{tcpReal(a, 1), tcpReal(b, 1)},
 		SorryServer: &RealServer{Dest: ipvs.Dest{Addr: sorry.addr.Addr(), Port: sorry.addr.Port(), Weight: 1}},
-		QuorumUp:    script(log, "quorum_up"),
-		QuorumDown:  script(log, "quorum_down"),
+		QuorumUp:    appendScript(log, "quorum_up"),
+		QuorumDown:  appendScript(log, "quorum_down"),
 	})
 	both := []string{name(a, 1), name(b, 1)}
 	slices.Sort(both)

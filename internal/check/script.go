@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"os/exec"
-	"os/user"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,24 +45,15 @@ func splitCommand(line string) []string {
 	return words
 }
 
-// command builds a script's process in its own process group, as user
-// when set.
-func command(ctx context.Context, line, username string) (*exec.Cmd, error) {
-	argv := splitCommand(line)
+// command builds a script's process: in its own process group, as
+// its user.
+func command(ctx context.Context, sc script.Cmd) (*exec.Cmd, error) {
+	argv := splitCommand(sc.Line)
 	if len(argv) == 0 {
 		return nil, errors.New("empty script")
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if username != "" {
-		u, err := user.Lookup(username)
-		if err != nil {
-			return nil, fmt.Errorf("script user: %w", err)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	}
+	cmd.SysProcAttr = sc.SysProcAttr()
 	// On timeout, end the whole group: SIGTERM, then SIGKILL 2s later.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 2 * time.Second
@@ -74,7 +64,7 @@ func command(ctx context.Context, line, username string) (*exec.Cmd, error) {
 // passes too and sets the weight to the status minus 2; anything else,
 // a signal or the misc_timeout fails.
 func (c *Checker) probeMisc(ctx context.Context) (int, error) {
-	cmd, err := command(ctx, c.spec.MiscPath, c.spec.User)
+	cmd, err := command(ctx, script.Cmd{Line: c.spec.MiscPath, RunAs: c.spec.MiscRunAs})
 	if err != nil {
 		return -1, err
 	}
@@ -99,17 +89,17 @@ func (c *Checker) probeMisc(ctx context.Context) (int, error) {
 	return -1, nil
 }
 
-// runScript runs a notify or quorum script line and waits for it, at most
+// runScript runs a notify or quorum script and waits for it, at most
 // timeout.
-func runScript(ctx context.Context, line string, timeout time.Duration) error {
+func runScript(ctx context.Context, sc script.Cmd, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd, err := command(ctx, line, "")
+	cmd, err := command(ctx, sc)
 	if err != nil {
 		return err
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %w: %s", line, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s: %w: %s", sc.Line, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

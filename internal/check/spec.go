@@ -8,6 +8,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -73,7 +74,8 @@ type Spec struct {
 	MiscPath    string        `json:"misc_path,omitempty"`
 	MiscTimeout time.Duration `json:"misc_timeout,omitempty"` // 0: delay_loop
 	MiscDynamic bool          `json:"misc_dynamic,omitempty"`
-	User        string        `json:"user,omitempty"` // run the script as this user
+	// MiscRunAs is the user the script runs as (nil: gvsd's own).
+	MiscRunAs *script.Credential `json:"misc_run_as,omitempty"`
 
 	// DNS_CHECK.
 	DNSType string `json:"dns_type,omitempty"` // "SOA" by default

@@ -101,14 +101,20 @@ func DefaultConfigID() string {
 
 // Load reads and parses the configuration file at path, with the host's
 // default config id. Includes are relative to the including file.
-// The error is a *FileError when path cannot be read, else an *Error or
-// Errors; warnings are returned even when the configuration loads.
+// It then resolves who runs each script and which may run at all, with
+// this host's users and files (see Script). The error is a *FileError
+// when path cannot be read, else an *Error or Errors; warnings are
+// returned even when the configuration loads.
 func Load(path string) (*Config, []Warning, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, &FileError{Path: path, Err: err}
 	}
-	return Parse(path, data, Options{ConfigID: DefaultConfigID()})
+	cfg, warns, err := Parse(path, data, Options{ConfigID: DefaultConfigID()})
+	if err != nil {
+		return nil, warns, err
+	}
+	return cfg, append(warns, resolveScripts(cfg, path, systemScriptHost())...), nil
 }
 
 // maxErrors bounds the errors one parse reports.

@@ -259,10 +259,22 @@ func orList(ws []string) string {
 // Script is a command keepalived runs (notify scripts, misc_path,
 // vrrp_script): the command line as written, and the optional user and
 // group to run it as.
+//
+// Load (not Parse) resolves who runs it and whether it may run, as
+// keepalived does at start and reload (see resolveScripts): UID and GID
+// are the script's user, else global_defs script_user, else
+// keepalived_script when that user exists, else gvsd's own; Disabled
+// says why the script must not run at all. A Config from Parse alone has
+// them zero.
 type Script struct {
+	Pos   Pos    `json:"-"`
 	Cmd   string `json:"cmd"`
 	User  string `json:"user,omitempty"`
 	Group string `json:"group,omitempty"`
+
+	UID      uint32 `json:"uid"`
+	GID      uint32 `json:"gid"`
+	Disabled string `json:"disabled,omitempty"`
 }
 
 // Args splits the command line into words; single quotes keep spaces.
@@ -294,7 +306,7 @@ func (s *Script) Args() []string {
 // script reads "<STRING>|<QUOTED-STRING> [username [:][groupname]]" from
 // args[i:].
 func (d *decoder) script(n *node, i int) *Script {
-	s := &Script{Cmd: n.args[i]}
+	s := &Script{Pos: n.pos, Cmd: n.args[i]}
 	rest := n.args[i+1:]
 	if len(rest) > 0 {
 		s.User = rest[0]

@@ -13,7 +13,13 @@ type Pos struct {
 	Line int    `json:"line"`
 }
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
+// String is "file:line", or "file" for what concerns the whole file.
+func (p Pos) String() string {
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
 
 // Error is a configuration error at a line: Error() is "file:line: msg".
 type Error struct {
@@ -56,6 +62,10 @@ type Warning struct {
 	// reports this as a configuration error (exit ExitConfigTest) although
 	// it carries on; GVS only warns. A strict check can count these.
 	KeepalivedError bool
+	// Security is set on keepalived's script security errors ("SECURITY
+	// VIOLATION - scripts are being executed but script_security not
+	// enabled."): keepalived -t exits ExitConfigTestSecurity for them.
+	Security bool
 }
 
 func (w Warning) String() string { return fmt.Sprintf("%s: %s", w.Pos, w.Msg) }

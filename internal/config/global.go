@@ -72,10 +72,11 @@ type Global struct {
 	// EnableScriptSecurity refuses scripts a non-root user could change
 	// when they run as root. ScriptUser and ScriptGroup run scripts
 	// that name no user (default keepalived_script if it exists, else
-	// root; resolved by the daemon).
+	// gvsd's own user); Load resolves every Script's user.
 	EnableScriptSecurity bool   `json:"enable_script_security,omitempty"`
 	ScriptUser           string `json:"script_user,omitempty"`
 	ScriptGroup          string `json:"script_group,omitempty"`
+	ScriptUserPos        Pos    `json:"-"`
 
 	// LVSTimeouts are lvs_timeouts (tcp, tcpfin, udp); a zero leaves that
 	// timeout as it is.
@@ -230,7 +231,7 @@ var globalTable = table[Global]{
 	"default_interface":               setString(func(g *Global) *string { return &g.DefaultInterface }),
 	"enable_script_security":          setBool(func(g *Global) *bool { return &g.EnableScriptSecurity }),
 	"script_user": {min: 1, max: 2, fn: func(d *decoder, n *node, g *Global) {
-		g.ScriptUser = n.args[1]
+		g.ScriptUser, g.ScriptUserPos = n.args[1], n.pos
 		if len(n.args) > 2 {
 			g.ScriptGroup = n.args[2]
 		}

@@ -184,7 +184,16 @@ func (d *decoder) vrrpScript(n *node, c *Config) {
 	s := VRRPScript{Pos: n.pos, Name: n.args[1], Interval: time.Second, Rise: 1, Fall: 1}
 	timeoutSet := false
 	run(d, "vrrp_script", n.children, table[VRRPScript]{
-		"script": {min: 1, max: 3, fn: func(d *decoder, n *node, s *VRRPScript) { s.Script = d.script(n, 1) }},
+		"script": {min: 1, max: 3, fn: func(d *decoder, n *node, s *VRRPScript) {
+			var user, group string
+			if s.Script != nil { // a user line came first
+				user, group = s.Script.User, s.Script.Group
+			}
+			s.Script = d.script(n, 1)
+			if s.Script.User == "" {
+				s.Script.User, s.Script.Group = user, group
+			}
+		}},
 		"interval": {min: 1, max: 1, fn: func(d *decoder, n *node, s *VRRPScript) {
 			if v, ok := d.timer(n, 1, 0.001, maxTimer); ok {
 				s.Interval = v

@@ -23,11 +23,23 @@ func ConfigTest(path, engine string, out io.Writer) int {
 		path = DefaultConfigFile
 	}
 	_, warnings, err := checkConfig(path, engine)
+	security := 0
 	for _, w := range warnings {
 		fmt.Fprintf(out, "%s: warning: %s\n", w.Pos, w.Msg)
+		if w.Security {
+			security++
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(out, err)
+	}
+	if security > 0 {
+		// keepalived -t's exit code for script security wins over its
+		// other configuration errors.
+		fmt.Fprintf(out, "%s: scripts would run without enable_script_security (gvsd runs them)\n", path)
+		return config.ExitConfigTestSecurity
+	}
+	if err != nil {
 		return config.TestExitCode(err)
 	}
 	fmt.Fprintf(out, "%s: configuration OK\n", path)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -111,14 +112,17 @@ func destOf(rs *config.RealServer, key ipvs.ServiceKey) ipvs.Dest {
 func checkVirtualServer(cfg *config.Config, vs *config.VirtualServer, key ipvs.ServiceKey, log *slog.Logger) (check.VirtualServer, error) {
 	cvs := check.VirtualServer{
 		Service: key, Quorum: vs.Quorum, Hysteresis: vs.Hysteresis,
-		QuorumUp: scriptLine(vs.QuorumUp), QuorumDown: scriptLine(vs.QuorumDown),
+		QuorumUp: scriptCmd(vs.QuorumUp), QuorumDown: scriptCmd(vs.QuorumDown),
 		HASuspend: vs.HASuspend,
 	}
 	for i := range vs.RealServers {
 		rs := &vs.RealServers[i]
 		crs := check.RealServer{Dest: destOf(rs, key), Inhibit: rs.InhibitOnFailure,
-			NotifyUp: scriptLine(rs.NotifyUp), NotifyDown: scriptLine(rs.NotifyDown)}
+			NotifyUp: scriptCmd(rs.NotifyUp), NotifyDown: scriptCmd(rs.NotifyDown)}
 		for j := range rs.Checkers {
+			if c := &rs.Checkers[j]; c.Misc != nil && c.Misc.Path != nil && c.Misc.Path.Disabled != "" {
+				continue // keepalived removes a MISC_CHECK whose script it refused
+			}
 			if c := &rs.Checkers[j]; c.File != nil {
 				s, err := fileCheckSpec(c, cfg)
 				if err != nil {
@@ -141,11 +145,13 @@ func checkVirtualServer(cfg *config.Config, vs *config.VirtualServer, key ipvs.S
 	return cvs, nil
 }
 
-func scriptLine(s *config.Script) string {
-	if s == nil {
-		return ""
+// scriptCmd is a script as the runtime runs it: the command line and the
+// user config.Load resolved for it; a disabled script is no script.
+func scriptCmd(s *config.Script) script.Cmd {
+	if s == nil || s.Disabled != "" {
+		return script.Cmd{}
 	}
-	return s.Cmd
+	return script.Cmd{Line: s.Cmd, RunAs: &script.Credential{UID: s.UID, GID: s.GID}}
 }
 
 // checkSpecs maps one checker block to check specs: one, or one per
@@ -191,7 +197,8 @@ func checkSpecs(c *config.Checker, rs *config.RealServer, log *slog.Logger) ([]c
 		}
 	case c.Misc != nil:
 		if c.Misc.Path != nil {
-			s.MiscPath, s.User = c.Misc.Path.Cmd, c.Misc.Path.User
+			sc := scriptCmd(c.Misc.Path)
+			s.MiscPath, s.MiscRunAs = sc.Line, sc.RunAs
 		}
 		s.MiscTimeout, s.MiscDynamic = c.Misc.Timeout, c.Misc.Dynamic
 	case c.DNS != nil:

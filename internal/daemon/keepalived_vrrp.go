@@ -100,16 +100,22 @@ func (u *vrrpUnit) build(cfg *config.Config, log *slog.Logger) error {
 		if ic.TrackProcesses, err = vrrpTrackProcesses(procs, cfg, u.sig.Processes); err != nil {
 			return fmt.Errorf("%s: vrrp_instance %s: %w", in.Pos, in.Name, err)
 		}
+		tracked := ic.TrackScripts[:0]
 		for _, t := range ic.TrackScripts {
 			s, ok := cfg.Script(t.Name)
 			if !ok {
 				return fmt.Errorf("%s: vrrp_instance %s: track_script %s: no vrrp_script of that name", in.Pos, in.Name, t.Name)
 			}
+			if s.Script.Disabled != "" {
+				continue // keepalived stops tracking a script it refused
+			}
+			tracked = append(tracked, t)
 			u.sig.Scripts[s.Name] = trackScript(s, log)
 			if s.InitFail && !slices.Contains(u.sig.InitFail, s.Name) {
 				u.sig.InitFail = append(u.sig.InitFail, s.Name)
 			}
 		}
+		ic.TrackScripts = tracked
 		u.sig.Instances = append(u.sig.Instances, ic)
 	}
 	for i, in := range u.cfgs {
@@ -121,9 +127,9 @@ func (u *vrrpUnit) build(cfg *config.Config, log *slog.Logger) error {
 		u.insts = append(u.insts, inst)
 	}
 	if g := u.group; g != nil {
-		sg := vrrp.SyncGroup{Name: g.Name, Instances: g.Group, NotifyMaster: scriptLine(g.Notify.Master),
-			NotifyBackup: scriptLine(g.Notify.Backup), NotifyFault: scriptLine(g.Notify.Fault),
-			NotifyStop: scriptLine(g.Notify.Stop), Notify: scriptLine(g.Notify.Any)}
+		sg := vrrp.SyncGroup{Name: g.Name, Instances: g.Group, NotifyMaster: scriptCmd(g.Notify.Master),
+			NotifyBackup: scriptCmd(g.Notify.Backup), NotifyFault: scriptCmd(g.Notify.Fault),
+			NotifyStop: scriptCmd(g.Notify.Stop), Notify: scriptCmd(g.Notify.Any)}
 		u.sig.Group = &sg
 		grp, err := vrrp.NewGroup(sg, u.insts, log)
 		if err != nil {
@@ -150,9 +156,9 @@ func instanceConfig(in *config.VRRPInstance, g *config.Global, group *config.Syn
 		NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay,
 		UnicastSrcIP: in.UnicastSrcIP, MCastSrcIP: in.McastSrcIP, CheckUnicastSrc: g.VRRPCheckUnicastSrc,
 		UseVMAC: in.UseVMAC, VMACName: in.VMACName, VMACXmitBase: in.VMACXmitBase,
-		NotifyMaster: scriptLine(in.Notify.Master), NotifyBackup: scriptLine(in.Notify.Backup),
-		NotifyFault: scriptLine(in.Notify.Fault), NotifyStop: scriptLine(in.Notify.Stop),
-		Notify:                  scriptLine(in.Notify.Any),
+		NotifyMaster: scriptCmd(in.Notify.Master), NotifyBackup: scriptCmd(in.Notify.Backup),
+		NotifyFault: scriptCmd(in.Notify.Fault), NotifyStop: scriptCmd(in.Notify.Stop),
+		Notify:                  scriptCmd(in.Notify.Any),
 		GARPMasterDelay:         in.GarpMasterDelay,
 		GARPMasterRepeat:        in.GarpMasterRepeat,
 		GARPMasterRefresh:       in.GarpMasterRefresh,
@@ -210,7 +216,7 @@ func trackScript(s *config.VRRPScript, log *slog.Logger) vrrp.TrackScript {
 	if s.Reverse {
 		w = -w
 	}
-	return vrrp.TrackScript{Name: s.Name, Script: scriptLine(s.Script), Interval: s.Interval, Timeout: s.Timeout,
+	return vrrp.TrackScript{Name: s.Name, Script: scriptCmd(s.Script), Interval: s.Interval, Timeout: s.Timeout,
 		Weight: w, Rise: s.Rise, Fall: s.Fall}
 }
 

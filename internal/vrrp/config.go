@@ -3,6 +3,7 @@ package vrrp
 import (
 	"errors"
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"net/netip"
 	"time"
 )
@@ -26,7 +27,7 @@ type TrackInterface struct {
 // TrackScript is a vrrp_script block.
 type TrackScript struct {
 	Name     string
-	Script   string        // command line, run with /bin/sh -c
+	Script   script.Cmd    // command line, run with /bin/sh -c
 	Interval time.Duration // default 1 s
 	Timeout  time.Duration // default Interval
 	// Weight as track_interface's; Rise and Fall are how many successes
@@ -102,11 +103,11 @@ type InstanceConfig struct {
 	TrackFiles      []TrackRef       // track_file
 	TrackProcesses  []TrackRef       // track_process
 
-	NotifyMaster string // notify_master
-	NotifyBackup string // notify_backup
-	NotifyFault  string // notify_fault
-	NotifyStop   string // notify_stop
-	Notify       string // notify: gets INSTANCE name state priority
+	NotifyMaster script.Cmd // notify_master
+	NotifyBackup script.Cmd // notify_backup
+	NotifyFault  script.Cmd // notify_fault
+	NotifyStop   script.Cmd // notify_stop
+	Notify       script.Cmd // notify: gets INSTANCE name state priority
 
 	GARPMasterDelay         time.Duration // garp_master_delay (default 5 s; 0 disables the second burst)
 	GARPMasterRepeat        int           // garp_master_repeat (default 5)
@@ -119,7 +120,7 @@ type InstanceConfig struct {
 type SyncGroup struct {
 	Name                                                        string
 	Instances                                                   []string
-	NotifyMaster, NotifyBackup, NotifyFault, NotifyStop, Notify string
+	NotifyMaster, NotifyBackup, NotifyFault, NotifyStop, Notify script.Cmd
 }
 
 // IPv6 reports whether the instance runs VRRP over IPv6 (its first VIP is

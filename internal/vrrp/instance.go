@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -722,18 +723,18 @@ func (r *runner) changed(s State) {
 		r.garpAt, r.refreshAt = time.Time{}, time.Time{}
 	}
 	r.log.Info("entering "+s.String()+" state", "priority", r.m.Priority())
-	var script string
+	var sc script.Cmd
 	switch s {
 	case StateMaster:
-		script = r.cfg.NotifyMaster
+		sc = r.cfg.NotifyMaster
 	case StateBackup:
-		script = r.cfg.NotifyBackup
+		sc = r.cfg.NotifyBackup
 	case StateFault:
-		script = r.cfg.NotifyFault
+		sc = r.cfg.NotifyFault
 	case StateStop:
-		script = r.cfg.NotifyStop
+		sc = r.cfg.NotifyStop
 	}
-	r.notify.run(script)
+	r.notify.run(sc)
 	r.notify.run(r.cfg.Notify, "INSTANCE", r.cfg.Name, s.String(), fmt.Sprint(r.m.Priority()))
 	if hook != nil {
 		hook(r.Instance, s)

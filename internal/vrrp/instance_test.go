@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -171,8 +172,8 @@ func TestInstanceTrackingAndNotify(t *testing.T) {
 	masterLog := filepath.Join(dir, "master.log")
 	trackFile := filepath.Join(dir, "track")
 	cfg := memConfig("VI_1", 1, 200, "198.18.0.1")
-	cfg.Notify = "echo >>" + log
-	cfg.NotifyMaster = "echo master >>" + masterLog
+	cfg.Notify = script.Cmd{Line: "echo >>" + log}
+	cfg.NotifyMaster = script.Cmd{Line: "echo master >>" + masterLog}
 	cfg.TrackScripts = []TrackRef{{Name: "chk"}}
 	cfg.TrackInterfaces = []TrackInterface{{Name: "uplink", Weight: -50}}
 	cfg.TrackFiles = []TrackRef{{Name: "tf"}}
@@ -180,7 +181,7 @@ func TestInstanceTrackingAndNotify(t *testing.T) {
 	var h hub
 	inst, stop := runMem(t, cfg, Options{
 		Conn: h.conn("198.18.0.1"), Host: host,
-		Scripts: map[string]TrackScript{"chk": {Name: "chk", Script: "true"}},
+		Scripts: map[string]TrackScript{"chk": {Name: "chk", Script: script.Cmd{Line: "true"}}},
 		Files:   map[string]TrackFile{"tf": {Name: "tf", File: trackFile, Weight: -10}},
 	})
 	waitState(t, inst, StateMaster)
@@ -281,7 +282,7 @@ func TestSyncGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	notify := filepath.Join(t.TempDir(), "group.log")
-	g, err := NewGroup(SyncGroup{Name: "G", Instances: []string{"VI_A", "VI_B"}, Notify: "echo >>" + notify},
+	g, err := NewGroup(SyncGroup{Name: "G", Instances: []string{"VI_A", "VI_B"}, Notify: script.Cmd{Line: "echo >>" + notify}},
 		[]*Instance{a, b}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +321,7 @@ func TestSyncGroup(t *testing.T) {
 
 func TestRunScriptRiseFall(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "ok")
-	s := TrackScript{Name: "chk", Script: "test -e " + flag, Interval: 20 * time.Millisecond, Rise: 3, Fall: 2}
+	s := TrackScript{Name: "chk", Script: script.Cmd{Line: "test -e " + flag}, Interval: 20 * time.Millisecond, Rise: 3, Fall: 2}
 	results := make(chan bool, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

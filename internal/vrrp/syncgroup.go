@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"fmt"
+	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"sync"
 )
@@ -86,18 +87,18 @@ func (g *Group) changed(from *Instance, s State) {
 		}
 	}
 	if newState != old {
-		var script string
+		var sc script.Cmd
 		switch newState {
 		case StateMaster:
-			script = g.cfg.NotifyMaster
+			sc = g.cfg.NotifyMaster
 		case StateBackup:
-			script = g.cfg.NotifyBackup
+			sc = g.cfg.NotifyBackup
 		case StateFault:
-			script = g.cfg.NotifyFault
+			sc = g.cfg.NotifyFault
 		case StateStop:
-			script = g.cfg.NotifyStop
+			sc = g.cfg.NotifyStop
 		}
-		g.notify.run(script)
+		g.notify.run(sc)
 		g.notify.run(g.cfg.Notify, "GROUP", g.cfg.Name, newState.String())
 	}
 }

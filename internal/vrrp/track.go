@@ -58,7 +58,8 @@ func RunScript(ctx context.Context, log *slog.Logger, s TrackScript, report func
 func runCheck(ctx context.Context, s TrackScript) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", s.Script)
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", s.Script.Line)
+	cmd.SysProcAttr = s.Script.SysProcAttr()
 	cmd.WaitDelay = time.Second
 	return cmd.Run() == nil
 }
