@@ -119,6 +119,21 @@
 //   - proxy_protocol 1|2 in a virtual_server: the proxy engine sends a
 //     PROXY protocol v1 or v2 header to the real servers (TCP only).
 //
+// # Scripts
+//
+// Load (not Parse) settles every Script as keepalived does when it reads
+// its configuration: who runs it (Script.UID and GID: its own user and
+// group, else global_defs script_user, else keepalived_script when that
+// user exists, else gvsd's own user) and whether it may run at all
+// (Script.Disabled: a user that does not exist; a script that cannot be
+// found or that its user cannot execute; with enable_script_security, a
+// script run with root's privileges that a non-root user could change).
+// It reports keepalived's messages as warnings, those keepalived -t
+// counts as errors with KeepalivedError, and "SECURITY VIOLATION - scripts
+// are being executed but script_security not enabled." with Security
+// (keepalived -t's exit ExitConfigTestSecurity). Notify FIFOs are not
+// scripts and are not checked.
+//
 // # Errors and warnings
 //
 // Errors are *Error ("file:line: what is wrong", with a hint such as the
@@ -126,6 +141,8 @@
 // Where keepalived carries on with a complaint (deprecated spellings,
 // missing closing braces at the end of a file, a missing protocol) Parse
 // returns a Warning; Warning.KeepalivedError marks those keepalived -t
-// counts as errors. TestExitCode maps an error to keepalived's config-test
-// exit codes (ExitOK, ExitConfig, ExitConfigTest).
+// counts as errors, and Warning.Security its script security errors.
+// TestExitCode maps an error to keepalived's config-test exit codes
+// (ExitOK, ExitConfig, ExitConfigTest); ExitConfigTestSecurity is for a
+// configuration whose warnings include a Security one.
 package config
