@@ -49,10 +49,9 @@ const (
 // scriptRef is one script of the configuration, as resolveScripts walks
 // them.
 type scriptRef struct {
-	s     *Script
-	kind  scriptKind
-	name  string // the vrrp_script's name
-	check bool   // run by the checkers (else by VRRP)
+	s    *Script
+	kind scriptKind
+	name string // the vrrp_script's name
 }
 
 // Flags of a script security check, as keepalived's check_script_secure
@@ -95,30 +94,30 @@ func resolveScripts(c *Config, file string, h scriptHost) []Warning {
 			vrrpSide = append(vrrpSide, scriptRef{s: s, kind: trackScript, name: c.Scripts[i].Name})
 		}
 	}
-	notify := func(side *[]scriptRef, kind scriptKind, check bool, ss ...*Script) {
+	notify := func(side *[]scriptRef, kind scriptKind, ss ...*Script) {
 		for _, s := range ss {
 			if s != nil && s.Cmd != "" {
-				*side = append(*side, scriptRef{s: s, kind: kind, check: check})
+				*side = append(*side, scriptRef{s: s, kind: kind})
 			}
 		}
 	}
 	for i := range c.SyncGroups {
 		n := &c.SyncGroups[i].Notify
-		notify(&vrrpSide, notifyScript, false, n.Master, n.Backup, n.Fault, n.Stop, n.Any)
+		notify(&vrrpSide, notifyScript, n.Master, n.Backup, n.Fault, n.Stop, n.Any)
 	}
 	for i := range c.Instances {
 		n := &c.Instances[i].Notify
-		notify(&vrrpSide, notifyScript, false, n.Master, n.Backup, n.Fault, n.Stop, n.Any)
+		notify(&vrrpSide, notifyScript, n.Master, n.Backup, n.Fault, n.Stop, n.Any)
 	}
 	for i := range c.VirtualServers {
 		vs := &c.VirtualServers[i]
-		notify(&checkSide, quorumScript, true, vs.QuorumUp, vs.QuorumDown)
+		notify(&checkSide, quorumScript, vs.QuorumUp, vs.QuorumDown)
 		for j := range vs.RealServers {
 			rs := &vs.RealServers[j]
-			notify(&checkSide, notifyScript, true, rs.NotifyUp, rs.NotifyDown)
+			notify(&checkSide, notifyScript, rs.NotifyUp, rs.NotifyDown)
 			for k := range rs.Checkers {
 				if m := rs.Checkers[k].Misc; m != nil && m.Path != nil {
-					checkSide = append(checkSide, scriptRef{s: m.Path, kind: miscScript, check: true})
+					checkSide = append(checkSide, scriptRef{s: m.Path, kind: miscScript})
 				}
 			}
 		}
