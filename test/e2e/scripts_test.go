@@ -260,3 +260,78 @@ virtual_server 198.18.5.1 80 {
 		})
 	}
 }
+
+// TestKeepalivedInsecureScriptsDoNotRun: with enable_script_security,
+// gvsd never runs a root script that anyone may change (the vrrp_script,
+// the notify script, the MISC_CHECK), and still runs root's own script.
+func TestKeepalivedInsecureScriptsDoNotRun(t *testing.T) {
+	netnstest.Require(t)
+	n := scriptNS(t, "198.18.5.1/24")
+	dir := scriptDir(t)
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ww, ok := filepath.Join(dir, "ww.sh"), filepath.Join(dir, "ok.sh")
+	writeScript(t, ww, fmt.Sprintf("touch %s/$1\n", out), 0o777)
+	writeScript(t, ok, fmt.Sprintf("touch %s/$1\n", out), 0o755)
+	conf := fmt.Sprintf(`global_defs {
+	router_id SCRIPTS
+	enable_script_security
+}
+vrrp_script ww {
+	script "%[1]s vrrp_script"
+	interval 1
+	user root
+}
+vrrp_instance VI_1 {
+	state MASTER
+	interface eth0
+	virtual_router_id 63
+	priority 100
+	advert_int 1
+	virtual_ipaddress {
+		198.18.5.100/24 dev eth0
+	}
+	track_script {
+		ww
+	}
+	notify_master "%[1]s notify_master" root
+	notify "%[2]s notify" root
+}
+virtual_server 198.18.5.1 80 {
+	delay_loop 1
+	lvs_sched rr
+	lvs_method NAT
+	protocol TCP
+	real_server 198.18.5.2 80 {
+		MISC_CHECK {
+			misc_path "%[1]s misc_check"
+			user root
+		}
+	}
+}
+`, ww, ok)
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gvsd := n.Start(filepath.Join(bin, "gvsd"), "--engine", "proxy", "--grace", "1s", "-f", path,
+		"--socket", filepath.Join(dir, "gvsd.sock"))
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(out, name))
+		return err == nil
+	}
+	waitFor(t, 15*time.Second, "root's own notify script (VI_1 MASTER)", func() bool { return exists("notify") })
+	// The refused scripts would have run within a second of the MASTER
+	// state (notify_master) and every second (vrrp_script, MISC_CHECK).
+	time.Sleep(2500 * time.Millisecond)
+	for _, name := range []string{"vrrp_script", "notify_master", "misc_check"} {
+		if exists(name) {
+			t.Errorf("the world-writable %s ran", name)
+		}
+	}
+	if want := fmt.Sprintf("Unsafe permissions found for script '%s' - disabling.", ww); !strings.Contains(gvsd.Output(), want) {
+		t.Errorf("gvsd's log does not say %q:\n%s", want, gvsd.Output())
+	}
+}
