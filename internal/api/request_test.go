@@ -60,7 +60,14 @@ func TestRequestsAreStrict(t *testing.T) {
 	socket, _ := serve(t, func(s *api.Server) {
 		s.ServeDaemons(daemon.SyncDaemons(ipvssync.NewManager(slog.New(slog.DiscardHandler), eng)))
 	})
-	svc := &ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr("127.0.0.1"), Port: 18080}, Scheduler: "rr"}
+	// A port free now: a fixed one collided with other packages' tests.
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	svc := &ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr("127.0.0.1"), Port: port}, Scheduler: "rr"}
 	if code, msg := post(t, socket, "/v1/commands", commandsJSON(t, ipvs.Command{Op: ipvs.OpAddService, Service: svc})); code != http.StatusNoContent {
 		t.Fatalf("adding a service: %d %s", code, msg)
 	}
