@@ -85,8 +85,11 @@ func (r *report) add(e event) {
 		delete(r.output, k)
 	case "fail":
 		r.failed = true
-		fmt.Fprint(r.out, strings.Join(r.output[k], ""))
-		if e.Test == "" {
+		out := strings.Join(r.output[k], "")
+		fmt.Fprint(r.out, out)
+		// A package's own output ends with go test's FAIL line, unless it
+		// died first (a panic, a timeout).
+		if e.Test == "" && !strings.Contains(out, "FAIL\t"+e.Package) {
 			fmt.Fprintf(r.out, "FAIL\t%s\t%.3fs\n", e.Package, e.Elapsed)
 		}
 		delete(r.output, k)

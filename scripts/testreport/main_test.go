@@ -19,7 +19,9 @@ func TestReport(t *testing.T) {
 		`{"Action":"output","Package":"p/a","Test":"TestRoot","Output":"    a_test.go:20: needs root\n"}`,
 		`{"Action":"output","Package":"p/a","Test":"TestRoot","Output":"--- SKIP: TestRoot (0.00s)\n"}`,
 		`{"Action":"skip","Package":"p/a","Test":"TestRoot","Elapsed":0}`,
+		`{"Action":"output","Package":"p/a","Output":"FAIL\tp/a\t1.500s\n"}`,
 		`{"Action":"fail","Package":"p/a","Elapsed":1.5}`,
+		`{"Action":"fail","Package":"p/d","Elapsed":2}`,
 		`{"Action":"pass","Package":"p/b","Elapsed":0.25}`,
 		`# p/c`,
 		`vet: c.go:1: something`,
@@ -33,6 +35,7 @@ func TestReport(t *testing.T) {
 	want := `=== RUN   TestBad
     a_test.go:9: got 1, want 2
 FAIL	p/a	1.500s
+FAIL	p/d	2.000s
 ok  	p/b	250ms
 # p/c
 vet: c.go:1: something
