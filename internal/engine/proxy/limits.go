@@ -159,41 +159,55 @@ func isLocalAddr(a netip.Addr) bool {
 }
 
 // outgoing holds the local address and port of every TCP connection the
-// engine has open to a real server: a client connection arriving from one
-// of them is the engine talking to itself.
+// engine has open to a real server, with the real server's address: a
+// client connection arriving from one of them at that address is the
+// engine talking to itself. Both ends count: on loopback Linux lets a
+// real client and an outgoing socket share a local port when their
+// peers differ.
 type outgoing struct {
 	shards [shards]struct {
 		mu sync.Mutex
-		m  map[netip.AddrPort]*tcpConn
+		m  map[netip.AddrPort]outConn
 		_  [40]byte
 	}
 }
 
-func (o *outgoing) add(ap netip.AddrPort, c *tcpConn) {
-	sh := &o.shards[ap.Port()%shards]
+// outConn is one connection to a real server: the tcpConn and the real
+// server's address it connected to.
+type outConn struct {
+	c      *tcpConn
+	remote netip.AddrPort
+}
+
+func (o *outgoing) add(local, remote netip.AddrPort, c *tcpConn) {
+	sh := &o.shards[local.Port()%shards]
 	sh.mu.Lock()
 	if sh.m == nil {
-		sh.m = make(map[netip.AddrPort]*tcpConn)
+		sh.m = make(map[netip.AddrPort]outConn)
 	}
-	sh.m[ap] = c
+	sh.m[local] = outConn{c: c, remote: remote}
 	sh.mu.Unlock()
 }
 
-func (o *outgoing) remove(ap netip.AddrPort, c *tcpConn) {
-	sh := &o.shards[ap.Port()%shards]
+func (o *outgoing) remove(local netip.AddrPort, c *tcpConn) {
+	sh := &o.shards[local.Port()%shards]
 	sh.mu.Lock()
-	if sh.m[ap] == c {
-		delete(sh.m, ap)
+	if sh.m[local].c == c {
+		delete(sh.m, local)
 	}
 	sh.mu.Unlock()
 }
 
-func (o *outgoing) has(ap netip.AddrPort) bool {
-	sh := &o.shards[ap.Port()%shards]
+// loops reports whether a connection from client is one of the engine's
+// own connections to a real server: its local address is client and the
+// real server it went to is where the connection arrived, which local
+// says (called only when client matched, as it costs a system call).
+func (o *outgoing) loops(client netip.AddrPort, local func() netip.AddrPort) bool {
+	sh := &o.shards[client.Port()%shards]
 	sh.mu.Lock()
-	_, ok := sh.m[ap]
+	oc, ok := sh.m[client]
 	sh.mu.Unlock()
-	return ok
+	return ok && oc.remote == local()
 }
 
 // loopRefused counts and logs (at most once a second) a connection or

@@ -370,7 +370,7 @@ func (l *evLoop) accept(ln *loopListener) {
 // serve schedules a new client connection and connects to the real server.
 func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 	e := s.e
-	if e.out.has(client) {
+	if e.out.loops(client, func() netip.AddrPort { return localOfFD(cfd) }) {
 		e.loopRefused(s, client)
 		resetFD(cfd)
 		return
@@ -642,4 +642,13 @@ func zoneIndex(a netip.Addr) uint32 {
 		return uint32(ifi.Index)
 	}
 	return 0
+}
+
+// localOfFD is the local address of the socket fd, or the zero AddrPort.
+func localOfFD(fd int) netip.AddrPort {
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return addrPortOfSockaddr(sa)
 }

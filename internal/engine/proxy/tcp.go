@@ -166,7 +166,7 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 	e := s.e
 	defer e.live.Done()
 	client := addrPortOf(cc.RemoteAddr())
-	if e.out.has(client) {
+	if e.out.loops(client, func() netip.AddrPort { return addrPortOf(cc.LocalAddr()) }) {
 		e.loopRefused(s, client)
 		reset(cc)
 		return
@@ -241,7 +241,7 @@ func (c *tcpConn) track(local netip.AddrPort) {
 		return
 	}
 	c.out = local
-	c.svc.e.out.add(local, c)
+	c.svc.e.out.add(local, c.dest.sd.Addr, c)
 }
 
 // untrack forgets the socket to the real server as it closes; c.mu is
