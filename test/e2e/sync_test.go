@@ -26,93 +26,20 @@ import (
 //	rs1    198.18.0.11 ──┤   VIP 198.18.0.200 on A's eth0, later B's;
 //	rs2    198.18.0.12 ──┘   on the real servers' lo
 func TestSyncDaemonFailover(t *testing.T) {
-	netnstest.Require(t)
-	hub := netnstest.New(t, "hub")
-	client := netnstest.New(t, "cli")
-	dirs := []*netnstest.NS{netnstest.New(t, "dira"), netnstest.New(t, "dirb")}
-	rs := []*netnstest.NS{netnstest.New(t, "rs1"), netnstest.New(t, "rs2")}
-	netnstest.Bridge(t, hub, "br0", "eth0", client, dirs[0], dirs[1], rs[0], rs[1])
-	client.Addr("eth0", "198.18.0.100/24")
-	for i, d := range dirs {
-		d.Addr("eth0", fmt.Sprintf("198.18.0.%d/24", i+1))
-	}
-	for i, n := range rs {
-		n.Addr("eth0", fmt.Sprintf("198.18.0.%d/24", 11+i))
-		t.Setenv("GVS_XDP_ROLE", "rs")
-		t.Setenv("GVS_XDP_NAME", fmt.Sprintf("RS%d", i+1))
-		t.Setenv("GVS_XDP_MODE", "dr")
-		t.Setenv("GVS_XDP_LISTEN", e2eVIP+":80")
-		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
-		waitListening(t, n, e2eVIP+":80")
-	}
-	os.Unsetenv("GVS_XDP_ROLE")
-
-	// Both directors: gvsd with the xdp engine and the same service.
-	socks := make([]string, 2)
-	procs := make([]*netnstest.Proc, 2)
-	for i, d := range dirs {
-		socks[i] = filepath.Join(t.TempDir(), "gvsd.sock")
-		procs[i] = d.Start(filepath.Join(bin, "gvsd"), "--engine", "xdp", "--interface", "eth0", "--socket", socks[i], "--grace", "1s")
-	}
-	adm := func(i int, args ...string) (string, error) {
-		cmd := exec.Command(filepath.Join(bin, "gvsadm"), args...)
-		cmd.Env = append(os.Environ(), "GVS_SOCKET="+socks[i])
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	mustAdm := func(i int, args ...string) string {
-		t.Helper()
-		out, err := adm(i, args...)
-		if err != nil {
-			t.Fatalf("director %c: gvsadm %s: %v\n%s\ngvsd log:\n%s", 'A'+i, strings.Join(args, " "), err, out, procs[i].Output())
-		}
-		return out
-	}
+	lab := newXDPLab(t, 2)
+	lab.start(t, 0)
+	lab.start(t, 1)
+	client, dirs, procs := lab.client, lab.dirs, lab.gvsd
+	adm, mustAdm, moveVIP := lab.adm, lab.mustAdm, lab.moveVIP
 	for i := range dirs {
-		waitFor(t, 60*time.Second, "gvsd with the xdp engine", func() bool { _, err := adm(i, "-Ln"); return err == nil })
 		mustAdm(i, "-A", "-t", e2eVIP+":80", "-s", "rr")
 		mustAdm(i, "-a", "-t", e2eVIP+":80", "-r", "198.18.0.11:80", "-g")
 		mustAdm(i, "-a", "-t", e2eVIP+":80", "-r", "198.18.0.12:80", "-g")
 	}
-	mac := func(ns *netnstest.NS) string {
-		return strings.TrimSpace(ns.Run("cat", "/sys/class/net/eth0/address"))
-	}
-	// moveVIP puts the VIP on director i and points the client at it.
-	moveVIP := func(i int) {
-		t.Helper()
-		dirs[1-i].Cmd("ip", "addr", "del", e2eVIP+"/32", "dev", "eth0").Run() // may not be there
-		dirs[i].Run("ip", "addr", "replace", e2eVIP+"/32", "dev", "eth0")
-		client.Run("ip", "neigh", "replace", e2eVIP, "lladdr", mac(dirs[i]), "dev", "eth0", "nud", "permanent")
-	}
 
-	// open makes n kept-alive connections through the current director
-	// and returns them with the real server each reached.
-	open := func(t *testing.T, n int) ([]*keepAlive, []string) {
-		t.Helper()
-		var ks []*keepAlive
-		var names []string
-		for range n {
-			k, err := dialKeepAlive(client.Name, e2eVIP+":80")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { k.conn.Close() })
-			name, err := k.get()
-			if err != nil {
-				t.Fatalf("first request: %v", err)
-			}
-			ks, names = append(ks, k), append(names, name)
-		}
-		return ks, names
-	}
-
-	// Director A serves once it has resolved the real servers (a first
-	// SYN may be dropped until then).
+	open := lab.open
 	moveVIP(0)
-	waitFor(t, 30*time.Second, "an answer through director A", func() bool {
-		_, err := getInNS(client.Name, e2eVIP+":80")
-		return err == nil
-	})
+	lab.waitServing(t)
 
 	t.Run("without sync the connection breaks", func(t *testing.T) {
 		moveVIP(0)
