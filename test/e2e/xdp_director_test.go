@@ -23,7 +23,7 @@ import (
 // serveXDPDirector runs the xdp engine in a helper process (inside the
 // director's namespace) and serves a small control API on the unix socket
 // sock until ctx ends: POST /apply takes an ipvs.Snapshot, GET /status,
-// /conns and /entries return the engine's view as JSON.
+// /conns, /entries and /drops return the engine's view as JSON.
 func serveXDPDirector(t *testing.T, ctx context.Context, log *slog.Logger, opts xdp.Options, sock string) {
 	e, err := xdp.New(log, opts)
 	if err != nil {
@@ -43,6 +43,7 @@ func serveXDPDirector(t *testing.T, ctx context.Context, log *slog.Logger, opts 
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Status()) })
 	mux.HandleFunc("GET /conns", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Conns()) })
 	mux.HandleFunc("GET /entries", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.ConnEntries()) })
+	mux.HandleFunc("GET /drops", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(e.Drops()) })
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)

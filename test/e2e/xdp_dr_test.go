@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -250,6 +251,10 @@ func TestXDPHelper(t *testing.T) {
 		t.Logf("%s: %d packets decapsulated", name, srv.Decapsulated())
 	case "director":
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		serveXDPDirector(t, ctx, log, xdp.Options{Interfaces: []string{"eth0"}, Mode: "generic", TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")}, os.Getenv("GVS_XDP_SOCK"))
+		opts := xdp.Options{Interfaces: []string{"eth0"}, Mode: "generic", TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")}
+		if n, err := strconv.ParseUint(os.Getenv("GVS_XDP_MAXCONNS"), 10, 32); err == nil {
+			opts.MaxConns = uint32(n) // TestFaultConnTableOverflow's small table
+		}
+		serveXDPDirector(t, ctx, log, opts, os.Getenv("GVS_XDP_SOCK"))
 	}
 }
