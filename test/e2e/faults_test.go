@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -166,28 +167,12 @@ func TestFaultReloadUnderLoad(t *testing.T) {
 	}
 
 	t.Run("weights, added and removed servers", func(t *testing.T) {
-		ld := startLoad(4, 5*time.Millisecond, 20000, 30*time.Second, do)
-		for i := range 6 {
-			time.Sleep(500 * time.Millisecond)
-			conf := []string{second, first}[i%2]
+		reload := func(t *testing.T, conf string) {
+			t.Helper()
 			d.rewrite(t, conf)
-			ld.mark(fmt.Sprintf("reload %d", i+1))
 			d.hup(t, "configuration reloaded")
-			if got := d.pool(t, names); got != pools[(i+1)%2] {
-				t.Errorf("pool after reload %d: %s, want %s", i+1, got, pools[(i+1)%2])
-			}
 		}
-		time.Sleep(500 * time.Millisecond)
-		reqs := ld.finish()
-		ld.report(t, reqs)
-		for _, r := range reqs {
-			if r.err != nil {
-				t.Errorf("request at %s failed: %v", r.start.Sub(ld.t0).Round(time.Millisecond), r.err)
-			}
-		}
-		if got := answers(reqs, ld.t0, time.Now()); len(got) != 4 {
-			t.Errorf("answers %v, want all four real servers to have served", got)
-		}
+		reloadsUnderLoad(t, do, reload, func() string { return d.pool(t, names) }, [2]string{second, first}, [2]string{pools[1], pools[0]})
 	})
 
 	t.Run("truncated file is refused", func(t *testing.T) {
@@ -226,6 +211,70 @@ func TestFaultReloadUnderLoad(t *testing.T) {
 			t.Errorf("answers %v, want RS1, RS2 and RS3", got)
 		}
 	})
+}
+
+// reloadsUnderLoad runs a load of new connections (do) and reloads six
+// times, alternating between confs; after each reload the pool must be
+// the conf's. No request may fail, and every real server that any conf
+// has must have answered.
+func reloadsUnderLoad(t *testing.T, do func(int) (string, error), reload func(*testing.T, string), pool func() string, confs, pools [2]string) {
+	t.Helper()
+	ld := startLoad(4, 5*time.Millisecond, 20000, 30*time.Second, do)
+	for i := range 6 {
+		time.Sleep(500 * time.Millisecond)
+		ld.mark(fmt.Sprintf("reload %d", i+1))
+		reload(t, confs[i%2])
+		if got := pool(); got != pools[i%2] {
+			t.Errorf("pool after reload %d: %s, want %s", i+1, got, pools[i%2])
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	reqs := ld.finish()
+	ld.report(t, reqs)
+	for _, r := range reqs {
+		if r.err != nil {
+			t.Errorf("request at %s failed: %v", r.start.Sub(ld.t0).Round(time.Millisecond), r.err)
+		}
+	}
+	servers := map[string]bool{}
+	for _, p := range pools {
+		for _, f := range strings.Fields(p) {
+			name, _, _ := strings.Cut(f, ":")
+			servers[name] = true
+		}
+	}
+	if got := answers(reqs, ld.t0, time.Now()); len(got) != len(servers) {
+		t.Errorf("answers %v, want every real server of %v", got, pools)
+	}
+}
+
+// TestFaultReloadUnderLoadXDP: the same reloads on the xdp engine (DR, in
+// namespaces): wrr with RS1 and RS2 at weight 1, then RS1 at 3 and RS2
+// removed, and back. No request fails: a removed real server finishes its
+// connections, an added one takes new ones at once.
+func TestFaultReloadUnderLoadXDP(t *testing.T) {
+	lab := newXDPLab(t, 1)
+	lab.moveVIP(0)
+	dr := func(conf string) string {
+		return strings.Replace(strings.Replace(conf, "lb_kind NAT", "lb_kind DR", 1), "lb_algo rr", "lb_algo wrr", 1)
+	}
+	rss := []string{"198.18.0.11:80", "198.18.0.12:80"}
+	first := dr(vsConf("", e2eVIP+":80", rss, []string{tcpCheck, tcpCheck}))
+	second := dr(vsConf("", e2eVIP+":80", rss[:1], []string{weighted(tcpCheck, 3)}))
+	conf := writeConf(t, first)
+	p := lab.start(t, 0, "-f", conf)
+	lab.waitServing(t)
+	reload := func(t *testing.T, text string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := strings.Count(p.Output(), "configuration reloaded")
+		p.Cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, 5*time.Second, "the reload", func() bool { return strings.Count(p.Output(), "configuration reloaded") > before })
+	}
+	do := func(int) (string, error) { return getInNS(lab.client.Name, e2eVIP+":80") }
+	reloadsUnderLoad(t, do, reload, func() string { return lab.pool(0) }, [2]string{second, first}, [2]string{"RS1:3", "RS1:1 RS2:1"})
 }
 
 // TestFaultRestartProxy: on the proxy engine gvsd holds both halves of
@@ -293,13 +342,26 @@ func TestFaultRestartXDP(t *testing.T) {
 // TestFaultDirectorKilledWithSync: two directors run gvsd --engine xdp
 // with the same DR service and the master and backup sync daemons; eight
 // kept-alive connections through director A send requests under load
-// (each every 20 ms). Director A dies as a host does: its gvsd is
-// SIGKILLed and its link goes down at once; 300 ms later the VIP moves to
-// director B (what VRRP does after its master-down interval; the VRRP
-// side is TestLVSSyncDaemonFollowsVRRP's). No established connection is
-// lost: each goes on to the same real server through B (a request caught
-// in the gap is retransmitted by TCP).
+// (each every 20 ms). Director A is then killed, and 300 ms later the VIP
+// moves to director B (what VRRP does after its master-down interval; the
+// VRRP side is TestLVSSyncDaemonFollowsVRRP's).
+//
+//   - When the director host dies (its link goes down, then gvsd is
+//     SIGKILLed) no established connection is lost: each goes on to the
+//     same real server through B (a request caught in the gap is
+//     retransmitted by TCP).
+//   - When only gvsd dies and the host stays up with the VIP, the XDP
+//     program goes with the process (its link and maps are not pinned),
+//     so until the VIP moves every packet reaching A goes to A's kernel,
+//     which resets the connection. Kernel IPVS keeps forwarding when
+//     keepalived dies; gvsd will once its link and maps are pinned (issue
+//     11). This case asserts today's behaviour, to be turned round then.
 func TestFaultDirectorKilledWithSync(t *testing.T) {
+	t.Run("host dies", func(t *testing.T) { directorKilled(t, true) })
+	t.Run("only gvsd dies", func(t *testing.T) { directorKilled(t, false) })
+}
+
+func directorKilled(t *testing.T, hostDies bool) {
 	lab := newXDPLab(t, 2)
 	for i := range lab.dirs {
 		lab.start(t, i)
@@ -325,28 +387,39 @@ func TestFaultDirectorKilledWithSync(t *testing.T) {
 
 	ld := startLoad(len(ks), 20*time.Millisecond, 20000, 30*time.Second, func(w int) (string, error) { return ks[w].get() })
 	time.Sleep(time.Second)
-	ld.mark("director A killed")
+	if hostDies {
+		ld.mark("director A's link down")
+		lab.dirs[0].Run("ip", "link", "set", "eth0", "down")
+	}
+	ld.mark("director A's gvsd killed")
 	lab.gvsd[0].Kill()
-	lab.dirs[0].Run("ip", "link", "set", "eth0", "down")
 	time.Sleep(300 * time.Millisecond)
 	lab.moveVIP(1)
 	ld.mark("VIP on director B")
 	time.Sleep(2 * time.Second)
 	reqs := ld.finish()
 	ld.report(t, reqs)
-	lost := 0
+	failed := 0
 	for _, r := range reqs {
 		if r.err != nil {
-			lost++
+			failed++
 		}
 	}
-	if lost > 0 {
-		t.Errorf("%d requests on established connections failed\ndirector B:\n%s", lost, lab.gvsd[1].Output())
-	}
+	lost := 0
 	for i, k := range ks {
 		if name, err := k.get(); err != nil || name != names[i] {
-			t.Errorf("connection %d after the failover: %q, %v; want it to go on to %s", i, name, err, names[i])
+			lost++
+			if hostDies {
+				t.Errorf("connection %d after the failover: %q, %v; want it to go on to %s", i, name, err, names[i])
+			}
 		}
+	}
+	t.Logf("%d of %d established connections lost", lost, len(ks))
+	switch {
+	case hostDies && failed > 0:
+		t.Errorf("%d requests on established connections failed\ndirector B:\n%s", failed, lab.gvsd[1].Output())
+	case !hostDies && lost == 0:
+		t.Errorf("every connection survived gvsd's death on a live director: the program outlives gvsd now; update this test, the README and the xdp package doc")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +147,21 @@ func (l *xdpLab) open(t *testing.T, n int) ([]*keepAlive, []string) {
 		ks, names = append(ks, k), append(names, name)
 	}
 	return ks, names
+}
+
+// pool lists director i's first service's real servers as "RS1:weight"
+// (from gvsadm -Ln), sorted.
+func (l *xdpLab) pool(i int) string {
+	out, _ := l.adm(i, "-Ln")
+	var pool []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] != "->" || !strings.HasPrefix(f[1], "198.18.0.1") {
+			continue
+		}
+		host, _, _ := strings.Cut(f[1], ":")
+		pool = append(pool, fmt.Sprintf("RS%s:%s", strings.TrimPrefix(host, "198.18.0.1"), f[3]))
+	}
+	slices.Sort(pool)
+	return strings.Join(pool, " ")
 }

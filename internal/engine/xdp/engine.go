@@ -116,6 +116,18 @@
 //     connection evicts the least recently used entry, where IPVS grows
 //     its table without bound. IPv4 connections have their own table
 //     because its 16-byte key hashes faster than the 40-byte IPv6 one.
+//     Evictions are not counted: the table's size and the connections
+//     the services counted are what tells them (TestFaultConnTableOverflow:
+//     4,096 one-datagram flows through a table of 512 left every
+//     established and new TCP connection of another service working).
+//   - The program, its link and its maps belong to the process: nothing
+//     is pinned, so when gvsd exits or dies the program is detached and
+//     the connection table is gone; a new gvsd starts empty and the next
+//     packet of an established connection goes to the kernel, which
+//     resets it (TestFaultRestartXDP, TestFaultDirectorKilledWithSync).
+//     Kernel IPVS keeps forwarding when its user space dies. Pinning the
+//     link and maps under /sys/fs/bpf, and re-using them at start, would
+//     keep connections across a restart (issue 11; not done).
 //   - The per-state TCP timeouts ipvsadm --set cannot change (SYN_RECV,
 //     TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK...) are the kernel's unless
 //     Options.StateTimeouts overrides them.
