@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,7 +117,9 @@ func TestFaultRealServerKilledProxy(t *testing.T) {
 // DR real servers and HTTP_GET checks, in namespaces). The director keeps
 // no per-connection state on the real server's side: a SYN sent to the
 // dead RS1 is answered by RS1's kernel with a reset, so every new
-// connection scheduled to RS1 fails until the checker takes it out.
+// connection scheduled to RS1 fails until the checker takes it out. Each
+// request comes from a source port of its own: see the second subtest
+// for what a reused one meets.
 func TestFaultRealServerKilledXDP(t *testing.T) {
 	lab := newXDPLab(t, 1)
 	lab.moveVIP(0)
@@ -124,8 +127,37 @@ func TestFaultRealServerKilledXDP(t *testing.T) {
 		"lb_kind NAT", "lb_kind DR", 1)
 	lab.start(t, 0, "-f", writeConf(t, conf))
 	lab.waitServing(t)
-	do := func(int) (string, error) { return getInNS(lab.client.Name, e2eVIP+":80") }
-	killUnderLoad(t, do, lab.rsProcs[0].Kill, func() bool { return lab.pool(0) == "RS2:1" })
+	var mu sync.Mutex
+	port, rs1Ports := 20000, []int{}
+	do := func(int) (string, error) {
+		mu.Lock()
+		port++
+		p := port
+		mu.Unlock()
+		name, err := getInNSFrom(lab.client.Name, p, e2eVIP+":80")
+		if name == "RS1" {
+			mu.Lock()
+			rs1Ports = append(rs1Ports, p)
+			mu.Unlock()
+		}
+		return name, err
+	}
+	t.Run("new source ports", func(t *testing.T) {
+		killUnderLoad(t, do, lab.rsProcs[0].Kill, func() bool { return lab.pool(0) == "RS2:1" })
+	})
+	// Kernel IPVS reschedules a SYN that finds a finished connection
+	// (TIME_WAIT, conn_reuse_mode) or one whose real server is gone
+	// (expire_nodest_conn); the xdp program forwards it to the old
+	// connection's real server.
+	t.Run("a reused source port", func(t *testing.T) {
+		if len(rs1Ports) == 0 {
+			t.Fatal("no request reached RS1 before it was killed")
+		}
+		name, err := getInNSFrom(lab.client.Name, rs1Ports[0], e2eVIP+":80")
+		if err != nil || name != "RS2" {
+			t.Skipf("known bug (issue 11): a new connection from source port %d, which an earlier connection to RS1 used, went to the dead RS1 after its checker took it out (%q, %v): the xdp program forwards a SYN that hits a finished connection's entry to that entry's real server, where IPVS reschedules it", rs1Ports[0], name, err)
+		}
+	})
 }
 
 // weighted is a real server's check block with weight w.
