@@ -120,6 +120,11 @@
 //     the services counted are what tells them (TestFaultConnTableOverflow:
 //     4,096 one-datagram flows through a table of 512 left every
 //     established and new TCP connection of another service working).
+//   - A SYN that finds the entry of a finished connection (the client
+//     reused its source port) is forwarded to that entry's real server,
+//     even one taken out of the pool, until the entry expires; IPVS
+//     reschedules it (conn_reuse_mode, expire_nodest_conn). A bug, for
+//     now (TestFaultRealServerKilledXDP/a_reused_source_port).
 //   - The program, its link and its maps belong to the process: nothing
 //     is pinned, so when gvsd exits or dies the program is detached and
 //     the connection table is gone; a new gvsd starts empty and the next
