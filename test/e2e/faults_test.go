@@ -225,7 +225,7 @@ func TestFaultReloadUnderLoad(t *testing.T) {
 		ld.report(t, reqs)
 		log := strings.TrimPrefix(d.out.String(), before)
 		if strings.Contains(log, "configuration reloaded") {
-			t.Skipf("gvsd applied the truncated file that gvsd -t refuses (pool now %s): enable this test when issue 11's reload fix (reload refuses what -t refuses) has landed", d.pool(t, names))
+			t.Fatalf("gvsd applied the truncated file that gvsd -t refuses (pool now %s)", d.pool(t, names))
 		}
 		if got := d.pool(t, names); got != pools[0] {
 			t.Errorf("pool after the refused reload: %s, want %s", got, pools[0])
