@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
@@ -224,7 +225,7 @@ func startEngine(log *slog.Logger, target, mode string) (*xdp.Engine, string, er
 		Service: svc,
 		Dests:   []ipvs.Dest{{Addr: netip.MustParseAddr(rsAddr), Port: vipPort, Method: method, Weight: 1, TunType: ipvs.TunIPIP}},
 	}}}
-	if err := e.Apply(snap); err != nil {
+	if err := engine.ApplySnapshot(e, snap); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		e.Close(ctx)

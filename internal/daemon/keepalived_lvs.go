@@ -399,7 +399,7 @@ func (k *keepalived) startLVSUnit(u *lvsUnit, present map[netip.Addr]bool) error
 		}
 		// Update keeps the table's own errors (ipvs.ErrDestExists ...)
 		// which the manager tells apart.
-		return k.dir.Update(func(t *ipvs.Table) error { return t.Exec(c) })
+		return k.dir.Update(func(tx *ipvs.Tx) error { return tx.Exec(c) })
 	})
 	mgr, err := check.NewManager([]check.VirtualServer{u.run}, apply, check.Options{
 		Log:     k.log.With("virtual_server", u.vs.Pos.String()),

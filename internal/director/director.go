@@ -1,6 +1,11 @@
-// Package director ties the IPVS table to the running engine: every change
-// to the table is handed to the engine, and a change the engine refuses is
-// rolled back so the table always says what is served.
+// Package director ties the IPVS table to the running engine. Commands are
+// applied as batches: the table takes (or refuses, with ipvsadm's wording)
+// each command in turn, recording what changed, and the engine is handed
+// only those changes, once per batch (see package engine). A batch the
+// engine refuses is undone in the table, which the engine left as it was,
+// so the table always says what is served; the batch's commands are then
+// tried one at a time to find the one the engine refuses. The cost of a
+// batch grows with the batch, not with the table.
 package director
 
 import (
@@ -33,69 +38,136 @@ func New(eng engine.Engine, log *slog.Logger) *Director {
 }
 
 // Exec applies commands in order and stops at the first one refused, by
-// the table or by the engine; a refused command changes nothing.
+// the table or by the engine; the commands before it are applied, the
+// refused one changes nothing. The error is a *wire.CommandError.
 func (d *Director) Exec(cmds []ipvs.Command) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i, c := range cmds {
-		if err := d.exec(c); err != nil {
+	for i, err := range d.run(cmds, true) {
+		if err != nil {
 			return &wire.CommandError{Index: i, Msg: err.Error()}
 		}
 	}
 	return nil
 }
 
-func (d *Director) exec(c ipvs.Command) error {
-	before := d.table.Snapshot()
-	if err := d.table.Exec(c); err != nil {
+// ExecEach applies every command it can, in order, as ipvsadm -R does
+// line by line: a refused command changes nothing and the ones after it
+// still run. It returns one error per command, nil where applied.
+func (d *Director) ExecEach(cmds []ipvs.Command) []error {
+	return d.run(cmds, false)
+}
+
+// run applies cmds as one batch; with stop, it ends at the first refused
+// command. It returns one error per command (nil for the ones applied or,
+// after a stop, not tried).
+func (d *Director) run(cmds []ipvs.Command, stop bool) []error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	errs := make([]error, len(cmds))
+	tx := d.table.Begin()
+	n := len(cmds)
+	for i, c := range cmds {
+		if errs[i] = tx.Exec(c); errs[i] != nil && stop {
+			n = i + 1
+			break
+		}
+	}
+	if err := d.engine.Apply(tx.Changes()); err == nil {
+		d.zero(cmds[:n], errs)
+		return errs
+	} else if n == 1 {
+		tx.Rollback()
+		errs[0] = err
+		return errs
+	}
+	// The engine refused the batch: find the command it refuses.
+	tx.Rollback()
+	clear(errs)
+	for i, c := range cmds[:n] {
+		errs[i] = d.execOne(c)
+		if errs[i] != nil && stop {
+			break
+		}
+	}
+	return errs
+}
+
+// execOne applies one command as a batch of its own.
+func (d *Director) execOne(c ipvs.Command) error {
+	tx := d.table.Begin()
+	if err := tx.Exec(c); err != nil {
 		return err
 	}
-	if c.Op == ipvs.OpZero {
+	if err := d.engine.Apply(tx.Changes()); err != nil {
+		tx.Rollback()
+		return err
+	}
+	d.zero([]ipvs.Command{c}, []error{nil})
+	return nil
+}
+
+// zero clears the engine's counters for the zero commands applied.
+func (d *Director) zero(cmds []ipvs.Command, errs []error) {
+	for i, c := range cmds {
+		if c.Op != ipvs.OpZero || errs[i] != nil {
+			continue
+		}
 		var key *ipvs.ServiceKey
 		if c.Service != nil {
 			key = &c.Service.ServiceKey
 		}
 		d.engine.Zero(key)
-		return nil
 	}
-	return d.applyOrRollback(before)
 }
 
-// Replace makes the table hold exactly snap (a reloaded configuration); the
-// engine keeps the connections of services and servers that stay.
+// Replace makes the table hold exactly snap (a reloaded configuration), as
+// one batch of the differences: services and real servers that stay keep
+// their place, counters and connections; only changed services are
+// touched. On error nothing changed; the error starts with the service
+// (and real server) it is about.
 func (d *Director) Replace(snap *ipvs.Snapshot) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	before := d.table.Snapshot()
-	if err := d.table.Replace(snap); err != nil {
-		return err
+	tx := d.table.Begin()
+	for _, c := range ipvs.Diff(d.table.Snapshot(), snap) {
+		if err := tx.Exec(c); err != nil {
+			tx.Rollback()
+			return about(c, err)
+		}
 	}
-	return d.applyOrRollback(before)
+	return d.commit(tx)
 }
 
-// Update edits the table through fn (health checkers adding, removing or
-// re-weighting servers) and hands the result to the engine.
-func (d *Director) Update(fn func(t *ipvs.Table) error) error {
+// about prefixes err with the service and real server c is about.
+func about(c ipvs.Command, err error) error {
+	switch {
+	case c.Service == nil:
+		return err
+	case c.Dest != nil:
+		return fmt.Errorf("%s -> %s: %w", c.Service.ServiceKey, c.Dest.AddrPort(), err)
+	}
+	return fmt.Errorf("%s: %w", c.Service.ServiceKey, err)
+}
+
+// Update runs fn, a health checker's change (adding, removing or
+// re-weighting a real server), in a table transaction and hands the
+// engine what it changed. fn's and the table's errors are returned as
+// they are (ipvs.ErrDestExists ...); on error nothing changed.
+func (d *Director) Update(fn func(tx *ipvs.Tx) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	before := d.table.Snapshot()
-	if err := fn(d.table); err != nil {
-		d.table.Replace(before)
+	tx := d.table.Begin()
+	if err := fn(tx); err != nil {
+		tx.Rollback()
 		return err
 	}
-	return d.applyOrRollback(before)
+	return d.commit(tx)
 }
 
-func (d *Director) applyOrRollback(before *ipvs.Snapshot) error {
-	err := d.engine.Apply(d.table.Snapshot())
-	if err == nil {
-		return nil
-	}
-	if rerr := d.table.Replace(before); rerr != nil {
-		return fmt.Errorf("%w (and restoring the previous table failed: %v)", err, rerr)
-	}
-	if rerr := d.engine.Apply(before); rerr != nil {
-		d.log.Error("engine refused the previous table too", "error", rerr)
+// commit hands the engine tx's changes, undoing tx when it refuses them.
+func (d *Director) commit(tx *ipvs.Tx) error {
+	err := d.engine.Apply(tx.Changes())
+	if err != nil {
+		tx.Rollback()
 	}
 	return err
 }

@@ -1,5 +1,38 @@
 // Package engine defines the data-plane interface: what every engine (proxy,
 // xdp) offers the control plane, which never knows which one runs.
+//
+// # Changes, not snapshots
+//
+// The control plane (internal/director) hands an engine only what changed,
+// as a batch: a list of ipvs.Commands in the table's normalized form
+// (ipvs.Tx.Changes), applied in order as one:
+//
+//   - add-service, edit-service: Service is the whole service as the table
+//     holds it; a new service is listed after the others.
+//   - delete-service: only Service's key is read. Its real servers stop
+//     taking new connections; established ones finish.
+//   - add-server, edit-server, delete-server: Service carries the key,
+//     Dest the whole real server (delete-server reads its address and
+//     port). A new real server goes first in its service's list, as in the
+//     kernel; one that stays keeps its place, connections and counters; a
+//     deleted one keeps forwarding its established connections.
+//   - set: Timeouts holds all three timeouts as they now are.
+//
+// Clear, zero and unknown operations are not changes: an engine refuses a
+// batch holding one. A service deleted and added again in one batch is a
+// new service: it starts with zeroed counters.
+//
+// Failure: Apply makes every change of the batch or none. A refused batch
+// leaves the engine serving exactly what it served before, so the caller
+// only has to undo its own table. Changes that do not fit what the engine
+// serves (adding a service it has, editing one it does not have) refuse the
+// batch with the table's error (ipvs.ErrServiceExists ...), naming the
+// change. An engine does only the work the touched services need: the cost
+// of a batch grows with the batch, not with the table.
+//
+// The engines' shared part is Fold, which turns a batch into the new
+// configuration of each service it touches. The conformance scenarios that
+// every engine must pass are in internal/engine/enginetest.
 package engine
 
 import (
@@ -16,12 +49,11 @@ type Engine interface {
 	// option) this engine cannot serve, with an error that names the
 	// engine that can.
 	CheckDest(svc *ipvs.Service, d *ipvs.Dest) error
-	// Apply makes the engine serve exactly the snapshot's services. Real
-	// servers that stay keep their connections; removed ones stop getting
-	// new connections while established ones finish.
-	Apply(snap *ipvs.Snapshot) error
-	// Status returns every service with its counters and rates, real
-	// servers in the kernel's order.
+	// Apply makes all of the batch's changes, in order, or none of them
+	// (see the package documentation).
+	Apply(batch []ipvs.Command) error
+	// Status returns every service with its counters and rates, services
+	// in the order added, real servers in the kernel's order.
 	Status() []ipvs.ServiceStatus
 	// Conns lists the connection table (ipvsadm -Lnc).
 	Conns() []ipvs.Conn
@@ -65,4 +97,32 @@ type ServiceState struct {
 	// Refused new flows dropped (no room or no socket, or a loop).
 	Evicted uint64 `json:"evicted"`
 	Refused uint64 `json:"refused"`
+}
+
+// Serving returns what eng serves, as a snapshot (from its Status).
+func Serving(eng Engine) *ipvs.Snapshot {
+	st := eng.Status()
+	snap := &ipvs.Snapshot{Services: make([]ipvs.ServiceConfig, len(st))}
+	for i, s := range st {
+		sc := ipvs.ServiceConfig{Service: s.Service, Dests: make([]ipvs.Dest, len(s.Dests))}
+		for j, d := range s.Dests {
+			sc.Dests[j] = d.Dest
+		}
+		snap.Services[i] = sc
+	}
+	return snap
+}
+
+// ApplySnapshot makes eng serve exactly snap's services, with the changes
+// from what it serves now; timeouts are set when given. For tools and tests
+// that hold whole tables; the daemon hands engines its table's changes.
+func ApplySnapshot(eng Engine, snap *ipvs.Snapshot) error {
+	cur := Serving(eng)
+	cur.Timeouts = snap.Timeouts // timeouts are set below, whatever they were
+	batch := ipvs.Diff(cur, snap)
+	if snap.Timeouts != (ipvs.Timeouts{}) {
+		t := snap.Timeouts
+		batch = append(batch, ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &t})
+	}
+	return eng.Apply(batch)
 }

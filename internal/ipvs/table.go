@@ -54,6 +54,7 @@ type DestChecker func(svc *Service, d *Dest) error
 type Table struct {
 	mu       sync.Mutex
 	services []*entry // in the order added
+	byKey    map[ServiceKey]*entry
 	timeouts Timeouts
 	check    DestChecker
 }
@@ -66,7 +67,7 @@ type entry struct {
 // NewTable returns an empty table with the kernel's default timeouts. check
 // may be nil.
 func NewTable(check DestChecker) *Table {
-	return &Table{timeouts: DefaultTimeouts, check: check}
+	return &Table{timeouts: DefaultTimeouts, check: check, byKey: map[ServiceKey]*entry{}}
 }
 
 // Snapshot is an immutable copy of the table.
@@ -103,19 +104,24 @@ func (t *Table) Timeouts() Timeouts {
 }
 
 // Exec applies one command. OpZero is accepted (it only checks that the
-// service exists); the engine clears its counters.
+// service exists); the engine clears its counters. A refused command
+// changes nothing.
 func (t *Table) Exec(c Command) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.exec(c, nil)
+}
+
+func (t *Table) exec(c Command, tx *Tx) error {
 	switch c.Op {
 	case OpClear:
-		t.services = nil
+		t.clear(tx)
 		return nil
 	case OpSetTimeout:
 		if c.Timeouts == nil {
 			return ErrInvalidTimeout
 		}
-		t.setTimeouts(*c.Timeouts)
+		t.setTimeouts(*c.Timeouts, tx)
 		return nil
 	}
 	if c.Service == nil {
@@ -126,13 +132,13 @@ func (t *Table) Exec(c Command) error {
 	}
 	switch c.Op {
 	case OpAddService:
-		return t.addService(*c.Service)
+		return t.addService(*c.Service, tx)
 	case OpEditService:
-		return t.editService(*c.Service)
+		return t.editService(*c.Service, tx)
 	case OpDelService:
-		return t.delService(c.Service.ServiceKey)
+		return t.delService(c.Service.ServiceKey, tx)
 	case OpZero:
-		if t.find(c.Service.ServiceKey) < 0 {
+		if t.byKey[c.Service.ServiceKey] == nil {
 			return ErrNoService
 		}
 		return nil
@@ -140,25 +146,20 @@ func (t *Table) Exec(c Command) error {
 		if c.Dest == nil {
 			return fmt.Errorf("%s: no real server given", c.Op)
 		}
-		i := t.find(c.Service.ServiceKey)
-		if i < 0 {
+		e := t.byKey[c.Service.ServiceKey]
+		if e == nil {
 			return ErrServiceNotDefined
 		}
-		e := t.services[i]
 		switch c.Op {
 		case OpAddDest:
-			return t.addDest(e, *c.Dest)
+			return t.addDest(e, *c.Dest, tx)
 		case OpEditDest:
-			return t.editDest(e, *c.Dest)
+			return t.editDest(e, *c.Dest, tx)
 		default:
-			return e.delDest(*c.Dest)
+			return e.delDest(*c.Dest, tx)
 		}
 	}
 	return fmt.Errorf("unknown operation %q", c.Op)
-}
-
-func (t *Table) find(k ServiceKey) int {
-	return slices.IndexFunc(t.services, func(e *entry) bool { return e.svc.ServiceKey == k })
 }
 
 // ValidateService checks a service as the kernel does.
@@ -207,43 +208,72 @@ func normalizeService(s *Service) {
 	s.Flags |= FlagHashed
 }
 
-func (t *Table) addService(s Service) error {
+func (t *Table) addService(s Service, tx *Tx) error {
 	normalizeService(&s)
 	if err := ValidateService(&s); err != nil {
 		return err
 	}
-	if t.find(s.ServiceKey) >= 0 {
+	if t.byKey[s.ServiceKey] != nil {
 		return ErrServiceExists
 	}
-	t.services = append(t.services, &entry{svc: s})
+	s.LocalAddrs = slices.Clone(s.LocalAddrs)
+	e := &entry{svc: s}
+	t.services = append(t.services, e)
+	t.byKey[s.ServiceKey] = e
+	tx.record(func() {
+		t.services = t.services[:len(t.services)-1]
+		delete(t.byKey, s.ServiceKey)
+	}, Command{Op: OpAddService, Service: svcCopy(&s)})
 	return nil
 }
 
-func (t *Table) editService(s Service) error {
+func (t *Table) editService(s Service, tx *Tx) error {
 	normalizeService(&s)
 	if err := ValidateService(&s); err != nil {
 		return err
 	}
-	i := t.find(s.ServiceKey)
-	if i < 0 {
+	e := t.byKey[s.ServiceKey]
+	if e == nil {
 		return ErrNoService
 	}
-	for _, d := range t.services[i].dests {
+	for _, d := range e.dests {
 		if err := t.checkDest(&s, &d); err != nil {
 			return err
 		}
 	}
-	t.services[i].svc = s
+	s.LocalAddrs = slices.Clone(s.LocalAddrs)
+	old := e.svc
+	e.svc = s
+	tx.record(func() { e.svc = old }, Command{Op: OpEditService, Service: svcCopy(&s)})
 	return nil
 }
 
-func (t *Table) delService(k ServiceKey) error {
-	i := t.find(k)
-	if i < 0 {
+func (t *Table) delService(k ServiceKey, tx *Tx) error {
+	e := t.byKey[k]
+	if e == nil {
 		return ErrNoService
 	}
+	i := slices.Index(t.services, e)
 	t.services = slices.Delete(t.services, i, i+1)
+	delete(t.byKey, k)
+	tx.record(func() {
+		t.services = slices.Insert(t.services, i, e)
+		t.byKey[k] = e
+	}, Command{Op: OpDelService, Service: &Service{ServiceKey: k}})
 	return nil
+}
+
+func (t *Table) clear(tx *Tx) {
+	services, byKey := t.services, t.byKey
+	t.services, t.byKey = nil, map[ServiceKey]*entry{}
+	if tx == nil {
+		return
+	}
+	changes := make([]Command, len(services))
+	for i, e := range services {
+		changes[i] = Command{Op: OpDelService, Service: &Service{ServiceKey: e.svc.ServiceKey}}
+	}
+	tx.record(func() { t.services, t.byKey = services, byKey }, changes...)
 }
 
 // ValidateDest checks a real server as the kernel does.
@@ -292,7 +322,7 @@ func normalizeDest(_ *Service, d *Dest) {
 	d.Addr = d.Addr.Unmap()
 }
 
-func (t *Table) addDest(e *entry, d Dest) error {
+func (t *Table) addDest(e *entry, d Dest, tx *Tx) error {
 	normalizeDest(&e.svc, &d)
 	if err := t.checkDest(&e.svc, &d); err != nil {
 		return err
@@ -300,11 +330,13 @@ func (t *Table) addDest(e *entry, d Dest) error {
 	if e.index(d) >= 0 {
 		return ErrDestExists
 	}
-	e.dests = slices.Insert(e.dests, 0, d)
+	old := e.dests
+	e.dests = slices.Insert(slices.Clip(e.dests), 0, d)
+	tx.record(func() { e.dests = old }, Command{Op: OpAddDest, Service: &Service{ServiceKey: e.svc.ServiceKey}, Dest: &d})
 	return nil
 }
 
-func (t *Table) editDest(e *entry, d Dest) error {
+func (t *Table) editDest(e *entry, d Dest, tx *Tx) error {
 	normalizeDest(&e.svc, &d)
 	if err := t.checkDest(&e.svc, &d); err != nil {
 		return err
@@ -313,17 +345,22 @@ func (t *Table) editDest(e *entry, d Dest) error {
 	if i < 0 {
 		return ErrNoDest
 	}
+	old := e.dests[i]
 	e.dests[i] = d
+	tx.record(func() { e.dests[i] = old }, Command{Op: OpEditDest, Service: &Service{ServiceKey: e.svc.ServiceKey}, Dest: &d})
 	return nil
 }
 
-func (e *entry) delDest(d Dest) error {
+func (e *entry) delDest(d Dest, tx *Tx) error {
 	normalizeDest(&e.svc, &d)
 	i := e.index(d)
 	if i < 0 {
 		return ErrNoDest
 	}
-	e.dests = slices.Delete(e.dests, i, i+1)
+	old := e.dests
+	e.dests = slices.Delete(slices.Clone(e.dests), i, i+1)
+	d = old[i]
+	tx.record(func() { e.dests = old }, Command{Op: OpDelDest, Service: &Service{ServiceKey: e.svc.ServiceKey}, Dest: &d})
 	return nil
 }
 
@@ -331,7 +368,14 @@ func (e *entry) index(d Dest) int {
 	return slices.IndexFunc(e.dests, func(x Dest) bool { return x.Addr == d.Addr && x.Port == d.Port })
 }
 
-func (t *Table) setTimeouts(to Timeouts) {
+func (t *Table) setTimeouts(to Timeouts, tx *Tx) {
+	old := t.timeouts
+	defer func() {
+		if t.timeouts != old {
+			now := t.timeouts
+			tx.record(func() { t.timeouts = old }, Command{Op: OpSetTimeout, Timeouts: &now})
+		}
+	}()
 	// ipvsadm --set: a zero leaves that timeout unchanged.
 	if to.TCP != 0 {
 		t.timeouts.TCP = to.TCP
@@ -350,6 +394,7 @@ func (t *Table) setTimeouts(to Timeouts) {
 // table is unchanged.
 func (t *Table) Replace(s *Snapshot) error {
 	next := make([]*entry, 0, len(s.Services))
+	byKey := make(map[ServiceKey]*entry, len(s.Services))
 	for _, sc := range s.Services {
 		e := &entry{svc: sc.Service}
 		normalizeService(&e.svc)
@@ -366,15 +411,67 @@ func (t *Table) Replace(s *Snapshot) error {
 			}
 			e.dests = append(e.dests, d)
 		}
-		if slices.ContainsFunc(next, func(x *entry) bool { return x.svc.ServiceKey == e.svc.ServiceKey }) {
+		if byKey[e.svc.ServiceKey] != nil {
 			return fmt.Errorf("%s: %w", e.svc.ServiceKey, ErrServiceExists)
 		}
 		e.svc.LocalAddrs = slices.Clone(e.svc.LocalAddrs)
 		next = append(next, e)
+		byKey[e.svc.ServiceKey] = e
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.services = next
+	t.services, t.byKey = next, byKey
 	t.timeouts = s.Timeouts
 	return nil
+}
+
+func svcCopy(s *Service) *Service {
+	c := *s
+	c.LocalAddrs = slices.Clone(s.LocalAddrs)
+	return &c
+}
+
+// Tx is a group of commands applied to a table that can be undone as one,
+// and the changes they made, for the engine. Begin one with Table.Begin;
+// the table must not be changed otherwise until Commit or Rollback.
+type Tx struct {
+	t       *Table
+	undo    []func()
+	changes []Command
+}
+
+// Begin starts a transaction.
+func (t *Table) Begin() *Tx { return &Tx{t: t} }
+
+// Exec applies one command as Table.Exec does, remembering how to undo it.
+func (x *Tx) Exec(c Command) error {
+	x.t.mu.Lock()
+	defer x.t.mu.Unlock()
+	return x.t.exec(c, x)
+}
+
+// Changes are the changes the transaction's commands made, in order, in
+// the table's normalized form: services and real servers as the table
+// holds them, a clear as one delete-service per service, --set as the
+// resulting timeouts, and nothing for a zero or a --set that changed
+// nothing. Real-server changes and delete-service carry only the
+// service's key.
+func (x *Tx) Changes() []Command { return x.changes }
+
+// Rollback undoes every change of the transaction, newest first.
+func (x *Tx) Rollback() {
+	x.t.mu.Lock()
+	defer x.t.mu.Unlock()
+	for i := len(x.undo) - 1; i >= 0; i-- {
+		x.undo[i]()
+	}
+	x.undo, x.changes = nil, nil
+}
+
+func (x *Tx) record(undo func(), changes ...Command) {
+	if x == nil {
+		return
+	}
+	x.undo = append(x.undo, undo)
+	x.changes = append(x.changes, changes...)
 }

@@ -25,7 +25,7 @@ type syncEngine struct{ name string }
 
 func (e syncEngine) Name() string                             { return e.name }
 func (syncEngine) CheckDest(*ipvs.Service, *ipvs.Dest) error  { return nil }
-func (syncEngine) Apply(*ipvs.Snapshot) error                 { return nil }
+func (syncEngine) Apply([]ipvs.Command) error                 { return nil }
 func (syncEngine) Status() []ipvs.ServiceStatus               { return nil }
 func (syncEngine) Conns() []ipvs.Conn                         { return nil }
 func (syncEngine) Zero(*ipvs.ServiceKey)                      {}

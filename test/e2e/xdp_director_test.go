@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/netns/netnstest"
@@ -36,7 +37,7 @@ func serveXDPDirector(t *testing.T, ctx context.Context, log *slog.Logger, opts 
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if err := e.Apply(&s); err != nil {
+		if err := engine.ApplySnapshot(e, &s); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -62,7 +63,7 @@ func BenchmarkProxyTCP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if err := e.Apply(tb.Snapshot()); err != nil {
+	if err := engine.ApplySnapshot(e, tb.Snapshot()); err != nil {
 		b.Fatal(err)
 	}
 	// The same service on the portable data path (goroutines, splice).
@@ -76,7 +77,7 @@ func BenchmarkProxyTCP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if err := eg.Apply(tbg.Snapshot()); err != nil {
+	if err := engine.ApplySnapshot(eg, tbg.Snapshot()); err != nil {
 		b.Fatal(err)
 	}
 	targets := []struct {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -66,7 +67,7 @@ func (tb *table) exec(cmds ...ipvs.Command) {
 			tb.t.Fatalf("%s: %v", c.Op, err)
 		}
 	}
-	if err := tb.e.Apply(tb.tb.Snapshot()); err != nil {
+	if err := engine.ApplySnapshot(tb.e, tb.tb.Snapshot()); err != nil {
 		tb.t.Fatalf("Apply: %v", err)
 	}
 }

@@ -68,6 +68,7 @@ import (
 
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/sched"
 )
 
 // Options tune the engine; the zero value is usable.
@@ -218,46 +219,95 @@ func (e *Engine) setTimeouts(t ipvs.Timeouts) {
 	e.udpTimeout.Store(sec(t.UDP, def.UDP))
 }
 
-// Apply makes the engine serve exactly the snapshot's services. A service
-// that cannot be served (its address cannot be bound, its scheduler is
-// unknown) is left out and named in the error; the others are applied.
-func (e *Engine) Apply(snap *ipvs.Snapshot) error {
+// Apply makes the batch's changes (see package engine), all or none: it
+// first makes every scheduler and binds the sockets of new services, and
+// refuses the batch, closing those sockets, when one cannot be (its
+// address cannot be bound, its scheduler is unknown). Only the services
+// the batch touches are rebuilt.
+func (e *Engine) Apply(batch []ipvs.Command) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return errors.New("the proxy engine is closed")
 	}
-	e.setTimeouts(snap.Timeouts)
-	var errs []error
-	next := make(map[ipvs.ServiceKey]*service, len(snap.Services))
-	order := make([]*service, 0, len(snap.Services))
-	for i := range snap.Services {
-		sc := &snap.Services[i]
-		if next[sc.ServiceKey] != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", sc.ServiceKey, ipvs.ErrServiceExists))
+	p, err := engine.Fold(batch, func(k ipvs.ServiceKey) (ipvs.ServiceConfig, bool) {
+		s := e.services[k]
+		if s == nil {
+			return ipvs.ServiceConfig{}, false
+		}
+		return s.config(), true
+	})
+	if err != nil {
+		return err
+	}
+	// What can fail, first: schedulers, then the new services' sockets.
+	for _, u := range p.Updates {
+		if u.Config == nil {
 			continue
 		}
-		s := e.services[sc.ServiceKey]
-		if s == nil {
-			var err error
-			if s, err = e.startService(sc); err != nil {
-				errs = append(errs, err)
-				continue
+		if s := e.services[u.Key]; s == nil || u.Recreated || s.schedKey != schedKey(&u.Config.Service) {
+			if _, err := sched.New(u.Config.Scheduler, u.Config.Flags); err != nil {
+				return fmt.Errorf("%s: %w", u.Key, err)
 			}
-		} else if err := s.update(sc); err != nil {
-			errs = append(errs, err)
-		}
-		e.warnUnserved(s)
-		next[sc.ServiceKey] = s
-		order = append(order, s)
-	}
-	for k, s := range e.services {
-		if next[k] == nil {
-			e.stopService(s)
 		}
 	}
-	e.services, e.order = next, order
-	return errors.Join(errs...)
+	started := map[ipvs.ServiceKey]*service{}
+	for _, u := range p.Updates {
+		if !u.Added() || u.Recreated {
+			continue
+		}
+		s, err := e.startService(u.Config)
+		if err != nil {
+			for _, s := range started {
+				s.closeSockets()
+			}
+			return err
+		}
+		started[u.Key] = s
+	}
+	// Then what cannot.
+	reorder := false
+	for _, u := range p.Updates {
+		s := e.services[u.Key]
+		switch {
+		case u.Config == nil:
+			if s != nil {
+				e.stopService(s)
+				delete(e.services, u.Key)
+				reorder = true
+			}
+		case started[u.Key] != nil:
+			s = started[u.Key]
+			e.services[u.Key] = s
+			e.logServing(s)
+			e.warnUnserved(s)
+		case u.Recreated:
+			// A new service on the old one's socket: fresh counters,
+			// real servers and scheduler.
+			s.reset()
+			s.update(u.Config)
+			reorder = true
+		default:
+			s.update(u.Config)
+			e.warnUnserved(s)
+		}
+	}
+	if reorder {
+		gone := map[*service]bool{}
+		for _, u := range p.Updates {
+			if u.Removed() {
+				gone[e.services[u.Key]] = true
+			}
+		}
+		e.order = slices.DeleteFunc(e.order, func(s *service) bool { return gone[s] || e.services[s.key] != s })
+	}
+	for _, k := range p.Added {
+		e.order = append(e.order, e.services[k])
+	}
+	if p.Timeouts != nil {
+		e.setTimeouts(*p.Timeouts)
+	}
+	return nil
 }
 
 // unserved says why a service cannot be proxied, or "".
@@ -328,8 +378,13 @@ func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
 		e.loops.Add(1)
 		go s.udp.readLoop()
 	}
-	e.log.Info("serving", "service", s.key.String(), "scheduler", s.cfg.Load().Scheduler)
 	return s, nil
+}
+
+func (e *Engine) logServing(s *service) {
+	if s.served() {
+		e.log.Info("serving", "service", s.key.String(), "scheduler", s.cfg.Load().Scheduler)
+	}
 }
 
 // bindError says why a virtual address could not be bound and what to do.
@@ -349,12 +404,7 @@ func bindError(k ipvs.ServiceKey, err error) error {
 // stopService closes the service's socket; its TCP connections finish on
 // their own, its UDP flows end with the socket they reply from.
 func (e *Engine) stopService(s *service) {
-	if s.tcp != nil {
-		s.tcp.close()
-	}
-	if s.udp != nil {
-		s.udp.close()
-	}
+	s.closeSockets()
 	for _, d := range s.dests {
 		d.sd.MarkRemoved()
 	}

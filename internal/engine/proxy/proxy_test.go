@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -590,12 +591,27 @@ func TestApplyBadAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := e.Apply(tb.Snapshot())
+	err := engine.ApplySnapshot(e, tb.Snapshot())
 	if err == nil || !strings.Contains(err.Error(), "TCP 198.18.0.1:80") || !strings.Contains(err.Error(), "not an address of this host") {
 		t.Fatalf("Apply error %v, want one naming the service and the cause", err)
 	}
 	if strings.Contains(err.Error(), good.AddrPort().String()) || strings.Contains(err.Error(), "FWM") {
 		t.Fatalf("Apply error %v names a service that is fine", err)
+	}
+	// A refused batch changes nothing: the good service, in the same
+	// batch, is not served either, and its socket is closed again.
+	if len(e.Status()) != 0 {
+		t.Fatalf("a refused batch left services: %v", e.Status())
+	}
+	if c, err := net.DialTimeout("tcp", good.AddrPort().String(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("a refused batch left the good service's socket open")
+	}
+	if err := tb.Exec(ipvs.Command{Op: ipvs.OpDelService, Service: &bad}); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.ApplySnapshot(e, tb.Snapshot()); err != nil {
+		t.Fatal(err)
 	}
 	if c := mustDial(t, good.AddrPort()); c.server != "rs1" {
 		t.Fatalf("good service reached %s", c.server)
@@ -677,7 +693,7 @@ func TestClose(t *testing.T) {
 					t.Fatal("the connection was not cut")
 				}
 			}
-			if err := e.Apply(&ipvs.Snapshot{}); err == nil {
+			if err := e.Apply(nil); err == nil {
 				t.Fatal("Apply after Close succeeded")
 			}
 		})

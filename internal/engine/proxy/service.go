@@ -25,7 +25,6 @@ type service struct {
 
 	// Guarded by Engine.mu.
 	dests    []*dest              // the kernel's order: most recently added first
-	served   bool                 // a socket serves it (not fwmark, port 0 or SCTP)
 	tcp      interface{ close() } // *tcpListener or *loopListener
 	udp      *udpService
 	schedKey string
@@ -129,6 +128,43 @@ func (s *service) update(sc *ipvs.ServiceConfig) error {
 		s.plan.Store(&plan{sched: sch, dests: m})
 	}
 	return nil
+}
+
+// config is the service with its real servers, as engine.Fold wants it.
+// The caller holds Engine.mu.
+func (s *service) config() ipvs.ServiceConfig {
+	sc := ipvs.ServiceConfig{Service: *s.cfg.Load(), Dests: make([]ipvs.Dest, len(s.dests))}
+	sc.LocalAddrs = slices.Clone(sc.LocalAddrs)
+	for i, d := range s.dests {
+		sc.Dests[i] = d.cfg
+	}
+	return sc
+}
+
+// reset makes the service new again (deleted and added in one batch):
+// its real servers are marked removed and finish their connections, its
+// templates and counters are dropped; update then starts it afresh.
+func (s *service) reset() {
+	for _, d := range s.dests {
+		d.sd.MarkRemoved()
+	}
+	s.dests = nil
+	s.schedKey = ""
+	s.dropTemplates()
+	s.stats.zero()
+}
+
+// served reports whether a socket serves the service.
+func (s *service) served() bool { return s.tcp != nil || s.udp != nil }
+
+// closeSockets stops accepting on the service's socket.
+func (s *service) closeSockets() {
+	if s.tcp != nil {
+		s.tcp.close()
+	}
+	if s.udp != nil {
+		s.udp.close()
+	}
 }
 
 // pick chooses the real server for a new connection from client, through

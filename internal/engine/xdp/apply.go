@@ -6,51 +6,67 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
-// Apply makes the program serve exactly the snapshot's services. Real
-// servers that stay keep their index, so established connections go on;
-// removed ones stop taking new connections and keep forwarding theirs
-// until they expire. Scheduler tables are written to the half the program
-// does not read, then switched with one update of the service entry.
-func (e *Engine) Apply(snap *ipvs.Snapshot) error {
-	for i := range snap.Services {
-		sc := &snap.Services[i]
-		if err := checkService(&sc.Service); err != nil {
-			return fmt.Errorf("%s: %w", sc.ServiceKey, err)
-		}
-		for j := range sc.Dests {
-			if err := e.CheckDest(&sc.Service, &sc.Dests[j]); err != nil {
-				return fmt.Errorf("%s -> %s: %w", sc.ServiceKey, sc.Dests[j].AddrPort(), err)
-			}
-		}
-	}
+// Apply makes the batch's changes (see package engine), all or none.
+// Everything that can refuse the batch is checked before anything is
+// written: the services and real servers the engine cannot forward, its
+// capacity, and the scheduler tables of the touched services, which are
+// built then. Next hops of new real servers are resolved over netlink
+// before the engine's lock is taken. Only the touched services' entries
+// and tables are written. Real servers that stay keep their index, so
+// established connections go on; removed ones stop taking new
+// connections and keep forwarding theirs until they expire. Scheduler
+// tables are written to the half the program does not read, then
+// switched with one update of the service entry. Only a failure of the
+// kernel's map updates, which do not fail on these array and hash maps of
+// fixed keys, could stop a batch half way.
+func (e *Engine) Apply(batch []ipvs.Command) error {
+	hops := findNextHops(e.newHops(batch), true)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closing {
 		return errors.New("xdp engine: closing")
 	}
-	e.timeouts = snap.Timeouts
-	seen := map[ipvs.ServiceKey]bool{}
-	var order []ipvs.ServiceKey
-	for i := range snap.Services {
-		sc := &snap.Services[i]
-		seen[sc.ServiceKey] = true
-		order = append(order, sc.ServiceKey)
-		s := e.svcs[sc.ServiceKey]
+	p, err := engine.Fold(batch, func(k ipvs.ServiceKey) (ipvs.ServiceConfig, bool) {
+		s := e.svcs[k]
 		if s == nil {
-			idx, err := e.allocSvc()
-			if err != nil {
-				return err
-			}
+			return ipvs.ServiceConfig{}, false
+		}
+		return s.config(), true
+	})
+	if err != nil {
+		return err
+	}
+	tables, err := e.check(p)
+	if err != nil {
+		return err
+	}
+
+	reorder := false
+	for _, u := range p.Updates {
+		if u.Removed() {
+			e.retire(u.Key)
+			reorder = true
+		}
+	}
+	for _, u := range p.Updates {
+		if u.Config == nil {
+			continue
+		}
+		s := e.svcs[u.Key]
+		if s == nil {
+			idx, _ := e.allocSvc() // check counted the free slots
 			s = &svcState{index: idx, all: map[netip.AddrPort]*destState{}}
-			e.svcs[sc.ServiceKey] = s
+			e.svcs[u.Key] = s
 			e.resetStats(e.objs.SvcStats, idx)
 			delete(e.svcBase, idx)
 			e.est[estKey{svc: true, index: idx}] = &estimator{}
@@ -58,74 +74,172 @@ func (e *Engine) Apply(snap *ipvs.Snapshot) error {
 				return fmt.Errorf("xdp engine: resetting the cursor: %w", err)
 			}
 		}
-		s.cfg = sc.Service
-		if err := e.applyDests(s, sc.Dests); err != nil {
+		s.cfg = u.Config.Service
+		if err := e.applyDests(s, u.Config.Dests, hops); err != nil {
 			return err
 		}
-		if err := e.writeService(s); err != nil {
+		if err := e.writeService(s, tables[u.Key]); err != nil {
 			return err
 		}
+		e.warnForwarding(u.Config)
 	}
-	for k, s := range e.svcs {
-		if seen[k] {
+	if reorder {
+		e.order = slices.DeleteFunc(e.order, func(k ipvs.ServiceKey) bool { return e.svcs[k] == nil })
+	}
+	e.order = append(e.order, p.Added...)
+	if p.Timeouts != nil {
+		e.timeouts = *p.Timeouts
+	}
+	return nil
+}
+
+// newHops lists the real servers of the batch whose next hop the engine
+// does not know: new ones, and ones whose address or method changed.
+func (e *Engine) newHops(batch []ipvs.Command) []hopKey {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var keys []hopKey
+	deleted := map[ipvs.ServiceKey]bool{} // its real servers come back new
+	for _, c := range batch {
+		if c.Op == ipvs.OpDelService && c.Service != nil {
+			deleted[c.Service.ServiceKey] = true
+		}
+		if (c.Op != ipvs.OpAddDest && c.Op != ipvs.OpEditDest) || c.Service == nil || c.Dest == nil {
 			continue
 		}
-		key := svcKeyOf(k)
-		if err := e.objs.Services.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("xdp engine: deleting %s: %w", k, err)
+		if s := e.svcs[c.Service.ServiceKey]; s != nil && !deleted[c.Service.ServiceKey] {
+			if d := s.all[c.Dest.AddrPort()]; d != nil && hopKeyOf(&d.cfg) == hopKeyOf(c.Dest) && len(d.dmac) == 6 {
+				continue
+			}
 		}
-		for _, d := range s.all {
-			d.inService = false
-			e.writeDest(d)
-		}
-		s.dests = nil
-		delete(e.svcs, k)
-		e.retired = append(e.retired, s)
+		keys = append(keys, hopKeyOf(c.Dest))
 	}
-	e.order = order
-	e.warnForwarding(snap)
-	return nil
+	return keys
+}
+
+// check refuses a plan the engine cannot serve, changing nothing, and
+// builds the scheduler tables of the touched services (with the real
+// servers' positions in the service for indexes, which writeService
+// turns into their map indexes).
+func (e *Engine) check(p *engine.Plan) (map[ipvs.ServiceKey][]uint32, error) {
+	tables := make(map[ipvs.ServiceKey][]uint32, len(p.Updates))
+	newSvcs, newDests := 0, 0
+	for _, u := range p.Updates {
+		sc := u.Config
+		if sc == nil {
+			continue
+		}
+		if err := checkService(&sc.Service); err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.ServiceKey, err)
+		}
+		var s *svcState
+		if !u.Added() {
+			s = e.svcs[u.Key]
+		} else {
+			newSvcs++
+		}
+		tds := make([]tableDest, len(sc.Dests))
+		for j := range sc.Dests {
+			cfg := &sc.Dests[j]
+			if err := e.CheckDest(&sc.Service, cfg); err != nil {
+				return nil, fmt.Errorf("%s -> %s: %w", sc.ServiceKey, cfg.AddrPort(), err)
+			}
+			last := cfg.Weight
+			if s == nil || s.all[cfg.AddrPort()] == nil {
+				newDests++
+			} else if last == 0 {
+				last = s.all[cfg.AddrPort()].lastWeight
+			}
+			tds[j] = tableDest{index: uint32(j), addr: cfg.AddrPort(), weight: cfg.Weight, lastWeight: last}
+		}
+		tab, err := buildTable(sc.Scheduler, tds)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.ServiceKey, err)
+		}
+		tables[u.Key] = tab
+	}
+	if free := countFree(e.svcUsed[:]); newSvcs > free {
+		return nil, fmt.Errorf("the xdp engine serves at most %d virtual services", maxServices)
+	}
+	if free := countFree(e.destUsed[:]); newDests > free {
+		return nil, fmt.Errorf("the xdp engine serves at most %d real servers", maxDests)
+	}
+	return tables, nil
+}
+
+func countFree(used []bool) int {
+	n := 0
+	for _, u := range used {
+		if !u {
+			n++
+		}
+	}
+	return n
+}
+
+// retire stops serving a service: its entry goes, its real servers take
+// no new connections, and its indexes stay reserved while its
+// connections live.
+func (e *Engine) retire(k ipvs.ServiceKey) {
+	s := e.svcs[k]
+	key := svcKeyOf(k)
+	if err := e.objs.Services.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		e.log.Error("deleting a service entry", "service", k.String(), "error", err)
+	}
+	for _, d := range s.all {
+		d.inService = false
+		e.writeDest(d)
+	}
+	s.dests = nil
+	delete(e.svcs, k)
+	e.retired = append(e.retired, s)
+}
+
+// config is the service with its real servers, as engine.Fold wants it.
+func (s *svcState) config() ipvs.ServiceConfig {
+	sc := ipvs.ServiceConfig{Service: s.cfg, Dests: make([]ipvs.Dest, len(s.dests))}
+	sc.LocalAddrs = slices.Clone(sc.LocalAddrs)
+	for i, d := range s.dests {
+		sc.Dests[i] = d.cfg
+	}
+	return sc
 }
 
 // warnForwarding logs, once per family, when NAT or FullNAT servers are
 // configured while the kernel does not forward that family: the program's
 // FIB lookups then fail and the replies cannot be sent.
-func (e *Engine) warnForwarding(snap *ipvs.Snapshot) {
-	for i := range snap.Services {
-		sc := &snap.Services[i]
-		for _, d := range sc.Dests {
-			if d.Method != ipvs.Masq && d.Method != ipvs.FullNAT {
-				continue
-			}
-			f, key := "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"
-			if !d.Addr.Unmap().Is4() {
-				f, key = "/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"
-			}
-			if e.warned[key] {
-				continue
-			}
-			if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "0" {
-				e.log.Warn("NAT and FullNAT need forwarding; enable it with sysctl -w "+key+"=1", "service", sc.ServiceKey.String())
-				e.warned[key] = true
-			}
+func (e *Engine) warnForwarding(sc *ipvs.ServiceConfig) {
+	for _, d := range sc.Dests {
+		if d.Method != ipvs.Masq && d.Method != ipvs.FullNAT {
+			continue
+		}
+		f, key := "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"
+		if !d.Addr.Unmap().Is4() {
+			f, key = "/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"
+		}
+		if e.warned[key] {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "0" {
+			e.log.Warn("NAT and FullNAT need forwarding; enable it with sysctl -w "+key+"=1", "service", sc.ServiceKey.String())
+			e.warned[key] = true
 		}
 	}
 }
 
-// applyDests updates a service's real servers, in the snapshot's (the
-// kernel's) order.
-func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest) error {
+// applyDests updates a service's real servers, in the kernel's order.
+// New real servers, and ones whose address or method changed, take the
+// next hop found for them in hops.
+func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest, hops map[hopKey]*nextHop) error {
 	inSnap := map[netip.AddrPort]bool{}
 	s.dests = s.dests[:0]
 	for _, cfg := range ds {
 		ap := cfg.AddrPort()
 		inSnap[ap] = true
 		d := s.all[ap]
+		fresh := d == nil || hopKeyOf(&d.cfg) != hopKeyOf(&cfg) || len(d.dmac) != 6
 		if d == nil {
-			idx, err := e.allocDest()
-			if err != nil {
-				return err
-			}
+			idx, _ := e.allocDest() // check counted the free slots
 			d = &destState{index: idx, svc: s, lastWeight: cfg.Weight}
 			s.all[ap] = d
 			e.dests[idx] = d
@@ -144,8 +258,12 @@ func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest) error {
 		if upper := cfg.UThreshold; upper == 0 || upper > old.UThreshold {
 			e.clearOverload(d.index)
 		}
-		if err := e.resolve(d); err != nil {
-			e.log.Warn("real server not reachable yet", "dest", ap, "err", err)
+		if fresh {
+			if nh := hops[hopKeyOf(&cfg)]; nh != nil && nh.err != nil {
+				e.log.Warn("real server not reachable yet", "dest", ap, "err", nh.err)
+			} else {
+				e.setNextHop(d, nh)
+			}
 		}
 		if err := e.writeDest(d); err != nil {
 			return err
@@ -213,16 +331,14 @@ func (e *Engine) writeDest(d *destState) error {
 	return nil
 }
 
-// writeService writes the table to the idle half, then the service entry
-// that points the program at it.
-func (e *Engine) writeService(s *svcState) error {
-	tds := make([]tableDest, 0, len(s.dests))
-	for _, d := range s.dests {
-		tds = append(tds, tableDest{index: d.index, addr: d.cfg.AddrPort(), weight: d.cfg.Weight, lastWeight: d.lastWeight})
-	}
-	tab, err := buildTable(s.cfg.Scheduler, tds)
-	if err != nil {
-		return fmt.Errorf("%s: %w", s.cfg.ServiceKey, err)
+// writeService writes tab, the service's table built by check with the
+// real servers' positions for indexes, to the idle half, then the service
+// entry that points the program at it.
+func (e *Engine) writeService(s *svcState, tab []uint32) error {
+	for i, pos := range tab {
+		if pos != noDest {
+			tab[i] = s.dests[pos].index
+		}
 	}
 	gen := s.gen ^ 1
 	base := (s.index*2 + gen) * tabSize

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/kernelfeat"
 )
@@ -151,7 +152,7 @@ func newTestEngine(t testing.TB, snap *ipvs.Snapshot) *Engine {
 		t.Fatal(err)
 	}
 	if snap != nil {
-		if err := e.Apply(snap); err != nil {
+		if err := engine.ApplySnapshot(e, snap); err != nil {
 			t.Fatal(err)
 		}
 	}

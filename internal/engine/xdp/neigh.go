@@ -14,82 +14,128 @@ import (
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
-// neighWait bounds how long Apply waits for a new real server's MAC.
+// neighWait bounds how long Apply waits, in all, for new real servers'
+// MAC addresses.
 const neighWait = time.Second
 
-// resolve finds the egress interface and MAC addresses for a real server.
-// For DR they are the real server's own (it must be on a directly
-// connected network). For TUN they are the next hop's: the program asks
-// the FIB first (bpf_fib_lookup), which answers only where forwarding is
-// enabled; elsewhere it uses these.
-func (e *Engine) resolve(d *destState) error {
-	ip := net.IP(d.cfg.Addr.Unmap().AsSlice())
-	routes, err := netlink.RouteGet(ip)
-	if err != nil || len(routes) == 0 {
-		return fmt.Errorf("no route to %s: %v", d.cfg.Addr, err)
-	}
-	r := routes[0]
-	nh := ip
-	if r.Gw != nil {
-		if d.cfg.Method == ipvs.Route {
-			return fmt.Errorf("direct routing to %s needs it on a directly connected network, but it is routed via %s", d.cfg.Addr, r.Gw)
-		}
-		nh = r.Gw
-	}
-	mac, err := neighbour(r.LinkIndex, nh, !d.tried)
-	d.tried = true
-	if err != nil {
-		return err
-	}
-	if d.ifindex != r.LinkIndex {
-		e.objs.TxPorts.Update(uint32(r.LinkIndex), uint32(r.LinkIndex), ebpf.UpdateAny)
-	}
-	d.ifindex = r.LinkIndex
-	l, err := netlink.LinkByIndex(r.LinkIndex)
-	if err != nil {
-		return err
-	}
-	d.mtu = l.Attrs().MTU
-	if r.MTU > 0 {
-		d.mtu = r.MTU
-	}
-	d.smac = l.Attrs().HardwareAddr
-	d.dmac = mac
-	return nil
+// hopKey is what a real server's next hop depends on: its address, and
+// whether it must be on a directly connected network (direct routing).
+type hopKey struct {
+	addr   netip.Addr
+	direct bool
 }
 
-// neighbour returns the MAC address of ip on the link. When the kernel has
-// no usable entry it makes the kernel resolve one by sending a UDP packet
-// to the discard port, and waits a little when wait is set.
-func neighbour(linkIndex int, ip net.IP, wait bool) (net.HardwareAddr, error) {
-	deadline := time.Now().Add(neighWait)
-	poked := false
-	for {
-		if mac, fresh := lookupNeigh(linkIndex, ip); mac != nil {
-			if !fresh && !poked {
-				poke(ip)
+func hopKeyOf(d *ipvs.Dest) hopKey {
+	return hopKey{addr: d.Addr.Unmap(), direct: d.Method == ipvs.Route}
+}
+
+// nextHop is where the program sends a real server's packets: the egress
+// interface and MAC addresses, and the path's MTU. For DR they are the
+// real server's own (it must be on a directly connected network). For
+// TUN they are the next hop's: the program asks the FIB first
+// (bpf_fib_lookup), which answers only where forwarding is enabled;
+// elsewhere it uses these.
+type nextHop struct {
+	ifindex    int
+	smac, dmac net.HardwareAddr
+	mtu        int
+	err        error // why there is none yet
+}
+
+// findNextHops resolves the next hops of keys over netlink: one route
+// lookup per address, one neighbour listing and one link lookup per
+// interface. Neighbours the kernel has no usable entry for are made to be
+// resolved (a UDP packet to the discard port); with wait, it waits for
+// them up to neighWait in all. It takes no engine lock.
+func findNextHops(keys []hopKey, wait bool) map[hopKey]*nextHop {
+	out := make(map[hopKey]*nextHop, len(keys))
+	links := map[int]netlink.Link{}
+	type pending struct {
+		nh *nextHop
+		ip net.IP
+	}
+	var missing []pending
+	for _, k := range keys {
+		if out[k] != nil {
+			continue
+		}
+		nh := &nextHop{}
+		out[k] = nh
+		ip := net.IP(k.addr.AsSlice())
+		routes, err := netlink.RouteGet(ip)
+		if err != nil || len(routes) == 0 {
+			nh.err = fmt.Errorf("no route to %s: %v", k.addr, err)
+			continue
+		}
+		r := routes[0]
+		hop := ip
+		if r.Gw != nil {
+			if k.direct {
+				nh.err = fmt.Errorf("direct routing to %s needs it on a directly connected network, but it is routed via %s", k.addr, r.Gw)
+				continue
 			}
-			return mac, nil
+			hop = r.Gw
 		}
-		if !poked {
-			poke(ip)
-			poked = true
+		l := links[r.LinkIndex]
+		if l == nil {
+			if l, err = netlink.LinkByIndex(r.LinkIndex); err != nil {
+				nh.err = err
+				continue
+			}
+			links[r.LinkIndex] = l
 		}
-		if !wait || time.Now().After(deadline) {
-			return nil, fmt.Errorf("no MAC address for %s yet (ARP/ND pending)", ip)
+		nh.ifindex = r.LinkIndex
+		nh.mtu = l.Attrs().MTU
+		if r.MTU > 0 {
+			nh.mtu = r.MTU
+		}
+		nh.smac = l.Attrs().HardwareAddr
+		missing = append(missing, pending{nh, hop})
+	}
+	deadline := time.Now().Add(neighWait)
+	for round := 0; len(missing) > 0; round++ {
+		neighs := neighbourTables{}
+		left := missing[:0]
+		for _, m := range missing {
+			mac, fresh := neighs.lookup(m.nh.ifindex, m.ip)
+			if mac != nil {
+				m.nh.dmac = mac
+				if !fresh && round == 0 {
+					poke(m.ip)
+				}
+				continue
+			}
+			if round == 0 {
+				poke(m.ip)
+			}
+			left = append(left, m)
+		}
+		missing = left
+		if len(missing) == 0 || !wait || time.Now().After(deadline) {
+			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	for _, m := range missing {
+		m.nh.err = fmt.Errorf("no MAC address for %s yet (ARP/ND pending)", m.ip)
+	}
+	return out
 }
 
-func lookupNeigh(linkIndex int, ip net.IP) (mac net.HardwareAddr, fresh bool) {
+// neighbourTables caches the kernel's neighbour entries per interface and
+// family for one pass.
+type neighbourTables map[[2]int][]netlink.Neigh
+
+func (t neighbourTables) lookup(linkIndex int, ip net.IP) (mac net.HardwareAddr, fresh bool) {
 	fam := netlink.FAMILY_V4
 	if ip.To4() == nil {
 		fam = netlink.FAMILY_V6
 	}
-	ns, err := netlink.NeighList(linkIndex, fam)
-	if err != nil {
-		return nil, false
+	k := [2]int{linkIndex, fam}
+	ns, ok := t[k]
+	if !ok {
+		ns, _ = netlink.NeighList(linkIndex, fam)
+		t[k] = ns
 	}
 	for _, n := range ns {
 		if !n.IP.Equal(ip) || len(n.HardwareAddr) != 6 {
@@ -105,6 +151,20 @@ func lookupNeigh(linkIndex int, ip net.IP) (mac net.HardwareAddr, fresh bool) {
 	return nil, false
 }
 
+// setNextHop gives d the next hop found for it. It reports whether the
+// real server's entry changed.
+func (e *Engine) setNextHop(d *destState, nh *nextHop) bool {
+	if nh == nil || nh.err != nil {
+		return false
+	}
+	if d.ifindex != nh.ifindex {
+		e.objs.TxPorts.Update(uint32(nh.ifindex), uint32(nh.ifindex), ebpf.UpdateAny)
+	}
+	changed := d.ifindex != nh.ifindex || d.mtu != nh.mtu || string(d.smac) != string(nh.smac) || string(d.dmac) != string(nh.dmac)
+	d.ifindex, d.mtu, d.smac, d.dmac = nh.ifindex, nh.mtu, nh.smac, nh.dmac
+	return changed
+}
+
 // poke sends one UDP datagram to the discard port, which makes the kernel
 // resolve (or confirm) the neighbour on the way.
 func poke(ip net.IP) {
@@ -116,21 +176,30 @@ func poke(ip net.IP) {
 	c.Close()
 }
 
-// refreshNeighbours re-resolves every real server, so a MAC that changed
-// or was missing reaches the program, and next hops stay in the table.
+// refreshNeighbours re-resolves every real server in service, so a MAC
+// or route that changed, or was missing, reaches the program. The
+// netlink work is done without the engine's lock.
 func (e *Engine) refreshNeighbours() {
+	e.mu.Lock()
+	var keys []hopKey
+	for _, d := range e.dests {
+		if d.inService {
+			keys = append(keys, hopKeyOf(&d.cfg))
+		}
+	}
+	e.mu.Unlock()
+	hops := findNextHops(keys, false)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, d := range e.dests {
 		if !d.inService {
 			continue
 		}
-		old := string(d.dmac)
-		if err := e.resolve(d); err != nil {
-			e.log.Debug("neighbour", "dest", d.cfg.AddrPort(), "err", err)
-			continue
+		nh := hops[hopKeyOf(&d.cfg)]
+		if nh != nil && nh.err != nil {
+			e.log.Debug("neighbour", "dest", d.cfg.AddrPort(), "err", nh.err)
 		}
-		if string(d.dmac) != old {
+		if e.setNextHop(d, nh) {
 			e.writeDest(d)
 		}
 	}
