@@ -27,3 +27,14 @@ type State interface {
 	VirtualServers() []wire.VirtualServer
 	VRRPInstances() []wire.VRRPInstance
 }
+
+// EachBackend is a Backend that runs a batch as ipvsadm -R does, going on
+// after a refused command (POST /v1/commands?on_error=continue). The
+// server runs the commands one by one through Exec for a Backend that is
+// not one.
+type EachBackend interface {
+	Backend
+	// ExecEach applies every command it can, in order, and returns one
+	// error per command, nil where applied.
+	ExecEach(cmds []ipvs.Command) []error
+}

@@ -165,6 +165,10 @@ func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.URL.Query().Get("on_error") == "continue" {
+		reply(w, http.StatusOK, wire.Refused{Refused: s.execEach(cmds)})
+		return
+	}
 	if err := s.backend.Exec(cmds); err != nil {
 		var ce *wire.CommandError
 		if !errors.As(err, &ce) {
@@ -211,4 +215,27 @@ func reply(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(code)
 	w.Write(b)
+}
+
+// execEach applies every command it can and returns the refused ones.
+func (s *Server) execEach(cmds []ipvs.Command) []wire.CommandError {
+	refused := []wire.CommandError{}
+	add := func(i int, err error) {
+		s.log.Info("command refused", "index", i, "error", err.Error())
+		refused = append(refused, wire.CommandError{Index: i, Msg: err.Error()})
+	}
+	if b, ok := s.backend.(EachBackend); ok {
+		for i, err := range b.ExecEach(cmds) {
+			if err != nil {
+				add(i, err)
+			}
+		}
+		return refused
+	}
+	for i, c := range cmds {
+		if err := s.backend.Exec([]ipvs.Command{c}); err != nil {
+			add(i, err)
+		}
+	}
+	return refused
 }

@@ -162,18 +162,73 @@ func sameService(a, b ipvs.ServiceKey) bool {
 	return a.Proto == b.Proto && a.Port == b.Port && a.Addr.Unmap() == b.Addr.Unmap()
 }
 
+// BatchClient is a Client that sends many changes in one request, applied
+// as ipvsadm -R applies lines: a refused change is skipped and the next
+// ones still run. *client.Client is one.
+type BatchClient interface {
+	Client
+	ExecEach(ctx context.Context, cmds []ipvs.Command) ([]wire.CommandError, error)
+}
+
+// restoreBatch bounds the changes of a restore sent in one request.
+const restoreBatch = 16384
+
 // restore reads rules from stdin, one command line per line, and runs each
 // as ipvsadm -R does: a refused change is reported and the next line runs;
 // a line that does not parse ends the restore. The exit status is the last
 // line's. Unlike ipvsadm, blank lines and lines starting with '#' are
-// skipped.
+// skipped. Consecutive changes go to gvsd as one request (of at most
+// restoreBatch) when the client can send batches; a line that is not a
+// change (a listing) runs after the changes before it are applied.
 func (r *runner) restore() int {
 	sc := bufio.NewScanner(r.stdin)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	result := ExitOK
+	var pending []ipvs.Command
+	// flush applies the pending changes, prints the refused ones' errors
+	// in order and sets result to the last one's status. It returns false
+	// when gvsd could not be asked, result then being the failure's.
+	flush := func() bool {
+		if len(pending) == 0 {
+			return true
+		}
+		cmds := pending
+		pending = pending[:0]
+		bc, ok := r.c.(BatchClient)
+		if !ok {
+			for _, c := range cmds {
+				result = ExitOK
+				if err := r.c.Exec(r.ctx, []ipvs.Command{c}); err != nil {
+					var ce *wire.CommandError
+					if !errors.As(err, &ce) {
+						result = r.fail(err)
+						return false
+					}
+					result = r.fail(err)
+				}
+			}
+			return true
+		}
+		refused, err := bc.ExecEach(r.ctx, cmds)
+		if err != nil {
+			result = r.fail(err)
+			return false
+		}
+		result = ExitOK
+		for i := range refused {
+			result = r.fail(&refused[i])
+			if refused[i].Index != len(cmds)-1 {
+				result = ExitOK
+			}
+		}
+		return true
+	}
 	for sc.Scan() {
 		words, err := SplitLine(sc.Text())
 		if err != nil {
+			if !flush() {
+				return result
+			}
 			fmt.Fprintf(r.stderr, "%s: %v\n", r.prog, err)
 			return ExitUsage
 		}
@@ -181,26 +236,29 @@ func (r *runner) restore() int {
 			continue
 		}
 		req, err := Parse(append([]string{r.prog}, words...))
+		if err == nil && req.Cmd == CmdRestore {
+			err = tryHelp(r.prog)
+		}
 		if err != nil {
+			if !flush() {
+				return result
+			}
 			return r.fail(err)
 		}
-		if req.Cmd == CmdRestore {
-			return r.fail(tryHelp(r.prog))
-		}
 		if req.Change != nil {
-			// one change at a time, so that a refused line does not stop the
-			// ones after it, as with ipvsadm
-			result = ExitOK
-			if err := r.c.Exec(r.ctx, []ipvs.Command{*req.Change}); err != nil {
-				var ce *wire.CommandError
-				if !errors.As(err, &ce) {
-					return r.fail(err)
-				}
-				result = r.fail(err)
+			pending = append(pending, *req.Change)
+			if len(pending) >= restoreBatch && !flush() {
+				return result
 			}
 			continue
 		}
+		if !flush() {
+			return result
+		}
 		result = r.run(append([]string{r.prog}, words...), true)
+	}
+	if !flush() {
+		return result
 	}
 	if err := sc.Err(); err != nil {
 		fmt.Fprintf(r.stderr, "%s: reading rules: %v\n", r.prog, err)

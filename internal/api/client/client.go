@@ -49,6 +49,33 @@ func (c *Client) Exec(ctx context.Context, cmds []ipvs.Command) error {
 	return c.noContent(ctx, "POST", "/v1/commands", body)
 }
 
+// ExecEach sends commands to be applied in order as ipvsadm -R applies
+// its lines: a command the daemon refuses changes nothing and the next
+// ones still run. It returns the refused commands (Index is the position
+// in cmds), in order.
+func (c *Client) ExecEach(ctx context.Context, cmds []ipvs.Command) ([]wire.CommandError, error) {
+	body, err := json.Marshal(cmds)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, "POST", "/v1/commands?on_error=continue", body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.code != 200 {
+		ce := &wire.CommandError{}
+		if json.Unmarshal(resp.body, ce) != nil || ce.Msg == "" {
+			return nil, fmt.Errorf("gvsd answered %s for /v1/commands", resp.status)
+		}
+		return nil, ce
+	}
+	var v wire.Refused
+	if err := json.Unmarshal(resp.body, &v); err != nil {
+		return nil, fmt.Errorf("reading gvsd's answer: %w", err)
+	}
+	return v.Refused, nil
+}
+
 // Services lists the services with their counters.
 func (c *Client) Services(ctx context.Context) ([]ipvs.ServiceStatus, error) {
 	var v []ipvs.ServiceStatus

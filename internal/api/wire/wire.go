@@ -55,6 +55,13 @@ type CommandError struct {
 
 func (e *CommandError) Error() string { return e.Msg }
 
+// Refused answers POST /v1/commands?on_error=continue, which applies every
+// command it can as ipvsadm -R applies lines: the commands refused (Index
+// is the position in the request), in order. The others were applied.
+type Refused struct {
+	Refused []CommandError `json:"refused"`
+}
+
 // Checker is one health checker's state, what keepalived's data dump shows
 // of it (GET /v1/state/checkers, in configuration order).
 type Checker struct {

@@ -240,10 +240,16 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 	if err != nil {
 		return err
 	}
-	// What can fail, first: schedulers, then the new services' sockets.
+	// What can fail, first: real servers, schedulers, then the new
+	// services' sockets.
 	for _, u := range p.Updates {
 		if u.Config == nil {
 			continue
+		}
+		for i := range u.Config.Dests {
+			if err := e.CheckDest(&u.Config.Service, &u.Config.Dests[i]); err != nil {
+				return fmt.Errorf("%s -> %s: %w", u.Key, u.Config.Dests[i].AddrPort(), err)
+			}
 		}
 		if s := e.services[u.Key]; s == nil || u.Recreated || s.schedKey != schedKey(&u.Config.Service) {
 			if _, err := sched.New(u.Config.Scheduler, u.Config.Flags); err != nil {
