@@ -33,6 +33,14 @@ func (s *destHash) Update(dests []*Dest) {
 	s.tab.Store(&t)
 }
 
+// Table returns the 256 buckets (sched.Tabled).
+func (s *destHash) Table() []*Dest {
+	if t := s.tab.Load(); t != nil {
+		return t[:]
+	}
+	return make([]*Dest, hashTabSize)
+}
+
 func (s *destHash) Schedule(c Conn) *Dest {
 	t := s.tab.Load()
 	if t == nil {

@@ -130,6 +130,14 @@ func (s *maglev) Update(dests []*Dest) {
 	s.tab.Store(&tab)
 }
 
+// Table returns the Maglev ring (sched.Tabled).
+func (s *maglev) Table() []*Dest {
+	if t := s.tab.Load(); t != nil {
+		return *t
+	}
+	return make([]*Dest, mhTabSize)
+}
+
 func (s *maglev) Schedule(c Conn) *Dest {
 	tp := s.tab.Load()
 	if tp == nil {

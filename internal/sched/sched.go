@@ -75,6 +75,14 @@ type Scheduler interface {
 	Schedule(c Conn) *Dest
 }
 
+// Tabled is a scheduler that chooses by looking the connection's hash up
+// in a table of slots: sh, dh (256 buckets) and mh (the 4093-slot Maglev
+// ring). Table returns the table the last Update built, slot by slot, nil
+// for an empty slot; the xdp engine copies it into its maps.
+type Tabled interface {
+	Table() []*Dest
+}
+
 // Conn is what a scheduler may look at: the client and the virtual
 // address of the new connection.
 type Conn struct {

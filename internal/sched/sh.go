@@ -45,6 +45,14 @@ func shHash(fold uint32, port uint16, offset uint32) uint32 {
 	return (offset + hash32(uint32(port)+fold, hashTabBits)) & hashTabMask
 }
 
+// Table returns the 256 buckets (sched.Tabled).
+func (s *sourceHash) Table() []*Dest {
+	if t := s.tab.Load(); t != nil {
+		return t[:]
+	}
+	return make([]*Dest, hashTabSize)
+}
+
 func (s *sourceHash) Schedule(c Conn) *Dest {
 	t := s.tab.Load()
 	if t == nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/sched"
 )
 
 func TestCheckDest(t *testing.T) {
@@ -72,6 +73,67 @@ func TestTables(t *testing.T) {
 			t.Fatalf("bucketAddr(%d) hashes to %d", b, h)
 		}
 	}
+}
+
+// TestTablesChooseAsGo checks the sh, dh and mh tables copied from
+// internal/sched against the Go scheduler's own choices: a client (or, for
+// dh, a destination) that hashes to a slot is sent to the slot's server.
+func TestTablesChooseAsGo(t *testing.T) {
+	tds := []tableDest{
+		{index: 4, addr: netip.MustParseAddrPort("198.18.1.1:80"), weight: 3, lastWeight: 3},
+		{index: 5, addr: netip.MustParseAddrPort("198.18.1.2:80"), weight: 0, lastWeight: 2},
+		{index: 6, addr: netip.MustParseAddrPort("198.18.1.3:8080"), weight: 1, lastWeight: 1},
+	}
+	for _, name := range []string{"sh", "dh", "mh"} {
+		tab, err := buildTable(name, tds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		weight := func(d tableDest) int32 { return max(d.weight, 1) }
+		if name == "mh" {
+			weight = func(d tableDest) int32 { return d.lastWeight }
+		}
+		s, _ := sched.New(name, 0)
+		list, back := goDests(tds, weight)
+		s.Update(list)
+		check := func(slot uint32, c sched.Conn) {
+			want := back[s.Schedule(c)]
+			if tab[slot] != want {
+				t.Fatalf("%s: slot %d holds %d, the Go scheduler chooses %d", name, slot, tab[slot], want)
+			}
+		}
+		if name == "mh" {
+			for v := uint32(0); v < 50000; v += 7 {
+				a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+				check(mhSlot(v), sched.Conn{Client: netip.AddrPortFrom(a, 0)})
+			}
+			continue
+		}
+		for b := range uint32(shTabSize) {
+			c := sched.Conn{Client: netip.AddrPortFrom(bucketAddr(b), 0)}
+			if name == "dh" {
+				c = sched.Conn{Virtual: netip.AddrPortFrom(bucketAddr(b), 0)}
+			}
+			check(b, c)
+		}
+	}
+}
+
+// goldenInverse is the inverse of the kernel's GOLDEN_RATIO_32 modulo
+// 2^32: hash_32(x*goldenInverse) gives the top bits of x back.
+var goldenInverse = func() uint32 {
+	const g = 0x61C88647
+	x := uint32(g)
+	for range 5 {
+		x *= 2 - g*x
+	}
+	return x
+}()
+
+// bucketAddr is an IPv4 address whose hash_32 to 8 bits is b.
+func bucketAddr(b uint32) netip.Addr {
+	v := (b << 24) * goldenInverse
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 func slicesEq(a, b []uint32) bool { return slicesEqual(a, b) }

@@ -46,10 +46,8 @@ type tableDest struct {
 //   - rr, wrr: the sequence the Go scheduler produces over one full cycle
 //     (the number of servers with a weight for rr, the sum of weight/gcd
 //     for wrr), walked by BPF with one shared atomic cursor;
-//   - sh, dh: the 256 buckets, read back from the Go scheduler by probing
-//     each bucket with an address that hashes to it;
-//   - mh: the 4093-slot Maglev ring, read back by probing addresses until
-//     every slot has been seen;
+//   - sh, dh: the 256 buckets and mh: the 4093-slot Maglev ring, copied
+//     from the Go scheduler's own table (sched.Tabled);
 //   - lc, wlc, sed, nq, fo, ovf: the servers in the kernel's list order.
 func buildTable(name string, ds []tableDest) ([]uint32, error) {
 	kind, ok := schedKinds[name]
@@ -129,92 +127,45 @@ func seqTable(name string, ds []tableDest) ([]uint32, error) {
 	return t, nil
 }
 
-// goldenInverse is the inverse of the kernel's GOLDEN_RATIO_32 modulo
-// 2^32: hash_32(x*goldenInverse) gives the top bits of x back.
-var goldenInverse = func() uint32 {
-	const g = 0x61C88647
-	x := uint32(g)
-	for range 5 {
-		x *= 2 - g*x
-	}
-	return x
-}()
-
-// bucketAddr is an IPv4 address whose hash_32 to 8 bits is b.
-func bucketAddr(b uint32) netip.Addr {
-	v := (b << 24) * goldenInverse
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
+// hashTable is the sh or dh scheduler's 256 buckets, as internal/sched
+// builds them: without flags (no port in the hash, no fallback), and a
+// weight of 0 takes one bucket like a weight of 1, so every server is in
+// the table and the program skips the unavailable ones.
 func hashTable(name string, ds []tableDest) ([]uint32, error) {
-	t := make([]uint32, shTabSize)
-	for i := range t {
-		t[i] = noDest
-	}
 	if len(ds) == 0 {
+		t := make([]uint32, shTabSize)
+		for i := range t {
+			t[i] = noDest
+		}
 		return t, nil
 	}
-	// Without flags (no port in the hash, no fallback); a weight of 0
-	// takes one bucket like a weight of 1, so probing with at least 1
-	// reads the same table with every server eligible.
+	return readTable(name, ds, func(d tableDest) int32 { return max(d.weight, 1) })
+}
+
+// maglevTable is the mh scheduler's 4093-slot Maglev ring, as
+// internal/sched builds it from the servers' last non-zero weights.
+func maglevTable(ds []tableDest) ([]uint32, error) {
+	return readTable("mh", ds, func(d tableDest) int32 { return d.lastWeight })
+}
+
+// readTable has the Go scheduler build its table (sched.Tabled) and
+// copies it, servers turned into their indexes.
+func readTable(name string, ds []tableDest, weight func(tableDest) int32) ([]uint32, error) {
 	s, err := sched.New(name, 0)
 	if err != nil {
 		return nil, err
 	}
-	list, back := goDests(ds, func(d tableDest) int32 { return max(d.weight, 1) })
+	list, back := goDests(ds, weight)
 	s.Update(list)
-	for b := range uint32(shTabSize) {
-		c := sched.Conn{Client: netip.AddrPortFrom(bucketAddr(b), 0)}
-		if name == "dh" {
-			c = sched.Conn{Virtual: netip.AddrPortFrom(bucketAddr(b), 0)}
-		}
-		if d := s.Schedule(c); d != nil {
-			t[b] = back[d]
+	tab := s.(sched.Tabled).Table()
+	t := make([]uint32, len(tab))
+	for i, d := range tab {
+		t[i] = noDest
+		if d != nil {
+			t[i] = back[d]
 		}
 	}
 	return t, nil
-}
-
-// maglevProbes bounds the search for an address hashing to every slot;
-// about 35 000 probes fill the 4093 slots on average.
-const maglevProbes = 1 << 22
-
-func maglevTable(ds []tableDest) ([]uint32, error) {
-	t := make([]uint32, tabSize)
-	for i := range t {
-		t[i] = noDest
-	}
-	weighted := false
-	for _, d := range ds {
-		weighted = weighted || d.lastWeight > 0
-	}
-	if !weighted {
-		return t[:mhTabSize], nil
-	}
-	s, err := sched.New("mh", 0)
-	if err != nil {
-		return nil, err
-	}
-	list, back := goDests(ds, func(d tableDest) int32 { return d.lastWeight })
-	s.Update(list)
-	left := mhTabSize
-	for v := uint32(0); v < maglevProbes && left > 0; v++ {
-		slot := mhSlot(v)
-		if t[slot] != noDest {
-			continue
-		}
-		a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-		d := s.Schedule(sched.Conn{Client: netip.AddrPortFrom(a, 0)})
-		if d == nil {
-			return nil, fmt.Errorf("scheduler mh: the reference table has an empty slot %d", slot)
-		}
-		t[slot] = back[d]
-		left--
-	}
-	if left > 0 {
-		return nil, fmt.Errorf("scheduler mh: %d Maglev slots not found in %d probes", left, maglevProbes)
-	}
-	return t[:mhTabSize], nil
 }
 
 func gcd(a, b int32) int32 {
