@@ -10,22 +10,37 @@ import (
 // ones, then new ones), then new services with their real servers, then
 // the timeouts. Real servers are added last first, so a new service lists
 // them in to's order; services and real servers that stay keep their
-// place, as they would in the kernel. to need not be normalized.
+// place, as they would in the kernel. to need not be normalized. A service
+// that to holds twice, or a real server a service of to holds twice, is
+// added twice, which the table refuses.
 func Diff(from, to *Snapshot) []Command {
 	var out []Command
 	old := make(map[ServiceKey]*ServiceConfig, len(from.Services))
 	for i := range from.Services {
 		old[from.Services[i].ServiceKey] = &from.Services[i]
 	}
-	next := make([]ServiceConfig, len(to.Services))
+	next := make([]ServiceConfig, 0, len(to.Services))
 	keep := make(map[ServiceKey]bool, len(to.Services))
-	for i, sc := range to.Services {
+	var twice []Command
+	for _, sc := range to.Services {
 		normalizeService(&sc.Service)
-		sc.Dests = slices.Clone(sc.Dests)
-		for j := range sc.Dests {
-			normalizeDest(&sc.Service, &sc.Dests[j])
+		if keep[sc.ServiceKey] {
+			twice = append(twice, Command{Op: OpAddService, Service: svcCopy(&sc.Service)})
+			continue
 		}
-		next[i] = sc
+		ds := make([]Dest, 0, len(sc.Dests))
+		seen := make(map[netip.AddrPort]bool, len(sc.Dests))
+		for _, d := range sc.Dests {
+			normalizeDest(&sc.Service, &d)
+			if seen[d.AddrPort()] {
+				twice = append(twice, Command{Op: OpAddDest, Service: &Service{ServiceKey: sc.ServiceKey}, Dest: &d})
+				continue
+			}
+			seen[d.AddrPort()] = true
+			ds = append(ds, d)
+		}
+		sc.Dests = ds
+		next = append(next, sc)
 		keep[sc.ServiceKey] = true
 	}
 	for _, sc := range from.Services {
@@ -83,7 +98,7 @@ func Diff(from, to *Snapshot) []Command {
 		t := to.Timeouts
 		out = append(out, Command{Op: OpSetTimeout, Timeouts: &t})
 	}
-	return out
+	return append(out, twice...)
 }
 
 // sameService reports whether two services are configured alike.
