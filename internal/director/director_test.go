@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,6 +45,40 @@ func freeKey(t *testing.T) ipvs.ServiceKey {
 // unbindable is a service the proxy engine cannot listen on: the address
 // is not one of this host's.
 var unbindable = ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr("198.18.0.1"), Port: 80}
+
+// realServer answers each connection with "rs\n"; it returns its port.
+func realServer(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("rs\n"))
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort().Port()
+}
+
+// fetch connects to a service and returns what the real server said.
+func fetch(t *testing.T, k ipvs.ServiceKey) string {
+	t.Helper()
+	c, err := net.Dial("tcp", k.AddrPort().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
 
 func addSvc(k ipvs.ServiceKey) ipvs.Command {
 	return ipvs.Command{Op: ipvs.OpAddService, Service: &ipvs.Service{ServiceKey: k, Scheduler: "rr"}}
@@ -92,20 +127,19 @@ func TestExecStopsAtTheFirstRefused(t *testing.T) {
 func TestEngineRefusalIsFoundAndRolledBack(t *testing.T) {
 	d := newDirector(t)
 	a, b := freeKey(t), freeKey(t)
-	cmds := []ipvs.Command{addSvc(a), addDest(a, 9001), addSvc(unbindable), addDest(unbindable, 9002), addSvc(b)}
+	rs := realServer(t)
+	cmds := []ipvs.Command{addSvc(a), addDest(a, rs), addSvc(unbindable), addDest(unbindable, 9002), addSvc(b)}
 
 	err := d.Exec(cmds)
 	var ce *wire.CommandError
 	if !errors.As(err, &ce) || ce.Index != 2 || !strings.Contains(ce.Msg, "not an address of this host") {
 		t.Fatalf("Exec: %v, want command 2 refused by the engine", err)
 	}
-	if got, want := listings(t, d), fmt.Sprintf("%s: 9001/1\n", a); got != want {
+	if got, want := listings(t, d), fmt.Sprintf("%s: %d/1\n", a, rs); got != want {
 		t.Fatalf("after Exec:\n%s\nwant\n%s", got, want)
 	}
-	if c, err := net.Dial("tcp", a.AddrPort().String()); err != nil {
-		t.Fatalf("the command before the refused one is not served: %v", err)
-	} else {
-		c.Close()
+	if got := fetch(t, a); got != "rs\n" {
+		t.Fatalf("the command before the refused one is not served: %q", got)
 	}
 
 	d.Exec([]ipvs.Command{{Op: ipvs.OpClear}})
@@ -118,7 +152,7 @@ func TestEngineRefusalIsFoundAndRolledBack(t *testing.T) {
 	if !errors.Is(errs[3], ipvs.ErrServiceNotDefined) {
 		t.Errorf("ExecEach: adding a server to the refused service: %v", errs[3])
 	}
-	if got, want := listings(t, d), fmt.Sprintf("%s: 9001/1\n%s:\n", a, b); got != want {
+	if got, want := listings(t, d), fmt.Sprintf("%s: %d/1\n%s:\n", a, rs, b); got != want {
 		t.Fatalf("after ExecEach:\n%s\nwant\n%s", got, want)
 	}
 }

@@ -51,11 +51,11 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 		return err
 	}
 
-	reorder := false
+	gone := map[ipvs.ServiceKey]bool{} // deleted, or deleted and added again
 	for _, u := range p.Updates {
 		if u.Removed() {
 			e.retire(u.Key)
-			reorder = true
+			gone[u.Key] = true
 		}
 	}
 	for _, u := range p.Updates {
@@ -83,8 +83,8 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 		}
 		e.warnForwarding(u.Config)
 	}
-	if reorder {
-		e.order = slices.DeleteFunc(e.order, func(k ipvs.ServiceKey) bool { return e.svcs[k] == nil })
+	if len(gone) > 0 {
+		e.order = slices.DeleteFunc(e.order, func(k ipvs.ServiceKey) bool { return gone[k] })
 	}
 	e.order = append(e.order, p.Added...)
 	if p.Timeouts != nil {
