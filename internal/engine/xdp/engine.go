@@ -101,7 +101,10 @@
 //     refused (the kernel's IPVS drops them). Only untagged frames are
 //     answered; a VLAN-tagged too-big packet is dropped.
 //   - The next hop of TUN, NAT and FullNAT packets towards a real server
-//     is the route, neighbour and MTU Go resolved over netlink, refreshed
+//     is the route, neighbour and MTU Go resolved over netlink: for a new
+//     real server when it is applied (all of a batch's in one pass, before
+//     the engine's lock is taken, waiting at most a second in all for
+//     neighbours the kernel must resolve first), and for every real server
 //     every NeighRefresh: a route change takes effect within that time.
 //     Until Go has resolved it, bpf_fib_lookup (where forwarding is
 //     enabled). A FIB lookup per packet cost more than the rest of a
@@ -259,7 +262,6 @@ type destState struct {
 	ifindex    int
 	smac, dmac net.HardwareAddr
 	mtu        int
-	tried      bool // resolved once: Apply waited for the neighbour
 }
 
 type destCounts struct{ active, inactive, persist uint32 }
