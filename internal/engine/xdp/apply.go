@@ -94,7 +94,9 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 }
 
 // newHops lists the real servers of the batch whose next hop the engine
-// does not know: new ones, and ones whose address or method changed.
+// has not looked for: new ones, and ones whose method changed. One it
+// could not resolve yet is left to the periodic refresh, so that a
+// checker's verdict on a server that does not answer ARP does not wait.
 func (e *Engine) newHops(batch []ipvs.Command) []hopKey {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -108,7 +110,7 @@ func (e *Engine) newHops(batch []ipvs.Command) []hopKey {
 			continue
 		}
 		if s := e.svcs[c.Service.ServiceKey]; s != nil && !deleted[c.Service.ServiceKey] {
-			if d := s.all[c.Dest.AddrPort()]; d != nil && hopKeyOf(&d.cfg) == hopKeyOf(c.Dest) && len(d.dmac) == 6 {
+			if d := s.all[c.Dest.AddrPort()]; d != nil && hopKeyOf(&d.cfg) == hopKeyOf(c.Dest) {
 				continue
 			}
 		}
@@ -228,8 +230,8 @@ func (e *Engine) warnForwarding(sc *ipvs.ServiceConfig) {
 }
 
 // applyDests updates a service's real servers, in the kernel's order.
-// New real servers, and ones whose address or method changed, take the
-// next hop found for them in hops.
+// New real servers, and ones whose method changed, take the next hop
+// found for them in hops.
 func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest, hops map[hopKey]*nextHop) error {
 	inSnap := map[netip.AddrPort]bool{}
 	s.dests = s.dests[:0]
@@ -237,7 +239,7 @@ func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest, hops map[hopKey]*nextHo
 		ap := cfg.AddrPort()
 		inSnap[ap] = true
 		d := s.all[ap]
-		fresh := d == nil || hopKeyOf(&d.cfg) != hopKeyOf(&cfg) || len(d.dmac) != 6
+		fresh := d == nil || hopKeyOf(&d.cfg) != hopKeyOf(&cfg)
 		if d == nil {
 			idx, _ := e.allocDest() // check counted the free slots
 			d = &destState{index: idx, svc: s, lastWeight: cfg.Weight}
