@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api"
+	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/director"
 	"github.com/gvs-lb/gvs/internal/engine/proxy"
 )
 
 // startDirector serves a director with the proxy engine on loopback: its
 // API runs -R's batches as one request (api.EachBackend).
-func startDirector(t *testing.T) *api.Client {
+func startDirector(t *testing.T) *client.Client {
 	t.Helper()
 	e := proxy.New(nil, proxy.Options{})
 	sock := filepath.Join(t.TempDir(), "gvsd.sock")
@@ -35,13 +36,13 @@ func startDirector(t *testing.T) *api.Client {
 		defer ccancel()
 		e.Close(cctx)
 	})
-	c := api.NewClient(sock)
+	c := client.New(sock)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		_, err := c.Info(context.Background())
 		if err == nil {
 			return c
 		}
-		if time.Now().After(deadline) || !errors.Is(err, api.ErrNotRunning) {
+		if time.Now().After(deadline) || !errors.Is(err, client.ErrNotRunning) {
 			t.Fatal(err)
 		}
 	}
