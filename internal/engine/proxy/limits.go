@@ -229,11 +229,16 @@ func (e *Engine) loopRefused(s *service, client netip.AddrPort) {
 // would turn each connection into a chain of connections to itself.
 func (e *Engine) loopsTo(svc *ipvs.Service, d netip.AddrPort) string {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.loopsToLocked(svc, d)
+}
+
+// loopsToLocked is loopsTo with e.mu held.
+func (e *Engine) loopsToLocked(svc *ipvs.Service, d netip.AddrPort) string {
 	keys := make([]ipvs.ServiceKey, 0, len(e.services)+1)
 	for k := range e.services {
 		keys = append(keys, k)
 	}
-	e.mu.Unlock()
 	keys = append(keys, svc.ServiceKey)
 	local := -1 // unknown yet: isLocalAddr lists the interfaces
 	for _, k := range keys {
@@ -264,7 +269,14 @@ func (e *Engine) loopsTo(svc *ipvs.Service, d netip.AddrPort) string {
 // checkLoop refuses a real server that is one of this engine's own
 // virtual services.
 func (e *Engine) checkLoop(svc *ipvs.Service, d *ipvs.Dest) error {
-	if to := e.loopsTo(svc, d.AddrPort()); to != "" {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.checkLoopLocked(svc, d)
+}
+
+// checkLoopLocked is checkLoop with e.mu held (Apply).
+func (e *Engine) checkLoopLocked(svc *ipvs.Service, d *ipvs.Dest) error {
+	if to := e.loopsToLocked(svc, d.AddrPort()); to != "" {
 		return fmt.Errorf("real server %s is the proxy engine's own virtual service %s: every connection would loop back into gvsd; use the real server's own address and port", d.AddrPort(), to)
 	}
 	return nil

@@ -236,19 +236,19 @@ func TestLoopRefusedAtConfig(t *testing.T) {
 	}
 }
 
-// TestLoopRefusedAtConnect: a loop the configuration check cannot see (a
-// real server that leads back to the service, here let in by a table that
-// does not check) ends at the first connection that arrives from the
-// engine's own socket, instead of chaining connections to the descriptor
-// limit.
+// TestLoopRefusedAtConnect: a path back into gvsd that the configuration
+// check cannot see (here: A's real server is an address where service B
+// is added only afterwards, so no check ever compares the two) ends at
+// the first connection that arrives from the engine's own socket, instead
+// of chaining connections.
 func TestLoopRefusedAtConnect(t *testing.T) {
 	for _, path := range []string{"loops", "goroutines"} {
 		t.Run("TCP "+path, func(t *testing.T) {
 			e := newEngine(t, Options{})
 			e.goroutines = path == "goroutines"
-			svc := vs(t, ipvs.TCP, lo4, "rr")
+			svc, later := vs(t, ipvs.TCP, lo4, "rr"), vs(t, ipvs.TCP, lo4, "rr")
 			tb := &table{t: t, e: e, tb: ipvs.NewTable(func(*ipvs.Service, *ipvs.Dest) error { return nil })}
-			tb.exec(addSvc(svc), addDest(svc, svc.AddrPort(), 1))
+			tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later))
 
 			// On loopback the reset may come before the dial returns.
 			c, err := net.DialTimeout("tcp", svc.AddrPort().String(), time.Second)
@@ -271,15 +271,18 @@ func TestLoopRefusedAtConnect(t *testing.T) {
 	}
 	t.Run("UDP", func(t *testing.T) {
 		e := newEngine(t, Options{})
-		svc := vs(t, ipvs.UDP, lo4, "rr")
+		svc, later := vs(t, ipvs.UDP, lo4, "rr"), vs(t, ipvs.UDP, lo4, "rr")
 		tb := &table{t: t, e: e, tb: ipvs.NewTable(func(*ipvs.Service, *ipvs.Dest) error { return nil })}
-		tb.exec(addSvc(svc), addDest(svc, svc.AddrPort(), 1))
+		tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later))
 		if got, _ := udpAsk(t, svc.AddrPort(), "loop"); got != "" {
 			t.Fatalf("answer %q through a loop", got)
 		}
 		eventually(t, 2*time.Second, "the loop refused", func() bool { return e.State().LoopsRefused >= 1 })
-		if st := serviceState(t, e, svc.ServiceKey); st.Flows != 1 || st.Refused < 1 {
-			t.Fatalf("state %+v, want the client's flow only and the loop refused", st)
+		if st := serviceState(t, e, svc.ServiceKey); st.Flows != 1 {
+			t.Fatalf("state of %s: %+v, want the client's flow only", svc.ServiceKey, st)
+		}
+		if st := serviceState(t, e, later.ServiceKey); st.Flows != 0 || st.Refused < 1 {
+			t.Fatalf("state of %s: %+v, want no flow and the loop refused", later.ServiceKey, st)
 		}
 	})
 }

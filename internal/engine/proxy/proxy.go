@@ -189,6 +189,14 @@ func (e *Engine) CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 	return e.checkLoop(svc, d)
 }
 
+// checkDestLocked is CheckDest with e.mu held (Apply).
+func (e *Engine) checkDestLocked(svc *ipvs.Service, d *ipvs.Dest) error {
+	if err := CheckDest(svc, d); err != nil {
+		return err
+	}
+	return e.checkLoopLocked(svc, d)
+}
+
 // CheckDest is what the proxy engine's CheckDest says of the forwarding
 // method, without an engine (so without the loop check): gvsd -t checks
 // a configuration with it.
@@ -247,7 +255,7 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 			continue
 		}
 		for i := range u.Config.Dests {
-			if err := e.CheckDest(&u.Config.Service, &u.Config.Dests[i]); err != nil {
+			if err := e.checkDestLocked(&u.Config.Service, &u.Config.Dests[i]); err != nil {
 				return fmt.Errorf("%s -> %s: %w", u.Key, u.Config.Dests[i].AddrPort(), err)
 			}
 		}
