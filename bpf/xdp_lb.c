@@ -213,6 +213,8 @@ struct pkt {
 	__u16 l3len;   /* IP packet length (header + payload) */
 	__u16 ihl;     /* IPv4 header length in bytes; 40 for IPv6 */
 	__u16 l4hl;    /* TCP header length in bytes (doff * 4); 8 for UDP */
+	__u8 seed;     /* NAT: the L4 checksum field holds a pseudo-header seed
+	                * that stays one (csum_prepare in xdp_nat.h) */
 };
 
 #define TCPF_FIN 0x01

@@ -54,7 +54,11 @@
 //     the client's side to the real server (from the local address for
 //     FullNAT), with the quoted addresses, ports and checksums rewritten.
 //   - Checksums are updated incrementally (RFC 1624); an IPv4 UDP
-//     checksum of 0 stays 0. The TTL is not decremented (as for DR and TUN).
+//     checksum of 0 stays 0. A partial checksum (the pseudo-header seed a
+//     local, veth or tap sender leaves for the device) is completed first
+//     in native mode, and stays a seed, of the new header, in generic mode,
+//     where FullNAT then skips TOA ("toa-partial-csum"); see
+//     docs/DESIGN.md. The TTL is not decremented (as for DR and TUN).
 //   - Towards a real server the next hop is the one Go resolved (see
 //     TUN below); replies to clients take the next hop from
 //     bpf_fib_lookup, which answers only where forwarding is enabled:
@@ -354,6 +358,11 @@ func (e *Engine) attach() error {
 			if err != nil {
 				return fmt.Errorf("xdp engine: attaching to %s: %w", name, err)
 			}
+			// Packets stay skbs here: NAT keeps partial checksums partial.
+			if err := e.objs.GenericIfs.Update(uint32(idx), uint32(1), ebpf.UpdateAny); err != nil {
+				lk.Close()
+				return fmt.Errorf("xdp engine: marking %s as generic mode: %w", name, err)
+			}
 		}
 		e.links = append(e.links, lk)
 		if err := e.objs.TxPorts.Update(uint32(idx), uint32(idx), ebpf.UpdateAny); err != nil {
@@ -547,7 +556,7 @@ func (e *Engine) ConnEntries() int {
 // dropped, by reason, for diagnostics.
 func (e *Engine) Drops() map[string]uint64 {
 	names := []string{"", "malformed", "fragment", "not-ip", "not-tcp-udp", "no-service", "not-syn", "no-dest", "no-neighbour", "no-route", "too-big", "stale",
-		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated"}
+		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated", "toa-partial-csum"}
 	out := map[string]uint64{}
 	for i := 1; i < len(names); i++ {
 		var per []uint64

@@ -118,7 +118,8 @@ const (
 	lbDropReasonREASON_NO_LPORT    lbDropReason = 13
 	lbDropReasonREASON_NAT_CLASH   lbDropReason = 14
 	lbDropReasonREASON_ICMP        lbDropReason = 15
-	lbDropReasonREASON_MAX         lbDropReason = 16
+	lbDropReasonREASON_TOA_PARTIAL lbDropReason = 16
+	lbDropReasonREASON_MAX         lbDropReason = 17
 )
 
 type lbNeighKey struct {
@@ -197,6 +198,7 @@ const (
 	lbMapCursors     = "cursors"
 	lbMapDestStats   = "dest_stats"
 	lbMapDests       = "dests"
+	lbMapGenericIfs  = "generic_ifs"
 	lbMapLoads       = "loads"
 	lbMapLportCursor = "lport_cursor"
 	lbMapNeighMiss   = "neigh_miss"
@@ -265,6 +267,7 @@ type lbMapSpecs struct {
 	Cursors     *ebpf.MapSpec `ebpf:"cursors"`
 	DestStats   *ebpf.MapSpec `ebpf:"dest_stats"`
 	Dests       *ebpf.MapSpec `ebpf:"dests"`
+	GenericIfs  *ebpf.MapSpec `ebpf:"generic_ifs"`
 	Loads       *ebpf.MapSpec `ebpf:"loads"`
 	LportCursor *ebpf.MapSpec `ebpf:"lport_cursor"`
 	NeighMiss   *ebpf.MapSpec `ebpf:"neigh_miss"`
@@ -309,6 +312,7 @@ type lbMaps struct {
 	Cursors     *ebpf.Map `ebpf:"cursors"`
 	DestStats   *ebpf.Map `ebpf:"dest_stats"`
 	Dests       *ebpf.Map `ebpf:"dests"`
+	GenericIfs  *ebpf.Map `ebpf:"generic_ifs"`
 	Loads       *ebpf.Map `ebpf:"loads"`
 	LportCursor *ebpf.Map `ebpf:"lport_cursor"`
 	NeighMiss   *ebpf.Map `ebpf:"neigh_miss"`
@@ -329,6 +333,7 @@ func (m *lbMaps) Close() error {
 		m.Cursors,
 		m.DestStats,
 		m.Dests,
+		m.GenericIfs,
 		m.Loads,
 		m.LportCursor,
 		m.NeighMiss,
