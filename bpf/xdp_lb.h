@@ -103,8 +103,7 @@ enum drop_reason {
 	REASON_NO_LPORT = 13,    /* FullNAT: no free local address and port */
 	REASON_NAT_CLASH = 14,   /* NAT: the reply tuple is taken by another connection */
 	REASON_ICMP = 15,        /* ICMP errors translated for NAT/FullNAT (not a drop) */
-	REASON_TOA_PARTIAL = 16, /* TOA not inserted: generic mode, partial checksum */
-	REASON_MAX = 17,
+	REASON_MAX = 16,
 };
 
 struct svc_key {

@@ -165,8 +165,9 @@ static __always_inline __u16 csum_apply(__u16 check, __u32 diff)
  * as complete, which is right for every packet from a NIC and wrong only
  * for a partial skb whose complete checksum would equal its seed and that
  * leaves through a NIC filling in checksums (a veth peer trusts partial
- * skbs). TOA is not inserted into such a packet: generic XDP does not
- * move the skb's csum_start with bpf_xdp_adjust_head.
+ * skbs). TOA goes into such a packet at the tail side (insert_toa_tail):
+ * generic XDP does not move the skb's csum_start with
+ * bpf_xdp_adjust_head, so the TCP header must stay where it is.
  *
  * The only cost for a complete checksum is the seed and one comparison.
  */
@@ -462,6 +463,85 @@ static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
 	return 0;
 }
 
+/* insert_toa_tail is insert_toa for a packet whose checksum stays a seed
+ * (generic mode): the skb keeps its csum_start, the offset of the TCP
+ * header from the skb's head, which generic XDP does not move with
+ * bpf_xdp_adjust_head. So the TCP header stays where it is: the frame
+ * grows at its tail and the options move towards it. Only a segment
+ * without data is grown so (the SYN and the first ACK carry none, unless
+ * TCP Fast Open). The checksum field is left to nat_rewrite, which writes
+ * the seed of the new length. Returns as insert_toa. */
+static __always_inline int insert_toa_tail(struct xdp_md *ctx, struct pkt *p)
+{
+	__u32 len = p->family == AF_INET ? TOA_LEN4 : TOA_LEN6;
+	__u32 l3 = p->l3off & 0x3f;
+	__u32 l4 = (l3 + p->ihl) & 0xff;
+	__u32 optlen = (p->l4hl - sizeof(struct tcphdr)) & 0x3f;
+	__u8 opt[TOA_LEN6] = {};
+
+	if (p->l4hl < sizeof(struct tcphdr) || p->l4hl + len > 60 ||
+	    p->l3len != p->ihl + p->l4hl) {
+		count(REASON_TOA_NO_ROOM);
+		return -1;
+	}
+	opt[0] = TOA_KIND;
+	opt[1] = len;
+	__builtin_memcpy(&opt[2], &p->sport, 2);
+	__builtin_memcpy(&opt[4], p->saddr, 16);
+
+	/* Grow by what lies past the segment's end (padding) falls short. */
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__s32 grow = (__s32)(l4 + p->l4hl + len) - (__s32)(end - data);
+	if (grow > 0 && bpf_xdp_adjust_tail(ctx, grow)) {
+		count(REASON_TOA_NO_ROOM);
+		return -1;
+	}
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	/* Move the options len bytes towards the tail, last word first. */
+	for (int i = 9; i >= 0; i--) {
+		__u32 o = i * 4;
+		if (o >= optlen)
+			continue;
+		__u32 *src = data + l4 + sizeof(struct tcphdr) + o;
+		__u32 *dst = (void *)src + len;
+		if ((void *)(dst + 1) > end)
+			return -2;
+		*dst = *src;
+	}
+	struct tcphdr *th = data + l4;
+	if ((void *)(th + 1) > end)
+		return -2;
+	__u8 *o = (void *)(th + 1);
+	if (len == TOA_LEN4) {
+		if ((void *)(o + TOA_LEN4) > end)
+			return -2;
+		__builtin_memcpy(o, opt, TOA_LEN4);
+	} else {
+		if ((void *)(o + TOA_LEN6) > end)
+			return -2;
+		__builtin_memcpy(o, opt, TOA_LEN6);
+	}
+	th->doff = th->doff + len / 4;
+	if (p->family == AF_INET) {
+		struct iphdr *ip = data + l3;
+		if ((void *)(ip + 1) > end)
+			return -2;
+		__u16 old = ip->tot_len;
+		ip->tot_len = bpf_htons(p->l3len + len);
+		ip->check = csum_apply(ip->check, diff16(old, ip->tot_len));
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+		if ((void *)(ip6 + 1) > end)
+			return -2;
+		ip6->payload_len = bpf_htons(p->l3len + len - sizeof(*ip6));
+	}
+	p->l3len += len;
+	p->l4hl += len;
+	return 0;
+}
+
 /* set_macs writes the Ethernet addresses the FIB (or Go) found. */
 static __always_inline int set_macs(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
 {
@@ -541,9 +621,7 @@ static __noinline int forward_nat(struct xdp_md *ctx, struct pkt *p, struct conn
 		count(REASON_MALFORMED);
 		return XDP_PASS;
 	}
-	if (toa && p->seed)
-		count(REASON_TOA_PARTIAL);
-	else if (toa && insert_toa(ctx, p) == -2)
+	if (toa && (p->seed ? insert_toa_tail(ctx, p) : insert_toa(ctx, p)) == -2)
 		return XDP_DROP;
 	if (nat_rewrite(ctx, p, x) || set_macs(ctx, &fib))
 		return XDP_DROP;

@@ -57,8 +57,8 @@
 //     checksum of 0 stays 0. A partial checksum (the pseudo-header seed a
 //     local, veth or tap sender leaves for the device) is completed first
 //     in native mode, and stays a seed, of the new header, in generic mode,
-//     where FullNAT then skips TOA ("toa-partial-csum"); see
-//     docs/DESIGN.md. The TTL is not decremented (as for DR and TUN).
+//     where FullNAT grows such a packet at its tail for TOA (the skb's
+//     checksum offset must not move); see docs/DESIGN.md. The TTL is not decremented (as for DR and TUN).
 //   - Towards a real server the next hop is the one Go resolved (see
 //     TUN below); replies to clients take the next hop from
 //     bpf_fib_lookup, which answers only where forwarding is enabled:
@@ -556,7 +556,7 @@ func (e *Engine) ConnEntries() int {
 // dropped, by reason, for diagnostics.
 func (e *Engine) Drops() map[string]uint64 {
 	names := []string{"", "malformed", "fragment", "not-ip", "not-tcp-udp", "no-service", "not-syn", "no-dest", "no-neighbour", "no-route", "too-big", "stale",
-		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated", "toa-partial-csum"}
+		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated"}
 	out := map[string]uint64{}
 	for i := 1; i < len(names); i++ {
 		var per []uint64

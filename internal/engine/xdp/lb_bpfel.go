@@ -118,8 +118,7 @@ const (
 	lbDropReasonREASON_NO_LPORT    lbDropReason = 13
 	lbDropReasonREASON_NAT_CLASH   lbDropReason = 14
 	lbDropReasonREASON_ICMP        lbDropReason = 15
-	lbDropReasonREASON_TOA_PARTIAL lbDropReason = 16
-	lbDropReasonREASON_MAX         lbDropReason = 17
+	lbDropReasonREASON_MAX         lbDropReason = 16
 )
 
 type lbNeighKey struct {
