@@ -42,8 +42,9 @@ stderr.
                           4 unreadable, 5 errors
       --engine NAME       data plane: proxy (default; a TCP/UDP proxy, NAT
                           only, no privileges), xdp (root; DR, TUN, NAT,
-                          FullNAT in XDP on --interface), or auto (xdp,
-                          falling back to proxy)
+                          FullNAT in XDP on --interface), ipvs (root; the
+                          kernel's IPVS, every method and scheduler it
+                          has), or auto (xdp, falling back to proxy)
       --interface IF      interface the xdp engine attaches to; repeat for
                           several (NAT replies must arrive on one of them)
       --xdp-mode MODE     native or generic; default native, falling back to

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/gvs-lb/gvs/internal/config"
+	kernel "github.com/gvs-lb/gvs/internal/engine/ipvs"
 	"github.com/gvs-lb/gvs/internal/engine/proxy"
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -49,7 +50,7 @@ func ConfigTest(path, engine string, out io.Writer) int {
 // checkConfig is the configuration test: gvsd -t reports its result and a
 // reload (SIGHUP) applies the configuration only when it passes, so a
 // reload refuses exactly what -t refuses. It loads the file and plans it as
-// gvsd would run it on engine (proxy, xdp or auto). err is nil when the test passes (exit 0); else it is
+// gvsd would run it on engine (proxy, xdp, ipvs or auto). err is nil when the test passes (exit 0); else it is
 // what config.TestExitCode maps to the exit code, with file:line in each
 // message. The warnings are the complaints that do not fail the test.
 //
@@ -105,6 +106,7 @@ func checkEngine(cfg *config.Config, engine string) ([]config.Warning, error) {
 	}
 	proxyCheck := check{func(*ipvs.Service) error { return nil }, proxy.CheckDest}
 	xdpCheck := check{xdp.CheckService, xdp.CheckDest}
+	ipvsCheck := check{func(*ipvs.Service) error { return nil }, kernel.CheckDest}
 	refused := func(c check) config.Errors {
 		var errs config.Errors
 		for i := range cfg.VirtualServers {
@@ -145,6 +147,10 @@ func checkEngine(cfg *config.Config, engine string) ([]config.Warning, error) {
 			return nil, errs
 		}
 		return xdpIgnores(cfg), nil
+	case "ipvs":
+		if errs := refused(ipvsCheck); len(errs) > 0 {
+			return nil, errs
+		}
 	case "auto":
 		if errs := refused(xdpCheck); len(errs) > 0 {
 			return nil, errs
@@ -156,7 +162,7 @@ func checkEngine(cfg *config.Config, engine string) ([]config.Warning, error) {
 		}
 		return warnings, nil
 	default:
-		return nil, fmt.Errorf("unknown engine %q (want proxy, xdp or auto)", engine)
+		return nil, fmt.Errorf("unknown engine %q (want proxy, xdp, ipvs or auto)", engine)
 	}
 	return nil, nil
 }

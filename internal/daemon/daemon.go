@@ -23,7 +23,7 @@ import (
 
 // Options are gvsd's settings, from its command line.
 type Options struct {
-	Engine     string        // proxy, xdp or auto
+	Engine     string        // proxy, xdp, ipvs or auto
 	Socket     string        // admin API socket
 	ConfigFile string        // keepalived.conf, optional
 	Interfaces []string      // for the xdp engine
@@ -145,8 +145,10 @@ func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
 		}
 		log.Warn("xdp engine unavailable, using the proxy engine", "reason", err)
 		return newProxy(opts, log), nil
+	case "ipvs":
+		return newIPVS(opts, log)
 	}
-	return nil, fmt.Errorf("unknown engine %q (want proxy, xdp or auto)", opts.Engine)
+	return nil, fmt.Errorf("unknown engine %q (want proxy, xdp, ipvs or auto)", opts.Engine)
 }
 
 // newProxy is the proxy engine. Its listeners bind with IP_FREEBIND: a VRRP
