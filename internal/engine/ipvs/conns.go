@@ -13,8 +13,9 @@ import (
 	table "github.com/gvs-lb/gvs/internal/ipvs"
 )
 
-// procConns is the kernel's connection table, the file ipvsadm -Lnc reads.
-const procConns = "/proc/net/ip_vs_conn"
+// procConns is the kernel's connection table, the file ipvsadm -Lnc reads
+// (/proc/net/ip_vs_conn), of the calling thread's network namespace.
+const procConns = "/proc/thread-self/net/ip_vs_conn"
 
 func readConns(path string) ([]table.Conn, error) {
 	f, err := os.Open(path)

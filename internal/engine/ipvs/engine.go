@@ -54,7 +54,7 @@ type Engine struct {
 	mu    sync.Mutex
 	c     kipvs.Client
 	g     *genl
-	order []table.ServiceKey                     // owned services, in the order added
+	order []table.ServiceKey                        // owned services, in the order added
 	owned map[table.ServiceKey]*table.ServiceConfig // what the engine put in the kernel
 }
 
