@@ -1,18 +1,227 @@
 // Package guest holds the end-to-end tests that run inside the IPVS VM
-// (see test/ipvsvm): gvsd --engine ipvs on a real IPVS kernel, next to the
-// real ipvsadm and keepalived. Outside the VM they skip.
+// (see test/ipvsvm): gvsd --engine ipvs on a real IPVS kernel from a
+// keepalived.conf, next to the real ipvsadm. Outside the VM they skip.
 package guest
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
+
+// bin holds gvsd, gvsadm and rs (GVS_BIN, set by the VM's guest.sh).
+var bin = os.Getenv("GVS_BIN")
 
 func requireVM(t *testing.T) {
 	t.Helper()
-	if os.Getenv("GVS_IPVS_VM") == "" {
+	if os.Getenv("GVS_IPVS_VM") == "" || bin == "" {
 		t.Skip("runs inside the IPVS VM: go test ./test/ipvsvm")
+	}
+	netnstest.Require(t, "sysctl", "curl", "ipvsadm")
+}
+
+// lab is a director namespace running gvsd --engine ipvs, a client and
+// two real servers.
+type lab struct {
+	t      *testing.T
+	client *netnstest.NS
+	dir    *netnstest.NS
+	rs     [2]*netnstest.NS
+	rsAddr [2]string
+	rsProc [2]*netnstest.Proc
+	socket string
+}
+
+const vip = "198.18.0.10"
+
+// natLab is the seeds' NAT topology: the client on 198.18.0.0/24, the
+// real servers on 198.19.0.0/24 behind the director, which forwards.
+func natLab(t *testing.T) *lab {
+	l := &lab{t: t, client: netnstest.New(t, "cli"), dir: netnstest.New(t, "dir"),
+		rs: [2]*netnstest.NS{netnstest.New(t, "rs1"), netnstest.New(t, "rs2")}, rsAddr: [2]string{"198.19.0.11", "198.19.0.12"}}
+	netnstest.Bridge(t, netnstest.New(t, "hubc"), "br0", "eth0", l.client, l.dir)
+	netnstest.Bridge(t, netnstest.New(t, "hubr"), "br1", "eth1", l.dir, l.rs[0], l.rs[1])
+	l.client.Addr("eth0", "198.18.0.2/24")
+	l.dir.Addr("eth0", "198.18.0.1/24")
+	l.dir.Addr("eth0", vip+"/32")
+	l.dir.Addr("eth1", "198.19.0.1/24")
+	l.dir.Run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	for i, n := range l.rs {
+		n.Addr("eth1", l.rsAddr[i]+"/24")
+		n.Run("ip", "route", "add", "default", "via", "198.19.0.1")
+		l.startRS(i)
+	}
+	return l
+}
+
+// drLab is the seeds' DR topology: one segment, the VIP on the director
+// and on the real servers' lo (which do not answer ARP for it).
+func drLab(t *testing.T) *lab {
+	l := &lab{t: t, client: netnstest.New(t, "cli"), dir: netnstest.New(t, "dir"),
+		rs: [2]*netnstest.NS{netnstest.New(t, "rs1"), netnstest.New(t, "rs2")}, rsAddr: [2]string{"198.18.0.11", "198.18.0.12"}}
+	netnstest.Bridge(t, netnstest.New(t, "hub"), "br0", "eth0", l.client, l.dir, l.rs[0], l.rs[1])
+	l.client.Addr("eth0", "198.18.0.2/24")
+	l.dir.Addr("eth0", "198.18.0.1/24")
+	l.dir.Addr("eth0", vip+"/32")
+	for i, n := range l.rs {
+		n.Addr("eth0", l.rsAddr[i]+"/24")
+		n.Addr("lo", vip+"/32")
+		n.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+		l.startRS(i)
+	}
+	return l
+}
+
+func (l *lab) startRS(i int) {
+	l.rsProc[i] = l.rs[i].Start(filepath.Join(bin, "rs"), "-name", fmt.Sprintf("RS%d", i+1), "-listen", "0.0.0.0:80")
+	l.waitFor(10*time.Second, fmt.Sprintf("RS%d listening", i+1), func() bool {
+		_, err := l.rs[i].Output("curl", "-s", "--max-time", "1", "http://127.0.0.1/")
+		return err == nil
+	})
+}
+
+// startGVSD runs gvsd --engine ipvs in the director's namespace with a
+// keepalived.conf of one virtual server (lb_kind kind) whose real servers
+// are health-checked with TCP_CHECK every second.
+func (l *lab) startGVSD(kind string) {
+	conf := fmt.Sprintf(`virtual_server %s 80 {
+    delay_loop 1
+    lvs_sched rr
+    lvs_method %s
+    protocol TCP
+`, vip, kind)
+	for _, a := range l.rsAddr {
+		conf += fmt.Sprintf(`    real_server %s 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+`, a)
+	}
+	conf += "}\n"
+	dir := l.t.TempDir()
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	l.socket = filepath.Join(dir, "gvsd.sock")
+	l.dir.Start(filepath.Join(bin, "gvsd"), "--engine", "ipvs", "-f", path, "--socket", l.socket, "--grace", "1s")
+	l.waitFor(15*time.Second, "gvsd's two real servers in the kernel", func() bool {
+		out, _ := l.dir.Output("ipvsadm", "-Sn")
+		return strings.Count(out, "-a -t") == 2
+	})
+}
+
+func (l *lab) gvsadm(args ...string) string {
+	l.t.Helper()
+	cmd := l.dir.Cmd(filepath.Join(bin, "gvsadm"), args...)
+	cmd.Env = append(os.Environ(), "GVS_SOCKET="+l.socket)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("gvsadm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (l *lab) waitFor(limit time.Duration, what string, ok func() bool) {
+	l.t.Helper()
+	for deadline := time.Now().Add(limit); !ok(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("not so after %s: %s", limit, what)
+		}
 	}
 }
 
-func TestPlaceholder(t *testing.T) { requireVM(t) }
+// curls fetches the VIP n times from the client and returns the answers.
+func (l *lab) curls(n int) []string {
+	l.t.Helper()
+	var got []string
+	for range n {
+		out, err := l.client.Output("curl", "-s", "--max-time", "3", "http://"+vip+"/")
+		if err != nil {
+			l.t.Fatalf("curl http://%s/ from the client: %v", vip, err)
+		}
+		got = append(got, strings.TrimSpace(out))
+	}
+	return got
+}
+
+func alternates(got []string) bool {
+	for i := range got {
+		if got[i] != "RS1" && got[i] != "RS2" || i > 0 && got[i] == got[i-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// sameListing checks that the real ipvsadm and gvsadm print the same for
+// args, reading a few times: the expiry of -c ticks each second.
+func (l *lab) sameListing(args ...string) {
+	l.t.Helper()
+	var real, ours string
+	for range 5 {
+		real = l.dir.Run("ipvsadm", args...)
+		ours = l.gvsadm(args...)
+		if real == ours {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	l.t.Errorf("ipvsadm %s differs from gvsadm's:\n--- ipvsadm\n%s--- gvsadm\n%s", strings.Join(args, " "), real, ours)
+}
+
+// run is the lab's experiment: round robin alternates, ipvsadm and gvsadm
+// read the same table, a stopped real server is taken out by its health
+// check and comes back when it answers again.
+func (l *lab) run(kind string) {
+	t := l.t
+	l.startGVSD(kind)
+	if got := l.curls(6); !alternates(got) {
+		t.Fatalf("rr through gvsd --engine ipvs (%s) answered %v, want RS1 and RS2 alternating", kind, got)
+	}
+	l.sameListing("-Ln")
+	l.sameListing("-Sn")
+	l.sameListing("-Lnc")
+	// Counters reach ipvsadm through the kernel's estimator, every 2 s.
+	time.Sleep(3 * time.Second)
+	l.sameListing("-Ln", "--stats")
+	t.Logf("ipvsadm -Ln --stats after 6 requests (%s):\n%s", kind, l.dir.Run("ipvsadm", "-Ln", "--stats"))
+
+	l.rsProc[0].Stop()
+	l.waitFor(15*time.Second, "RS1 taken out by its health check", func() bool {
+		return !strings.Contains(l.dir.Run("ipvsadm", "-Sn"), l.rsAddr[0]+":80")
+	})
+	for _, got := range l.curls(3) {
+		if got != "RS2" {
+			t.Fatalf("with RS1 down, a request was answered by %q", got)
+		}
+	}
+	l.sameListing("-Ln")
+	l.startRS(0)
+	l.waitFor(15*time.Second, "RS1 back after its health check passes", func() bool {
+		return strings.Contains(l.dir.Run("ipvsadm", "-Sn"), l.rsAddr[0]+":80")
+	})
+	if got := l.curls(4); !alternates(got) {
+		t.Fatalf("with RS1 back, rr answered %v, want RS1 and RS2 alternating", got)
+	}
+	l.sameListing("-Ln")
+}
+
+func TestNATLab(t *testing.T) {
+	requireVM(t)
+	natLab(t).run("NAT")
+}
+
+func TestDRLab(t *testing.T) {
+	requireVM(t)
+	drLab(t).run("DR")
+}
