@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -103,6 +104,7 @@ type Manager struct {
 	eng    engine.Engine
 	mu     sync.Mutex
 	daemon map[string]*daemon
+	kernel map[string]bool // the kernel's daemons this manager started
 }
 
 type daemon struct {
@@ -117,13 +119,26 @@ func NewManager(log *slog.Logger, eng engine.Engine) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{log: log.With("component", "sync"), eng: eng, daemon: map[string]*daemon{}}
+	return &Manager{log: log.With("component", "sync"), eng: eng, daemon: map[string]*daemon{}, kernel: map[string]bool{}}
 }
 
 // Start starts a master or backup daemon.
 func (m *Manager) Start(cfg Config) error {
 	if cfg.State != Master && cfg.State != Backup {
 		return fmt.Errorf("sync daemon state %q: want master or backup", cfg.State)
+	}
+	if k, ok := m.eng.(Kernel); ok {
+		if cfg.Interface == "" {
+			cfg.Interface = DefaultInterface
+		}
+		if err := k.StartSyncDaemon(cfg); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		m.kernel[cfg.State] = true
+		m.mu.Unlock()
+		m.log.Info("kernel sync daemon started", "state", cfg.State, "mcast_ifn", cfg.Interface, "syncid", cfg.SyncID)
+		return nil
 	}
 	syncer, ok := m.eng.(engine.Syncer)
 	if !ok {
@@ -175,6 +190,12 @@ func (m *Manager) Start(cfg Config) error {
 
 // Stop stops the master or backup daemon.
 func (m *Manager) Stop(state string) error {
+	if k, ok := m.eng.(Kernel); ok {
+		m.mu.Lock()
+		delete(m.kernel, state)
+		m.mu.Unlock()
+		return k.StopSyncDaemon(state)
+	}
 	m.mu.Lock()
 	d := m.daemon[state]
 	delete(m.daemon, state)
@@ -188,14 +209,34 @@ func (m *Manager) Stop(state string) error {
 	return nil
 }
 
-// Close stops every daemon.
+// Close stops every daemon (of the kernel's, the ones it started).
 func (m *Manager) Close() {
+	if _, ok := m.eng.(Kernel); ok {
+		m.mu.Lock()
+		started := maps.Clone(m.kernel)
+		m.mu.Unlock()
+		for state := range started {
+			m.Stop(state)
+		}
+		return
+	}
 	m.Stop(Master)
 	m.Stop(Backup)
 }
 
 // Daemons lists the running daemons, master first.
 func (m *Manager) Daemons() []Status {
+	if k, ok := m.eng.(Kernel); ok {
+		cfgs, err := k.SyncDaemons()
+		if err != nil {
+			m.log.Warn("listing the kernel's sync daemons", "error", err)
+		}
+		out := make([]Status, len(cfgs))
+		for i, c := range cfgs {
+			out[i] = Status{Config: c}
+		}
+		return out
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Status

@@ -15,6 +15,7 @@ const (
 	genlVersion   = 1
 	cmdNewDaemon  = 9
 	cmdDelDaemon  = 10
+	cmdGetDaemon  = 11
 	cmdZero       = 16
 	cmdFlush      = 17
 	cmdAttrSvc    = 1

@@ -225,3 +225,23 @@ func TestDRLab(t *testing.T) {
 	requireVM(t)
 	drLab(t).run("DR")
 }
+
+// TestSyncDaemons: gvsadm --start-daemon on the ipvs engine starts the
+// kernel's own sync daemons, which ipvsadm then lists as gvsadm does.
+func TestSyncDaemons(t *testing.T) {
+	requireVM(t)
+	l := natLab(t)
+	l.startGVSD("NAT")
+	l.gvsadm("--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "3")
+	l.gvsadm("--start-daemon", "backup", "--mcast-interface", "eth1", "--syncid", "4", "--mcast-port", "8849")
+	real := l.dir.Run("ipvsadm", "-L", "--daemon")
+	if !strings.Contains(real, "master sync daemon (mcast=eth0, syncid=3") || !strings.Contains(real, "backup sync daemon (mcast=eth1, syncid=4") {
+		t.Fatalf("after gvsadm --start-daemon, the kernel's ipvsadm -L --daemon lists:\n%s", real)
+	}
+	l.sameListing("-L", "--daemon")
+	l.gvsadm("--stop-daemon", "master")
+	if real := l.dir.Run("ipvsadm", "-L", "--daemon"); strings.Contains(real, "master") {
+		t.Fatalf("after gvsadm --stop-daemon master, ipvsadm -L --daemon lists:\n%s", real)
+	}
+	l.sameListing("-L", "--daemon")
+}
