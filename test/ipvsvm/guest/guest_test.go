@@ -245,3 +245,79 @@ func TestSyncDaemons(t *testing.T) {
 	}
 	l.sameListing("-L", "--daemon")
 }
+
+// gvsd is a gvsd started in a namespace.
+type gvsd struct {
+	ns     *netnstest.NS
+	socket string
+}
+
+func startGVSD(t *testing.T, ns *netnstest.NS, conf string, args ...string) *gvsd {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := &gvsd{ns: ns, socket: filepath.Join(dir, "gvsd.sock")}
+	ns.Start(filepath.Join(bin, "gvsd"), append([]string{"-f", path, "--socket", g.socket, "--grace", "1s"}, args...)...)
+	l := &lab{t: t, dir: ns, socket: g.socket}
+	l.waitFor(15*time.Second, "gvsd's admin socket", func() bool { _, err := os.Stat(g.socket); return err == nil })
+	return g
+}
+
+func (g *gvsd) gvsadm(t *testing.T, args ...string) string {
+	t.Helper()
+	return (&lab{t: t, dir: g.ns, socket: g.socket}).gvsadm(args...)
+}
+
+// TestSyncInterop: connection sync between gvsd's own daemons (xdp
+// engine) and the kernel's (ipvs engine), both ways. Director A runs the
+// xdp engine and serves VIP1, director B the ipvs engine and serves VIP2;
+// both have both services. A's master (syncid 1) feeds B's kernel backup,
+// B's kernel master (syncid 2) feeds A's backup.
+func TestSyncInterop(t *testing.T) {
+	requireVM(t)
+	const vip1, vip2, rsAddr = "198.18.0.10", "198.18.0.20", "198.18.0.11"
+	client, a, b, rs := netnstest.New(t, "cli"), netnstest.New(t, "dira"), netnstest.New(t, "dirb"), netnstest.New(t, "rs")
+	netnstest.Bridge(t, netnstest.New(t, "hub"), "br0", "eth0", client, a, b, rs)
+	client.Addr("eth0", "198.18.0.2/24")
+	a.Addr("eth0", "198.18.0.1/24")
+	a.Addr("eth0", vip1+"/32")
+	b.Addr("eth0", "198.18.0.3/24")
+	b.Addr("eth0", vip2+"/32")
+	rs.Addr("eth0", rsAddr+"/24")
+	rs.Addr("lo", vip1+"/32")
+	rs.Addr("lo", vip2+"/32")
+	rs.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+		"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+	rs.Start(filepath.Join(bin, "rs"), "-name", "RS1", "-listen", "0.0.0.0:80")
+	var conf string
+	for _, v := range []string{vip1, vip2} {
+		conf += fmt.Sprintf("virtual_server %s 80 {\n    lvs_sched rr\n    lvs_method DR\n    protocol TCP\n    real_server %s 80 {\n        weight 1\n    }\n}\n", v, rsAddr)
+	}
+	ga := startGVSD(t, a, conf, "--engine", "xdp", "--interface", "eth0")
+	gb := startGVSD(t, b, conf, "--engine", "ipvs")
+	ga.gvsadm(t, "--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "1")
+	ga.gvsadm(t, "--start-daemon", "backup", "--mcast-interface", "eth0", "--syncid", "2")
+	gb.gvsadm(t, "--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "2")
+	gb.gvsadm(t, "--start-daemon", "backup", "--mcast-interface", "eth0", "--syncid", "1")
+
+	l := &lab{t: t}
+	curl := func(v string) {
+		l.waitFor(15*time.Second, "an answer through "+v, func() bool {
+			out, err := client.Output("curl", "-s", "--max-time", "2", "http://"+v+"/")
+			return err == nil && strings.TrimSpace(out) == "RS1"
+		})
+	}
+	curl(vip1)
+	l.waitFor(20*time.Second, "the xdp master's connection in the kernel backup's table (ipvsadm -Lnc on B)", func() bool {
+		return strings.Contains(b.Run("ipvsadm", "-Lnc"), vip1+":80")
+	})
+	t.Logf("B (kernel backup) after a connection through A (xdp master):\n%s", b.Run("ipvsadm", "-Lnc"))
+	curl(vip2)
+	l.waitFor(20*time.Second, "the kernel master's connection in the xdp backup's table (gvsadm -Lnc on A)", func() bool {
+		return strings.Contains(ga.gvsadm(t, "-Lnc"), vip2+":80")
+	})
+	t.Logf("A (xdp backup) after a connection through B (kernel master):\n%s", ga.gvsadm(t, "-Lnc"))
+}
