@@ -142,7 +142,7 @@ func (m *Manager) Start(cfg Config) error {
 	}
 	syncer, ok := m.eng.(engine.Syncer)
 	if !ok {
-		return fmt.Errorf("the %s engine cannot synchronize connections (it terminates them; a connection cannot move to another director): run gvsd --engine xdp for a sync daemon", m.eng.Name())
+		return fmt.Errorf("the %s engine cannot synchronize connections (it terminates them; a connection cannot move to another director): run gvsd --engine xdp or ipvs for a sync daemon", m.eng.Name())
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
