@@ -63,6 +63,7 @@ func TestVM(t *testing.T) {
 		{"go", "test", "-c", "-o", filepath.Join(share, "guest.test"), "./guest"},
 		{"go", "build", "-o", filepath.Join(share, "bin") + "/", "../../cmd/gvsd", "../../cmd/gvsadm", "../../test/rs"},
 		{"cp", "guest.sh", filepath.Join(share, "guest.sh")},
+		{"cp", "-r", "../../examples", filepath.Join(share, "examples")},
 	}
 	for _, s := range steps {
 		cmd := exec.CommandContext(ctx, s[0], s[1:]...)
