@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +185,7 @@ func (l *lab) sameListing(args ...string) {
 		return
 	}
 	b, o, a := strings.Split(before, "\n"), strings.Split(ours, "\n"), strings.Split(after, "\n")
-	same := strings.Contains(strings.Join(args, " "), "c") && len(b) == len(o) && len(o) == len(a)
+	same := slices.Contains(args, "-Lnc") && len(b) == len(o) && len(o) == len(a)
 	for i := range o {
 		same = same && (o[i] == b[i] || o[i] == a[i])
 	}
