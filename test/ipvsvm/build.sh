@@ -62,12 +62,25 @@ MIRROR=${IPVS_VM_MIRROR:-$(
 [ -n "$MIRROR" ] || { echo "no Debian mirror found in the apt sources; set IPVS_VM_MIRROR" >&2; exit 1; }
 
 # --- 2. kernel (linux-image-amd64 -> linux-image-6.1.0-NN-amd64) --------------------
-if [ ! -s "$CACHE/kernel.stamp" ] || [ $FORCE = 1 ] || [ -n "${IPVS_VM_REFRESH_KERNEL:-}" ]; then
-  apt-get update -qq || true
-  KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+# IPVS_VM_KERNEL_SUITE takes the kernel from another suite of the same mirror
+# (bookworm-backports: 6.12), through apt with package lists of its own.
+KSUITE=${IPVS_VM_KERNEL_SUITE:-}
+APT_OPTS=()
+if [ -n "$KSUITE" ]; then
+  A="$CACHE/apt-$KSUITE"
+  mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $KSUITE main" > "$A/sources.list"
+  APT_OPTS=(-o Dir::Etc::SourceList="$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o Dir::State::Lists="$A/lists" -o Dir::Cache="$A/cache")
+fi
+if [ ! -s "$CACHE/kernel.stamp" ] || [ $FORCE = 1 ] || [ -n "${IPVS_VM_REFRESH_KERNEL:-}" ] ||
+   [ "$(cat "$CACHE/kernel.suite" 2>/dev/null)" != "$KSUITE" ]; then
+  apt-get "${APT_OPTS[@]}" update -qq || true
+  KPKG=$(apt-cache "${APT_OPTS[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
   [ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 dependency" >&2; exit 1; }
   log "kernel package: $KPKG"
-  (cd "$CACHE/debs" && rm -f "$KPKG"_*.deb && apt-get download -q "$KPKG" >&2 2>/dev/null || apt-get download "$KPKG" >&2)
+  (cd "$CACHE/debs" && rm -f "$KPKG"_*.deb && apt-get "${APT_OPTS[@]}" download -q "$KPKG" >&2 2>/dev/null ||
+     apt-get "${APT_OPTS[@]}" download "$KPKG" >&2)
   DEB=$(ls "$CACHE/debs/$KPKG"_*.deb | head -n1)
   rm -rf "$CACHE/kernel"; mkdir -p "$CACHE/kernel"
   dpkg-deb -x "$DEB" "$CACHE/kernel"
@@ -75,6 +88,7 @@ if [ ! -s "$CACHE/kernel.stamp" ] || [ $FORCE = 1 ] || [ -n "${IPVS_VM_REFRESH_K
   cp "$CACHE/kernel/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
   echo "$KVER" > "$CACHE/kver"
   echo "$(basename "$DEB")" > "$CACHE/kernel.stamp"
+  echo "$KSUITE" > "$CACHE/kernel.suite"
 fi
 KVER=$(cat "$CACHE/kver")
 log "kernel: $KVER ($(cat "$CACHE/kernel.stamp"))"
