@@ -86,12 +86,24 @@ func TestVM(t *testing.T) {
 	}
 }
 
-// summary keeps the lines that say how each test and binary ended.
+// summary keeps the lines that say how each test and binary ended, and
+// why a test was skipped.
 func summary(out string) string {
 	var b strings.Builder
+	var test []string // the output of the running test, for a skip's reason
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		l := sc.Text()
+		switch {
+		case strings.HasPrefix(l, "=== RUN"):
+			test = test[:0]
+		case strings.HasPrefix(l, "--- SKIP"):
+			for _, r := range test[:min(len(test), 3)] {
+				b.WriteString(r + "\n")
+			}
+		case strings.HasPrefix(l, "    ") && !strings.HasPrefix(strings.TrimSpace(l), "---"):
+			test = append(test, l)
+		}
 		if strings.HasPrefix(l, "=== ") && !strings.HasPrefix(l, "=== RUN") && !strings.HasPrefix(l, "=== PAUSE") && !strings.HasPrefix(l, "=== CONT") ||
 			strings.HasPrefix(l, "--- ") || strings.HasPrefix(l, "    --- ") || strings.HasPrefix(l, "ok") || strings.HasPrefix(l, "FAIL") ||
 			strings.HasPrefix(l, "GUEST") {
