@@ -98,7 +98,7 @@ func TestRequestsAreStrict(t *testing.T) {
 		{"misspelt sync daemon field", "/v1/daemons", `{"state":"master","mcast_ifn":"lo","syncid":1,"mcast_tll":1}`,
 			http.StatusBadRequest, `bad request: unknown field "mcast_tll"`},
 		{"a sync daemon the engine cannot run", "/v1/daemons", `{"state":"master","mcast_ifn":"lo","syncid":1}`,
-			http.StatusConflict, "the proxy engine cannot synchronize connections (it terminates them; a connection cannot move to another director): run gvsd --engine xdp for a sync daemon"},
+			http.StatusConflict, "the proxy engine cannot synchronize connections (it terminates them; a connection cannot move to another director): run gvsd --engine xdp or ipvs for a sync daemon"},
 		{"trailing data after a sync daemon", "/v1/daemons", `{"state":"master"} x`,
 			http.StatusBadRequest, "bad request: unexpected data after the JSON value"},
 	}
