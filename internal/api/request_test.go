@@ -148,3 +148,43 @@ func TestRefuseChanges(t *testing.T) {
 		t.Errorf("GET /v1/services: %v", err)
 	}
 }
+
+// TestNetmaskOmittedOrZero: a persistent service whose JSON leaves out
+// "netmask" gets one template per client address, as ipvsadm without -M;
+// "netmask": 0 is the /0 mask that ipvsadm's -M 0.0.0.0 asks for.
+func TestNetmaskOmittedOrZero(t *testing.T) {
+	socket, _ := serve(t, nil)
+	var ports []uint16
+	for range 2 {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, uint16(l.Addr().(*net.TCPAddr).Port))
+		l.Close()
+	}
+	body := func(port uint16) string {
+		svc := &ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.MustParseAddr("127.0.0.1"), Port: port},
+			Scheduler: "rr", Flags: ipvs.FlagPersistent, Timeout: 60}
+		return commandsJSON(t, ipvs.Command{Op: ipvs.OpAddService, Service: svc})
+	}
+	if !strings.Contains(body(ports[0]), `"netmask":0`) {
+		t.Fatalf("the service's JSON has no netmask field: %s", body(ports[0]))
+	}
+	for _, b := range []string{strings.Replace(body(ports[0]), `,"netmask":0`, "", 1), body(ports[1])} {
+		if code, msg := post(t, socket, "/v1/commands", b); code != http.StatusNoContent {
+			t.Fatalf("adding %s: %d %s", b, code, msg)
+		}
+	}
+	got, err := client.New(socket).Services(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks := map[uint16]int{}
+	for _, s := range got {
+		masks[s.Port] = s.Netmask
+	}
+	if masks[ports[0]] != 32 || masks[ports[1]] != 0 {
+		t.Errorf("netmasks: omitted %d, zero %d; want 32 and 0", masks[ports[0]], masks[ports[1]])
+	}
+}

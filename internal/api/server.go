@@ -164,6 +164,7 @@ func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
 			badRequest(w, fmt.Errorf("command %d: %w", i, err))
 			return
 		}
+		defaultNetmask(c, &cmds[i])
 	}
 	if r.URL.Query().Get("on_error") == "continue" {
 		reply(w, http.StatusOK, wire.Refused{Refused: s.execEach(cmds)})
@@ -179,6 +180,23 @@ func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// defaultNetmask gives a service whose JSON has no "netmask" the full
+// mask (one client per persistence template), as ipvsadm does when -M is
+// not given; a netmask of 0 is the /0 mask, not "unset".
+func defaultNetmask(raw json.RawMessage, c *ipvs.Command) {
+	if c.Service == nil {
+		return
+	}
+	var given struct {
+		Service struct {
+			Netmask *int `json:"netmask"`
+		} `json:"service"`
+	}
+	if json.Unmarshal(raw, &given) == nil && given.Service.Netmask == nil {
+		c.Service.Netmask = ipvs.FullNetmask(c.Service.IPv6())
+	}
 }
 
 // decodeStrict decodes the one JSON value r holds into v. A field v does

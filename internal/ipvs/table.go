@@ -176,11 +176,14 @@ func ValidateService(s *Service) error {
 	if !s.IsFWMark() && s.Proto != TCP && s.Proto != UDP && s.Proto != SCTP {
 		return ErrInvalid
 	}
-	max := 32
+	// IPv4 takes any contiguous mask, /0 included (one persistence
+	// template for every client); the kernel refuses an IPv6 prefix
+	// outside 1..128.
+	lo, hi := 0, 32
 	if s.IPv6() {
-		max = 128
+		lo, hi = 1, 128
 	}
-	if s.Netmask < 1 || s.Netmask > max {
+	if s.Netmask < lo || s.Netmask > hi {
 		return ErrInvalid
 	}
 	if s.ProxyProtocol < 0 || s.ProxyProtocol > 2 {
@@ -193,11 +196,10 @@ func normalizeService(s *Service) {
 	if s.Scheduler == "" {
 		s.Scheduler = DefaultScheduler
 	}
-	if s.Netmask == 0 {
-		s.Netmask = 32
-		if s.IPv6() {
-			s.Netmask = 128
-		}
+	if !s.Persistent() {
+		// The mask only groups clients of a persistent service; any
+		// other service lists with the full one, as the kernel's do.
+		s.Netmask = FullNetmask(s.IPv6())
 	}
 	if s.Addr.Is4In6() {
 		s.Addr = s.Addr.Unmap()

@@ -83,7 +83,9 @@ func TestTableCommands(t *testing.T) {
 			{Op: OpAddDest, Service: &Service{ServiceKey: vip6}, Dest: dest("2001:db8::11", 53, 1)},
 		}, nil},
 		{"fwmark service", []Command{{Op: OpAddService, Service: &Service{ServiceKey: fwm, Scheduler: "rr"}}}, nil},
-		{"netmask out of range", []Command{{Op: OpAddService, Service: &Service{ServiceKey: vip, Netmask: 33}}}, ErrInvalid},
+		{"netmask out of range", []Command{{Op: OpAddService, Service: &Service{ServiceKey: vip, Flags: FlagPersistent, Netmask: 33}}}, ErrInvalid},
+		{"IPv4 netmask /0", []Command{{Op: OpAddService, Service: &Service{ServiceKey: vip, Flags: FlagPersistent, Netmask: 0}}}, nil},
+		{"IPv6 netmask /0", []Command{{Op: OpAddService, Service: &Service{ServiceKey: vip6, Flags: FlagPersistent, Netmask: 0}}}, ErrInvalid},
 		{"zero missing service", []Command{{Op: OpZero, Service: &Service{ServiceKey: vip}}}, ErrNoService},
 		{"zero all", []Command{{Op: OpZero}}, nil},
 	}
@@ -110,7 +112,8 @@ func TestTableDefaultsAndOrder(t *testing.T) {
 			t.Fatalf("%s: %v", c.Op, err)
 		}
 	}
-	must(Command{Op: OpAddService, Service: &Service{ServiceKey: vip, Flags: FlagPersistent}})
+	must(Command{Op: OpAddService, Service: &Service{ServiceKey: vip, Flags: FlagPersistent, Netmask: 32}})
+	must(Command{Op: OpAddService, Service: &Service{ServiceKey: svcKey("198.18.0.11", 80), Netmask: 8}})
 	for _, a := range []string{"198.18.1.11", "198.18.1.12", "198.18.1.13"} {
 		must(Command{Op: OpAddDest, Service: &Service{ServiceKey: vip}, Dest: &Dest{Addr: netip.MustParseAddr(a), Port: 80, Weight: 1}})
 	}
@@ -121,6 +124,9 @@ func TestTableDefaultsAndOrder(t *testing.T) {
 	s := snap.Services[0]
 	if s.Scheduler != "wlc" || s.Timeout != 360 || s.Netmask != 32 {
 		t.Errorf("defaults: scheduler %q timeout %d netmask %d, want wlc 360 32", s.Scheduler, s.Timeout, s.Netmask)
+	}
+	if m := snap.Services[1].Netmask; m != 32 {
+		t.Errorf("a service that is not persistent has netmask %d, want the full 32", m)
 	}
 	var order []string
 	for _, d := range s.Dests {

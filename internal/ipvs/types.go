@@ -151,8 +151,11 @@ type Service struct {
 	Flags uint32 `json:"flags,omitempty"`
 	// Timeout is the persistence timeout in seconds (with FlagPersistent).
 	Timeout uint32 `json:"timeout,omitempty"`
-	// Netmask is the persistence granularity: a prefix length (32 or 128 is
-	// per client address).
+	// Netmask is the persistence granularity of a persistent service: a
+	// prefix length (32 or 128 is per client address; IPv4's 0 puts every
+	// client in one template, as `-M 0.0.0.0` does). Like the kernel's
+	// netlink attribute it is always meaningful: 0 is /0, not "unset".
+	// The table sets the full mask on services that are not persistent.
 	Netmask int `json:"netmask"`
 	// PE is the persistence engine name ("sip"), kept for -S output.
 	PE string `json:"pe,omitempty"`
@@ -220,3 +223,11 @@ type Timeouts struct {
 
 // DefaultTimeouts are the kernel's defaults (ipvsadm -L --timeout).
 var DefaultTimeouts = Timeouts{TCP: 900, TCPFin: 120, UDP: 300}
+
+// FullNetmask is the prefix length that groups nothing: one client address.
+func FullNetmask(ipv6 bool) int {
+	if ipv6 {
+		return 128
+	}
+	return 32
+}

@@ -97,13 +97,7 @@ func ipv4Mask(bits int) string {
 }
 
 func netmaskIsFull(s *ipvs.Service) bool {
-	if s.Netmask == 0 {
-		return true
-	}
-	if is6(s.Addr) {
-		return s.Netmask == 128
-	}
-	return s.Netmask == 32
+	return s.Netmask == ipvs.FullNetmask(is6(s.Addr))
 }
 
 // words is an address as libipvs compares it: one 32-bit word for IPv4,

@@ -669,7 +669,7 @@ func (e *entry) service() (ipvs.Service, error) {
 		s.Netmask = int(e.netmask)
 	} else {
 		ones := bits.LeadingZeros32(^e.netmask)
-		if e.netmask<<ones != 0 || ones == 0 {
+		if e.netmask<<ones != 0 {
 			if e.cmd == CmdAdd || e.cmd == CmdEdit {
 				return s, usage("illegal virtual server persistent mask specified\n%s: only contiguous masks such as 255.255.255.0 are supported", e.prog)
 			}

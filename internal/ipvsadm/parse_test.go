@@ -41,6 +41,8 @@ func TestParse(t *testing.T) {
 				Flags: ipvs.FlagPersistent | ipvs.SchedFlag1 | ipvs.SchedFlag2, Timeout: 600, Netmask: 24}}},
 		{"clustered short options with attached values", "-At198.18.0.10:80 -srr -p30", Request{Cmd: CmdAdd, HasService: true,
 			Service: ipvs.Service{ServiceKey: tcp(vip, 80), Scheduler: "rr", Flags: ipvs.FlagPersistent, Timeout: 30, Netmask: 32}}},
+		{"the /0 mask is contiguous", "-A -t 198.18.0.10:80 -s rr -p -M 0.0.0.0", Request{Cmd: CmdAdd, HasService: true,
+			Service: ipvs.Service{ServiceKey: tcp(vip, 80), Scheduler: "rr", Flags: ipvs.FlagPersistent, Timeout: 360, Netmask: 0}}},
 		{"IPv6 with prefix mask", "-E -t [2001:db8::10]:80 -s mh -p -M 64", Request{Cmd: CmdEdit, HasService: true,
 			Service: ipvs.Service{ServiceKey: tcp(vip6, 80), Scheduler: "mh", Flags: ipvs.FlagPersistent, Timeout: 360, Netmask: 64}}},
 		{"IPv6 firewall mark", "-A -f 7 -6 -s rr", Request{Cmd: CmdAdd, HasService: true,
