@@ -322,7 +322,7 @@ func kService(s *table.Service) kipvs.Service {
 		bits = 128
 	}
 	ones := s.Netmask
-	if ones <= 0 || ones > bits {
+	if ones < 0 || ones > bits { // 0 is the /0 mask (-M 0.0.0.0)
 		ones = bits
 	}
 	ks.Netmask = netmask.MaskFrom(ones, bits)

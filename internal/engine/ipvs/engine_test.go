@@ -418,3 +418,24 @@ UDP 2001:0db8:0000:0000:0000:0000:0000:0002 D431 2001:0db8:0000:0000:0000:0000:0
 		t.Fatalf("parsed\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// TestKServiceNetmask: the persistence mask reaches the kernel as the
+// mask ipvsadm would send (IPv4 dotted, /0 from -M 0.0.0.0 included).
+func TestKServiceNetmask(t *testing.T) {
+	for _, tt := range []struct {
+		addr    string
+		netmask int
+		want    string
+	}{
+		{"198.18.0.10", 32, "255.255.255.255"},
+		{"198.18.0.10", 24, "255.255.255.0"},
+		{"198.18.0.10", 0, "0.0.0.0"},
+		{"2001:db8::10", 64, "64"}, // IPv6 goes as the prefix length
+	} {
+		s := &table.Service{ServiceKey: table.ServiceKey{Proto: table.TCP, Addr: netip.MustParseAddr(tt.addr), Port: 80},
+			Scheduler: "rr", Flags: table.FlagPersistent, Timeout: 300, Netmask: tt.netmask}
+		if got := kService(s).Netmask.String(); got != tt.want {
+			t.Errorf("%s/%d: the kernel gets mask %s, want %s", tt.addr, tt.netmask, got, tt.want)
+		}
+	}
+}

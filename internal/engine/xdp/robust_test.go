@@ -170,43 +170,58 @@ func TestConnState(t *testing.T) {
 }
 
 // TestPersistence sends one client's connections to one server while its
-// template lives, and lists the template as ipvsadm does.
+// template lives, and lists the template as ipvsadm does; with the /0 mask
+// (-M 0.0.0.0) every client shares one template.
 func TestPersistence(t *testing.T) {
-	labNS(t, 11, 12, 13)
-	svc := oneService(vip, ipvs.TCP, "rr",
-		ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 1},
-		ipvs.Dest{Addr: rsIP(12), Port: 80, Method: ipvs.Route, Weight: 1},
-		ipvs.Dest{Addr: rsIP(13), Port: 80, Method: ipvs.Route, Weight: 1},
-	)
-	svc.Flags |= ipvs.FlagPersistent
-	svc.Timeout = 300
-	svc.Netmask = 24
-	e := newTestEngine(t, snapOf(svc))
-	var first string
-	for i := range 6 {
-		c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 5, byte(1 + i%2)}), uint16(2000+i))
-		v, out := runOut(t, e, build(pktSpec{src: c, dst: vip, proto: ipvs.TCP, flags: tcpSYN}))
-		if v != xdpRedirect {
-			t.Fatalf("verdict %d", v)
-		}
-		if i == 0 {
-			first = macName(out[:6])
-		} else if got := macName(out[:6]); got != first {
-			t.Errorf("connection %d from %s went to %s, want %s (same /24)", i, c, got, first)
-		}
+	ns := labNS(t, 11, 12, 13)
+	tests := []struct {
+		name    string
+		netmask int
+		client  func(i int) netip.Addr
+		tmpl    string
+	}{
+		{"mask /24", 24, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 5, byte(1 + i%2)}) }, "198.18.5.0:0"},
+		{"mask /0", 0, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(5 + i%3), byte(1 + i)}) }, "0.0.0.0:0"},
 	}
-	var tmpl []ipvs.Conn
-	for _, c := range e.Conns() {
-		if c.State == "NONE" {
-			tmpl = append(tmpl, c)
-		}
-	}
-	want := ipvs.Conn{Proto: ipvs.TCP, Client: netip.MustParseAddrPort("198.18.5.0:0"), Virtual: vip, Dest: netip.MustParseAddrPort(first + ":80"), State: "NONE"}
-	if len(tmpl) != 1 || tmpl[0].Expires <= 0 {
-		t.Fatalf("templates %+v", tmpl)
-	}
-	tmpl[0].Expires = 0
-	if tmpl[0] != want {
-		t.Errorf("template %+v, want %+v", tmpl[0], want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enterNS(t, ns)
+			svc := oneService(vip, ipvs.TCP, "rr",
+				ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 1},
+				ipvs.Dest{Addr: rsIP(12), Port: 80, Method: ipvs.Route, Weight: 1},
+				ipvs.Dest{Addr: rsIP(13), Port: 80, Method: ipvs.Route, Weight: 1},
+			)
+			svc.Flags |= ipvs.FlagPersistent
+			svc.Timeout = 300
+			svc.Netmask = tt.netmask
+			e := newTestEngine(t, snapOf(svc))
+			var first string
+			for i := range 6 {
+				c := netip.AddrPortFrom(tt.client(i), uint16(2000+i))
+				v, out := runOut(t, e, build(pktSpec{src: c, dst: vip, proto: ipvs.TCP, flags: tcpSYN}))
+				if v != xdpRedirect {
+					t.Fatalf("verdict %d", v)
+				}
+				if i == 0 {
+					first = macName(out[:6])
+				} else if got := macName(out[:6]); got != first {
+					t.Errorf("connection %d from %s went to %s, want %s (one template)", i, c, got, first)
+				}
+			}
+			var tmpl []ipvs.Conn
+			for _, c := range e.Conns() {
+				if c.State == "NONE" {
+					tmpl = append(tmpl, c)
+				}
+			}
+			want := ipvs.Conn{Proto: ipvs.TCP, Client: netip.MustParseAddrPort(tt.tmpl), Virtual: vip, Dest: netip.MustParseAddrPort(first + ":80"), State: "NONE"}
+			if len(tmpl) != 1 || tmpl[0].Expires <= 0 {
+				t.Fatalf("templates %+v", tmpl)
+			}
+			tmpl[0].Expires = 0
+			if tmpl[0] != want {
+				t.Errorf("template %+v, want %+v", tmpl[0], want)
+			}
+		})
 	}
 }

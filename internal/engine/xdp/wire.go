@@ -54,7 +54,7 @@ func maskWords(bitsLen int, family uint8) [4]uint32 {
 	if family == afInet6 {
 		total = 128
 	}
-	if bitsLen <= 0 || bitsLen > total {
+	if bitsLen < 0 || bitsLen > total { // 0 is the /0 mask (-M 0.0.0.0)
 		bitsLen = total
 	}
 	var b [16]byte
