@@ -30,7 +30,6 @@ import (
 	"syscall"
 
 	kipvs "github.com/cloudflare/ipvs"
-	"github.com/cloudflare/ipvs/netmask"
 
 	"github.com/gvs-lb/gvs/internal/engine"
 	table "github.com/gvs-lb/gvs/internal/ipvs"
@@ -98,9 +97,6 @@ func CheckDest(svc *table.Service, d *table.Dest) error {
 	}
 	if len(svc.LocalAddrs) > 0 || d.Method == table.FullNAT {
 		return errors.New("FullNAT (--fullnat) is not in the kernel's IPVS: run gvsd --engine xdp for it")
-	}
-	if svc.PE != "" {
-		return fmt.Errorf("persistence engine %q is not implemented on the ipvs engine yet", svc.PE)
 	}
 	return nil
 }
@@ -170,7 +166,7 @@ func (e *Engine) apply(c table.Command) (undo func() error, err error) {
 		if cur != nil {
 			return nil, table.ErrServiceExists
 		}
-		if err := e.c.CreateService(kService(c.Service)); err != nil {
+		if err := e.g.newService(c.Service); err != nil {
 			return nil, serviceError(c.Service, err)
 		}
 		e.owned[k] = &table.ServiceConfig{Service: *c.Service}
@@ -181,13 +177,13 @@ func (e *Engine) apply(c table.Command) (undo func() error, err error) {
 			return nil, table.ErrNoService
 		}
 		old := cur.Service
-		if err := e.c.UpdateService(kService(c.Service)); err != nil {
+		if err := e.g.setService(c.Service); err != nil {
 			return nil, serviceError(c.Service, err)
 		}
 		cur.Service = *c.Service
 		return func() error {
 			cur.Service = old
-			return e.c.UpdateService(kService(&old))
+			return e.g.setService(&old)
 		}, nil
 	case table.OpDelService:
 		if cur == nil {
@@ -265,7 +261,7 @@ func (e *Engine) removeService(k table.ServiceKey) error {
 // restoreService adds a removed service again, with its real servers (in
 // the kernel's order: each new one goes first, so the last is added first).
 func (e *Engine) restoreService(sc *table.ServiceConfig) error {
-	if err := e.c.CreateService(kService(&sc.Service)); err != nil {
+	if err := e.g.newService(&sc.Service); err != nil {
 		return err
 	}
 	for i := len(sc.Dests) - 1; i >= 0; i-- {
@@ -289,6 +285,10 @@ func (e *Engine) removeDest(sc *table.ServiceConfig, d table.Dest) error {
 // serviceError says what a refused service change means.
 func serviceError(s *table.Service, err error) error {
 	switch {
+	case errors.Is(err, syscall.ENOENT) && s.PE != "":
+		// The kernel loads ip_vs_<name> and ip_vs_pe_<name> itself;
+		// ENOENT means it could not load one of them.
+		return fmt.Errorf("the kernel has no %q scheduler or no %q persistence engine: load ip_vs_%s and ip_vs_pe_%s (modprobe), or check the names", s.Scheduler, s.PE, s.Scheduler, s.PE)
 	case errors.Is(err, syscall.ENOENT):
 		// The kernel loads ip_vs_<name> itself; ENOENT means it could not.
 		return fmt.Errorf("the kernel has no %q scheduler: its module ip_vs_%s is not installed or cannot be loaded (modprobe ip_vs_%s)", s.Scheduler, s.Scheduler, s.Scheduler)
@@ -308,24 +308,15 @@ func destError(err error) error {
 	return err
 }
 
-// kService is a service as the library sends it.
+// kService names a service as the library sends it in the commands that
+// read only the key (real servers, removal, lookups); services themselves
+// are added and edited by genl.newService and setService.
 func kService(s *table.Service) kipvs.Service {
 	ks := kipvs.Service{
 		Scheduler: s.Scheduler,
-		Timeout:   s.Timeout,
-		Flags:     kipvs.Flags(s.Flags &^ table.FlagHashed),
 		FWMark:    s.FWMark,
 		Family:    kipvs.AddressFamily(family(s.Addr)),
 	}
-	bits := 32
-	if ks.Family == kipvs.INET6 {
-		bits = 128
-	}
-	ones := s.Netmask
-	if ones < 0 || ones > bits { // 0 is the /0 mask (-M 0.0.0.0)
-		ones = bits
-	}
-	ks.Netmask = netmask.MaskFrom(ones, bits)
 	if !s.IsFWMark() {
 		ks.Address = s.Addr.Unmap()
 		ks.Port = s.Port

@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -194,6 +195,12 @@ func kernelTable() []table.Command {
 	persistent.Timeout, persistent.Netmask = 300, 24
 	add(persistent, dest("198.18.0.11", 53, table.Tunnel, 1))
 
+	// SIP persistence (ip_vs_pe_sip) with the /0 mask: one template for
+	// every client, per Call-ID.
+	sip := service(table.ServiceKey{Proto: table.UDP, Addr: netip.MustParseAddr(confVIP), Port: 5060}, "rr", table.FlagPersistent|table.FlagOnePacket)
+	sip.Timeout, sip.Netmask, sip.PE = 120, 0, "sip"
+	add(sip, dest("198.18.0.11", 5060, table.Route, 1))
+
 	gue := dest("198.18.0.11", 443, table.Tunnel, 1)
 	gue.TunType, gue.TunPort, gue.TunFlags = table.TunGUE, 6080, 0x1
 	gre := dest("198.18.0.12", 443, table.Tunnel, 1)
@@ -298,6 +305,41 @@ func TestMissingScheduler(t *testing.T) {
 	}
 	if len(e.Status()) != 0 {
 		t.Fatal("a refused service is listed")
+	}
+	pe := service(table.ServiceKey{Proto: table.UDP, Addr: netip.MustParseAddr(confVIP), Port: 5060}, "rr", table.FlagPersistent)
+	pe.Timeout, pe.PE = 60, "nosuch"
+	err = e.Apply([]table.Command{{Op: table.OpAddService, Service: pe}})
+	if err == nil || !strings.Contains(err.Error(), "ip_vs_pe_nosuch") {
+		t.Fatalf("a missing persistence engine: error %v, want one naming ip_vs_pe_nosuch", err)
+	}
+}
+
+// TestEditPersistenceEngine: an edit sets and clears a service's
+// persistence engine in the kernel, as ipvsadm -E --pe does.
+func TestEditPersistenceEngine(t *testing.T) {
+	requireIPVS(t)
+	dir := netnstest.New(t, "dir")
+	e := newEngine(t, dir, Options{})
+	svc := service(table.ServiceKey{Proto: table.UDP, Addr: netip.MustParseAddr(confVIP), Port: 5060}, "rr", table.FlagPersistent)
+	svc.Timeout, svc.Netmask = 60, 32
+	if err := e.Apply([]table.Command{{Op: table.OpAddService, Service: svc}}); err != nil {
+		t.Fatal(err)
+	}
+	withPE := *svc
+	withPE.PE = "sip"
+	for _, step := range []struct {
+		svc  *table.Service
+		want string
+	}{
+		{&withPE, "-A -u 198.18.0.200:5060 -s rr -p 60 --pe sip\n"},
+		{svc, "-A -u 198.18.0.200:5060 -s rr -p 60\n"},
+	} {
+		if err := e.Apply([]table.Command{{Op: table.OpEditService, Service: step.svc}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := dir.Run("ipvsadm", "-Sn"); got != step.want {
+			t.Errorf("after the edit, ipvsadm -Sn prints %q, want %q", got, step.want)
+		}
 	}
 }
 
@@ -419,23 +461,25 @@ UDP 2001:0db8:0000:0000:0000:0000:0000:0002 D431 2001:0db8:0000:0000:0000:0000:0
 	}
 }
 
-// TestKServiceNetmask: the persistence mask reaches the kernel as the
-// mask ipvsadm would send (IPv4 dotted, /0 from -M 0.0.0.0 included).
-func TestKServiceNetmask(t *testing.T) {
+// TestNetmaskAttr: the persistence mask reaches the kernel as ipvsadm
+// sends it: an IPv4 mask's bytes (/0 from -M 0.0.0.0 included), an IPv6
+// prefix length as a host-order u32.
+func TestNetmaskAttr(t *testing.T) {
+	le := func(n byte) []byte { b := []byte{0, 0, 0, 0}; binary.NativeEndian.PutUint32(b, uint32(n)); return b }
 	for _, tt := range []struct {
 		addr    string
 		netmask int
-		want    string
+		want    []byte
 	}{
-		{"198.18.0.10", 32, "255.255.255.255"},
-		{"198.18.0.10", 24, "255.255.255.0"},
-		{"198.18.0.10", 0, "0.0.0.0"},
-		{"2001:db8::10", 64, "64"}, // IPv6 goes as the prefix length
+		{"198.18.0.10", 32, []byte{255, 255, 255, 255}},
+		{"198.18.0.10", 24, []byte{255, 255, 255, 0}},
+		{"198.18.0.10", 0, []byte{0, 0, 0, 0}},
+		{"2001:db8::10", 64, le(64)},
 	} {
 		s := &table.Service{ServiceKey: table.ServiceKey{Proto: table.TCP, Addr: netip.MustParseAddr(tt.addr), Port: 80},
 			Scheduler: "rr", Flags: table.FlagPersistent, Timeout: 300, Netmask: tt.netmask}
-		if got := kService(s).Netmask.String(); got != tt.want {
-			t.Errorf("%s/%d: the kernel gets mask %s, want %s", tt.addr, tt.netmask, got, tt.want)
+		if got := netmaskAttr(s); !bytes.Equal(got, tt.want) {
+			t.Errorf("%s/%d: the kernel gets mask % x, want % x", tt.addr, tt.netmask, got, tt.want)
 		}
 	}
 }

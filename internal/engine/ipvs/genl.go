@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/mdlayher/genetlink"
@@ -13,6 +14,8 @@ import (
 // github.com/cloudflare/ipvs does not send (linux/ip_vs.h).
 const (
 	genlVersion   = 1
+	cmdNewService = 1
+	cmdSetService = 2
 	cmdNewDaemon  = 9
 	cmdDelDaemon  = 10
 	cmdGetDaemon  = 11
@@ -26,6 +29,11 @@ const (
 	svcAttrAddr   = 3
 	svcAttrPort   = 4
 	svcAttrFWMark = 5
+	svcAttrSched  = 6
+	svcAttrFlags  = 7
+	svcAttrTimout = 8
+	svcAttrMask   = 9
+	svcAttrPEName = 11
 
 	daemonAttrState       = 1
 	daemonAttrMcastIfn    = 2
@@ -37,8 +45,8 @@ const (
 	daemonAttrMcastTTL    = 8
 )
 
-// genl sends the IPVS family's commands the library lacks: zero, flush
-// and the sync daemons.
+// genl sends what the library lacks: a service's persistence engine (so
+// services are added and edited here), zero, flush and the sync daemons.
 type genl struct {
 	c      *genetlink.Conn
 	family genetlink.Family
@@ -87,6 +95,50 @@ func serviceKey(k table.ServiceKey) func(ae *netlink.AttributeEncoder) error {
 	}
 }
 
+// serviceAttrs encodes a whole service, as IPVS_CMD_NEW_SERVICE and
+// IPVS_CMD_SET_SERVICE take it (ip_vs_genl_parse_service with full_entry).
+func serviceAttrs(s *table.Service) func(ae *netlink.AttributeEncoder) error {
+	return func(ae *netlink.AttributeEncoder) error {
+		if err := serviceKey(s.ServiceKey)(ae); err != nil {
+			return err
+		}
+		ae.String(svcAttrSched, s.Scheduler)
+		// struct ip_vs_flags: the flags, then the mask of those to set.
+		flags := make([]byte, 8)
+		binary.NativeEndian.PutUint32(flags, s.Flags&^table.FlagHashed)
+		binary.NativeEndian.PutUint32(flags[4:], ^uint32(0))
+		ae.Bytes(svcAttrFlags, flags)
+		ae.Uint32(svcAttrTimout, s.Timeout)
+		ae.Bytes(svcAttrMask, netmaskAttr(s))
+		if s.PE != "" {
+			ae.String(svcAttrPEName, s.PE)
+		}
+		return nil
+	}
+}
+
+// netmaskAttr is the persistence mask as the kernel reads it: an IPv4
+// mask's bytes in network order, an IPv6 prefix length as a host u32.
+func netmaskAttr(s *table.Service) []byte {
+	b := make([]byte, 4)
+	if family(s.Addr) == afInet6 {
+		binary.NativeEndian.PutUint32(b, uint32(s.Netmask))
+		return b
+	}
+	binary.BigEndian.PutUint32(b, ^uint32(0)<<(32-s.Netmask)) // Go: a shift by 32 gives 0
+	return b
+}
+
+// newService adds s to the kernel's table; setService changes the one
+// with its key to s.
+func (g *genl) newService(s *table.Service) error {
+	return g.exec(cmdNewService, func(ae *netlink.AttributeEncoder) { ae.Nested(cmdAttrSvc, serviceAttrs(s)) })
+}
+
+func (g *genl) setService(s *table.Service) error {
+	return g.exec(cmdSetService, func(ae *netlink.AttributeEncoder) { ae.Nested(cmdAttrSvc, serviceAttrs(s)) })
+}
+
 // zero clears the counters of one service, or of all when k is nil.
 func (g *genl) zero(k *table.ServiceKey) error {
 	return g.exec(cmdZero, func(ae *netlink.AttributeEncoder) {
@@ -101,9 +153,14 @@ func (g *genl) flush() error { return g.exec(cmdFlush, nil) }
 
 func (g *genl) Close() error { return g.c.Close() }
 
+const (
+	afInet  = 2
+	afInet6 = 10
+)
+
 func family(a netip.Addr) uint16 {
 	if a.Unmap().Is4() {
-		return 2 // AF_INET
+		return afInet
 	}
-	return 10 // AF_INET6
+	return afInet6
 }
