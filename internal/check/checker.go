@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"reflect"
 	"regexp"
 	"sync"
 	"time"
@@ -143,7 +142,7 @@ func (c *Checker) Up() bool {
 func (c *Checker) sameAs(spec Spec, rs netip.AddrPort) bool {
 	a := c.spec
 	a.Alpha = spec.Alpha
-	return c.rs == rs && reflect.DeepEqual(a, spec)
+	return c.rs == rs && a.Equal(&spec)
 }
 
 // SetEnabled suspends (false) or resumes (true) the probes, as keepalived's

@@ -13,7 +13,7 @@ import (
 
 // fileReal is a real server whose only checker is a FILE_CHECK of path.
 func fileReal(addr string, weight int32, path string, fileWeight int, reverse bool) RealServer {
-	s := Defaults(FILE)
+	s := defaultSpec(FILE)
 	s.DelayLoop = 50 * time.Millisecond
 	s.TrackFile, s.FileWeight, s.FileReverse = path, fileWeight, reverse
 	ap := netip.MustParseAddrPort(addr)

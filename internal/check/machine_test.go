@@ -31,7 +31,7 @@ func TestMachine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Defaults(tt.typ)
+			s := defaultSpec(tt.typ)
 			s.Retry, s.Alpha = tt.retry, tt.alpha
 			m := newMachine(&s)
 			var got strings.Builder

@@ -16,7 +16,7 @@ import (
 
 // spec returns a spec of type t with short timers for tests.
 func spec(t Type) Spec {
-	s := Defaults(t)
+	s := defaultSpec(t)
 	s.ConnectTimeout = 300 * time.Millisecond
 	s.DelayLoop = 100 * time.Millisecond
 	s.DelayBeforeRetry = 50 * time.Millisecond

@@ -35,12 +35,9 @@ const (
 // Types lists every checker kind.
 var Types = []Type{TCP, HTTP, SSL, MISC, DNS, SMTP, UDP, PING, FILE}
 
-// FilePoll is how often a FILE_CHECK reads its file by default:
-// keepalived watches the file with inotify and reacts at once; GVS polls.
-const FilePoll = time.Second
-
-// Spec is one checker block of a real server, every value resolved: start
-// from Defaults and overwrite what the configuration sets.
+// Spec is one checker block of a real server, every value resolved:
+// internal/plan compiles it from keepalived.conf with keepalived's
+// defaults; the checker runs it as it is.
 type Spec struct {
 	Type Type `json:"type"`
 
@@ -171,37 +168,6 @@ func (s StatusCodes) Match(code int) bool {
 		}
 	}
 	return false
-}
-
-// Defaults returns keepalived's defaults for a checker kind: a 5s
-// connect_timeout, a 60s delay_loop (also the warmup), one retry after 1s
-// (3s for HTTP_GET and SSL_GET), three retries after a delay_loop for
-// DNS_CHECK, no retry for MISC_CHECK.
-func Defaults(t Type) Spec {
-	s := Spec{
-		Type:             t,
-		ConnectTimeout:   5 * time.Second,
-		DelayLoop:        60 * time.Second,
-		Warmup:           60 * time.Second,
-		Retry:            1,
-		DelayBeforeRetry: time.Second,
-	}
-	switch t {
-	case HTTP, SSL:
-		s.DelayBeforeRetry = 3 * time.Second
-		s.HTTPProtocol = "1.0"
-	case DNS:
-		s.Retry = 3
-		s.DelayBeforeRetry = s.DelayLoop
-		s.DNSType = "SOA"
-		s.DNSName = "."
-	case MISC:
-		s.Retry = 0
-	case FILE:
-		// the file's number is the state: no retries, no warmup
-		s.Retry, s.Warmup, s.DelayLoop = 0, 0, FilePoll
-	}
-	return s
 }
 
 // Validate checks a spec before it runs.

@@ -89,7 +89,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Defaults(tt.typ)
+			s := defaultSpec(tt.typ)
 			if tt.edit != nil {
 				tt.edit(&s)
 			}
@@ -116,7 +116,7 @@ func TestDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Defaults(tt.typ)
+			s := defaultSpec(tt.typ)
 			if s.Retry != tt.retry || s.DelayBeforeRetry != tt.dbr || s.ConnectTimeout != 5*time.Second ||
 				s.DelayLoop != time.Minute || s.Warmup != time.Minute {
 				t.Errorf("%+v", s)
@@ -137,7 +137,7 @@ func TestValidateRegex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Defaults(HTTP)
+			s := defaultSpec(HTTP)
 			s.URLs = []URL{{Path: "/", Regex: tt.regex}}
 			err := s.Validate()
 			if (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {

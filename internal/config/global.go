@@ -87,7 +87,8 @@ type Global struct {
 	LVSFlushOnStop bool `json:"lvs_flush_onstop,omitempty"`
 	// LVSSyncDaemon is lvs_sync_daemon's words (interface, instance, id
 	// ...), kept for the daemon.
-	LVSSyncDaemon []string `json:"lvs_sync_daemon,omitempty"`
+	LVSSyncDaemon    []string `json:"lvs_sync_daemon,omitempty"`
+	LVSSyncDaemonPos Pos      `json:"-"`
 }
 
 func defaultGlobal() Global {
@@ -261,7 +262,7 @@ var globalTable = table[Global]{
 	"lvs_flush":        setBool(func(g *Global) *bool { return &g.LVSFlush }),
 	"lvs_flush_onstop": setBool(func(g *Global) *bool { return &g.LVSFlushOnStop }),
 	"lvs_sync_daemon": {min: 1, max: -1, fn: func(d *decoder, n *node, g *Global) {
-		g.LVSSyncDaemon = append([]string(nil), n.args[1:]...)
+		g.LVSSyncDaemon, g.LVSSyncDaemonPos = append([]string(nil), n.args[1:]...), n.pos
 	}},
 }
 

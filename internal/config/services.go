@@ -27,8 +27,8 @@ func (c *Config) Services() ([]ipvs.ServiceConfig, ipvs.Timeouts, error) {
 		fail := func(format string, args ...any) {
 			errs = append(errs, &Error{File: vs.Pos.File, Line: vs.Pos.Line, Msg: fmt.Sprintf(format, args...)})
 		}
-		keys, err := c.serviceKeys(vs)
-		if err != "" {
+		keys, err := c.ServiceKeys(vs)
+		if err != nil {
 			fail("%s", err)
 			continue
 		}
@@ -36,8 +36,7 @@ func (c *Config) Services() ([]ipvs.ServiceConfig, ipvs.Timeouts, error) {
 			fail("the virtual servers expand to more than %d services", maxServices)
 			break
 		}
-		dests := initialDests(vs)
-		if total += len(keys) * len(dests); total > maxServices*16 {
+		if total += len(keys) * (len(vs.RealServers) + 1); total > maxServices*16 {
 			fail("the virtual servers expand to more than %d real-server entries", maxServices*16)
 			break
 		}
@@ -73,12 +72,7 @@ func (c *Config) Services() ([]ipvs.ServiceConfig, ipvs.Timeouts, error) {
 				continue
 			}
 			sc := ipvs.ServiceConfig{Service: svc}
-			for _, d := range dests {
-				// The kernel gives direct-routed and tunnelled servers
-				// the service's port (none for fwmark services).
-				if d.Port == 0 || (d.Method != ipvs.Masq && d.Method != ipvs.FullNAT) {
-					d.Port = k.Port
-				}
+			for _, d := range initialDests(vs, k) {
 				if err := ipvs.ValidateDest(&svc, &d); err != nil {
 					fail("virtual server %s, real server %s: %v", k, d.AddrPort(), err)
 					continue
@@ -100,8 +94,8 @@ func (c *Config) Services() ([]ipvs.ServiceConfig, ipvs.Timeouts, error) {
 // maxServices bounds the IPVS services a configuration may ask for.
 const maxServices = 1 << 16
 
-// serviceKeys lists the IPVS services a virtual server stands for.
-func (c *Config) serviceKeys(vs *VirtualServer) ([]ipvs.ServiceKey, string) {
+// ServiceKeys lists the IPVS services a virtual server stands for.
+func (c *Config) ServiceKeys(vs *VirtualServer) ([]ipvs.ServiceKey, error) {
 	family := func(v6 bool) netip.Addr {
 		if v6 {
 			return netip.IPv6Unspecified()
@@ -110,13 +104,13 @@ func (c *Config) serviceKeys(vs *VirtualServer) ([]ipvs.ServiceKey, string) {
 	}
 	switch {
 	case vs.FWMark != 0:
-		return []ipvs.ServiceKey{{FWMark: vs.FWMark, Addr: family(vs.IPv6)}}, ""
+		return []ipvs.ServiceKey{{FWMark: vs.FWMark, Addr: family(vs.IPv6)}}, nil
 	case vs.Group == "":
-		return []ipvs.ServiceKey{{Proto: vs.Protocol, Addr: vs.Addr, Port: vs.Port}}, ""
+		return []ipvs.ServiceKey{{Proto: vs.Protocol, Addr: vs.Addr, Port: vs.Port}}, nil
 	}
 	g, ok := c.VSGroup(vs.Group)
 	if !ok {
-		return nil, fmt.Sprintf("no virtual_server_group named %q", vs.Group)
+		return nil, fmt.Errorf("no virtual_server_group named %q", vs.Group)
 	}
 	var keys []ipvs.ServiceKey
 	for _, m := range g.Members {
@@ -131,15 +125,20 @@ func (c *Config) serviceKeys(vs *VirtualServer) ([]ipvs.ServiceKey, string) {
 			}
 		}
 	}
-	return keys, ""
+	return keys, nil
 }
 
-// initialDests are the real servers as keepalived first installs them.
-func initialDests(vs *VirtualServer) []ipvs.Dest {
+// initialDests are the real servers of vs in service key as keepalived
+// first installs them: real servers start up (at their weight) unless
+// alpha is set, in which case they start down: left out, or at weight 0
+// under inhibit_on_failure. When the servers that start up weigh less
+// than the quorum and a sorry server is set, it is the only one.
+func initialDests(vs *VirtualServer, key ipvs.ServiceKey) []ipvs.Dest {
 	var dests []ipvs.Dest
 	weight := 0
-	for _, rs := range vs.RealServers {
-		d := dest(&rs)
+	for i := range vs.RealServers {
+		rs := &vs.RealServers[i]
+		d := rs.Dest(key)
 		if rs.Alpha {
 			if !rs.InhibitOnFailure {
 				continue
@@ -150,13 +149,17 @@ func initialDests(vs *VirtualServer) []ipvs.Dest {
 		dests = append(dests, d)
 	}
 	if vs.SorryServer != nil && weight < vs.Quorum {
-		return []ipvs.Dest{dest(vs.SorryServer)}
+		return []ipvs.Dest{vs.SorryServer.Dest(key)}
 	}
 	return dests
 }
 
-func dest(rs *RealServer) ipvs.Dest {
-	return ipvs.Dest{
+// Dest is the real server as IPVS holds it in the service key, at its
+// configured weight. The kernel gives direct-routed and tunnelled servers
+// the service's port (none for fwmark services), and so do NAT servers
+// written without one.
+func (rs *RealServer) Dest(key ipvs.ServiceKey) ipvs.Dest {
+	d := ipvs.Dest{
 		Addr:       rs.Addr,
 		Port:       rs.Port,
 		Method:     rs.Forwarding.Method.IPVS(),
@@ -167,4 +170,8 @@ func dest(rs *RealServer) ipvs.Dest {
 		TunPort:    rs.Forwarding.TunPort,
 		TunFlags:   rs.Forwarding.TunFlags,
 	}
+	if d.Port == 0 || (d.Method != ipvs.Masq && d.Method != ipvs.FullNAT) {
+		d.Port = key.Port
+	}
+	return d
 }

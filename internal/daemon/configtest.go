@@ -3,7 +3,6 @@ package daemon
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"slices"
 
 	"github.com/gvs-lb/gvs/internal/config"
@@ -11,6 +10,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/engine/proxy"
 	"github.com/gvs-lb/gvs/internal/engine/xdp"
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/plan"
 )
 
 // DefaultConfigFile is keepalived's default configuration path.
@@ -23,7 +23,7 @@ func ConfigTest(path, engine string, out io.Writer) int {
 	if path == "" {
 		path = DefaultConfigFile
 	}
-	_, warnings, err := checkConfig(path, engine)
+	_, _, warnings, err := checkConfig(path, engine)
 	security := 0
 	for _, w := range warnings {
 		fmt.Fprintf(out, "%s: warning: %s\n", w.Pos, w.Msg)
@@ -48,10 +48,11 @@ func ConfigTest(path, engine string, out io.Writer) int {
 }
 
 // checkConfig is the configuration test: gvsd -t reports its result and a
-// reload (SIGHUP) applies the configuration only when it passes, so a
-// reload refuses exactly what -t refuses. It loads the file and plans it as
-// gvsd would run it on engine (proxy, xdp, ipvs or auto). err is nil when the test passes (exit 0); else it is
-// what config.TestExitCode maps to the exit code, with file:line in each
+// reload (SIGHUP) applies the plan only when it passes, so a reload
+// refuses exactly what -t refuses. It loads the file, compiles it
+// (plan.Compile) and checks the plan against engine (proxy, xdp, ipvs or
+// auto). err is nil when the test passes (exit 0); else it is what
+// config.TestExitCode maps to the exit code, with file:line in each
 // message. The warnings are the complaints that do not fail the test.
 //
 // The lines keepalived's own config test counts as errors although
@@ -59,7 +60,7 @@ func ConfigTest(path, engine string, out io.Writer) int {
 // closed, as in a file cut short while it was written) fail the test too.
 // gvsd still starts with them, as keepalived does, but never reloads
 // them.
-func checkConfig(path, engine string) (*config.Config, []config.Warning, error) {
+func checkConfig(path, engine string) (*config.Config, *plan.Plan, []config.Warning, error) {
 	cfg, all, err := config.Load(path)
 	var warnings []config.Warning
 	var strict config.Errors
@@ -73,33 +74,29 @@ func checkConfig(path, engine string) (*config.Config, []config.Warning, error) 
 		warnings = append(warnings, w)
 	}
 	if err != nil {
-		return nil, warnings, err
+		return nil, nil, warnings, err
 	}
 	if len(strict) > 0 {
-		return nil, warnings, strict
+		return nil, nil, warnings, strict
 	}
-	// What gvsd itself would refuse at start. Warnings of the planning
-	// are logged when the configuration is applied.
-	quiet := slog.New(slog.DiscardHandler)
-	if _, _, err := planLVS(cfg, quiet); err != nil {
-		return nil, warnings, err
-	}
-	if _, err := planVRRP(cfg, quiet); err != nil {
-		return nil, warnings, err
-	}
-	w, err := checkEngine(cfg, engine)
+	p, w, err := plan.Compile(cfg)
 	warnings = append(warnings, w...)
 	if err != nil {
-		return nil, warnings, err
+		return nil, nil, warnings, err
 	}
-	return cfg, warnings, nil
+	w, err = checkEngine(cfg, p, engine)
+	warnings = append(warnings, w...)
+	if err != nil {
+		return nil, nil, warnings, err
+	}
+	return cfg, p, warnings, nil
 }
 
 // checkEngine refuses the virtual and real servers the engine cannot
 // serve, each at its line, as the engine would refuse them at start.
 // With auto, gvsd runs the xdp engine and falls back to the proxy engine
 // when XDP cannot attach: what only the xdp engine serves is a warning.
-func checkEngine(cfg *config.Config, engine string) ([]config.Warning, error) {
+func checkEngine(cfg *config.Config, p *plan.Plan, engine string) ([]config.Warning, error) {
 	type check struct {
 		service func(*ipvs.Service) error
 		dest    func(*ipvs.Service, *ipvs.Dest) error
@@ -109,29 +106,31 @@ func checkEngine(cfg *config.Config, engine string) ([]config.Warning, error) {
 	ipvsCheck := check{func(*ipvs.Service) error { return nil }, kernel.CheckDest}
 	refused := func(c check) config.Errors {
 		var errs config.Errors
-		for i := range cfg.VirtualServers {
-			vs := &cfg.VirtualServers[i]
-			scs, err := servicesOf(cfg, vs, nil)
-			if err != nil {
-				continue // planLVS reported it
+		fail := func(pos config.Pos, format string, args ...any) {
+			errs = append(errs, &config.Error{File: pos.File, Line: pos.Line, Msg: fmt.Sprintf(format, args...)})
+		}
+		for i := range p.Services {
+			s := &p.Services[i]
+			vs := s.Block
+			if err := c.service(&s.Service); err != nil {
+				fail(vs.Pos, "virtual server %s: %v", s.Key(), err)
+				continue
 			}
-			fail := func(pos config.Pos, format string, args ...any) {
-				errs = append(errs, &config.Error{File: pos.File, Line: pos.Line, Msg: fmt.Sprintf(format, args...)})
-			}
-			for _, sc := range scs {
-				if err := c.service(&sc.Service); err != nil {
-					fail(vs.Pos, "virtual server %s: %v", sc.ServiceKey, err)
-					continue
-				}
-				rss := vs.RealServers
-				if vs.SorryServer != nil {
-					rss = append(slices.Clip(rss), *vs.SorryServer)
-				}
-				for j := range rss {
-					d := destOf(&rss[j], sc.ServiceKey)
-					if err := c.dest(&sc.Service, &d); err != nil {
-						fail(rss[j].Pos, "virtual server %s, real server %s: %v", sc.ServiceKey, d.AddrPort(), err)
+			rss := s.Check.RealServers
+			pos := func(j int) config.Pos { return vs.RealServers[j].Pos }
+			if sorry := s.Check.SorryServer; sorry != nil {
+				rss = append(slices.Clip(rss), *sorry)
+				pos = func(j int) config.Pos {
+					if j == len(vs.RealServers) {
+						return vs.SorryServer.Pos
 					}
+					return vs.RealServers[j].Pos
+				}
+			}
+			for j := range rss {
+				d := rss[j].Dest
+				if err := c.dest(&s.Service, &d); err != nil {
+					fail(pos(j), "virtual server %s, real server %s: %v", s.Key(), d.AddrPort(), err)
 				}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/director"
+	"github.com/gvs-lb/gvs/internal/plan"
 )
 
 // keepalived runs what a keepalived.conf asks for: the virtual servers,
@@ -31,6 +32,7 @@ type keepalived struct {
 
 	mu   sync.Mutex // guards the fields below
 	cfg  *config.Config
+	plan *plan.Plan           // cfg compiled
 	lvs  map[string]*lvsUnit  // by service key (ipvs.ServiceKey.String())
 	vrrp map[string]*vrrpUnit // by instance or sync group name
 	// vips are the virtual addresses the VRRP instances hold now (MASTER),
@@ -59,7 +61,7 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, l
 	if path == "" {
 		return k, nil
 	}
-	cfg, err := k.load()
+	cfg, p, err := k.load()
 	if err != nil {
 		cancel()
 		return nil, err
@@ -69,7 +71,7 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, l
 		defer k.poll.Done()
 		k.watchVRRP(kctx)
 	}()
-	if err := k.apply(cfg); err != nil {
+	if err := k.apply(cfg, p); err != nil {
 		k.stop()
 		return nil, err
 	}
@@ -78,43 +80,55 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, l
 	return k, nil
 }
 
-// load reads and parses the configuration file, logging its warnings.
-func (k *keepalived) load() (*config.Config, error) {
+// load reads, parses and compiles the configuration file at start,
+// logging its warnings. Unlike a reload, it runs a file with the lines
+// keepalived's own config test counts as errors, as keepalived does.
+func (k *keepalived) load() (*config.Config, *plan.Plan, error) {
 	cfg, warnings, err := config.Load(k.path)
+	var p *plan.Plan
+	if err == nil {
+		var w []config.Warning
+		p, w, err = plan.Compile(cfg)
+		warnings = append(warnings, w...)
+	}
 	for _, w := range warnings {
 		k.log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cfg, nil
+	return cfg, p, nil
 }
 
-// apply makes cfg run: the virtual servers and checkers first (so a
-// configuration the engine refuses changes nothing), then VRRP.
-func (k *keepalived) apply(cfg *config.Config) error {
+// apply makes the plan p of cfg run: the virtual servers and checkers
+// first (so a configuration the engine refuses changes nothing), then
+// VRRP.
+func (k *keepalived) apply(cfg *config.Config, p *plan.Plan) error {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
 	if k.stopped {
 		return fmt.Errorf("gvsd is stopping")
 	}
-	vplan, err := planVRRP(cfg, k.log)
+	k.mu.Lock()
+	running := k.vrrp
+	k.mu.Unlock()
+	vunits, err := planVRRP(p, running, k.log)
 	if err != nil {
 		return err
 	}
 	initTrackFiles(cfg, k.log)
 	mail := newMailer(cfg, k.log)
 	k.mu.Lock()
-	oldCfg, oldMail := k.cfg, k.mail
-	k.cfg, k.mail = cfg, mail
+	oldCfg, oldPlan, oldMail := k.cfg, k.plan, k.mail
+	k.cfg, k.plan, k.mail = cfg, p, mail
 	k.mu.Unlock()
-	if err := k.applyLVS(cfg); err != nil {
+	if err := k.applyLVS(p); err != nil {
 		k.mu.Lock()
-		k.cfg, k.mail = oldCfg, oldMail
+		k.cfg, k.plan, k.mail = oldCfg, oldPlan, oldMail
 		k.mu.Unlock()
 		return err
 	}
-	k.applyVRRP(vplan)
+	k.applyVRRP(vunits)
 	return nil
 }
 
@@ -129,7 +143,7 @@ func (k *keepalived) reload(ctx context.Context) {
 	k.log.Info("reloading the configuration", "file", k.path)
 	// A reload applies only what gvsd -t accepts: a file cut short while
 	// it was written (unclosed blocks) is refused, not half applied.
-	cfg, warnings, err := checkConfig(k.path, k.engine)
+	cfg, p, warnings, err := checkConfig(k.path, k.engine)
 	for _, w := range warnings {
 		k.log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
 	}
@@ -137,7 +151,7 @@ func (k *keepalived) reload(ctx context.Context) {
 		k.log.Error("reload refused, still running the previous configuration: "+err.Error(), "file", k.path)
 		return
 	}
-	if err := k.apply(cfg); err != nil {
+	if err := k.apply(cfg, p); err != nil {
 		k.log.Error("reload refused, still running the previous configuration: "+err.Error(), "file", k.path)
 		return
 	}

@@ -3,25 +3,21 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/gvs-lb/gvs/internal/script"
-	"log/slog"
 	"net"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/gvs-lb/gvs/internal/check"
-	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/plan"
 )
 
-// lvsUnit is one IPVS service of the configuration with the checker
-// manager that keeps its pool. A virtual_server_group makes several.
+// lvsUnit is one IPVS service of the plan with the checker manager that
+// keeps its pool.
 type lvsUnit struct {
 	key ipvs.ServiceKey
-	vs  *config.VirtualServer
-	cvs check.VirtualServer // as configured
+	svc *plan.Service
 	run check.VirtualServer // as its manager started
 	mgr *check.Manager
 	// adopt are the checkers of the unit this one replaces, taken over
@@ -34,12 +30,10 @@ type lvsUnit struct {
 	done   chan struct{}
 }
 
-// lvsWant is a service the configuration asks for, before it runs.
+// lvsWant is a service the plan asks for, before it runs.
 type lvsWant struct {
-	key ipvs.ServiceKey
-	vs  *config.VirtualServer
-	cvs check.VirtualServer // as configured, to compare with the next reload
-	run check.VirtualServer // as the manager starts: cvs with kept health
+	svc *plan.Service
+	run check.VirtualServer // as the manager starts: the plan's with kept health
 	// state carries the health of kept real servers (by address:port)
 	// into a restarted unit.
 	state map[netip.AddrPort]bool
@@ -47,210 +41,17 @@ type lvsWant struct {
 	adopt []*check.Checker
 }
 
-// planLVS lists the services of cfg with what their checkers need.
-func planLVS(cfg *config.Config, log *slog.Logger) ([]*lvsWant, ipvs.Timeouts, error) {
-	all, timeouts, err := cfg.Services()
-	if err != nil {
-		return nil, timeouts, err
-	}
-	var wants []*lvsWant
-	for i := range cfg.VirtualServers {
-		vs := &cfg.VirtualServers[i]
-		scs, err := servicesOf(cfg, vs, nil)
-		if err != nil {
-			return nil, timeouts, err
-		}
-		for _, sc := range scs {
-			cvs, err := checkVirtualServer(cfg, vs, sc.ServiceKey, log)
-			if err != nil {
-				return nil, timeouts, err
-			}
-			wants = append(wants, &lvsWant{key: sc.ServiceKey, vs: vs, cvs: cvs, run: cvs})
-		}
-	}
-	if len(wants) != len(all) {
-		return nil, timeouts, fmt.Errorf("%s: %d services expected, %d planned (a bug in gvsd)", cfg.VirtualServers[0].Pos, len(all), len(wants))
-	}
-	return wants, timeouts, nil
-}
+func (w *lvsWant) key() ipvs.ServiceKey { return w.svc.Key() }
 
-// servicesOf is what vs alone installs, as config.Services says, with the
-// real servers in state (address:port -> alive) starting up or down as
-// they are now instead of as configured.
-func servicesOf(cfg *config.Config, vs *config.VirtualServer, state map[netip.AddrPort]bool) ([]ipvs.ServiceConfig, error) {
-	one := *cfg
-	v := *vs
-	v.RealServers = slices.Clone(vs.RealServers)
-	for i := range v.RealServers {
-		rs := &v.RealServers[i]
-		for ap, alive := range state {
-			if ap.Addr() == rs.Addr && (rs.Port == 0 || rs.Port == ap.Port()) {
-				rs.Alpha = !alive
-			}
-		}
-	}
-	one.VirtualServers = []config.VirtualServer{v}
-	scs, _, err := one.Services()
-	return scs, err
-}
-
-// destOf is the real server as the pool holds it for service key, as
-// config.Services makes it.
-func destOf(rs *config.RealServer, key ipvs.ServiceKey) ipvs.Dest {
-	d := ipvs.Dest{
-		Addr: rs.Addr, Port: rs.Port, Method: rs.Forwarding.Method.IPVS(), Weight: rs.Weight,
-		UThreshold: rs.UThreshold, LThreshold: rs.LThreshold,
-		TunType: rs.Forwarding.TunType, TunPort: rs.Forwarding.TunPort, TunFlags: rs.Forwarding.TunFlags,
-	}
-	if d.Port == 0 || (d.Method != ipvs.Masq && d.Method != ipvs.FullNAT) {
-		d.Port = key.Port
-	}
-	return d
-}
-
-// checkVirtualServer maps a virtual_server to what the checkers need.
-func checkVirtualServer(cfg *config.Config, vs *config.VirtualServer, key ipvs.ServiceKey, log *slog.Logger) (check.VirtualServer, error) {
-	cvs := check.VirtualServer{
-		Service: key, Quorum: vs.Quorum, Hysteresis: vs.Hysteresis,
-		QuorumUp: scriptCmd(vs.QuorumUp), QuorumDown: scriptCmd(vs.QuorumDown),
-		HASuspend: vs.HASuspend,
-	}
-	for i := range vs.RealServers {
-		rs := &vs.RealServers[i]
-		crs := check.RealServer{Dest: destOf(rs, key), Inhibit: rs.InhibitOnFailure,
-			NotifyUp: scriptCmd(rs.NotifyUp), NotifyDown: scriptCmd(rs.NotifyDown)}
-		for j := range rs.Checkers {
-			if c := &rs.Checkers[j]; c.Misc != nil && c.Misc.Path != nil && c.Misc.Path.Disabled != "" {
-				continue // keepalived removes a MISC_CHECK whose script it refused
-			}
-			if c := &rs.Checkers[j]; c.File != nil {
-				s, err := fileCheckSpec(c, cfg)
-				if err != nil {
-					return cvs, err
-				}
-				crs.Checks = append(crs.Checks, s)
-				continue
-			}
-			specs, err := checkSpecs(&rs.Checkers[j], rs, log)
-			if err != nil {
-				return cvs, err
-			}
-			crs.Checks = append(crs.Checks, specs...)
-		}
-		cvs.RealServers = append(cvs.RealServers, crs)
-	}
-	if s := vs.SorryServer; s != nil {
-		cvs.SorryServer = &check.RealServer{Dest: destOf(s, key), Inhibit: s.InhibitOnFailure}
-	}
-	return cvs, nil
-}
-
-// scriptCmd is a script as the runtime runs it: the command line and the
-// user config.Load resolved for it; a disabled script is no script.
-func scriptCmd(s *config.Script) script.Cmd {
-	if s == nil || s.Disabled != "" {
-		return script.Cmd{}
-	}
-	return script.Cmd{Line: s.Cmd, RunAs: &script.Credential{UID: s.UID, GID: s.GID}}
-}
-
-// checkSpecs maps one checker block to check specs: one, or one per
-// deprecated SMTP_CHECK host block.
-func checkSpecs(c *config.Checker, rs *config.RealServer, log *slog.Logger) ([]check.Spec, error) {
-	s := check.Defaults(check.Type(c.Type))
-	s.Connect = netip.AddrPortFrom(c.ConnectIP, c.ConnectPort)
-	s.BindTo, s.BindPort = c.BindTo, c.BindPort
-	s.ConnectTimeout = c.ConnectTimeout
-	s.Retry = c.Retry
-	s.DelayBeforeRetry = c.DelayBeforeRetry
-	s.DelayLoop = c.DelayLoop
-	s.Warmup = c.Warmup
-	s.Alpha = c.Alpha || rs.Alpha
-	ignored := func(what string) {
-		log.Warn(fmt.Sprintf("%s: %s is not supported by gvsd's checkers and is ignored", c.Pos, what))
-	}
-	if c.BindIf != "" {
-		ignored("bind_if")
-	}
-	if c.FWMark != 0 {
-		ignored("fwmark")
-	}
-	switch {
-	case c.HTTP != nil:
-		h := c.HTTP
-		s.HTTPProtocol, s.VirtualHost, s.EnableSNI = h.Protocol, h.Virtualhost, h.EnableSNI
-		for _, u := range h.URLs {
-			cu := check.URL{Path: u.Path, Digest: u.Digest, VirtualHost: u.Virtualhost}
-			for _, r := range u.StatusCodes {
-				cu.Status = append(cu.Status, [2]int{r.Min, r.Max})
-			}
-			if u.Regex != "" {
-				cu.Regex, cu.RegexNoMatch, cu.RegexMinOffset = u.GoRegex(), u.RegexNoMatch, u.RegexMinOffset
-				if u.RegexMaxOffset >= 0 {
-					cu.RegexEnd = u.RegexMaxOffset + 1
-				}
-			}
-			s.URLs = append(s.URLs, cu)
-		}
-		if h.SNIName != "" {
-			ignored("sni_name")
-		}
-	case c.Misc != nil:
-		if c.Misc.Path != nil {
-			sc := scriptCmd(c.Misc.Path)
-			s.MiscPath, s.MiscRunAs = sc.Line, sc.RunAs
-		}
-		s.MiscTimeout, s.MiscDynamic = c.Misc.Timeout, c.Misc.Dynamic
-	case c.DNS != nil:
-		s.DNSType, s.DNSName = c.DNS.Type, c.DNS.Name
-	case c.SMTP != nil:
-		s.HeloName = c.SMTP.HeloName
-	case c.UDP != nil:
-		u := c.UDP
-		s.Payload, s.RequireReply = u.Payload, u.RequireReply
-		if len(u.Reply) > 0 {
-			s.Reply = u.Reply
-			if slices.ContainsFunc(u.ReplyMask, func(b byte) bool { return b != 0xff }) {
-				ignored("wildcards (X) in require_reply")
-			}
-		}
-		if u.MinReplyLength != 0 || (u.MaxReplyLength != 0 && u.MaxReplyLength != 255) {
-			ignored("min_reply_length / max_reply_length")
-		}
-	}
-	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", c.Pos, c.Type, err)
-	}
-	specs := []check.Spec{s}
-	if c.SMTP != nil {
-		for _, h := range c.SMTP.Hosts {
-			hs := s
-			ip, port := h.ConnectIP, h.ConnectPort
-			if !ip.IsValid() {
-				ip = c.ConnectIP
-			}
-			if port == 0 {
-				port = c.ConnectPort
-			}
-			hs.Connect = netip.AddrPortFrom(ip, port)
-			hs.BindTo, hs.BindPort = h.BindTo, h.BindPort
-			specs = append(specs, hs)
-		}
-		if len(c.SMTP.Hosts) > 0 {
-			specs = specs[1:] // the host blocks replace the checker's own target
-		}
-	}
-	return specs, nil
-}
-
-// applyLVS installs cfg's services and runs their checkers. Units whose
-// service and checkers did not change keep running; the others restart,
+// applyLVS installs the plan's services and runs their checkers. Units
+// whose pool and checkers did not change keep running (a changed
+// scheduler or persistence is edited in place); the others restart,
 // carrying the health of the real servers they keep. On error nothing
 // changed.
-func (k *keepalived) applyLVS(cfg *config.Config) error {
-	wants, timeouts, err := planLVS(cfg, k.log)
-	if err != nil {
-		return err
+func (k *keepalived) applyLVS(p *plan.Plan) error {
+	wants := make([]*lvsWant, len(p.Services))
+	for i := range p.Services {
+		wants[i] = &lvsWant{svc: &p.Services[i], run: p.Services[i].Check}
 	}
 	k.mu.Lock()
 	old := k.lvs
@@ -260,19 +61,19 @@ func (k *keepalived) applyLVS(cfg *config.Config) error {
 	// the swap: a change in between is corrected by the next check.
 	keep := map[string]bool{}
 	for _, w := range wants {
-		o := old[w.key.String()]
+		o := old[w.key().String()]
 		if o == nil {
 			continue
 		}
-		if reflect.DeepEqual(o.cvs, w.cvs) {
-			keep[w.key.String()] = true
+		if o.svc.Check.Equal(&w.svc.Check) {
+			keep[w.key().String()] = true
 			continue
 		}
 		w.state = map[netip.AddrPort]bool{}
 		if o.mgr != nil {
 			w.adopt = o.mgr.Checkers()
 		}
-		w.run.RealServers = slices.Clone(w.cvs.RealServers)
+		w.run.RealServers = slices.Clone(w.svc.Check.RealServers)
 		// A real server is up when its checkers are: the new manager
 		// adopts them and decides the same.
 		alive := map[netip.AddrPort]bool{}
@@ -280,10 +81,10 @@ func (k *keepalived) applyLVS(cfg *config.Config) error {
 			up, seen := alive[c.RealServer()]
 			alive[c.RealServer()] = c.Up() && (up || !seen)
 		}
-		for i, rs := range w.cvs.RealServers {
+		for i, rs := range w.svc.Check.RealServers {
 			ap := rs.Dest.AddrPort()
-			if o := findRS(o.cvs.RealServers, ap); o != nil && reflect.DeepEqual(o.Checks, rs.Checks) && len(rs.Checks) > 0 {
-				up, ok := alive[statusAddr(ap, w.key)]
+			if o := findRS(o.svc.Check.RealServers, ap); o != nil && sameChecks(o.Checks, rs.Checks) && len(rs.Checks) > 0 {
+				up, ok := alive[statusAddr(ap, w.key())]
 				if !ok {
 					continue
 				}
@@ -301,42 +102,28 @@ func (k *keepalived) applyLVS(cfg *config.Config) error {
 	var started []*lvsUnit
 	k.applyMu.Lock()
 	cur := k.dir.Snapshot()
-	snap := &ipvs.Snapshot{Timeouts: mergeTimeouts(timeouts, cur.Timeouts)}
+	snap := &ipvs.Snapshot{Timeouts: mergeTimeouts(p.Timeouts, cur.Timeouts)}
+	curIndex := make(map[ipvs.ServiceKey]int, len(cur.Services))
+	for i := range cur.Services {
+		curIndex[cur.Services[i].ServiceKey] = i
+	}
 	for _, w := range wants {
-		ks := w.key.String()
+		ks := w.key().String()
 		if keep[ks] {
-			sc := ipvs.ServiceConfig{}
-			if i := slices.IndexFunc(cur.Services, func(s ipvs.ServiceConfig) bool { return s.ServiceKey == w.key }); i >= 0 {
+			sc := ipvs.ServiceConfig{Service: w.svc.Service}
+			if i, ok := curIndex[w.key()]; ok {
 				sc.Dests = cur.Services[i].Dests
-			}
-			fresh, err := servicesOf(cfg, w.vs, nil)
-			if err != nil {
-				k.applyMu.Unlock()
-				return err
-			}
-			for _, f := range fresh {
-				if f.ServiceKey == w.key {
-					sc.Service = f.Service
-				}
 			}
 			snap.Services = append(snap.Services, sc)
 			next[ks] = old[ks]
 			continue
 		}
-		scs, err := servicesOf(cfg, w.vs, w.state)
-		if err != nil {
-			k.applyMu.Unlock()
-			return err
-		}
-		for _, sc := range scs {
-			if sc.ServiceKey == w.key {
-				// keepalived adds real servers in configuration order and
-				// IPVS puts each new one at the head of its list.
-				slices.Reverse(sc.Dests)
-				snap.Services = append(snap.Services, sc)
-			}
-		}
-		u := &lvsUnit{key: w.key, vs: w.vs, cvs: w.cvs, run: w.run, adopt: w.adopt, done: make(chan struct{})}
+		sc := ipvs.ServiceConfig{Service: w.svc.Service, Dests: w.svc.Dests(w.state)}
+		// keepalived adds real servers in configuration order and IPVS
+		// puts each new one at the head of its list.
+		slices.Reverse(sc.Dests)
+		snap.Services = append(snap.Services, sc)
+		u := &lvsUnit{key: w.key(), svc: w.svc, run: w.run, adopt: w.adopt, done: make(chan struct{})}
 		next[ks] = u
 		started = append(started, u)
 	}
@@ -372,8 +159,8 @@ func (k *keepalived) applyLVS(cfg *config.Config) error {
 		present[a] = true
 	}
 	for _, w := range wants {
-		if keep[w.key.String()] {
-			next[w.key.String()].vs = w.vs
+		if keep[w.key().String()] {
+			next[w.key().String()].svc = w.svc
 		}
 	}
 	k.lvs = next
@@ -402,7 +189,7 @@ func (k *keepalived) startLVSUnit(u *lvsUnit, present map[netip.Addr]bool) error
 		return k.dir.Update(func(tx *ipvs.Tx) error { return tx.Exec(c) })
 	})
 	mgr, err := check.NewManager([]check.VirtualServer{u.run}, apply, check.Options{
-		Log:     k.log.With("virtual_server", u.vs.Pos.String()),
+		Log:     k.log.With("virtual_server", u.svc.Block.Pos.String()),
 		OnEvent: func(ev check.Event) { k.lvsEvent(u, ev) },
 		Adopt:   u.adopt,
 	})
@@ -410,10 +197,10 @@ func (k *keepalived) startLVSUnit(u *lvsUnit, present map[netip.Addr]bool) error
 	if err != nil {
 		close(u.done)
 		u.cancel = func() {}
-		return fmt.Errorf("%s: %w", u.vs.Pos, err)
+		return fmt.Errorf("%s: %w", u.svc.Block.Pos, err)
 	}
 	u.mgr = mgr
-	if u.cvs.HASuspend && present[u.key.Addr] {
+	if u.svc.Check.HASuspend && present[u.key.Addr] {
 		mgr.AddressChanged(u.key.Addr, true)
 	}
 	ctx, cancel := context.WithCancel(k.ctx)
@@ -433,6 +220,11 @@ func findRS(rss []check.RealServer, ap netip.AddrPort) *check.RealServer {
 		}
 	}
 	return nil
+}
+
+// sameChecks reports whether two real servers' checkers are the same.
+func sameChecks(a, b []check.Spec) bool {
+	return slices.EqualFunc(a, b, func(x, y check.Spec) bool { return x.Equal(&y) })
 }
 
 // statusAddr is how the manager's status names the real server at ap.
@@ -465,8 +257,8 @@ func mergeTimeouts(want, cur ipvs.Timeouts) ipvs.Timeouts {
 func explainReplace(err error, wants []*lvsWant) error {
 	msg := err.Error()
 	for _, w := range wants {
-		if strings.HasPrefix(msg, w.key.String()+" ") || strings.HasPrefix(msg, w.key.String()+":") {
-			return fmt.Errorf("%s: virtual server %s: %w", w.vs.Pos, w.vs.Key(), err)
+		if ks := w.key().String(); strings.HasPrefix(msg, ks+" ") || strings.HasPrefix(msg, ks+":") {
+			return fmt.Errorf("%s: virtual server %s: %w", w.svc.Block.Pos, w.svc.Block.Key(), err)
 		}
 	}
 	return fmt.Errorf("installing the virtual servers: %w", err)
@@ -492,7 +284,7 @@ func (k *keepalived) addressChanged(addr netip.Addr, present bool) {
 	k.mu.Lock()
 	units := make([]*lvsUnit, 0, len(k.lvs))
 	for _, u := range k.lvs {
-		if u.mgr != nil && u.cvs.HASuspend && u.key.Addr == addr {
+		if u.mgr != nil && u.svc.Check.HASuspend && u.key.Addr == addr {
 			units = append(units, u)
 		}
 	}
@@ -531,11 +323,12 @@ func (k *keepalived) units() []*lvsUnit {
 		}
 	}
 	slices.SortStableFunc(out, func(a, b *lvsUnit) int {
-		if c := strings.Compare(a.vs.Pos.File, b.vs.Pos.File); c != 0 {
+		pa, pb := a.svc.Block.Pos, b.svc.Block.Pos
+		if c := strings.Compare(pa.File, pb.File); c != 0 {
 			return c
 		}
-		if a.vs.Pos.Line != b.vs.Pos.Line {
-			return a.vs.Pos.Line - b.vs.Pos.Line
+		if pa.Line != pb.Line {
+			return pa.Line - pb.Line
 		}
 		return a.key.Addr.Compare(b.key.Addr)
 	})

@@ -73,7 +73,7 @@ func (ml *mailer) vrrp(own *bool) bool {
 // lvsEvent mails a checker event when smtp_alert asks for it.
 func (k *keepalived) lvsEvent(u *lvsUnit, ev check.Event) {
 	k.mu.Lock()
-	ml, vs := k.mail, u.vs
+	ml, vs := k.mail, u.svc.Block
 	k.mu.Unlock()
 	if ml == nil {
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/config"
+	"github.com/gvs-lb/gvs/internal/plan"
 	"github.com/gvs-lb/gvs/internal/vrrp"
 )
 
@@ -53,15 +54,16 @@ func TestVRRPStateEvents(t *testing.T) {
 	t.Cleanup(func() { cancel(); k.poll.Wait() })
 
 	// priority 255: the address owner is MASTER at once
-	inst, err := vrrp.NewInstance(vrrp.InstanceConfig{Name: "VI_1", Interface: "lo", VRID: 61, Priority: 255,
+	inst, err := vrrp.NewInstance(vrrp.InstanceConfig{Name: "VI_1", State: vrrp.StateBackup, Interface: "lo", VRID: 61, Priority: 255,
+		Version: 2, AdvertInt: time.Second,
 		MCastSrcIP: netip.MustParseAddr("198.18.9.1"), VIPs: []vrrp.VIP{{Prefix: netip.PrefixFrom(vip, 32)}}},
 		vrrp.Options{Logger: k.log, Conn: quietConn{closed: make(chan struct{})}, Host: noHost{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &vrrpUnit{name: "VI_1", cfgs: []*config.VRRPInstance{{Name: "VI_1"}}, insts: []*vrrp.Instance{inst},
-		last: map[*vrrp.Instance]vrrp.State{}, done: make(chan struct{})}
-	k.vrrp[u.name] = u
+	u := &vrrpUnit{plan: &plan.VRRPUnit{Name: "VI_1", Blocks: []*config.VRRPInstance{{Name: "VI_1"}}},
+		insts: []*vrrp.Instance{inst}, last: map[*vrrp.Instance]vrrp.State{}, done: make(chan struct{})}
+	k.vrrp[u.plan.Name] = u
 	k.startVRRPUnit(u)
 
 	held := func() int {

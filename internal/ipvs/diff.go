@@ -57,7 +57,7 @@ func Diff(from, to *Snapshot) []Command {
 			continue
 		}
 		key := &Service{ServiceKey: sc.ServiceKey}
-		if !sameService(&was.Service, &sc.Service) {
+		if !was.Service.Equal(&sc.Service) {
 			out = append(out, Command{Op: OpEditService, Service: svcCopy(&sc.Service)})
 		}
 		want := make(map[netip.AddrPort]*Dest, len(sc.Dests))
@@ -101,8 +101,8 @@ func Diff(from, to *Snapshot) []Command {
 	return append(out, twice...)
 }
 
-// sameService reports whether two services are configured alike.
-func sameService(a, b *Service) bool {
+// Equal reports whether two services are configured alike.
+func (a *Service) Equal(b *Service) bool {
 	return a.ServiceKey == b.ServiceKey && a.Scheduler == b.Scheduler && a.Flags == b.Flags &&
 		a.Timeout == b.Timeout && a.Netmask == b.Netmask && a.PE == b.PE &&
 		a.ProxyProtocol == b.ProxyProtocol && slices.Equal(a.LocalAddrs, b.LocalAddrs)

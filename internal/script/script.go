@@ -44,3 +44,11 @@ func (c Cmd) SysProcAttr() *syscall.SysProcAttr {
 	}
 	return a
 }
+
+// Equal reports whether c and o run the same command as the same user.
+func (c Cmd) Equal(o Cmd) bool {
+	if (c.RunAs == nil) != (o.RunAs == nil) || c.RunAs != nil && *c.RunAs != *o.RunAs {
+		return false
+	}
+	return c.Line == o.Line
+}

@@ -287,9 +287,9 @@ func TestNetnsGratuitous(t *testing.T) {
 			p := newPair(t)
 			vip := netip.MustParsePrefix(tt.vip)
 			capt := startCapture(t, p.b, "eth0")
-			cfg := InstanceConfig{Name: "VI_G", Interface: "eth0", VRID: 51, Priority: 150, Version: 3,
+			cfg := finished(InstanceConfig{Name: "VI_G", Interface: "eth0", VRID: 51, Priority: 150, Version: 3,
 				AdvertInt: 100 * time.Millisecond, VIPs: []VIP{{Prefix: vip}}, GARPMasterRepeat: 2,
-				GARPMasterDelay: -1, UseVMAC: tt.vmac}
+				GARPMasterDelay: -1, UseVMAC: tt.vmac})
 			g := startGVS(t, p.a, cfg)
 			waitUntil(t, 3*time.Second, "instance becomes MASTER", func() bool { return g.Status().State == StateMaster })
 			mac := macOf(t, p.a, "eth0")

@@ -3,9 +3,11 @@ package vrrp
 import (
 	"errors"
 	"fmt"
-	"github.com/gvs-lb/gvs/internal/script"
 	"net/netip"
+	"slices"
 	"time"
+
+	"github.com/gvs-lb/gvs/internal/script"
 )
 
 // VIP is one virtual_ipaddress line: "198.18.0.10/24 dev eth0 label eth0:1".
@@ -135,8 +137,14 @@ func (c *InstanceConfig) IPv6() bool {
 // Unicast reports whether adverts go to unicast peers instead of the group.
 func (c *InstanceConfig) Unicast() bool { return len(c.UnicastPeers) > 0 }
 
-// withDefaults validates c and returns it with keepalived's defaults filled.
-func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
+// V3AdvertUnit is VRRPv3's advert_int unit: the interval travels in
+// centiseconds.
+const V3AdvertUnit = 10 * time.Millisecond
+
+// Validate checks a finished instance configuration: every value set (the
+// compile step, internal/plan, settles keepalived's defaults), and the
+// protocol's rules kept.
+func (c *InstanceConfig) Validate() error {
 	var errs []error
 	bad := func(f string, a ...any) {
 		errs = append(errs, fmt.Errorf("vrrp_instance %s: "+f, append([]any{c.Name}, a...)...))
@@ -151,23 +159,14 @@ func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
 		bad("virtual_router_id must be 1..255")
 	}
 	if c.Priority == 0 {
-		c.Priority = 100
-	}
-	if c.State == StateInit {
-		c.State = StateBackup
+		bad("priority must be 1..255")
 	}
 	if c.State != StateBackup && c.State != StateMaster {
 		bad("state must be MASTER or BACKUP, not %s", c.State)
 	}
-	if c.AdvertInt == 0 {
-		c.AdvertInt = time.Second
-	}
-	if c.Version == 0 {
-		c.Version = 2
-	}
 	is6 := c.IPv6()
 	if is6 && c.Version == 2 {
-		c.Version = 3 // keepalived does the same: VRRPv2 is IPv4 only
+		bad("VRRPv2 is IPv4 only (set version 3)")
 	}
 	switch c.Version {
 	case 2:
@@ -175,10 +174,9 @@ func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
 			bad("advert_int %s: VRRPv2 needs whole seconds 1..255 (use version 3 for less)", c.AdvertInt)
 		}
 	case 3:
-		if c.AdvertInt < 10*time.Millisecond || c.AdvertInt > 40950*time.Millisecond {
-			bad("advert_int %s: VRRPv3 needs 0.01..40.95 s", c.AdvertInt)
+		if c.AdvertInt < V3AdvertUnit || c.AdvertInt > 4095*V3AdvertUnit || c.AdvertInt%V3AdvertUnit != 0 {
+			bad("advert_int %s: VRRPv3 needs 0.01..40.95 s in steps of 0.01 s", c.AdvertInt)
 		}
-		c.AdvertInt = c.AdvertInt.Round(10 * time.Millisecond)
 		if c.AuthType != AuthNone {
 			bad("authentication is not allowed with VRRP version 3 (remove it or set version 2)")
 		}
@@ -207,7 +205,7 @@ func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
 	}
 	if c.UseVMAC {
 		if c.VMACName == "" {
-			c.VMACName = fmt.Sprintf("vrrp.%d", c.VRID)
+			bad("use_vmac without a macvlan name")
 		}
 		if len(c.VMACName) > 15 {
 			bad("vmac name %q is longer than 15 characters", c.VMACName)
@@ -218,34 +216,80 @@ func (c InstanceConfig) withDefaults() (InstanceConfig, error) {
 			bad("virtual_routes: a route has no destination")
 		}
 	}
-	if c.GARPMasterDelay == 0 {
-		c.GARPMasterDelay = 5 * time.Second
-	}
-	if c.GARPMasterDelay < 0 {
-		c.GARPMasterDelay = 0
-	}
-	if c.GARPMasterRepeat == 0 {
-		c.GARPMasterRepeat = 5
-	}
-	if c.GARPMasterRefreshRepeat == 0 {
-		c.GARPMasterRefreshRepeat = 1
-	}
-	return c, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
-func (s *TrackScript) withDefaults() TrackScript {
-	t := *s
-	if t.Interval <= 0 {
-		t.Interval = time.Second
+// Equal reports whether c and o configure the same instance.
+func (c *InstanceConfig) Equal(o *InstanceConfig) bool {
+	a, b := *c, *o
+	if !slices.Equal(a.VIPs, b.VIPs) || !slices.Equal(a.ExcludedVIPs, b.ExcludedVIPs) ||
+		!slices.Equal(a.UnicastPeers, b.UnicastPeers) || !slices.Equal(a.Routes, b.Routes) ||
+		!slices.Equal(a.TrackInterfaces, b.TrackInterfaces) || !slices.EqualFunc(a.TrackScripts, b.TrackScripts, TrackRef.equal) ||
+		!slices.EqualFunc(a.TrackFiles, b.TrackFiles, TrackRef.equal) || !slices.EqualFunc(a.TrackProcesses, b.TrackProcesses, TrackRef.equal) {
+		return false
 	}
-	if t.Timeout <= 0 {
-		t.Timeout = t.Interval
+	for _, p := range []struct{ a, b *script.Cmd }{{&a.NotifyMaster, &b.NotifyMaster}, {&a.NotifyBackup, &b.NotifyBackup},
+		{&a.NotifyFault, &b.NotifyFault}, {&a.NotifyStop, &b.NotifyStop}, {&a.Notify, &b.Notify}} {
+		if !p.a.Equal(*p.b) {
+			return false
+		}
+		*p.a, *p.b = script.Cmd{}, script.Cmd{}
 	}
-	if t.Rise <= 0 {
-		t.Rise = 1
+	return a.comparable() == b.comparable()
+}
+
+// comparable is c without its slices: every other field compares with ==.
+func (c InstanceConfig) comparable() instanceScalars {
+	return instanceScalars{c.Name, c.State, c.Interface, c.VRID, c.Priority, c.AdvertInt, c.Version, c.NoPreempt,
+		c.PreemptDelay, c.AuthType, c.AuthPass, c.UnicastSrcIP, c.MCastSrcIP, c.CheckUnicastSrc, c.UseVMAC,
+		c.VMACName, c.VMACXmitBase, c.GARPMasterDelay, c.GARPMasterRepeat, c.GARPMasterRefresh,
+		c.GARPMasterRefreshRepeat, c.GARPInterval}
+}
+
+type instanceScalars struct {
+	Name                    string
+	State                   State
+	Interface               string
+	VRID, Priority          uint8
+	AdvertInt               time.Duration
+	Version                 uint8
+	NoPreempt               bool
+	PreemptDelay            time.Duration
+	AuthType                AuthType
+	AuthPass                string
+	UnicastSrcIP            netip.Addr
+	MCastSrcIP              netip.Addr
+	CheckUnicastSrc         bool
+	UseVMAC                 bool
+	VMACName                string
+	VMACXmitBase            bool
+	GARPMasterDelay         time.Duration
+	GARPMasterRepeat        int
+	GARPMasterRefresh       time.Duration
+	GARPMasterRefreshRepeat int
+	GARPInterval            time.Duration
+}
+
+func (r TrackRef) equal(o TrackRef) bool {
+	if (r.Weight == nil) != (o.Weight == nil) || r.Weight != nil && *r.Weight != *o.Weight {
+		return false
 	}
-	if t.Fall <= 0 {
-		t.Fall = 1
+	return r.Name == o.Name && r.Reverse == o.Reverse
+}
+
+// Equal reports whether g and o are the same sync group.
+func (g *SyncGroup) Equal(o *SyncGroup) bool {
+	return g.Name == o.Name && slices.Equal(g.Instances, o.Instances) && g.NotifyMaster.Equal(o.NotifyMaster) &&
+		g.NotifyBackup.Equal(o.NotifyBackup) && g.NotifyFault.Equal(o.NotifyFault) &&
+		g.NotifyStop.Equal(o.NotifyStop) && g.Notify.Equal(o.Notify)
+}
+
+// Equal reports whether s and o are the same vrrp_script.
+func (s *TrackScript) Equal(o *TrackScript) bool {
+	a, b := *s, *o
+	if !a.Script.Equal(b.Script) {
+		return false
 	}
-	return t
+	a.Script, b.Script = script.Cmd{}, script.Cmd{}
+	return a == b
 }

@@ -239,7 +239,7 @@ func TestNetnsVMACFailover(t *testing.T) {
 	capC := startCapture(t, c, "eth0")
 	cfg := func(name string, prio uint8) InstanceConfig {
 		cf := f.cfg(name, prio)
-		cf.UseVMAC = true
+		cf.UseVMAC, cf.VMACName = true, "vrrp.51"
 		cf.GARPMasterDelay = -1
 		return cf
 	}

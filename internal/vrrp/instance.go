@@ -87,8 +87,8 @@ type Instance struct {
 
 // NewInstance checks cfg and returns an instance ready to Run.
 func NewInstance(cfg InstanceConfig, opt Options) (*Instance, error) {
-	c, err := cfg.withDefaults()
-	if err != nil {
+	c := cfg
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	for _, r := range c.TrackScripts {

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"net/netip"
@@ -123,9 +124,31 @@ func (h *memHost) hasVIPs() bool                  { h.mu.Lock(); defer h.mu.Unlo
 func (h *memHost) Close() error                   { return nil }
 
 func memConfig(name string, vrid, prio uint8, src string) InstanceConfig {
-	return InstanceConfig{Name: name, Interface: "lo", VRID: vrid, Priority: prio, Version: 3,
+	return finished(InstanceConfig{Name: name, Interface: "lo", VRID: vrid, Priority: prio, Version: 3,
 		AdvertInt: 50 * time.Millisecond, MCastSrcIP: netip.MustParseAddr(src),
-		VIPs: []VIP{{Prefix: netip.MustParsePrefix("198.18.9.1/32")}}}
+		VIPs: []VIP{{Prefix: netip.MustParsePrefix("198.18.9.1/32")}}})
+}
+
+// finished sets what a test leaves zero as keepalived's defaults would
+// (internal/plan sets them for gvsd): state BACKUP, gratuitous ARPs 5
+// then 5 more after 5 s.
+func finished(c InstanceConfig) InstanceConfig {
+	if c.State == StateInit {
+		c.State = StateBackup
+	}
+	if c.GARPMasterDelay == 0 {
+		c.GARPMasterDelay = 5 * time.Second
+	}
+	if c.GARPMasterRepeat == 0 {
+		c.GARPMasterRepeat = 5
+	}
+	if c.GARPMasterRefreshRepeat == 0 {
+		c.GARPMasterRefreshRepeat = 1
+	}
+	if c.UseVMAC && c.VMACName == "" {
+		c.VMACName = fmt.Sprintf("vrrp.%d", c.VRID)
+	}
+	return c
 }
 
 func runMem(t *testing.T, cfg InstanceConfig, opt Options) (*Instance, func()) {
@@ -321,7 +344,8 @@ func TestSyncGroup(t *testing.T) {
 
 func TestRunScriptRiseFall(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "ok")
-	s := TrackScript{Name: "chk", Script: script.Cmd{Line: "test -e " + flag}, Interval: 20 * time.Millisecond, Rise: 3, Fall: 2}
+	s := TrackScript{Name: "chk", Script: script.Cmd{Line: "test -e " + flag}, Interval: 20 * time.Millisecond,
+		Timeout: 20 * time.Millisecond, Rise: 3, Fall: 2}
 	results := make(chan bool, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -385,9 +409,8 @@ func TestConfigErrors(t *testing.T) {
 	c := good
 	c.VIPs = []VIP{{Prefix: netip.MustParsePrefix("2001:db8::1/64")}}
 	c.Version = 2
-	i, err := NewInstance(c, Options{})
-	if err != nil || i.Config().Version != 3 {
-		t.Fatalf("IPv6 instance: %v, version %d (want 3)", err, i.Config().Version)
+	if _, err := NewInstance(c, Options{}); err == nil || !strings.Contains(err.Error(), "IPv4 only") {
+		t.Fatalf("IPv6 instance with version 2: err = %v, want it to say IPv4 only", err)
 	}
 }
 

@@ -124,12 +124,16 @@ func (p *TrackProcess) Count(procRoot string) (int, error) {
 	return n, nil
 }
 
-// withDefaults fills keepalived's defaults.
-func (p TrackProcess) withDefaults() TrackProcess {
-	if p.Quorum < 0 {
-		p.Quorum = 0
+// Equal reports whether p and o track the same processes alike.
+func (p *TrackProcess) Equal(o *TrackProcess) bool {
+	a, b := *p, *o
+	if !slices.Equal(a.Params, b.Params) {
+		return false
 	}
-	return p
+	a.Params, b.Params = nil, nil
+	return a.Name == b.Name && a.Process == b.Process && a.ParamMatch == b.ParamMatch && a.FullCommand == b.FullCommand &&
+		a.Quorum == b.Quorum && a.QuorumMax == b.QuorumMax && a.Weight == b.Weight &&
+		a.TerminateDelay == b.TerminateDelay && a.ForkDelay == b.ForkDelay
 }
 
 // RunProcess scans /proc every poll (DefaultProcessPoll when 0) until ctx
@@ -141,7 +145,6 @@ func RunProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time
 }
 
 func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, procRoot string, poll time.Duration, report func(ok bool)) {
-	p = p.withDefaults()
 	if log == nil {
 		log = slog.Default()
 	}

@@ -13,7 +13,6 @@ import (
 // failures in a row. A script fails when it exits non-zero or outlives
 // Timeout.
 func RunScript(ctx context.Context, log *slog.Logger, s TrackScript, report func(ok bool)) {
-	s = s.withDefaults()
 	if log == nil {
 		log = slog.Default()
 	}

@@ -174,8 +174,8 @@ var families = []family{
 }
 
 func (f family) cfg(name string, prio uint8) InstanceConfig {
-	c := InstanceConfig{Name: name, Interface: "eth0", VRID: 51, Priority: prio, AdvertInt: f.interval,
-		Version: f.version, VIPs: []VIP{{Prefix: netip.MustParsePrefix(f.vip)}}}
+	c := finished(InstanceConfig{Name: name, Interface: "eth0", VRID: 51, Priority: prio, AdvertInt: f.interval,
+		Version: f.version, VIPs: []VIP{{Prefix: netip.MustParsePrefix(f.vip)}}})
 	if f.auth {
 		c.AuthType, c.AuthPass = AuthPass, "secretpassword"
 	}

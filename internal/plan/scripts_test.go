@@ -1,7 +1,6 @@
-package daemon
+package plan
 
 import (
-	"log/slog"
 	"testing"
 
 	"github.com/gvs-lb/gvs/internal/check"
@@ -49,14 +48,13 @@ virtual_server 198.18.0.10 80 {
 		cfg.VirtualServers[0].RealServers[0].Checkers[1].Misc.Path} {
 		s.Disabled = "insecure"
 	}
-	quiet := slog.New(slog.DiscardHandler)
 	nobody := &script.Credential{UID: 65534, GID: 65533}
 
-	units, err := planVRRP(cfg, quiet)
+	p, _, err := Compile(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig := units["VI_1"].sig
+	sig := p.VRRP[0]
 	if len(sig.Scripts) != 1 || sig.Scripts["chk"].Script.Line != "/bin/true" || *sig.Scripts["chk"].Script.RunAs != *nobody {
 		t.Errorf("vrrp scripts %+v, want chk alone, as 65534:65533", sig.Scripts)
 	}
@@ -71,11 +69,7 @@ virtual_server 198.18.0.10 80 {
 		t.Errorf("the refused notify_backup is still there: %+v", ic.NotifyBackup)
 	}
 
-	wants, _, err := planLVS(cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := wants[0].cvs.RealServers[0]
+	rs := p.Services[0].Check.RealServers[0]
 	if len(rs.Checks) != 1 || rs.Checks[0].Type != check.MISC || rs.Checks[0].MiscPath != "/bin/true" ||
 		rs.Checks[0].MiscRunAs == nil || *rs.Checks[0].MiscRunAs != *nobody {
 		t.Errorf("checks %+v, want the /bin/true MISC_CHECK alone, as 65534:65533", rs.Checks)

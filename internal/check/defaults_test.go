@@ -1,0 +1,34 @@
+package check
+
+import "time"
+
+// defaultSpec returns, for tests, keepalived's defaults for a checker kind: a 5s
+// connect_timeout, a 60s delay_loop (also the warmup), one retry after 1s
+// (3s for HTTP_GET and SSL_GET), three retries after a delay_loop for
+// DNS_CHECK, no retry for MISC_CHECK.
+func defaultSpec(t Type) Spec {
+	s := Spec{
+		Type:             t,
+		ConnectTimeout:   5 * time.Second,
+		DelayLoop:        60 * time.Second,
+		Warmup:           60 * time.Second,
+		Retry:            1,
+		DelayBeforeRetry: time.Second,
+	}
+	switch t {
+	case HTTP, SSL:
+		s.DelayBeforeRetry = 3 * time.Second
+		s.HTTPProtocol = "1.0"
+	case DNS:
+		s.Retry = 3
+		s.DelayBeforeRetry = s.DelayLoop
+		s.DNSType = "SOA"
+		s.DNSName = "."
+	case MISC:
+		s.Retry = 0
+	case FILE:
+		// the file's number is the state: no retries, no warmup
+		s.Retry, s.Warmup, s.DelayLoop = 0, 0, time.Second
+	}
+	return s
+}
