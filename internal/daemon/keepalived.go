@@ -49,7 +49,8 @@ type keepalived struct {
 	// vrrpEvents carries the VRRP instances' state changes, as they
 	// happen, to watchVRRP.
 	vrrpEvents chan vrrpEvent
-	// vrrpChanges wakes runLVSSync after a state change was handled.
+	// vrrpChanges wakes runLVSSync after a state change was handled or a
+	// plan applied (wakeSync).
 	vrrpChanges chan struct{}
 }
 
@@ -129,6 +130,7 @@ func (k *keepalived) apply(cfg *config.Config, p *plan.Plan) error {
 		return err
 	}
 	k.applyVRRP(vunits)
+	k.wakeSync()
 	return nil
 }
 

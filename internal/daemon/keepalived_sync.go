@@ -12,10 +12,11 @@ import (
 // runLVSSync keeps the sync daemon of lvs_sync_daemon in step with its
 // VRRP instance, as keepalived does: the master daemon while the instance
 // is MASTER, the backup daemon otherwise (the backup first stopped before
-// the master starts, and the other way round). It looks again at every
-// VRRP state change and on every tick, so a reload or a daemon that could
-// not start is taken up, and stops what it started when keepalived stops.
-func (k *keepalived) runLVSSync(m *ipvssync.Manager, every time.Duration) {
+// the master starts, and the other way round). It looks again when told
+// (k.wakeSync: a VRRP state change, a reload), and every retry while the
+// daemon it wants could not start or its instance is not running; it
+// stops what it started when keepalived stops.
+func (k *keepalived) runLVSSync(m *ipvssync.Manager, retry time.Duration) {
 	var running *ipvssync.Config // what this loop started
 	stop := func() {
 		if running != nil {
@@ -25,36 +26,45 @@ func (k *keepalived) runLVSSync(m *ipvssync.Manager, every time.Duration) {
 	}
 	defer stop()
 	warned := ""
-	t := time.NewTicker(every)
-	defer t.Stop()
+	warn := func(msg string, args ...any) {
+		if msg != warned {
+			k.log.Error(msg, args...)
+		}
+		warned = msg
+	}
 	for {
+		var again <-chan time.Time
 		want, err := k.lvsSyncWanted()
-		if err != nil && err.Error() != warned {
-			k.log.Error("lvs_sync_daemon: " + err.Error())
-		}
-		warned = ""
-		if err != nil {
-			warned = err.Error()
-		}
-		if want == nil || running == nil || *want != *running {
+		switch {
+		case err != nil:
+			warn("lvs_sync_daemon: " + err.Error())
+			again = time.After(retry)
+		case want == nil || running == nil || *want != *running:
 			stop()
-			if want != nil {
-				if err := m.Start(*want); err != nil {
-					if err.Error() != warned {
-						k.log.Error("lvs_sync_daemon: starting the "+want.State+" sync daemon: "+err.Error(), "interface", want.Interface)
-					}
-					warned = err.Error()
-				} else {
-					running = want
-				}
+			if want == nil {
+				break
 			}
+			if err := m.Start(*want); err != nil {
+				warn("lvs_sync_daemon: starting the "+want.State+" sync daemon: "+err.Error(), "interface", want.Interface)
+				again = time.After(retry)
+				break
+			}
+			running, warned = want, ""
 		}
 		select {
 		case <-k.ctx.Done():
 			return
 		case <-k.vrrpChanges:
-		case <-t.C:
+		case <-again:
 		}
+	}
+}
+
+// wakeSync tells runLVSSync to look again.
+func (k *keepalived) wakeSync() {
+	select {
+	case k.vrrpChanges <- struct{}{}:
+	default: // a wake-up is pending already
 	}
 }
 

@@ -231,10 +231,7 @@ func (k *keepalived) watchVRRP(ctx context.Context) {
 			ml := k.mail
 			k.mu.Unlock()
 			k.vrrpChanged(ev, ml)
-			select {
-			case k.vrrpChanges <- struct{}{}:
-			default: // a wake-up is pending already
-			}
+			k.wakeSync()
 		}
 	}
 }

@@ -2,7 +2,6 @@ package plan
 
 import (
 	"net/netip"
-	"slices"
 
 	"github.com/gvs-lb/gvs/internal/check"
 	"github.com/gvs-lb/gvs/internal/config"
@@ -57,12 +56,6 @@ func (s *Service) Dests(alive map[netip.AddrPort]bool) []ipvs.Dest {
 		return []ipvs.Dest{s.Check.SorryServer.Dest}
 	}
 	return out
-}
-
-// Equal reports whether s and o run the same: the same IPVS service and
-// the same pool with the same checkers.
-func (s *Service) Equal(o *Service) bool {
-	return s.Service.Equal(&o.Service) && s.Check.Equal(&o.Check) && slices.Equal(s.alpha, o.alpha)
 }
 
 // services compiles the virtual servers.

@@ -227,3 +227,51 @@ func prune(v any) any {
 	}
 	return v
 }
+
+// TestOneChangeOneDifference: compiling a file again gives equal units
+// and services, and changing one keyword makes exactly the unit or
+// service it belongs to differ, which is what a reload restarts.
+func TestOneChangeOneDifference(t *testing.T) {
+	for _, tt := range []struct {
+		name, file, from, to string
+		service              int // the service that differs, -1: none
+		unit                 string
+	}{
+		{"nothing", "checkers.conf", "", "", -1, ""},
+		{"a checker's delay_loop", "checkers.conf", "delay_loop 2", "delay_loop 3", 0, ""},
+		{"an instance's priority", "vrrp.conf", "priority 150", "priority 140", -1, "group G1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed := data
+			if tt.from != "" {
+				if !strings.Contains(string(data), tt.from) {
+					t.Fatalf("%s has no %q", tt.file, tt.from)
+				}
+				changed = []byte(strings.Replace(string(data), tt.from, tt.to, 1))
+			}
+			a, _, err := Compile(parse(t, tt.file, data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _, err := Compile(parse(t, tt.file, changed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range a.Services {
+				same := a.Services[i].Service.Equal(&b.Services[i].Service) && a.Services[i].Check.Equal(&b.Services[i].Check)
+				if same == (i == tt.service) {
+					t.Errorf("service %s: equal %v", a.Services[i].Key(), same)
+				}
+			}
+			for i := range a.VRRP {
+				if same := a.VRRP[i].Equal(&b.VRRP[i]); same == (a.VRRP[i].Name == tt.unit) {
+					t.Errorf("vrrp unit %s: equal %v", a.VRRP[i].Name, same)
+				}
+			}
+		})
+	}
+}
