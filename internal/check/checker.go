@@ -267,6 +267,8 @@ func (c *Checker) Attempt(ctx context.Context) Report {
 		} else {
 			c.log.Info("check succeeded", "state", state)
 		}
+	} else if err != nil && c.spec.LogAllFailures {
+		c.log.Info("check failed", "error", err)
 	}
 	r := Report{Checker: c, Up: c.m.up, Verdict: s.verdict, Changed: s.changed, Weight: weight, Err: err}
 	if c.spec.Type == FILE {

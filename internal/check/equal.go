@@ -11,14 +11,16 @@ import (
 // the same timers.
 func (s *Spec) Equal(o *Spec) bool {
 	return s.Type == o.Type && s.Connect == o.Connect && s.BindTo == o.BindTo && s.BindPort == o.BindPort &&
+		s.BindIf == o.BindIf && s.FWMark == o.FWMark && s.LogAllFailures == o.LogAllFailures &&
 		s.ConnectTimeout == o.ConnectTimeout && s.Retry == o.Retry && s.DelayBeforeRetry == o.DelayBeforeRetry &&
 		s.DelayLoop == o.DelayLoop && s.Warmup == o.Warmup && s.Alpha == o.Alpha &&
 		slices.EqualFunc(s.URLs, o.URLs, URL.equal) && s.HTTPProtocol == o.HTTPProtocol &&
-		s.VirtualHost == o.VirtualHost && s.EnableSNI == o.EnableSNI && s.Verify == o.Verify &&
+		s.VirtualHost == o.VirtualHost && s.EnableSNI == o.EnableSNI && s.SNIName == o.SNIName && s.Verify == o.Verify &&
 		s.MiscPath == o.MiscPath && s.MiscTimeout == o.MiscTimeout && s.MiscDynamic == o.MiscDynamic &&
 		sameCredential(s.MiscRunAs, o.MiscRunAs) &&
 		s.DNSType == o.DNSType && s.DNSName == o.DNSName && s.HeloName == o.HeloName &&
 		bytes.Equal(s.Payload, o.Payload) && s.RequireReply == o.RequireReply && bytes.Equal(s.Reply, o.Reply) &&
+		bytes.Equal(s.ReplyMask, o.ReplyMask) && s.MinReplyLength == o.MinReplyLength && s.MaxReplyLength == o.MaxReplyLength &&
 		s.TrackFile == o.TrackFile && s.FileWeight == o.FileWeight && s.FileReverse == o.FileReverse
 }
 

@@ -21,9 +21,10 @@ import (
 	"time"
 )
 
-// dial connects to the target from bindto/bind_port when set.
+// dial connects to the target from bindto/bind_port, out of bind_if and
+// with fwmark when set.
 func (c *Checker) dial(ctx context.Context, network string) (net.Conn, error) {
-	var d net.Dialer
+	d := net.Dialer{Control: socketOptions(c.spec.BindIf, c.spec.FWMark)}
 	if c.spec.BindTo.IsValid() || c.spec.BindPort != 0 {
 		ap := netip.AddrPortFrom(c.spec.BindTo, c.spec.BindPort)
 		if network == "udp" {
@@ -76,6 +77,9 @@ func (c *Checker) fetch(ctx context.Context, u URL, re *regexp.Regexp) error {
 		cfg := &tls.Config{InsecureSkipVerify: !c.spec.Verify}
 		if c.spec.EnableSNI && host != "" {
 			cfg.ServerName = host
+		}
+		if c.spec.SNIName != "" {
+			cfg.ServerName = c.spec.SNIName
 		}
 		if c.spec.Verify && cfg.ServerName == "" {
 			cfg.ServerName = c.target.Addr().String()
@@ -195,8 +199,9 @@ func smtpExpect(r *bufio.Reader, want int, what string) error {
 }
 
 // probeUDP sends the payload. Without require_reply it fails only on an
-// ICMP error (port unreachable); with it a reply must come, starting with
-// Reply when set.
+// ICMP error (port unreachable); with it a reply must come, of a length
+// within min_reply_length..max_reply_length, starting with Reply (in the
+// bits of ReplyMask) when set.
 func (c *Checker) probeUDP(ctx context.Context) error {
 	conn, err := c.dial(ctx, "udp")
 	if err != nil {
@@ -218,12 +223,34 @@ func (c *Checker) probeUDP(ctx context.Context) error {
 		}
 		return err
 	}
-	if c.spec.RequireReply && len(c.spec.Reply) > 0 {
-		if n < len(c.spec.Reply) || string(buf[:len(c.spec.Reply)]) != string(c.spec.Reply) {
-			return fmt.Errorf("reply %x does not match %x", buf[:min(n, 64)], c.spec.Reply)
-		}
+	if !c.spec.RequireReply {
+		return nil
+	}
+	if n < c.spec.MinReplyLength || c.spec.MaxReplyLength > 0 && n > c.spec.MaxReplyLength {
+		return fmt.Errorf("reply of %d bytes, want %d to %d", n, c.spec.MinReplyLength, c.spec.MaxReplyLength)
+	}
+	if !replyMatches(buf[:n], c.spec.Reply, c.spec.ReplyMask) {
+		return fmt.Errorf("reply %x does not match %x", buf[:min(n, 64)], c.spec.Reply)
 	}
 	return nil
+}
+
+// replyMatches reports whether got starts with want in the bits mask
+// sets (all bits past the mask's end).
+func replyMatches(got, want, mask []byte) bool {
+	if len(got) < len(want) {
+		return false
+	}
+	for i, w := range want {
+		m := byte(0xff)
+		if i < len(mask) {
+			m = mask[i]
+		}
+		if got[i]&m != w&m {
+			return false
+		}
+	}
+	return true
 }
 
 // deadline is ctx's deadline or now+d.

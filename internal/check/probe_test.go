@@ -260,12 +260,20 @@ func TestUDPCheck(t *testing.T) {
 		payload string
 		require bool
 		reply   string
+		mask    []byte
+		min     int
+		max     int
 		wantErr string
 	}{
 		{name: "echo, reply not required", rs: echo, payload: "ping"},
 		{name: "echo, reply required", rs: echo, payload: "ping", require: true},
 		{name: "reply matches", rs: prefixed, payload: "ping", require: true, reply: "OK "},
 		{name: "reply differs", rs: echo, payload: "ping", require: true, reply: "OK ", wantErr: "does not match"},
+		{name: "reply matches in the mask's bits", rs: prefixed, payload: "ping", require: true, reply: "OX ", mask: []byte{0xff, 0x00}},
+		{name: "reply differs in the mask's bits", rs: prefixed, payload: "ping", require: true, reply: "XK ", mask: []byte{0xff, 0x00}, wantErr: "does not match"},
+		{name: "reply within the lengths", rs: echo, payload: "ping", require: true, min: 4, max: 4},
+		{name: "reply too short", rs: echo, payload: "ping", require: true, min: 5, max: 255, wantErr: "reply of 4 bytes"},
+		{name: "reply too long", rs: echo, payload: "ping", require: true, max: 3, wantErr: "reply of 4 bytes"},
 		{name: "port unreachable", rs: closed, payload: "ping", wantErr: "port unreachable"},
 		{name: "port unreachable, reply required", rs: closed, payload: "ping", require: true, wantErr: "port unreachable"},
 	}
@@ -275,6 +283,7 @@ func TestUDPCheck(t *testing.T) {
 			s.Payload = []byte(tt.payload)
 			s.RequireReply = tt.require
 			s.Reply = []byte(tt.reply)
+			s.ReplyMask, s.MinReplyLength, s.MaxReplyLength = tt.mask, tt.min, tt.max
 			got, _ := probe(t, s, tt.rs)
 			if !strings.Contains(got, tt.wantErr) || (tt.wantErr == "") != (got == "") {
 				t.Fatalf("error %q, want %q", got, tt.wantErr)

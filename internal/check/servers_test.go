@@ -44,6 +44,7 @@ func addrPort(t *testing.T, a net.Addr) netip.AddrPort {
 
 // webServer is an HTTP(S) server whose answers a test controls.
 type webServer struct {
+	sni atomic.Value // the TLS server name of the last request
 	*httptest.Server
 	status atomic.Int64
 	body   atomic.Value // string
@@ -60,6 +61,9 @@ func newWebServer(t *testing.T, tlsOn bool) *webServer {
 	h := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.host.Store(r.Host)
 		w.proto.Store(r.Proto)
+		if r.TLS != nil {
+			w.sni.Store(r.TLS.ServerName)
+		}
 		if w.hang.Load() {
 			select {
 			case <-stop:

@@ -47,6 +47,11 @@ type Spec struct {
 	// BindTo and BindPort choose the probe's source (bindto, bind_port).
 	BindTo   netip.Addr `json:"bindto,omitzero"`
 	BindPort uint16     `json:"bind_port,omitempty"`
+	// BindIf sends the probe out of that interface (bind_if,
+	// SO_BINDTODEVICE) and FWMark marks its packets (fwmark, SO_MARK):
+	// Linux only.
+	BindIf string `json:"bind_if,omitempty"`
+	FWMark uint32 `json:"fwmark,omitempty"`
 
 	ConnectTimeout   time.Duration `json:"connect_timeout"`
 	Retry            int           `json:"retry"`
@@ -58,12 +63,18 @@ type Spec struct {
 	// Alpha starts the checker DOWN: the real server joins the pool only
 	// after a successful check.
 	Alpha bool `json:"alpha,omitempty"`
+	// LogAllFailures logs every failed check, not only those that change
+	// the state (log_all_failures).
+	LogAllFailures bool `json:"log_all_failures,omitempty"`
 
 	// HTTP_GET and SSL_GET.
 	URLs         []URL  `json:"urls,omitempty"`
 	HTTPProtocol string `json:"http_protocol,omitempty"` // "1.0" (default), "1.0C", "1.1"
 	VirtualHost  string `json:"virtualhost,omitempty"`   // default Host for every url
 	EnableSNI    bool   `json:"enable_sni,omitempty"`
+	// SNIName is the TLS server name sent (sni_name; default the
+	// virtualhost); setting it sends SNI.
+	SNIName string `json:"sni_name,omitempty"`
 	// Verify checks the server certificate; keepalived does not.
 	Verify bool `json:"verify,omitempty"`
 
@@ -85,8 +96,14 @@ type Spec struct {
 	Payload      []byte `json:"payload,omitempty"`
 	RequireReply bool   `json:"require_reply,omitempty"`
 	// Reply, when set with RequireReply, is what the reply must start
-	// with.
-	Reply []byte `json:"reply,omitempty"`
+	// with, in the bits ReplyMask sets (require_reply's X nibbles are
+	// wildcards; a mask shorter than Reply leaves the rest compared).
+	Reply     []byte `json:"reply,omitempty"`
+	ReplyMask []byte `json:"reply_mask,omitempty"`
+	// MinReplyLength and MaxReplyLength bound a reply's length
+	// (min_reply_length, max_reply_length; keepalived's default 0-255).
+	MinReplyLength int `json:"min_reply_length,omitempty"`
+	MaxReplyLength int `json:"max_reply_length,omitempty"`
 
 	// FILE_CHECK: the track file's path, and the weight (with reverse)
 	// that turns its number into the real server's weight change; with

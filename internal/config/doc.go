@@ -1,6 +1,7 @@
 // Package config reads keepalived.conf (keepalived 2.2's grammar, as
 // keepalived.conf(5) documents it) into an immutable, typed Config, and
 // turns its virtual servers into the IPVS services GVS installs.
+// internal/plan compiles a Config into what gvsd runs.
 //
 // # Syntax
 //
@@ -89,9 +90,40 @@
 // ignored: they follow a BFD session (RFC 5880) that keepalived's own BFD
 // process runs, and GVS has no BFD implementation to take its place.
 //
+// # Read but not run
+//
+// These keywords of the lists above are valid and parsed, but gvsd does
+// not act on them; internal/plan.Compile (so gvsd -t) warns of each one
+// set, at its line (the block's line for those inside a block):
+//
+//   - notify_fifo, vrrp_notify_fifo, lvs_notify_fifo: gvsd writes no
+//     notify FIFO; notify scripts and smtp_alert report state changes.
+//   - vrrp_garp_lower_prio_delay/repeat, garp_lower_prio_delay/repeat:
+//     no gratuitous ARPs are sent on a lower-priority advert.
+//   - vrrp_skip_check_adv_addr, skip_check_adv_addr, vrrp_strict,
+//     strict_mode, accept, no_accept: gvsd installs no firewall rules (the
+//     VIPs always accept packets) and does not compare an advert's
+//     addresses with its own.
+//   - unicast_ttl, unicast_peer min_ttl/max_ttl: adverts are sent with TTL
+//     255 and must arrive with it (RFC 5798).
+//   - dont_track_primary: the instance's own interface is not tracked.
+//   - virtual_ipaddress brd, peer, scope, use_vmac, no_track and address
+//     flags: an address is added with its prefix, dev and label only.
+//   - omega: notify_down and quorum_down do not run at shutdown.
+//   - fast_recovery: a failed check is retried after delay_before_retry.
+//   - tls_compliant: changes nothing; Go's TLS always ends a connection
+//     with close_notify.
+//   - vrrp_mcast_group4/6 other than 224.0.0.18 and ff02::12.
+//
+// Everything else listed reaches what gvsd runs (internal/daemon's
+// TestKeywordsReachTheRuntime holds each keyword to it). default_interface
+// is the interface of a vrrp_instance that names none.
+//
 // A virtual server's settings are the defaults of its real servers, and a
 // real server's the defaults of its checkers; the resolved values are in
-// the Checker. Defaults are keepalived's and are documented on each field.
+// the Checker (checker_log_all_failures is the default of
+// log_all_failures). Defaults are keepalived's and are documented on each
+// field.
 //
 // # Regular expressions
 //

@@ -24,6 +24,17 @@ func (d *decoder) finish(c *Config) {
 		d.checkTrackFiles(c, v.Pos, "vrrp_instance "+v.Name, v.TrackFiles)
 		d.checkTrackProcesses(c, v.Pos, "vrrp_instance "+v.Name, v.TrackProcesses)
 	}
+	for i := range c.VirtualServers {
+		for j := range c.VirtualServers[i].RealServers {
+			for k := range c.VirtualServers[i].RealServers[j].Checkers {
+				// global_defs checker_log_all_failures is the default of
+				// every checker's log_all_failures.
+				if ch := &c.VirtualServers[i].RealServers[j].Checkers[k]; ch.logAllFailures == nil {
+					ch.LogAllFailures = c.Global.CheckerLogAllFailures
+				}
+			}
+		}
+	}
 	for _, vs := range c.VirtualServers {
 		if vs.Group != "" {
 			if _, ok := c.VSGroup(vs.Group); !ok {

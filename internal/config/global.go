@@ -89,6 +89,8 @@ type Global struct {
 	// ...), kept for the daemon.
 	LVSSyncDaemon    []string `json:"lvs_sync_daemon,omitempty"`
 	LVSSyncDaemonPos Pos      `json:"-"`
+	// Lines are where each keyword was set, for messages.
+	Lines map[string]Pos `json:"-"`
 }
 
 func defaultGlobal() Global {
@@ -109,6 +111,12 @@ func defaultGlobal() Global {
 func boolPtr(b bool) *bool { return &b }
 
 func (d *decoder) global(n *node, g *Global) {
+	if g.Lines == nil {
+		g.Lines = map[string]Pos{}
+	}
+	for _, ch := range n.children {
+		g.Lines[ch.kw()] = ch.pos
+	}
 	run(d, "global_defs", n.children, globalTable, globalIgnored, g)
 }
 

@@ -20,11 +20,16 @@ func newIPVS(opts Options, log *slog.Logger) (engine.Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		ko.Flush, ko.FlushOnStop = cfg.Global.LVSFlush, cfg.Global.LVSFlushOnStop
+		ko = kernelOptions(cfg)
 	}
 	eng, err := kernel.New(log.With("engine", "ipvs"), ko)
 	if err != nil {
 		return nil, fmt.Errorf("ipvs engine: %w", err)
 	}
 	return eng, nil
+}
+
+// kernelOptions are the kernel engine's options from keepalived.conf.
+func kernelOptions(cfg *config.Config) kernel.Options {
+	return kernel.Options{Flush: cfg.Global.LVSFlush, FlushOnStop: cfg.Global.LVSFlushOnStop}
 }

@@ -117,7 +117,7 @@ func (k *keepalived) apply(cfg *config.Config, p *plan.Plan) error {
 	if err != nil {
 		return err
 	}
-	initTrackFiles(cfg, k.log)
+	initTrackFiles(p.TrackFiles, k.log)
 	mail := newMailer(cfg, k.log)
 	k.mu.Lock()
 	oldCfg, oldPlan, oldMail := k.cfg, k.plan, k.mail

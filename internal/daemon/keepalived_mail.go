@@ -11,6 +11,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/check"
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/notify"
+	"github.com/gvs-lb/gvs/internal/vrrp"
 )
 
 // mailer decides which state changes are mailed (smtp_alert, as keepalived
@@ -64,9 +65,13 @@ func (ml *mailer) checker(vs *config.VirtualServer, rs *config.RealServer) bool 
 	return ml.m != nil && first(false, own, vs.SMTPAlert, ml.g.SMTPAlertChecker, ml.g.SMTPAlert)
 }
 
-// vrrp reports whether an instance's (or, with group set, a sync group's)
-// changes are mailed.
-func (ml *mailer) vrrp(own *bool) bool {
+// vrrp reports whether an instance's (or a sync group's) change to st is
+// mailed: its own smtp_alert, else smtp_alert_vrrp, else smtp_alert; never
+// a FAULT with no_email_faults.
+func (ml *mailer) vrrp(own *bool, st vrrp.State) bool {
+	if st == vrrp.StateFault && ml.g.NoEmailFaults {
+		return false
+	}
 	return ml.m != nil && first(false, own, ml.g.SMTPAlertVRRP, ml.g.SMTPAlert)
 }
 

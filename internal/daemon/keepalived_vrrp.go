@@ -246,7 +246,8 @@ func (k *keepalived) vrrpChanged(ev vrrpEvent, ml *mailer) {
 	default:
 	}
 	group := u.plan.GroupBlock
-	groupAlert := group != nil && ml != nil && ml.vrrp(group.SMTPAlert)
+	// A group that mails replaces its instances' mails.
+	groupAlert := group != nil && ml != nil && ml.vrrp(group.SMTPAlert, vrrp.StateMaster)
 	old, seen := u.last[inst]
 	if seen && old == st || !seen && st == vrrp.StateInit {
 		return
@@ -257,13 +258,13 @@ func (k *keepalived) vrrpChanged(ev vrrpEvent, ml *mailer) {
 	} else if old == vrrp.StateMaster {
 		k.vipsGone(inst)
 	}
-	if i := slices.Index(u.insts, inst); i >= 0 && ml != nil && !groupAlert && ml.vrrp(u.plan.Blocks[i].SMTPAlert) {
+	if i := slices.Index(u.insts, inst); i >= 0 && ml != nil && !groupAlert && ml.vrrp(u.plan.Blocks[i].SMTPAlert, st) {
 		ml.m.Go(k.ctx, notify.VRRPAlert(inst.Name(), st.String()))
 	}
 	if u.grp != nil {
 		if gs := u.grp.State(); gs != u.lastGroup && gs != vrrp.StateInit {
 			u.lastGroup = gs
-			if groupAlert {
+			if groupAlert && ml.vrrp(group.SMTPAlert, gs) {
 				ml.m.Go(k.ctx, notify.Alert{Subject: fmt.Sprintf("Entering %s state", gs),
 					Body: fmt.Sprintf("=> VRRP Group %s is now %s <=", group.Name, gs)})
 			}

@@ -23,26 +23,20 @@ func (c *compiler) checker(ch *config.Checker, rs *config.RealServer) []check.Sp
 		Connect:          netip.AddrPortFrom(ch.ConnectIP, ch.ConnectPort),
 		BindTo:           ch.BindTo,
 		BindPort:         ch.BindPort,
+		BindIf:           ch.BindIf,
+		FWMark:           ch.FWMark,
 		ConnectTimeout:   ch.ConnectTimeout,
 		Retry:            ch.Retry,
 		DelayBeforeRetry: ch.DelayBeforeRetry,
 		DelayLoop:        ch.DelayLoop,
 		Warmup:           ch.Warmup,
 		Alpha:            ch.Alpha || rs.Alpha,
-	}
-	ignored := func(what string) {
-		c.warnf(ch.Pos, "%s: %s is not supported by gvsd's checkers and is ignored", ch.Type, what)
-	}
-	if ch.BindIf != "" {
-		ignored("bind_if")
-	}
-	if ch.FWMark != 0 {
-		ignored("fwmark")
+		LogAllFailures:   ch.LogAllFailures,
 	}
 	switch {
 	case ch.HTTP != nil:
 		h := ch.HTTP
-		s.HTTPProtocol, s.VirtualHost, s.EnableSNI = h.Protocol, h.Virtualhost, h.EnableSNI
+		s.HTTPProtocol, s.VirtualHost, s.EnableSNI, s.SNIName = h.Protocol, h.Virtualhost, h.EnableSNI, h.SNIName
 		for _, u := range h.URLs {
 			cu := check.URL{Path: u.Path, Digest: u.Digest, VirtualHost: u.Virtualhost}
 			for _, r := range u.StatusCodes {
@@ -56,9 +50,6 @@ func (c *compiler) checker(ch *config.Checker, rs *config.RealServer) []check.Sp
 			}
 			s.URLs = append(s.URLs, cu)
 		}
-		if h.SNIName != "" {
-			ignored("sni_name")
-		}
 	case ch.Misc != nil:
 		sc := scriptCmd(ch.Misc.Path)
 		s.MiscPath, s.MiscRunAs = sc.Line, sc.RunAs
@@ -69,16 +60,11 @@ func (c *compiler) checker(ch *config.Checker, rs *config.RealServer) []check.Sp
 		s.HeloName = ch.SMTP.HeloName
 	case ch.UDP != nil:
 		u := ch.UDP
-		s.Payload, s.RequireReply = u.Payload, u.RequireReply
-		if len(u.Reply) > 0 {
-			s.Reply = u.Reply
-			if slices.ContainsFunc(u.ReplyMask, func(b byte) bool { return b != 0xff }) {
-				ignored("wildcards (X) in require_reply")
-			}
+		s.Payload, s.RequireReply, s.Reply = u.Payload, u.RequireReply, u.Reply
+		if slices.ContainsFunc(u.ReplyMask, func(b byte) bool { return b != 0xff }) {
+			s.ReplyMask = u.ReplyMask
 		}
-		if u.MinReplyLength != 0 || (u.MaxReplyLength != 0 && u.MaxReplyLength != 255) {
-			ignored("min_reply_length / max_reply_length")
-		}
+		s.MinReplyLength, s.MaxReplyLength = u.MinReplyLength, u.MaxReplyLength
 	}
 	if err := s.Validate(); err != nil {
 		c.errorf(ch.Pos, "%v", err)

@@ -12,6 +12,8 @@ package plan
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -31,6 +33,28 @@ type Plan struct {
 	VRRP []VRRPUnit
 	// Sync is lvs_sync_daemon, nil when not set.
 	Sync *SyncDaemon
+	// TrackFiles are the track_file blocks with init_file: gvsd creates
+	// (or, with overwrite, rewrites) each file at start and reload.
+	TrackFiles []TrackFileInit
+}
+
+// TrackFileInit is a track_file's init_file.
+type TrackFileInit struct {
+	Pos       config.Pos `json:"-"`
+	Name      string
+	Path      string
+	Value     int64
+	Overwrite bool
+}
+
+func (c *compiler) trackFiles() []TrackFileInit {
+	var out []TrackFileInit
+	for _, f := range c.cfg.TrackFiles {
+		if f.InitFile {
+			out = append(out, TrackFileInit{Pos: f.Pos, Name: f.Name, Path: f.File, Value: f.InitValue, Overwrite: f.InitOverwrite})
+		}
+	}
+	return out
 }
 
 // Compile turns cfg into the plan gvsd runs. The error is a *config.Error
@@ -42,6 +66,14 @@ func Compile(cfg *config.Config) (*Plan, []config.Warning, error) {
 	p.Services = c.services()
 	p.VRRP = c.vrrp()
 	p.Sync = c.syncDaemon(p.VRRP)
+	p.TrackFiles = c.trackFiles()
+	c.unsupported()
+	slices.SortStableFunc(c.warns, func(a, b config.Warning) int {
+		if a.File != b.File {
+			return strings.Compare(a.File, b.File)
+		}
+		return a.Line - b.Line
+	})
 	switch len(c.errs) {
 	case 0:
 		return p, c.warns, nil

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -114,7 +115,7 @@ func (c *compiler) instance(in *config.VRRPInstance, u *VRRPUnit) (vrrp.Instance
 		return fail("%v", err)
 	}
 	ic := vrrp.InstanceConfig{
-		Name: in.Name, State: st, Interface: in.Interface, VRID: uint8(in.VirtualRouterID),
+		Name: in.Name, State: st, Interface: cmp.Or(in.Interface, g.DefaultInterface), VRID: uint8(in.VirtualRouterID),
 		Priority: uint8(in.Priority), AdvertInt: in.AdvertInt, Version: uint8(in.Version),
 		NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay,
 		UnicastSrcIP: in.UnicastSrcIP, MCastSrcIP: in.McastSrcIP, CheckUnicastSrc: g.VRRPCheckUnicastSrc,
