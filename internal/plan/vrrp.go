@@ -213,7 +213,13 @@ func (c *compiler) instance(in *config.VRRPInstance, u *VRRPUnit) (vrrp.Instance
 		ic.TrackProcesses = append(ic.TrackProcesses, signedRef(t))
 	}
 	if err := ic.Validate(); err != nil {
-		c.errorf(in.Pos, "%v", err)
+		each := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			each = j.Unwrap()
+		}
+		for _, e := range each {
+			c.errorf(in.Pos, "%v", e)
+		}
 		return vrrp.InstanceConfig{}, false
 	}
 	return ic, true
