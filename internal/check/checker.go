@@ -293,9 +293,6 @@ func (c *Checker) probe(ctx context.Context) (weight int, delta int64, err error
 	timeout := c.spec.ConnectTimeout
 	if c.spec.Type == MISC {
 		timeout = c.spec.MiscTimeout
-		if timeout <= 0 {
-			timeout = c.spec.DelayLoop
-		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -26,6 +26,9 @@ func defaultSpec(t Type) Spec {
 		s.DNSName = "."
 	case MISC:
 		s.Retry = 0
+		s.MiscTimeout = s.DelayLoop
+	case SMTP:
+		s.HeloName = "smtpchecker.keepalived.org"
 	case FILE:
 		// the file's number is the state: no retries, no warmup
 		s.Retry, s.Warmup, s.DelayLoop = 0, 0, time.Second

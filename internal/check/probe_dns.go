@@ -22,9 +22,6 @@ var dnsTypes = map[string]dnsmessage.Type{
 
 // dnsType maps DNS_CHECK's type keyword to a query type; empty is SOA.
 func dnsType(name string) (dnsmessage.Type, error) {
-	if name == "" {
-		return dnsmessage.TypeSOA, nil
-	}
 	t, ok := dnsTypes[strings.ToUpper(name)]
 	if !ok {
 		return 0, fmt.Errorf("DNS_CHECK: unknown type %q (want A, NS, CNAME, SOA, MX, TXT or AAAA)", name)
@@ -40,9 +37,6 @@ func (c *Checker) probeDNS(ctx context.Context) error {
 		return err
 	}
 	name := c.spec.DNSName
-	if name == "" {
-		name = "."
-	}
 	if !strings.HasSuffix(name, ".") {
 		name += "."
 	}

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -152,12 +151,6 @@ func (c *Checker) probeSMTP(ctx context.Context) error {
 	defer conn.Close()
 	r := bufio.NewReader(conn)
 	helo := c.spec.HeloName
-	if helo == "" {
-		helo, _ = os.Hostname()
-		if helo == "" {
-			helo = "localhost"
-		}
-	}
 	if err := smtpExpect(r, 220, "greeting"); err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ type Spec struct {
 
 	// HTTP_GET and SSL_GET.
 	URLs         []URL  `json:"urls,omitempty"`
-	HTTPProtocol string `json:"http_protocol,omitempty"` // "1.0" (default), "1.0C", "1.1"
+	HTTPProtocol string `json:"http_protocol,omitempty"` // "1.0", "1.0C" or "1.1"
 	VirtualHost  string `json:"virtualhost,omitempty"`   // default Host for every url
 	EnableSNI    bool   `json:"enable_sni,omitempty"`
 	// SNIName is the TLS server name sent (sni_name; default the
@@ -80,14 +80,14 @@ type Spec struct {
 
 	// MISC_CHECK.
 	MiscPath    string        `json:"misc_path,omitempty"`
-	MiscTimeout time.Duration `json:"misc_timeout,omitempty"` // 0: delay_loop
+	MiscTimeout time.Duration `json:"misc_timeout,omitempty"`
 	MiscDynamic bool          `json:"misc_dynamic,omitempty"`
 	// MiscRunAs is the user the script runs as (nil: gvsd's own).
 	MiscRunAs *script.Credential `json:"misc_run_as,omitempty"`
 
 	// DNS_CHECK.
-	DNSType string `json:"dns_type,omitempty"` // "SOA" by default
-	DNSName string `json:"dns_name,omitempty"` // "." by default
+	DNSType string `json:"dns_type,omitempty"` // A, NS, CNAME, SOA, MX, TXT or AAAA
+	DNSName string `json:"dns_name,omitempty"`
 
 	// SMTP_CHECK.
 	HeloName string `json:"helo_name,omitempty"`
@@ -209,7 +209,7 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("%s: no url block (add url { path / })", s.Type)
 		}
 		switch s.HTTPProtocol {
-		case "", "1.0", "1.0C", "1.1":
+		case "1.0", "1.0C", "1.1":
 		default:
 			return fmt.Errorf("%s: unknown http_protocol %q (want 1.0, 1.0C or 1.1)", s.Type, s.HTTPProtocol)
 		}
@@ -229,9 +229,19 @@ func (s *Spec) Validate() error {
 		if len(splitCommand(s.MiscPath)) == 0 {
 			return fmt.Errorf("MISC_CHECK: no misc_path")
 		}
+		if s.MiscTimeout <= 0 {
+			return fmt.Errorf("MISC_CHECK: misc_timeout must be positive")
+		}
 	case DNS:
 		if _, err := dnsType(s.DNSType); err != nil {
 			return err
+		}
+		if s.DNSName == "" {
+			return fmt.Errorf("DNS_CHECK: no name to query")
+		}
+	case SMTP:
+		if s.HeloName == "" {
+			return fmt.Errorf("SMTP_CHECK: no helo_name")
 		}
 	case FILE:
 		if s.TrackFile == "" {
