@@ -99,7 +99,7 @@ func TestFileCheckPool(t *testing.T) {
 			rs := fileReal("198.18.1.1:80", 10, path, tt.fileWeight, tt.reverse)
 			rs.Inhibit = tt.inhibit
 			p := newPool(t)
-			m := p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{rs}})
+			m := p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{rs}})
 			for i, st := range tt.steps {
 				if i > 0 {
 					set(st.content)
@@ -120,7 +120,7 @@ func TestFileCheckStartsFromTheFile(t *testing.T) {
 	writeFile(t, path, "1")
 	p := newPool(t)
 	var added []string
-	m, err := NewManager([]VirtualServer{{Service: vip, RealServers: []RealServer{fileReal("198.18.1.1:80", 10, path, 0, false)}}},
+	m, err := NewManager([]VirtualServer{{Service: vip, Quorum: 1, RealServers: []RealServer{fileReal("198.18.1.1:80", 10, path, 0, false)}}},
 		ApplierFunc(func(c ipvs.Command) error {
 			added = append(added, fmt.Sprint(c.Op))
 			return p.table.Exec(c)
@@ -146,7 +146,7 @@ func TestFileCheckWithTCP(t *testing.T) {
 	f := fileReal("198.18.1.1:80", 0, path, 3, false).Checks[0]
 	rs.Checks = append(rs.Checks, f)
 	p := newPool(t)
-	p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{rs}})
+	p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{rs}})
 	p.wantDests(t, name(srv, 10))
 	srv.stop()
 	p.wantDests(t, "")

@@ -35,8 +35,8 @@ type VirtualServer struct {
 	// SorryServer joins the pool when the quorum is lost (by default: when
 	// no real server is up) and leaves it when the quorum is back.
 	SorryServer *RealServer
-	// Quorum is the minimum sum of the weights of live real servers (0
-	// means keepalived's default, 1); Hysteresis widens it both ways.
+	// Quorum is the minimum sum of the weights of live real servers (at
+	// least 1); Hysteresis widens it both ways.
 	Quorum     int
 	Hysteresis int
 	// QuorumUp and QuorumDown are scripts run when the quorum is gained
@@ -166,8 +166,8 @@ func NewManager(vss []VirtualServer, apply Applier, opts Options) (*Manager, err
 	adopt := slices.Clone(opts.Adopt)
 	for _, cfg := range vss {
 		vs := &vsState{cfg: cfg}
-		if vs.cfg.Quorum <= 0 {
-			vs.cfg.Quorum = 1
+		if cfg.Quorum < 1 {
+			return nil, fmt.Errorf("virtual server %s: quorum %d: want 1 or more", cfg.Service, cfg.Quorum)
 		}
 		for _, rcfg := range cfg.RealServers {
 			rs := &rsState{vs: vs, cfg: rcfg, weight: rcfg.Dest.Weight, base: rcfg.Dest.Weight,

@@ -132,7 +132,7 @@ func TestManagerRemovesAndRestores(t *testing.T) {
 	ra := tcpReal(a, 3)
 	ra.NotifyUp, ra.NotifyDown = appendScript(log, "up"), appendScript(log, "down")
 	p := newPool(t)
-	m := p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{ra, tcpReal(b, 1)}})
+	m := p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{ra, tcpReal(b, 1)}})
 
 	want := func(ds ...string) string { slices.Sort(ds); return strings.Join(ds, " ") }
 	p.wantDests(t, want(name(a, 3), name(b, 1)))
@@ -159,7 +159,7 @@ func TestManagerInhibitOnFailure(t *testing.T) {
 	ra := tcpReal(a, 5)
 	ra.Inhibit = true
 	p := newPool(t)
-	p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{ra}})
+	p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{ra}})
 	p.wantDests(t, name(a, 5))
 	a.stop()
 	p.wantDests(t, name(a, 0))
@@ -182,7 +182,7 @@ func TestManagerAlpha(t *testing.T) {
 			ra := tcpReal(a, 2, func(s *Spec) { s.Alpha = true; s.Warmup = 300 * time.Millisecond })
 			ra.Inhibit = tt.inhibit
 			p := newPool(t)
-			m, err := NewManager([]VirtualServer{{Service: vip, RealServers: []RealServer{ra}}}, p.table, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			m, err := NewManager([]VirtualServer{{Service: vip, Quorum: 1, RealServers: []RealServer{ra}}}, p.table, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +196,7 @@ func TestManagerAlpha(t *testing.T) {
 			if got := p.dests(); got != want {
 				t.Errorf("pool at start %q, want %q", got, want)
 			}
-			p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{ra}})
+			p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{ra}})
 			p.wantDests(t, name(a, 2))
 		})
 	}
@@ -211,7 +211,7 @@ func TestManagerAllCheckersMustPass(t *testing.T) {
 	ra := tcpReal(a, 1)
 	ra.Checks = append(ra.Checks, misc)
 	p := newPool(t)
-	p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{ra}})
+	p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{ra}})
 	p.wantDests(t, name(a, 1))
 	os.WriteFile(code, []byte("1"), 0o644) // TCP still passes, MISC fails
 	p.wantDests(t, "")
@@ -239,7 +239,7 @@ func TestManagerMiscDynamicWeight(t *testing.T) {
 	misc.MiscPath = fmt.Sprintf(`sh -c "exit $(cat %s)"`, code)
 	ra := RealServer{Dest: ipvs.Dest{Addr: a.addr.Addr(), Port: a.addr.Port(), Weight: 1}, Checks: []Spec{misc}}
 	p := newPool(t)
-	p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{ra}})
+	p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{ra}})
 	p.wantDests(t, name(a, 10)) // exit 12: weight 10
 	os.WriteFile(code, []byte("2"), 0o644)
 	p.wantDests(t, name(a, 0)) // exit 2: weight 0, still up
@@ -255,6 +255,7 @@ func TestManagerSorryServerAndQuorum(t *testing.T) {
 	p := newPool(t)
 	p.run(t, VirtualServer{
 		Service:     vip,
+		Quorum:      1,
 		RealServers: []RealServer{tcpReal(a, 1), tcpReal(b, 1)},
 		SorryServer: &RealServer{Dest: ipvs.Dest{Addr: sorry.addr.Addr(), Port: sorry.addr.Port(), Weight: 1}},
 		QuorumUp:    appendScript(log, "quorum_up"),
@@ -309,7 +310,7 @@ func TestManagerQuorumHysteresis(t *testing.T) {
 func TestManagerHASuspend(t *testing.T) {
 	a := newTCPServer(t)
 	p := newPool(t)
-	m := p.run(t, VirtualServer{Service: vip, RealServers: []RealServer{tcpReal(a, 1)}, HASuspend: true})
+	m := p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{tcpReal(a, 1)}, HASuspend: true})
 	time.Sleep(300 * time.Millisecond)
 	if st := m.Status()[0]; st.Enabled || st.Checks != 0 {
 		t.Fatalf("suspended virtual server was checked: %+v", st)
