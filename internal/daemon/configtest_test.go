@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -41,6 +44,52 @@ func TestConfigTestChecksTheEngine(t *testing.T) {
 			}
 			if !regexp.MustCompile(tt.want).MatchString(out.String()) {
 				t.Errorf("output does not match %s:\n%s", tt.want, out.String())
+			}
+		})
+	}
+}
+
+// TestConfigTestWarnsOfKeywordsNotRun: gvsd -t passes a file with
+// keywords gvsd reads but does not run and says so at their lines; a
+// malformed lvs_sync_daemon fails it at its line.
+func TestConfigTestWarnsOfKeywordsNotRun(t *testing.T) {
+	const conf = `global_defs {
+	vrrp_strict
+	%s
+}
+vrrp_instance VI_1 {
+	interface lo
+	virtual_router_id 51
+	unicast_ttl 10
+	virtual_ipaddress { 198.18.0.1/24 }
+}
+`
+	tests := []struct {
+		name string
+		sync string
+		code int
+		want string
+	}{
+		{"warnings", "", config.ExitOK,
+			`k.conf:2: warning: vrrp_strict is not supported by gvsd and is ignored: .*\n` +
+				`k.conf:5: warning: vrrp_instance VI_1: unicast_ttl is not supported by gvsd and is ignored: .*\n` +
+				`.*configuration OK`},
+		{"lvs_sync_daemon naming no instance", "lvs_sync_daemon eth0 VI_9", config.ExitConfigTest,
+			`k.conf:3: lvs_sync_daemon: no vrrp_instance named "VI_9"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "k.conf")
+			if err := os.WriteFile(path, []byte(fmt.Sprintf(conf, tt.sync)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			if code := ConfigTest(path, "proxy", &out); code != tt.code {
+				t.Errorf("exit code %d, want %d\n%s", code, tt.code, out.String())
+			}
+			got := strings.ReplaceAll(out.String(), path, "k.conf")
+			if !regexp.MustCompile(tt.want).MatchString(got) {
+				t.Errorf("output does not match %s:\n%s", tt.want, got)
 			}
 		})
 	}

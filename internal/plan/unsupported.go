@@ -17,14 +17,16 @@ var (
 	}
 	instanceUnsupported = []struct {
 		keyword, why string
-		set          func(in *config.VRRPInstance) bool
+		// set reports whether the instance sets it other than global_defs
+		// does (which is warned of at its own line).
+		set func(in *config.VRRPInstance, g *config.Global) bool
 	}{
 		{"accept / no_accept", "gvsd installs no firewall rules: the VIPs always accept packets",
-			func(in *config.VRRPInstance) bool { return in.Accept != nil }},
+			func(in *config.VRRPInstance, _ *config.Global) bool { return in.Accept != nil }},
 		{"unicast_ttl", "unicast adverts are sent with TTL 255 (RFC 5798)",
-			func(in *config.VRRPInstance) bool { return in.UnicastTTL != 0 }},
+			func(in *config.VRRPInstance, _ *config.Global) bool { return in.UnicastTTL != 0 }},
 		{"unicast_peer min_ttl / max_ttl", "adverts must arrive with TTL 255 (RFC 5798)",
-			func(in *config.VRRPInstance) bool {
+			func(in *config.VRRPInstance, _ *config.Global) bool {
 				for _, p := range in.UnicastPeers {
 					if p.MinTTL != 0 || p.MaxTTL != 0 {
 						return true
@@ -33,18 +35,20 @@ var (
 				return false
 			}},
 		{"dont_track_primary", "gvsd does not follow the instance's own interface's link",
-			func(in *config.VRRPInstance) bool { return in.DontTrackPrimary }},
+			func(in *config.VRRPInstance, _ *config.Global) bool { return in.DontTrackPrimary }},
 		{"garp_lower_prio_delay / garp_lower_prio_repeat", "gvsd sends no gratuitous ARPs on a lower-priority advert",
-			func(in *config.VRRPInstance) bool {
-				return in.GarpLowerPrioDelay != 0 || in.GarpLowerPrioRepeat != 0 && in.GarpLowerPrioRepeat != 5
+			func(in *config.VRRPInstance, g *config.Global) bool {
+				return in.GarpLowerPrioDelay != g.VRRPGarpLowerPrioDelay || in.GarpLowerPrioRepeat != g.VRRPGarpLowerPrioRepeat
 			}},
 		{"skip_check_adv_addr", "gvsd does not compare an advert's addresses with its own",
-			func(in *config.VRRPInstance) bool { return in.SkipCheckAdvAddr }},
+			func(in *config.VRRPInstance, g *config.Global) bool {
+				return in.SkipCheckAdvAddr && !g.VRRPSkipCheckAdvAddr
+			}},
 		{"strict_mode", "gvsd installs no firewall rules and does not enforce RFC 3768's strict checks",
-			func(in *config.VRRPInstance) bool { return in.StrictMode }},
+			func(in *config.VRRPInstance, g *config.Global) bool { return in.StrictMode && !g.VRRPStrict }},
 		{"virtual_ipaddress brd, peer, scope, use_vmac, no_track and address flags",
 			"gvsd adds each address with its prefix, dev and label only",
-			func(in *config.VRRPInstance) bool {
+			func(in *config.VRRPInstance, _ *config.Global) bool {
 				for _, v := range append(in.VirtualIPs[:len(in.VirtualIPs):len(in.VirtualIPs)], in.ExcludedVIPs...) {
 					if v.Broadcast.IsValid() || v.Peer.IsValid() || v.Scope != "" || v.UseVMAC || v.NoTrack || len(v.Flags) > 0 {
 						return true
@@ -66,7 +70,7 @@ func (c *compiler) unsupported() {
 	for i := range c.cfg.Instances {
 		in := &c.cfg.Instances[i]
 		for _, u := range instanceUnsupported {
-			if u.set(in) {
+			if u.set(in, g) {
 				c.warnf(in.Pos, "vrrp_instance %s: %s is not supported by gvsd and is ignored: %s", in.Name, u.keyword, u.why)
 			}
 		}
