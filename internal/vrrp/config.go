@@ -26,7 +26,8 @@ type TrackInterface struct {
 	Weight int
 }
 
-// TrackScript is a vrrp_script block.
+// TrackScript is a vrrp_script block, finished (internal/plan sets the
+// defaults noted).
 type TrackScript struct {
 	Name     string
 	Script   script.Cmd    // command line, run with /bin/sh -c
@@ -59,7 +60,10 @@ type TrackRef struct {
 	Reverse bool
 }
 
-// InstanceConfig mirrors keepalived's vrrp_instance keywords.
+// InstanceConfig mirrors keepalived's vrrp_instance keywords. It is
+// finished: internal/plan sets every value (keepalived's defaults, noted
+// in parentheses, are settled there) and NewInstance takes it as it is,
+// after Validate.
 type InstanceConfig struct {
 	Name string // vrrp_instance NAME
 	// State is state MASTER|BACKUP, the wanted initial state. As in
@@ -111,7 +115,7 @@ type InstanceConfig struct {
 	NotifyStop   script.Cmd // notify_stop
 	Notify       script.Cmd // notify: gets INSTANCE name state priority
 
-	GARPMasterDelay         time.Duration // garp_master_delay (default 5 s; 0 disables the second burst)
+	GARPMasterDelay         time.Duration // garp_master_delay (default 5 s; 0 or less: no second burst)
 	GARPMasterRepeat        int           // garp_master_repeat (default 5)
 	GARPMasterRefresh       time.Duration // garp_master_refresh (default 0: none)
 	GARPMasterRefreshRepeat int           // garp_master_refresh_repeat (default 1)
