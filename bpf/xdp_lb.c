@@ -1125,6 +1125,88 @@ static __noinline int new_conn(struct pkt *p, void *ck, struct conn_val *nc, __u
 }
 
 
+/* conn_delete removes a connection's entry keyed by k (either family). */
+static __always_inline void conn_delete(const struct conn_key *k)
+{
+	if (k->family == AF_INET) {
+		struct conn_key4 k4 = {};
+		conn_key4_of(&k4, k);
+		bpf_map_delete_elem(&conns4, &k4);
+		return;
+	}
+	bpf_map_delete_elem(&conns, k);
+}
+
+/* syn_reuse decides, as ip_vs_in does for a packet that opens a
+ * connection (is_new_conn: a TCP SYN) and finds an entry, whether the
+ * entry belongs to a connection that is over: then it expires the entry
+ * (and a NAT entry's reply entry, freeing a FullNAT local port) and
+ * returns 1, and the SYN is scheduled as a new connection. That is so
+ *   - when the entry's real server no longer takes new connections: it
+ *     left its service (removed, or taken out by a checker) or has
+ *     weight 0 (the kernel with expire_nodest_conn=1);
+ *   - when the entry is in TIME_WAIT or CLOSE and its service is not
+ *     persistent (conn_reuse_mode=1, the kernel's default: a persistent
+ *     service's connection is controlled by its template, which keeps
+ *     the client on its server).
+ * A SYN on any other entry (a retransmitted SYN, a SYN on an open
+ * connection) goes on to the entry's real server. ck is the key in
+ * conn_find's form; cv the forward entry found under it. */
+static __noinline int syn_reuse(struct pkt *p, struct conn_key *ck, struct conn_val *cv)
+{
+	if (p->proto != IPPROTO_TCP ||
+	    (p->tcp_flags & (TCPF_SYN | TCPF_ACK | TCPF_RST)) != TCPF_SYN)
+		return 0;
+	__u32 didx = cv->dest;
+	struct dest_info *d = bpf_map_lookup_elem(&dests, &didx);
+	if (!d || !(d->flags & DEST_F_IN_USE))
+		return 0; /* stale: the caller passes it to the stack */
+	if ((d->flags & DEST_F_AVAILABLE) && d->weight > 0) {
+		if (cv->state != ST_TIME_WAIT && cv->state != ST_CLOSE)
+			return 0;
+		struct svc_key sk = {};
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			sk.addr[i] = p->daddr[i];
+		sk.port = p->dport;
+		sk.proto = p->proto;
+		sk.family = p->family;
+		struct svc_info *s = bpf_map_lookup_elem(&services, &sk);
+		if (!s) {
+			sk.port = 0;
+			s = bpf_map_lookup_elem(&services, &sk);
+		}
+		if (!s || (s->flags & SVC_F_PERSISTENT))
+			return 0;
+	}
+
+	struct dest_load *l = bpf_map_lookup_elem(&loads, &didx);
+	if (l) {
+		if (cv->state == ST_ESTABLISHED)
+			__sync_fetch_and_add(&l->active, -1);
+		else
+			__sync_fetch_and_add(&l->inactive, -1);
+	}
+	if (cv->flags & CONN_F_NAT) {
+		struct conn_key rk = {};
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			rk.saddr[i] = cv->xdaddr[i];
+			rk.daddr[i] = cv->xsaddr[i];
+		}
+		rk.sport = cv->xdport;
+		rk.dport = cv->xsport;
+		rk.proto = p->proto;
+		rk.family = p->family;
+		conn_delete(&rk);
+	}
+	if (p->family == AF_INET)
+		bpf_map_delete_elem(&conns4, ck);
+	else
+		bpf_map_delete_elem(&conns, ck);
+	return 1;
+}
+
 SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
@@ -1177,6 +1259,8 @@ int xdp_lb(struct xdp_md *ctx)
 	cv = conn_find(&ck, p.family);
 	if (cv && (cv->flags & CONN_F_REPLY))
 		return nat_reply(ctx, &p, cv, now);
+	if (cv && (p.tcp_flags & TCPF_SYN) && syn_reuse(&p, &ck, cv))
+		cv = 0;
 	if (cv) {
 		didx = cv->dest;
 		sidx = cv->svc;

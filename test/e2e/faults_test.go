@@ -118,8 +118,8 @@ func TestFaultRealServerKilledProxy(t *testing.T) {
 // no per-connection state on the real server's side: a SYN sent to the
 // dead RS1 is answered by RS1's kernel with a reset, so every new
 // connection scheduled to RS1 fails until the checker takes it out. Each
-// request comes from a source port of its own: see the second subtest
-// for what a reused one meets.
+// request comes from a source port of its own; the second subtest reuses
+// one that reached RS1.
 func TestFaultRealServerKilledXDP(t *testing.T) {
 	lab := newXDPLab(t, 1)
 	lab.moveVIP(0)
@@ -145,17 +145,17 @@ func TestFaultRealServerKilledXDP(t *testing.T) {
 	t.Run("new source ports", func(t *testing.T) {
 		killUnderLoad(t, do, lab.rsProcs[0].Kill, func() bool { return lab.pool(0) == "RS2:1" })
 	})
-	// Kernel IPVS reschedules a SYN that finds a finished connection
-	// (TIME_WAIT, conn_reuse_mode) or one whose real server is gone
-	// (expire_nodest_conn); the xdp program forwards it to the old
-	// connection's real server.
+	// A SYN that finds the entry of an earlier connection to RS1 (the
+	// client reuses its source port), which the checker took out, is
+	// scheduled anew, as kernel IPVS does with expire_nodest_conn: it
+	// reaches RS2.
 	t.Run("a reused source port", func(t *testing.T) {
 		if len(rs1Ports) == 0 {
 			t.Fatal("no request reached RS1 before it was killed")
 		}
 		name, err := getInNSFrom(lab.client.Name, rs1Ports[0], e2eVIP+":80")
 		if err != nil || name != "RS2" {
-			t.Skipf("known bug (issue 11): a new connection from source port %d, which an earlier connection to RS1 used, went to the dead RS1 after its checker took it out (%q, %v): the xdp program forwards a SYN that hits a finished connection's entry to that entry's real server, where IPVS reschedules it", rs1Ports[0], name, err)
+			t.Errorf("a new connection from source port %d, which an earlier connection to RS1 used, got %q, %v; want RS2", rs1Ports[0], name, err)
 		}
 	})
 }
