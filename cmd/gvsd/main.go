@@ -51,6 +51,16 @@ stderr.
                           generic (generic on veth)
       --socket PATH       admin API socket, mode 0600 (default $GVS_SOCKET,
                           else /run/gvs/gvsd.sock)
+      --bpf-pin DIR       xdp engine: pin the connection table and the XDP
+                          links in DIR, on a BPF filesystem (for example
+                          /sys/fs/bpf/gvs/NAME), and take them over at
+                          start: established connections survive a restart
+                          (default: nothing pinned)
+  -I, --dont-release-ipvs with --bpf-pin: on SIGTERM leave the program
+                          attached and the pins in place, forwarding with the
+                          last table and no health checks until the next
+                          gvsd takes over (default: drain for --grace,
+                          detach and remove the pins)
       --grace DURATION    on SIGTERM, how long established connections may
                           finish (default 10s)
       --udp-flows N       proxy engine: most UDP flows of all services
@@ -100,6 +110,9 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs.Var(&s.interfaces, "interface", "")
 	fs.StringVar(&s.opts.XDPMode, "xdp-mode", "", "")
 	fs.DurationVar(&s.opts.Grace, "grace", 10*time.Second, "")
+	fs.StringVar(&s.opts.BPFPin, "bpf-pin", "", "")
+	fs.BoolVar(&s.opts.DontReleaseIPVS, "I", false, "")
+	fs.BoolVar(&s.opts.DontReleaseIPVS, "dont-release-ipvs", false, "")
 	fs.IntVar(&s.opts.UDPFlows, "udp-flows", 0, "")
 	fs.IntVar(&s.opts.UDPFlowsPerService, "udp-flows-per-service", 0, "")
 	fs.BoolVar(&s.debug, "D", false, "")

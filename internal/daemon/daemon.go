@@ -32,6 +32,12 @@ type Options struct {
 	// UDPFlows and UDPFlowsPerService bound the proxy engine's UDP flows
 	// (0: from the descriptor limit; see proxy.Options).
 	UDPFlows, UDPFlowsPerService int
+	// BPFPin is where the xdp engine pins its connection table and links
+	// so that a restarted gvsd keeps established connections ("": not
+	// pinned); DontReleaseIPVS keeps them pinned and attached on a clean
+	// stop (see xdp.Options.PinPath and KeepPinned).
+	BPFPin          string
+	DontReleaseIPVS bool
 }
 
 // Run runs gvsd until ctx ends, SIGTERM or SIGINT arrives, or the admin
@@ -135,6 +141,9 @@ func closeEngine(ctx context.Context, eng engine.Engine, grace time.Duration, lo
 }
 
 func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
+	if opts.Engine != "xdp" && opts.Engine != "auto" && (opts.BPFPin != "" || opts.DontReleaseIPVS) {
+		log.Warn("--bpf-pin and --dont-release-ipvs apply to the xdp engine only; ignored", "engine", opts.Engine)
+	}
 	switch opts.Engine {
 	case "proxy", "":
 		return newProxy(opts, log), nil

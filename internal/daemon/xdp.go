@@ -22,7 +22,8 @@ func newXDP(opts Options, log *slog.Logger) (engine.Engine, error) {
 		log.Warn("veth interface: attaching XDP in generic mode (pass --xdp-mode native if the peer runs an XDP program)")
 		mode = "generic"
 	}
-	return xdp.New(log.With("engine", "xdp"), xdp.Options{Interfaces: opts.Interfaces, Mode: mode})
+	return xdp.New(log.With("engine", "xdp"), xdp.Options{Interfaces: opts.Interfaces, Mode: mode,
+		PinPath: opts.BPFPin, KeepPinned: opts.DontReleaseIPVS})
 }
 
 func anyVeth(names []string) bool {

@@ -64,6 +64,9 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 		}
 		s := e.svcs[u.Key]
 		if s == nil {
+			s = e.revive(u.Key) // a previous gvsd's, from the pinned maps
+		}
+		if s == nil {
 			idx, _ := e.allocSvc() // check counted the free slots
 			s = &svcState{index: idx, all: map[netip.AddrPort]*destState{}}
 			e.svcs[u.Key] = s

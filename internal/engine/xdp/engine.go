@@ -165,6 +165,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -218,6 +219,17 @@ type Options struct {
 	// ("SYN_RECV", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", ...).
 	// ESTABLISHED, FIN_WAIT and UDP come from the table's timeouts.
 	StateTimeouts map[string]time.Duration
+	// PinPath is a directory on a BPF filesystem (for example
+	// /sys/fs/bpf/gvs/<instance>) where the engine pins its connection
+	// table, real servers and XDP links, and from where a new engine
+	// takes them over, so established connections survive a restart
+	// (pin.go). Empty: nothing is pinned.
+	PinPath string
+	// KeepPinned makes Close leave the program attached and the pins in
+	// place (keepalived's --dont-release-ipvs): it goes on forwarding,
+	// with the last table and no health checks, until the next engine
+	// takes over. Otherwise Close drains, detaches and removes the pins.
+	KeepPinned bool
 }
 
 // Engine is the XDP engine. It implements engine.Engine.
@@ -241,6 +253,7 @@ type Engine struct {
 	est      map[estKey]*estimator
 	warned   map[string]bool // sysctls already warned about
 	closing  bool
+	reused   bool // the maps are a previous engine's, pinned
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -249,7 +262,8 @@ type Engine struct {
 var _ engine.Engine = (*Engine)(nil)
 
 type svcState struct {
-	cfg   ipvs.Service
+	cfg     ipvs.Service
+	adopted bool // from a previous engine's pinned maps, not configured yet
 	index uint32
 	gen   uint32
 	dests []*destState // in service, the kernel's order
@@ -281,6 +295,13 @@ func New(log *slog.Logger, opts Options) (*Engine, error) {
 	e, err := load(log, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.PinPath != "" {
+		if err := e.pinMaps(); err != nil {
+			e.objs.Close()
+			return nil, err
+		}
+		e.dropStaleLinks()
 	}
 	if err := e.setTunnelSources(); err != nil {
 		e.objs.Close()
@@ -326,12 +347,33 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 		spec.Maps["conns"].MaxEntries = opts.MaxConns
 		spec.Maps["conns4"].MaxEntries = opts.MaxConns
 	}
-	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
+	var reused map[string]*ebpf.Map
+	if opts.PinPath != "" {
+		if err := checkPinDir(opts.PinPath); err != nil {
+			return nil, err
+		}
+		var why string
+		reused, why = pinnedReplacements(spec, opts.PinPath)
+		if why != "" {
+			e.log.Warn("not re-using the pinned maps; starting with an empty connection table (established connections are lost)", "dir", opts.PinPath, "reason", why)
+			removePins(opts.PinPath)
+			os.MkdirAll(opts.PinPath, 0o700)
+		}
+	}
+	err = spec.LoadAndAssign(&e.objs, &ebpf.CollectionOptions{MapReplacements: reused})
+	for _, m := range reused {
+		m.Close() // the collection holds its own reference
+	}
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("xdp engine: the kernel refused the BPF program: %w (run as root on Linux 5.17 or later)", err)
 		}
 		return nil, fmt.Errorf("xdp engine: loading the BPF program: %w (run as root on Linux 5.17 or later)", err)
+	}
+	if reused != nil {
+		e.reused = true
+		e.adopt()
 	}
 	return e, nil
 }
@@ -343,8 +385,13 @@ func (e *Engine) attach() error {
 			return fmt.Errorf("xdp engine: interface %q: %w", name, err)
 		}
 		idx := l.Attrs().Index
-		var lk link.Link
-		if e.opts.Mode != "generic" {
+		lk, adopted := e.adoptLink(name, idx)
+		if adopted {
+			e.log.Info("took over the pinned XDP link", "interface", name)
+		} else if e.opts.PinPath != "" {
+			e.objs.GenericIfs.Delete(uint32(idx)) // a previous engine's mode
+		}
+		if !adopted && e.opts.Mode != "generic" {
 			lk, err = link.AttachXDP(link.XDPOptions{Program: e.objs.XdpLb, Interface: idx, Flags: link.XDPDriverMode})
 			if err != nil && e.opts.Mode == "native" {
 				return fmt.Errorf("xdp engine: attaching to %s in native mode: %w", name, err)
@@ -365,6 +412,11 @@ func (e *Engine) attach() error {
 			}
 		}
 		e.links = append(e.links, lk)
+		if e.opts.PinPath != "" && !adopted {
+			if err := lk.Pin(linkPin(e.opts.PinPath, name)); err != nil {
+				return fmt.Errorf("xdp engine: pinning the XDP link of %s: %w", name, err)
+			}
+		}
 		if err := e.objs.TxPorts.Update(uint32(idx), uint32(idx), ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("xdp engine: adding %s to the egress map: %w", name, err)
 		}
@@ -505,6 +557,15 @@ func checkService(svc *ipvs.Service) error {
 // ones have expired or ctx ends, then detaches the program and frees the
 // maps.
 func (e *Engine) Close(ctx context.Context) error {
+	if e.opts.PinPath != "" && e.opts.KeepPinned {
+		if e.cancel != nil {
+			e.cancel()
+			e.wg.Wait()
+		}
+		e.log.Info("leaving the XDP program attached and its maps pinned for the next gvsd", "dir", e.opts.PinPath)
+		e.closeLinks() // their pins hold them
+		return e.objs.Close()
+	}
 	e.mu.Lock()
 	e.closing = true
 	for _, d := range e.dests {
@@ -528,6 +589,9 @@ out:
 	if e.cancel != nil {
 		e.cancel()
 		e.wg.Wait()
+	}
+	if e.opts.PinPath != "" {
+		removePins(e.opts.PinPath)
 	}
 	e.closeLinks()
 	return e.objs.Close()
