@@ -63,6 +63,13 @@ stderr.
                           detach and remove the pins)
       --grace DURATION    on SIGTERM, how long established connections may
                           finish (default 10s)
+      --tcp-conns N       proxy engine: most open TCP connections of all
+                          services together (two descriptors each); a new one
+                          over the bound is reset and counted (default a
+                          quarter of the descriptor limit, at most 262144)
+      --tcp-conns-per-service N
+                          proxy engine: most open TCP connections of one
+                          service (default half of --tcp-conns)
       --udp-flows N       proxy engine: most UDP flows of all services
                           together; the least recently used is evicted for a
                           new one (default a quarter of the descriptor
@@ -113,6 +120,8 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs.StringVar(&s.opts.BPFPin, "bpf-pin", "", "")
 	fs.BoolVar(&s.opts.DontReleaseIPVS, "I", false, "")
 	fs.BoolVar(&s.opts.DontReleaseIPVS, "dont-release-ipvs", false, "")
+	fs.IntVar(&s.opts.TCPConns, "tcp-conns", 0, "")
+	fs.IntVar(&s.opts.TCPConnsPerService, "tcp-conns-per-service", 0, "")
 	fs.IntVar(&s.opts.UDPFlows, "udp-flows", 0, "")
 	fs.IntVar(&s.opts.UDPFlowsPerService, "udp-flows-per-service", 0, "")
 	fs.BoolVar(&s.debug, "D", false, "")

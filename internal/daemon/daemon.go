@@ -32,6 +32,9 @@ type Options struct {
 	// UDPFlows and UDPFlowsPerService bound the proxy engine's UDP flows
 	// (0: from the descriptor limit; see proxy.Options).
 	UDPFlows, UDPFlowsPerService int
+	// TCPConns and TCPConnsPerService bound the proxy engine's open TCP
+	// connections (0: from the descriptor limit; see proxy.Options).
+	TCPConns, TCPConnsPerService int
 	// BPFPin is where the xdp engine pins its connection table and links
 	// so that a restarted gvsd keeps established connections ("": not
 	// pinned); DontReleaseIPVS keeps them pinned and attached on a clean
@@ -163,5 +166,6 @@ func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
 // newProxy is the proxy engine. Its listeners bind with IP_FREEBIND: a VRRP
 // backup serves its virtual addresses the moment they arrive.
 func newProxy(opts Options, log *slog.Logger) engine.Engine {
-	return proxy.New(log.With("engine", "proxy"), proxy.Options{FreeBind: true, UDPFlows: opts.UDPFlows, UDPFlowsPerService: opts.UDPFlowsPerService})
+	return proxy.New(log.With("engine", "proxy"), proxy.Options{FreeBind: true, UDPFlows: opts.UDPFlows, UDPFlowsPerService: opts.UDPFlowsPerService,
+		TCPConns: opts.TCPConns, TCPConnsPerService: opts.TCPConnsPerService})
 }

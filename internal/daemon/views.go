@@ -149,6 +149,10 @@ func engineView(st engine.State) wire.Engine {
 	out := wire.Engine{
 		Engine:                 st.Engine,
 		FDLimit:                st.FDLimit,
+		TCPConnLimit:           st.TCPConnLimit,
+		TCPConnLimitPerService: st.TCPConnLimitPerService,
+		TCPConns:               st.TCPConns,
+		TCPRefused:             st.TCPRefused,
 		UDPFlowLimit:           st.UDPFlowLimit,
 		UDPFlowLimitPerService: st.UDPFlowLimitPerService,
 		UDPFlows:               st.UDPFlows,

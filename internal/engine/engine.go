@@ -75,6 +75,13 @@ type State struct {
 	Engine string `json:"engine"`
 	// FDLimit is the process's descriptor limit (RLIMIT_NOFILE).
 	FDLimit uint64 `json:"fd_limit"`
+	// TCPConnLimit and TCPConnLimitPerService bound the open TCP
+	// connections; TCPConns is how many there are now, TCPRefused how
+	// many were refused at a bound.
+	TCPConnLimit           int    `json:"tcp_conn_limit"`
+	TCPConnLimitPerService int    `json:"tcp_conn_limit_per_service"`
+	TCPConns               int    `json:"tcp_conns"`
+	TCPRefused             uint64 `json:"tcp_refused"`
 	// UDPFlowLimit and UDPFlowLimitPerService bound the UDP flows (and
 	// one-packet reply paths); UDPFlows is how many there are now.
 	UDPFlowLimit           int `json:"udp_flow_limit"`
@@ -88,13 +95,15 @@ type State struct {
 	Services     []ServiceState `json:"services"`
 }
 
-// ServiceState is one UDP service's share of State.
+// ServiceState is one service's share of State.
 type ServiceState struct {
-	Service string `json:"service"` // "UDP 198.18.0.1:53"
-	Flows   int    `json:"flows"`   // flows and one-packet reply paths now
-	Sockets int    `json:"sockets"` // reply sockets
-	// Evicted counts flows ended early to make room for new ones;
-	// Refused new flows dropped (no room or no socket, or a loop).
+	Service  string `json:"service"`   // "UDP 198.18.0.1:53"
+	TCPConns int    `json:"tcp_conns"` // TCP: open connections now
+	Flows    int    `json:"flows"`     // UDP: flows and one-packet reply paths now
+	Sockets  int    `json:"sockets"`   // UDP: reply sockets
+	// Evicted counts UDP flows ended early to make room for new ones;
+	// Refused new UDP flows dropped (no room or no socket, or a loop) or
+	// TCP connections reset at a bound.
 	Evicted uint64 `json:"evicted"`
 	Refused uint64 `json:"refused"`
 }

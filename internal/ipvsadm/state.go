@@ -135,7 +135,8 @@ func yesNo(b bool) string {
 }
 
 // writeEngine is the "engine" view: the engine's bounds and what they
-// turned away (UDP flows evicted and refused, loops refused).
+// turned away (TCP connections refused, UDP flows evicted and refused,
+// loops refused).
 func writeEngine(w io.Writer, raw json.RawMessage) error {
 	var st wire.Engine
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -143,12 +144,16 @@ func writeEngine(w io.Writer, raw json.RawMessage) error {
 	}
 	fmt.Fprintf(w, "Engine %s: descriptor limit %d, UDP flows %d of %d (at most %d per service) on %d sockets, loops refused %d\n",
 		st.Engine, st.FDLimit, st.UDPFlows, st.UDPFlowLimit, st.UDPFlowLimitPerService, st.UDPSockets, st.LoopsRefused)
+	if st.TCPConnLimit > 0 {
+		fmt.Fprintf(w, "TCP connections %d of %d (at most %d per service), refused %d\n",
+			st.TCPConns, st.TCPConnLimit, st.TCPConnLimitPerService, st.TCPRefused)
+	}
 	if len(st.Services) == 0 {
 		return nil
 	}
-	return table(w, "Service\tFlows\tSockets\tEvicted\tRefused", func(tw io.Writer) {
+	return table(w, "Service\tConns\tFlows\tSockets\tEvicted\tRefused", func(tw io.Writer) {
 		for _, s := range st.Services {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", s.Service, s.Flows, s.Sockets, s.Evicted, s.Refused)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", s.Service, s.TCPConns, s.Flows, s.Sockets, s.Evicted, s.Refused)
 		}
 	})
 }

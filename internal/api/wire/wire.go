@@ -165,6 +165,13 @@ type SyncDaemonStatus struct {
 type Engine struct {
 	Engine  string `json:"engine"`
 	FDLimit uint64 `json:"fd_limit"` // the process's RLIMIT_NOFILE
+	// TCPConnLimit and TCPConnLimitPerService bound the open TCP
+	// connections; TCPConns is how many there are, TCPRefused how many
+	// were reset at a bound.
+	TCPConnLimit           int    `json:"tcp_conn_limit"`
+	TCPConnLimitPerService int    `json:"tcp_conn_limit_per_service"`
+	TCPConns               int    `json:"tcp_conns"`
+	TCPRefused             uint64 `json:"tcp_refused"`
 	// UDPFlowLimit and UDPFlowLimitPerService bound the UDP flows and
 	// one-packet reply paths; UDPFlows is how many there are, on
 	// UDPSockets reply sockets.
@@ -178,11 +185,12 @@ type Engine struct {
 	Services     []EngineService `json:"services"`
 }
 
-// EngineService is one UDP service's share of Engine.
+// EngineService is one service's share of Engine.
 type EngineService struct {
-	Service string `json:"service"` // "UDP 198.18.0.1:53"
-	Flows   int    `json:"flows"`
-	Sockets int    `json:"sockets"`
-	Evicted uint64 `json:"evicted"` // flows ended early to make room
-	Refused uint64 `json:"refused"` // new flows dropped: no room, no socket, or a loop
+	Service  string `json:"service"`   // "UDP 198.18.0.1:53"
+	TCPConns int    `json:"tcp_conns"` // TCP: open connections
+	Flows    int    `json:"flows"`     // UDP: flows and one-packet reply paths
+	Sockets  int    `json:"sockets"`   // UDP: reply sockets
+	Evicted  uint64 `json:"evicted"`   // UDP: flows ended early to make room
+	Refused  uint64 `json:"refused"`   // new UDP flows dropped (no room, no socket, or a loop), TCP connections reset at a bound
 }

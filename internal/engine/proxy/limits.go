@@ -19,13 +19,85 @@ import (
 // The Go runtime raises RLIMIT_NOFILE's soft limit to the hard limit at
 // start. UDP flows and one-packet reply paths may hold at most a quarter of
 // that (their sockets are the only descriptors a client can make the
-// engine open without completing a TCP handshake); the rest is left for
-// the listeners, the TCP connections (two descriptors each), the admin API
-// and the checkers.
+// engine open without completing a TCP handshake). Open TCP connections
+// (two descriptors each, from accept until both sockets are closed) may
+// hold at most half: a quarter of the limit in connections. The last
+// quarter is left for the listeners, the admin API, the checkers, VRRP
+// and the sync daemon. Each service may hold half of the overall bounds,
+// so one flooded service cannot starve the others.
 
 // defaultUDPFlows is the overall bound on UDP flows when Options leave it
 // 0 and the descriptor limit allows more.
 const defaultUDPFlows = 65536
+
+// defaultTCPConns is the overall bound on open TCP connections when
+// Options leave it 0 and the descriptor limit allows more.
+const defaultTCPConns = 262144
+
+// tcpBudget is the engine's account of open TCP connections: ones that
+// hold their two sockets (an entry in TIME_WAIT or CLOSE holds none).
+type tcpBudget struct {
+	limit, perService int
+	total             atomic.Int64
+	refused           atomic.Uint64
+	lastLog           atomic.Int64
+}
+
+// setTCPLimits sets the bounds from Options, or from the descriptor limit.
+func (e *Engine) setTCPLimits() {
+	b := &e.tcp
+	b.limit = e.opts.TCPConns
+	if b.limit <= 0 {
+		b.limit = defaultTCPConns
+		if n := fdLimit(); n > 0 {
+			b.limit = int(min(uint64(b.limit), max(n/4, 64)))
+		}
+	}
+	b.perService = e.opts.TCPConnsPerService
+	if b.perService <= 0 {
+		b.perService = max(b.limit/2, 1)
+	}
+	b.perService = min(b.perService, b.limit)
+}
+
+// admitTCP takes a place for a new connection of s; false when s or the
+// engine holds as many as it may: the connection is refused (reset) and
+// counted.
+func (e *Engine) admitTCP(s *service) bool {
+	b := &e.tcp
+	if s.tcpOpen.Add(1) > int64(b.perService) {
+		s.tcpOpen.Add(-1)
+		e.tcpRefused(s, "--tcp-conns-per-service", b.perService)
+		return false
+	}
+	if b.total.Add(1) > int64(b.limit) {
+		b.total.Add(-1)
+		s.tcpOpen.Add(-1)
+		e.tcpRefused(s, "--tcp-conns", b.limit)
+		return false
+	}
+	return true
+}
+
+// leaveTCP gives back the place admitTCP took, when the connection's
+// sockets are closed.
+func (e *Engine) leaveTCP(s *service) {
+	s.tcpOpen.Add(-1)
+	e.tcp.total.Add(-1)
+}
+
+// tcpRefused counts a refused connection and logs (at most once a
+// second) which bound refused it.
+func (e *Engine) tcpRefused(s *service, flag string, bound int) {
+	s.tcpRefused.Add(1)
+	e.tcp.refused.Add(1)
+	now := e.now()
+	last := e.tcp.lastLog.Load()
+	if now-last < int64(time.Second) || !e.tcp.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	e.log.Warn("TCP connection refused: too many open connections", "service", s.key.String(), "bound", bound, "set_with", flag)
+}
 
 // udpBudget is the engine's account of UDP flows and reply sockets.
 type udpBudget struct {
@@ -284,12 +356,17 @@ func (e *Engine) checkLoopLocked(svc *ipvs.Service, d *ipvs.Dest) error {
 
 var _ engine.Stater = (*Engine)(nil)
 
-// State returns the engine's bounds and counters: UDP flows kept, evicted
-// and refused, per service, and loops refused.
+// State returns the engine's bounds and counters: open TCP connections
+// and those refused, UDP flows kept, evicted and refused, per service,
+// and loops refused.
 func (e *Engine) State() engine.State {
 	st := engine.State{
 		Engine:                 e.Name(),
 		FDLimit:                fdLimit(),
+		TCPConnLimit:           e.tcp.limit,
+		TCPConnLimitPerService: e.tcp.perService,
+		TCPConns:               int(e.tcp.total.Load()),
+		TCPRefused:             e.tcp.refused.Load(),
 		UDPFlowLimit:           e.udp.limit,
 		UDPFlowLimitPerService: e.udp.perService,
 		UDPFlows:               int(e.udp.total.Load()),
@@ -299,20 +376,23 @@ func (e *Engine) State() engine.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, s := range e.order {
-		u := s.udp
-		if u == nil {
+		ss := engine.ServiceState{Service: s.key.String()}
+		switch {
+		case s.udp != nil:
+			u := s.udp
+			u.mu.Lock()
+			ss.Flows = len(u.flows) + int(u.paths.Load())
+			ss.Sockets = len(u.socks)
+			ss.Evicted = u.evicted.Load()
+			ss.Refused = u.refused.Load()
+			u.mu.Unlock()
+			st.UDPSockets += ss.Sockets
+		case s.key.Proto == ipvs.TCP:
+			ss.TCPConns = int(s.tcpOpen.Load())
+			ss.Refused = s.tcpRefused.Load()
+		default:
 			continue
 		}
-		u.mu.Lock()
-		ss := engine.ServiceState{
-			Service: s.key.String(),
-			Flows:   len(u.flows) + int(u.paths.Load()),
-			Sockets: len(u.socks),
-			Evicted: u.evicted.Load(),
-			Refused: u.refused.Load(),
-		}
-		u.mu.Unlock()
-		st.UDPSockets += ss.Sockets
 		st.Services = append(st.Services, ss)
 	}
 	return st

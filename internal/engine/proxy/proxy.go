@@ -96,6 +96,12 @@ type Options struct {
 	// RLIMIT_NOFILE, at most 65536). UDPFlowsPerService bounds one
 	// service's (default: half of UDPFlows). See udp.go.
 	UDPFlows, UDPFlowsPerService int
+	// TCPConns bounds the open TCP connections (two descriptors each) of
+	// all services together (default: a quarter of the descriptor limit,
+	// at most 262144); TCPConnsPerService bounds one service's (default:
+	// half of TCPConns). A connection over a bound is accepted and reset
+	// at once, and counted (State). See limits.go.
+	TCPConns, TCPConnsPerService int
 }
 
 var errDeadline = os.ErrDeadlineExceeded
@@ -125,6 +131,7 @@ type Engine struct {
 	janitorDone   chan struct{}
 	lastNoDestLog atomic.Int64
 	udp           udpBudget
+	tcp           tcpBudget
 	out           outgoing      // our TCP connections to real servers, by local address
 	loopsRefused  atomic.Uint64 // connections and flows from the engine itself
 	lastLoopLog   atomic.Int64
@@ -165,6 +172,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 	e.closing.state = stClose
 	e.setTimeouts(ipvs.DefaultTimeouts)
 	e.setUDPLimits()
+	e.setTCPLimits()
 	if err := e.startLoops(); err != nil {
 		e.log.Warn("TCP data moves with a goroutine per direction", "reason", err)
 		e.evloops = nil

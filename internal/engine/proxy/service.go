@@ -31,6 +31,9 @@ type service struct {
 
 	pmu       sync.Mutex
 	templates map[netip.Addr]*template
+
+	tcpOpen    atomic.Int64  // connections holding their sockets (tcpBudget)
+	tcpRefused atomic.Uint64 // connections refused at a bound
 }
 
 // plan is what the data path reads to schedule: the scheduler and the

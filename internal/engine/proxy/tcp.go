@@ -165,16 +165,22 @@ func (c *tcpConn) setState(s tcpState) {
 func (s *service) serveTCP(cc *net.TCPConn) {
 	e := s.e
 	defer e.live.Done()
+	if !e.admitTCP(s) {
+		reset(cc)
+		return
+	}
 	client := addrPortOf(cc.RemoteAddr())
 	if e.out.loops(client, func() netip.AddrPort { return addrPortOf(cc.LocalAddr()) }) {
 		e.loopRefused(s, client)
 		reset(cc)
+		e.leaveTCP(s)
 		return
 	}
 	d, t := s.pick(client)
 	if d == nil {
 		e.noDest(s)
 		reset(cc)
+		e.leaveTCP(s)
 		return
 	}
 	pair := &netPair{cc: cc}
@@ -284,6 +290,7 @@ func (c *tcpConn) halfClose(in bool) {
 		c.closedAt.Store(c.svc.e.now())
 		c.setState(stTimeWait)
 		c.final = true
+		c.svc.e.leaveTCP(c.svc)
 		c.socks.close()
 		c.socks = nil
 		c.untrack()
@@ -303,6 +310,7 @@ func (c *tcpConn) abort() {
 		return
 	}
 	c.final = true
+	c.svc.e.leaveTCP(c.svc)
 	// The entry is CLOSE before the client can see the reset, so whoever
 	// lists the table after the reset finds it so.
 	c.closedAt.Store(c.svc.e.now())
@@ -323,6 +331,7 @@ func (c *tcpConn) expire() {
 		return
 	}
 	c.final = true
+	c.svc.e.leaveTCP(c.svc)
 	c.socks.reset()
 	c.socks = nil
 	c.untrack()

@@ -264,11 +264,11 @@ var _ engine.Engine = (*Engine)(nil)
 type svcState struct {
 	cfg     ipvs.Service
 	adopted bool // from a previous engine's pinned maps, not configured yet
-	index uint32
-	gen   uint32
-	dests []*destState // in service, the kernel's order
-	all   map[netip.AddrPort]*destState
-	table []uint32 // the live table, for tests
+	index   uint32
+	gen     uint32
+	dests   []*destState // in service, the kernel's order
+	all     map[netip.AddrPort]*destState
+	table   []uint32 // the live table, for tests
 }
 
 type destState struct {

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
+)
+
+// TestTCPConnBound: a flood of 200 connections, held open, to one service
+// bounded at 40 of an overall 60 gets 40 served and the rest reset and
+// counted; another service still gets its connections up to the overall
+// bound, and one over it is refused too. A connection that ends gives its
+// place back. On both data paths.
+func TestTCPConnBound(t *testing.T) {
+	for _, path := range []string{"loops", "goroutines"} {
+		t.Run(path, func(t *testing.T) {
+			e := newEngine(t, Options{TCPConns: 60, TCPConnsPerService: 40})
+			e.goroutines = path == "goroutines"
+			flooded, quiet := vs(t, ipvs.TCP, lo4, "rr"), vs(t, ipvs.TCP, lo4, "rr")
+			rs := startTCP(t, lo4, "rs")
+			newTable(t, e).exec(addSvc(flooded), addDest(flooded, rs.addr, 1), addSvc(quiet), addDest(quiet, rs.addr, 1))
+
+			const flood = 200
+			var (
+				mu     sync.Mutex
+				served []*client
+				failed int
+				wg     sync.WaitGroup
+			)
+			for range flood {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := dialVS(t, flooded.AddrPort(), netip.Addr{})
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						failed++
+						return
+					}
+					served = append(served, c)
+				}()
+			}
+			wg.Wait()
+			if len(served) != 40 || failed != flood-40 {
+				t.Fatalf("flood: %d served, %d failed; want 40 and %d", len(served), failed, flood-40)
+			}
+			st := serviceState(t, e, flooded.ServiceKey)
+			if st.TCPConns != 40 || st.Refused != flood-40 {
+				t.Fatalf("flooded service state %+v, want 40 open, %d refused", st, flood-40)
+			}
+
+			var quietConns []*client
+			for range 20 {
+				c := mustDial(t, quiet.AddrPort())
+				c.echo(t, "q")
+				quietConns = append(quietConns, c)
+			}
+			if _, err := dialVS(t, quiet.AddrPort(), netip.Addr{}); err == nil {
+				t.Errorf("a connection over the overall bound of 60 was served")
+			}
+			if st := e.State(); st.TCPConns != 60 || st.TCPConnLimit != 60 || st.TCPConnLimitPerService != 40 || st.TCPRefused != flood-40+1 {
+				t.Errorf("engine state %+v, want 60 of 60 open (40 per service), %d refused", st, flood-40+1)
+			}
+
+			// A connection that ends gives its place back.
+			quietConns[0].finish(t)
+			served[0].finish(t)
+			eventually(t, 5*time.Second, "two places given back", func() bool { return e.State().TCPConns == 58 })
+			mustDial(t, flooded.AddrPort()).echo(t, "f")
+			mustDial(t, quiet.AddrPort()).echo(t, "q")
+			if q := serviceState(t, e, quiet.ServiceKey); q.TCPConns != 20 || q.Refused != 1 {
+				t.Errorf("quiet service state %+v, want 20 open, 1 refused", q)
+			}
+		})
+	}
+}
