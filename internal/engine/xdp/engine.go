@@ -127,19 +127,21 @@
 //     the services counted are what tells them (TestFaultConnTableOverflow:
 //     4,096 one-datagram flows through a table of 512 left every
 //     established and new TCP connection of another service working).
-//   - A SYN that finds the entry of a finished connection (the client
-//     reused its source port) is forwarded to that entry's real server,
-//     even one taken out of the pool, until the entry expires; IPVS
-//     reschedules it (conn_reuse_mode, expire_nodest_conn). A bug, for
-//     now (TestFaultRealServerKilledXDP/a_reused_source_port).
-//   - The program, its link and its maps belong to the process: nothing
-//     is pinned, so when gvsd exits or dies the program is detached and
-//     the connection table is gone; a new gvsd starts empty and the next
-//     packet of an established connection goes to the kernel, which
-//     resets it (TestFaultRestartXDP, TestFaultDirectorKilledWithSync).
-//     Kernel IPVS keeps forwarding when its user space dies. Pinning the
-//     link and maps under /sys/fs/bpf, and re-using them at start, would
-//     keep connections across a restart (issue 11; not done).
+//   - A SYN that finds the entry of a connection that is over (the client
+//     reused its source port) is scheduled anew, as in IPVS: when the entry
+//     is in TIME_WAIT or CLOSE and its service is not persistent
+//     (conn_reuse_mode 1, the kernel's default), or when its real server
+//     left its service or has weight 0 (as expire_nodest_conn 1 does).
+//     Other packets of a removed server's entries are forwarded until they
+//     expire, where the kernel (expire_nodest_conn 0) drops them.
+//   - Without Options.PinPath the program, its link and its maps belong to
+//     the process: when gvsd exits or dies the program is detached and the
+//     connection table is gone; a new gvsd starts empty and the next
+//     packet of an established connection goes to the kernel, which resets
+//     it (TestFaultRestartXDP, TestFaultDirectorKilledWithSync). With it,
+//     the table and the links are pinned and a new engine takes them over
+//     (pin.go): the program keeps forwarding while no gvsd runs, as kernel
+//     IPVS does when its user space dies.
 //   - The per-state TCP timeouts ipvsadm --set cannot change (SYN_RECV,
 //     TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK...) are the kernel's unless
 //     Options.StateTimeouts overrides them.
