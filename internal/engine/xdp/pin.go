@@ -220,8 +220,12 @@ func (e *Engine) adoptLink(ifname string, ifindex int) (link.Link, bool) {
 	}
 	if err == nil {
 		var info *link.Info
-		if info, err = lk.Info(); err == nil && (info.XDP() == nil || info.XDP().Ifindex != uint32(ifindex)) {
-			err = fmt.Errorf("it is attached to ifindex %d", info.XDP().Ifindex)
+		if info, err = lk.Info(); err == nil {
+			if x := info.XDP(); x == nil {
+				err = errors.New("it is not an XDP link")
+			} else if x.Ifindex != uint32(ifindex) {
+				err = fmt.Errorf("it is attached to ifindex %d, the interface is %d now", x.Ifindex, ifindex)
+			}
 		}
 		if err == nil {
 			err = lk.Update(e.objs.XdpLb)
