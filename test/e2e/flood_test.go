@@ -206,3 +206,75 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+// TestProxyTCPFlood: 300 TCP connections held open against one service of
+// a gvsd with 512 descriptors, whose TCP bounds are then 128 connections
+// (a quarter of the descriptors: half of them, two each) and 64 per
+// service. The service keeps 64 and the rest are reset and counted; a
+// second TCP service on the same gvsd and the admin API keep answering,
+// and gvsd's descriptors stay within the TCP share.
+func TestProxyTCPFlood(t *testing.T) {
+	const nofile, flood = 512, 300
+	web := startRS(t, "RS1", "127.0.0.1:0")
+	d := startGVSDWith(t, func(argv []string) []string {
+		return append([]string{"/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile)}, argv...)
+	}, "--engine", "proxy")
+	pid := d.cmd.Process.Pid
+	flooded, quiet := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	for _, vip := range []string{flooded, quiet} {
+		d.gvsadm(t, "-A", "-t", vip, "-s", "rr")
+		d.gvsadm(t, "-a", "-t", vip, "-r", web.addr, "-m")
+	}
+	st := engineState(t, d)
+	if st.TCPConnLimit != nofile/4 || st.TCPConnLimitPerService != nofile/8 {
+		t.Fatalf("engine state %+v: want %d connections, %d per service", st, nofile/4, nofile/8)
+	}
+	fds0 := procFDs(t, pid)
+
+	start := time.Now()
+	for i := range flood {
+		c, err := net.DialTimeout("tcp", flooded, 2*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		defer c.Close()
+	}
+	var svc engine.ServiceState
+	waitFor(t, 20*time.Second, "gvsd to take or refuse every connection", func() bool {
+		svc = tcpServiceState(t, engineState(t, d), flooded)
+		return svc.TCPConns+int(svc.Refused) == flood
+	})
+	t0 := time.Now()
+	out := d.gvsadm(t, "-Ln")
+	listing := time.Since(t0)
+	if listing > 5*time.Second || !strings.Contains(out, "TCP  "+quiet) {
+		t.Fatalf("gvsadm -Ln took %v:\n%s", listing, out)
+	}
+	if got := get(t, "http://"+quiet+"/", ""); got != "RS1" {
+		t.Fatalf("the other TCP service during the flood: %q", got)
+	}
+	st = engineState(t, d)
+	fds1 := procFDs(t, pid)
+	t.Logf("TCP flood of %d held connections in %v against gvsd with %d descriptors: %d kept (bound %d per service, %d overall), %d refused; descriptors %d before, %d after; gvsadm -Ln in %v",
+		flood, time.Since(start).Round(time.Millisecond), nofile, svc.TCPConns, st.TCPConnLimitPerService, st.TCPConnLimit, svc.Refused, fds0, fds1, listing.Round(time.Millisecond))
+	if svc.TCPConns != st.TCPConnLimitPerService || svc.Refused != uint64(flood-st.TCPConnLimitPerService) || st.TCPRefused != svc.Refused {
+		t.Errorf("flooded service %+v, engine %+v: want %d kept and the rest refused", svc, st, st.TCPConnLimitPerService)
+	}
+	if fds1-fds0 > 2*st.TCPConnLimitPerService+8 {
+		t.Errorf("descriptors grew from %d to %d: more than the service's TCP share", fds0, fds1)
+	}
+	if out := d.gvsadm(t, "engine"); !strings.Contains(out, "TCP connections") || !strings.Contains(out, "TCP "+flooded) {
+		t.Errorf("gvsadm engine does not show the TCP bound and the service:\n%s", out)
+	}
+}
+
+func tcpServiceState(t *testing.T, st engine.State, vip string) engine.ServiceState {
+	t.Helper()
+	for _, s := range st.Services {
+		if s.Service == "TCP "+vip {
+			return s
+		}
+	}
+	t.Fatalf("no TCP %s in %+v", vip, st)
+	return engine.ServiceState{}
+}
