@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,7 +237,12 @@ func TestProxyTCPFlood(t *testing.T) {
 	for i := range flood {
 		c, err := net.DialTimeout("tcp", flooded, 2*time.Second)
 		if err != nil {
-			t.Fatalf("connection %d: %v", i, err)
+			// On loopback gvsd's reset of a refused connection can
+			// beat the end of connect.
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			continue
 		}
 		defer c.Close()
 	}

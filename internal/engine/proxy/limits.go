@@ -91,9 +91,9 @@ func (e *Engine) leaveTCP(s *service) {
 func (e *Engine) tcpRefused(s *service, flag string, bound int) {
 	s.tcpRefused.Add(1)
 	e.tcp.refused.Add(1)
-	now := e.now()
+	now := max(e.now(), 1) // 0: never logged
 	last := e.tcp.lastLog.Load()
-	if now-last < int64(time.Second) || !e.tcp.lastLog.CompareAndSwap(last, now) {
+	if last != 0 && now-last < int64(time.Second) || !e.tcp.lastLog.CompareAndSwap(last, now) {
 		return
 	}
 	e.log.Warn("TCP connection refused: too many open connections", "service", s.key.String(), "bound", bound, "set_with", flag)
