@@ -22,6 +22,9 @@ func newXDP(opts Options, log *slog.Logger) (engine.Engine, error) {
 		log.Warn("veth interface: attaching XDP in generic mode (pass --xdp-mode native if the peer runs an XDP program)")
 		mode = "generic"
 	}
+	if opts.DontReleaseIPVS && opts.BPFPin == "" {
+		log.Warn("--dont-release-ipvs (-I) needs --bpf-pin: without pins the program goes with gvsd")
+	}
 	return xdp.New(log.With("engine", "xdp"), xdp.Options{Interfaces: opts.Interfaces, Mode: mode,
 		PinPath: opts.BPFPin, KeepPinned: opts.DontReleaseIPVS})
 }
