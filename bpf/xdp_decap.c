@@ -5,11 +5,16 @@
  * xdp_decap: the real server's side of GVS tunnelling, for kernels
  * without the ipip/fou modules. On the interface it is attached to it
  * strips the outer header of IPv4-in-IPv4, IPv6-in-IPv6 (and the mixed
- * cases) and of GUE (outer UDP to a port in gue_ports, GUE variant 0) and
- * passes the inner packet to the stack, which delivers it to the VIP on
- * lo. Everything else passes untouched.
+ * cases), of GUE (outer UDP to a port in gue_ports, GUE variant 0) and of
+ * GRE as IPVS sends it (version 0, no key, no sequence number, with or
+ * without the checksum, which is not verified: the inner TCP or UDP
+ * checksum still is) and passes the inner packet to the stack, which
+ * delivers it to the VIP on lo. Everything else passes untouched.
  */
 #include "include/gvs_bpf.h"
+
+#define IPPROTO_GRE 47
+#define GRE_F_CSUM 0x8000 /* host order */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -74,6 +79,20 @@ int xdp_decap(struct xdp_md *ctx)
 			return XDP_PASS;
 		outer += sizeof(*uh) + 4 + (gh[0] & 0x1f) * 4;
 		inner = gh[1];
+	} else if (inner == IPPROTO_GRE) {
+		__u16 *gre = data + sizeof(*eth) + outer;
+		if ((void *)(gre + 2) > end)
+			return XDP_PASS;
+		/* Only the checksum flag (C) may be set; version 0. */
+		if (gre[0] & ~bpf_htons(GRE_F_CSUM))
+			return XDP_PASS;
+		if (gre[1] == bpf_htons(ETH_P_IP))
+			inner = IPPROTO_IPIP;
+		else if (gre[1] == bpf_htons(ETH_P_IPV6))
+			inner = IPPROTO_IPV6;
+		else
+			return XDP_PASS;
+		outer += gre[0] ? 8 : 4;
 	}
 	__u16 proto;
 	if (inner == IPPROTO_IPIP)

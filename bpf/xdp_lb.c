@@ -3,7 +3,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * xdp_lb: the GVS XDP data plane for direct routing (DR, ipvsadm -g) and
- * tunnelling (TUN, ipvsadm -i: IPIP / IPv6-in-IPv6 and GUE).
+ * tunnelling (TUN, ipvsadm -i: IPIP / IPv6-in-IPv6, GUE and GRE).
  *
  * Parsing: Ethernet with up to two VLAN tags (802.1Q / 802.1ad), IPv4 with
  * options (ihl), IPv6 with TCP or UDP as the first next header, TCP and UDP.
@@ -867,7 +867,10 @@ static __noinline int icmp6_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu
 	return XDP_TX;
 }
 
-/* forward_tun prepends the outer IPv4/IPv6 header (and UDP + GUE for GUE)
+#include "xdp_gre.h"
+
+/* forward_tun prepends the outer IPv4/IPv6 header (and UDP + GUE for GUE,
+ * or GRE)
  * and sends the packet to the next hop bpf_fib_lookup finds. The outer
  * family is the real server's; the inner one may differ. */
 static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest_info *d)
@@ -876,9 +879,11 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 	struct config *conf = bpf_map_lookup_elem(&cfg, &zero);
 	struct bpf_fib_lookup fib = {};
 	int gue = d->tun_type == TUN_GUE;
+	int gre = tun_is_gre(d);
 	__u32 outer_ip = d->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	__u32 encap = outer_ip + (gue ? sizeof(struct udphdr) + 4 : 0);
+	__u32 encap = outer_ip + tun_hdr_len(d);
 	__u8 inner_proto = p->family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	__u8 outer_proto = gue ? IPPROTO_UDP : gre ? IPPROTO_GRE : inner_proto;
 	__u32 h = flow_hash(p);
 	__u32 src[4] = {};
 	__u32 total = p->l3len + encap;
@@ -912,7 +917,7 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 		fib.family = AF_INET6;
 		fib.tot_len = total;
 	}
-	fib.l4_protocol = gue ? IPPROTO_UDP : inner_proto;
+	fib.l4_protocol = outer_proto;
 	/* An output lookup restricted to the interface Go found the route
 	 * on (the ingress one when unknown): it needs no ip_forward. */
 	fib.ifindex = d->ifindex ? d->ifindex : ctx->ingress_ifindex;
@@ -984,7 +989,7 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 		ip->id = 0;
 		ip->frag_off = bpf_htons(IP_DF);
 		ip->ttl = 64;
-		ip->protocol = gue ? IPPROTO_UDP : inner_proto;
+		ip->protocol = outer_proto;
 		ip->check = 0;
 		ip->saddr = src[0];
 		ip->daddr = d->addr[0];
@@ -1001,7 +1006,7 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 		ip6->flow_lbl[1] = h >> 8;
 		ip6->flow_lbl[2] = h;
 		ip6->payload_len = bpf_htons(total - sizeof(*ip6));
-		ip6->nexthdr = gue ? IPPROTO_UDP : inner_proto;
+		ip6->nexthdr = outer_proto;
 		ip6->hop_limit = 64;
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
@@ -1026,6 +1031,8 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 		gh[2] = 0;
 		gh[3] = 0;
 	}
+	if (gre && gre_fill(ctx, ETH_HLEN + outer_ip, d, inner_proto, p->l3len))
+		return XDP_DROP;
 	return egress(ctx, fib.ifindex);
 }
 

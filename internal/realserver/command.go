@@ -36,7 +36,7 @@ func Command(args []string, stdout, stderr io.Writer) int {
   gvsadm realserver setup --vip VIP --mode dr|tun [--interface IF] [--gue-port PORT]... [--generic]
   gvsadm realserver teardown [--vip VIP]
 setup puts VIP on lo (/32 or /128), sets arp_ignore=1 and arp_announce=2, and
-for tun attaches a decapsulation program (IPIP and GUE) to IF (by default the
+for tun attaches a decapsulation program (IPIP, GUE and GRE) to IF (by default the
 interface of the default route), where it stays after gvsadm exits; teardown
 undoes it all (every VIP set up in this network namespace when --vip is not
 given).

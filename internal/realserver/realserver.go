@@ -3,8 +3,8 @@
 // to do by hand: the virtual IP on lo as a /32 (or /128), arp_ignore=1 and
 // arp_announce=2 on "all" and "lo" so the host neither answers ARP for the
 // VIP nor announces it, and for TUN a small XDP program (bpf/xdp_decap.c)
-// that strips IPIP, IPv6-in-IPv6 and GUE headers on the given interface,
-// so no ipip or fou kernel module is needed. Teardown puts back every
+// that strips IPIP, IPv6-in-IPv6, GUE and GRE headers on the given interface,
+// so no ipip, fou or ip_gre kernel module is needed. Teardown puts back every
 // sysctl value it changed and removes what Setup added.
 package realserver
 

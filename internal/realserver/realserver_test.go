@@ -132,6 +132,10 @@ func TestDecap(t *testing.T) {
 	}{
 		{name: "IPIP", in: cat(eth, ipv4(4, inner)), out: cat(eth, inner), changed: true},
 		{name: "GUE", in: cat(eth, ipv4(17, append(gue, inner...))), out: cat(eth, inner), changed: true},
+		{name: "GRE", in: cat(eth, ipv4(47, cat([]byte{0, 0, 8, 0}, inner))), out: cat(eth, inner), changed: true},
+		{name: "GRE with checksum", in: cat(eth, ipv4(47, cat([]byte{0x80, 0, 8, 0, 0x12, 0x34, 0, 0}, inner))), out: cat(eth, inner), changed: true},
+		{name: "GRE with a key is not IPVS's", in: cat(eth, ipv4(47, cat([]byte{0x20, 0, 8, 0, 0, 0, 0, 7}, inner)))},
+		{name: "GRE carrying Ethernet is not IPVS's", in: cat(eth, ipv4(47, cat([]byte{0, 0, 0x65, 0x58}, inner)))},
 		{name: "plain TCP", in: cat(eth, inner)},
 		{name: "UDP to another port", in: cat(eth, ipv4(17, append([]byte{0, 1, 0, 2, 0, 8, 0, 0}, inner...)))},
 		{name: "truncated IPIP", in: cat(eth, ipv4(4, nil)[:20])},

@@ -319,9 +319,7 @@ func (e *Engine) writeDest(d *destState) error {
 		info.Method = methodFullNAT
 	case ipvs.Tunnel:
 		info.Method = methodTunnel
-		if d.cfg.TunType == ipvs.TunGUE {
-			info.TunType = tunGUE
-		}
+		info.TunType = tunTypeOf(&d.cfg)
 	default:
 		info.Method = methodRoute
 	}
@@ -439,4 +437,22 @@ const (
 	methodNAT     = 2
 	methodFullNAT = 3
 	tunGUE        = 1
+	tunGRE        = 2 // TUN_GRE
+	tunGRECsum    = 3 // TUN_GRE_CSUM
+	tunFlagCsum   = 1 // ipvs.Dest.TunFlags: IP_VS_TUNNEL_ENCAP_FLAG_CSUM (--tun-csum)
 )
+
+// tunTypeOf is the header the program puts in front of a TUN real
+// server's packets (dest_info.tun_type).
+func tunTypeOf(d *ipvs.Dest) uint8 {
+	switch d.TunType {
+	case ipvs.TunGUE:
+		return tunGUE
+	case ipvs.TunGRE:
+		if d.TunFlags&tunFlagCsum != 0 {
+			return tunGRECsum
+		}
+		return tunGRE
+	}
+	return 0
+}

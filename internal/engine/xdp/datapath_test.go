@@ -52,6 +52,15 @@ func TestForward(t *testing.T) {
 	tun4in6 := netip.AddrPortFrom(vip.Addr(), 83)
 	tun6in4 := netip.AddrPortFrom(vip6.Addr(), 82)
 	tun6narrow := netip.AddrPortFrom(vip6.Addr(), 83)
+	gre4, greCsum4 := netip.AddrPortFrom(vip.Addr(), 84), netip.AddrPortFrom(vip.Addr(), 85)
+	greCsum6in6 := netip.AddrPortFrom(vip6.Addr(), 85)
+	greDest := func(addr string, csum bool) ipvs.Dest {
+		d := ipvs.Dest{Addr: netip.MustParseAddr(addr), Port: 80, Method: ipvs.Tunnel, Weight: 1, TunType: ipvs.TunGRE}
+		if csum {
+			d.TunFlags = tunFlagCsum
+		}
+		return d
+	}
 	e := newTestEngine(t, snapOf(
 		oneService(vip, ipvs.TCP, "rr", ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 1}),
 		oneService(vip6, ipvs.TCP, "rr", ipvs.Dest{Addr: v6(11), Port: 80, Method: ipvs.Route, Weight: 1}),
@@ -61,6 +70,9 @@ func TestForward(t *testing.T) {
 		oneService(tun4in6, ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("2001:db8:1::21"), Port: 83, Method: ipvs.Tunnel, Weight: 1}),
 		oneService(tun6in4, ipvs.TCP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.21"), Port: 82, Method: ipvs.Tunnel, Weight: 1}),
 		oneService(tun6narrow, ipvs.UDP, "rr", ipvs.Dest{Addr: netip.MustParseAddr("198.19.1.21"), Port: 83, Method: ipvs.Tunnel, Weight: 1}),
+		oneService(gre4, ipvs.TCP, "rr", greDest("198.19.0.21", false)),
+		oneService(greCsum4, ipvs.UDP, "rr", greDest("198.19.0.21", true)),
+		oneService(greCsum6in6, ipvs.TCP, "rr", greDest("2001:db8:1::21", true)),
 	))
 
 	tests := []struct {
@@ -131,6 +143,37 @@ func TestForward(t *testing.T) {
 					t.Errorf("inner packet changed")
 				}
 			},
+		},
+		{
+			name:    "GRE without checksum",
+			in:      pktSpec{src: client, dst: gre4, proto: ipvs.TCP, flags: tcpSYN, payload: 7},
+			verdict: xdpRedirect,
+			check:   checkGRE(4, false),
+		},
+		{
+			// An odd length: the checksum pads the last byte.
+			name:    "GRE with checksum",
+			in:      pktSpec{src: client, dst: greCsum4, proto: ipvs.UDP, payload: 1001},
+			verdict: xdpRedirect,
+			check:   checkGRE(4, true),
+		},
+		{
+			name:    "GRE with checksum, IPv6 in IPv6",
+			in:      pktSpec{src: cli6, dst: greCsum6in6, proto: ipvs.TCP, flags: tcpSYN, payload: 600},
+			verdict: xdpRedirect,
+			check:   checkGRE(6, true),
+		},
+		{
+			name:    "GRE with checksum at the MTU is tunnelled",
+			in:      pktSpec{src: client, dst: greCsum4, proto: ipvs.UDP, payload: 1500 - 20 - 8 - 28},
+			verdict: xdpRedirect,
+			check:   checkGRE(4, true),
+		},
+		{
+			name:    "GRE with checksum too big gets fragmentation needed for its 28 bytes",
+			in:      pktSpec{src: client, dst: greCsum4, proto: ipvs.UDP, payload: 1500 - 20 - 8 - 28 + 1},
+			verdict: xdpTX,
+			check:   checkFragNeeded(1500 - 28),
 		},
 		{
 			name:    "IPv6 in IPv6",
@@ -264,6 +307,55 @@ func checkIPv4(t *testing.T, ip []byte, proto byte, src, dst netip.Addr, total i
 	}
 	if d := netip.AddrFrom4([4]byte(ip[16:20])); d != dst {
 		t.Errorf("destination %s, want %s", d, dst)
+	}
+}
+
+// checkGRE checks a GRE packet as the kernel's IPVS builds it: outer IP
+// version ver, protocol 47, flags 0 or C (then the checksum over the GRE
+// header and the inner packet), the inner packet's Ethernet type, the
+// inner packet unchanged.
+func checkGRE(ver int, csum bool) func(t *testing.T, in, out []byte) {
+	return func(t *testing.T, in, out []byte) {
+		t.Helper()
+		inner := in[14:]
+		et, hl := uint16(0x0800), 20
+		if ver == 6 {
+			et, hl = 0x86dd, 40
+		}
+		gl := 4
+		if csum {
+			gl = 8
+		}
+		checkEth(t, out, routerMAC, dirMAC, et)
+		if len(out) != 14+hl+gl+len(inner) {
+			t.Fatalf("frame of %d bytes, want %d", len(out), 14+hl+gl+len(inner))
+		}
+		ip := out[14 : 14+hl]
+		if ver == 4 {
+			checkIPv4(t, ip, 47, dirIP, netip.AddrFrom4([4]byte(ip[16:20])), hl+gl+len(inner))
+		} else if ip[6] != 47 || int(binary.BigEndian.Uint16(ip[4:])) != gl+len(inner) {
+			t.Errorf("outer IPv6 header %x: want next header 47, payload %d", ip, gl+len(inner))
+		}
+		gre := out[14+hl:]
+		innerType := binary.BigEndian.Uint16(in[12:])
+		wantFlags := uint16(0)
+		if csum {
+			wantFlags = 0x8000
+		}
+		if f, p := binary.BigEndian.Uint16(gre[0:]), binary.BigEndian.Uint16(gre[2:]); f != wantFlags || p != innerType {
+			t.Errorf("GRE flags %#04x protocol %#04x, want %#04x %#04x", f, p, wantFlags, innerType)
+		}
+		if csum {
+			if c := checksum(gre, 0); c != 0 {
+				t.Errorf("GRE checksum %#04x does not verify (sum %#04x)", binary.BigEndian.Uint16(gre[4:]), c)
+			}
+			if binary.BigEndian.Uint16(gre[6:]) != 0 {
+				t.Errorf("GRE reserved field %x, want 0", gre[6:8])
+			}
+		}
+		if !bytes.Equal(gre[gl:], inner) {
+			t.Errorf("inner packet changed")
+		}
 	}
 }
 

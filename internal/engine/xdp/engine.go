@@ -1,6 +1,6 @@
 // Package xdp is the XDP data plane: the BPF program of bpf/xdp_lb.c,
 // loaded with cilium/ebpf, forwards packets at the driver for direct
-// routing (-g), tunnelling (-i, IPIP or GUE), NAT (-m) and FullNAT
+// routing (-g), tunnelling (-i, IPIP, GUE or GRE), NAT (-m) and FullNAT
 // (--fullnat), and this package keeps its maps in step with the IPVS
 // table: services, real servers, scheduler tables, connection expiry with
 // IPVS's timeouts, counters and rates.
@@ -85,8 +85,11 @@
 //     sets again from the connection table on every expiry pass (at most
 //     ExpiryInterval late, also for entries the LRU map evicted).
 //   - lblc, lblcr and twos are refused (CheckDest, Apply) with an error
-//     naming the proxy engine; so are GRE, SCTP and firewall-mark
-//     services.
+//     naming the proxy engine; so are SCTP and firewall-mark services.
+//   - GRE (bpf/xdp_gre.h) is the header the kernel builds; with
+//     --tun-csum its checksum is summed over the whole packet in BPF
+//     (segment_sum), so that option costs a pass over the payload.
+//     --tun-remcsum is refused for GRE, as the kernel does.
 //   - IPv4 fragments, IPv6 extension headers and more than two VLAN tags
 //     go to the kernel untouched (XDP_PASS); so does a TCP packet that
 //     belongs to no connection and is not a SYN.
@@ -504,8 +507,12 @@ func CheckDest(svc *ipvs.Service, d *ipvs.Dest) error {
 			if d.TunPort == 0 {
 				return errors.New("a GUE tunnel needs its port (--tun-port)")
 			}
+		case ipvs.TunGRE:
+			if d.TunFlags&^tunFlagCsum != 0 {
+				return errors.New("a GRE tunnel takes --tun-nocsum or --tun-csum, not --tun-remcsum")
+			}
 		default:
-			return fmt.Errorf("tunnel type %s is not implemented on the xdp engine; use --tun-type ipip or gue", d.TunType)
+			return fmt.Errorf("tunnel type %s is not implemented on the xdp engine; use --tun-type ipip, gue or gre", d.TunType)
 		}
 	case ipvs.Route:
 		if d.Addr.Unmap().Is4() != svc.Addr.Unmap().Is4() {
