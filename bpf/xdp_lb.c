@@ -524,6 +524,8 @@ static long lc_step(__u32 i, struct walk *w)
 	return 1;
 }
 
+#include "xdp_locality.h"
+
 /* schedule picks a real server for a new connection, or NO_DEST. */
 static __always_inline __u32 schedule(struct svc_info *s, struct pkt *p)
 {
@@ -591,6 +593,9 @@ static __always_inline __u32 schedule(struct svc_info *s, struct pkt *p)
 	case SCHED_OVF:
 		bpf_loop(MAX_SVC_DESTS, lc_step, &w, 0);
 		return w.found;
+	case SCHED_LBLC:
+	case SCHED_LBLCR:
+		return locality_schedule(s, p);
 	}
 	return NO_DEST;
 }

@@ -34,6 +34,8 @@ enum sched_kind {
 	SCHED_NQ = 8,
 	SCHED_FO = 9,
 	SCHED_OVF = 10,
+	SCHED_LBLC = 11,  /* xdp_locality.h */
+	SCHED_LBLCR = 12,
 };
 
 /* svc_info.flags */
@@ -213,6 +215,25 @@ struct persist_val {
 	__u64 last_seen;
 	__u32 dest;
 	__u32 pad;
+};
+
+/* lblc, lblcr (xdp_locality.h): the server(s) a destination address of a
+ * service was last given. */
+#define MAX_LOCALITY 65536
+#define LOC_SET 8            /* lblcr: servers kept per address */
+#define LOC_EXPIRY 20599     /* 24 h (lblc_expiration) in connection clock units */
+
+struct locality_key {
+	__u32 addr[4]; /* the packet's destination, network order */
+	__u32 svc;
+};
+
+struct locality_val {
+	__u32 last_use;  /* connection clock */
+	__u32 last_mod;  /* lblcr: when the set last changed */
+	__u16 n;         /* members of set */
+	__u16 set[LOC_SET]; /* dests indexes, most recently added first */
+	__u16 pad;
 };
 
 struct neigh_key {

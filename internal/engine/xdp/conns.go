@@ -196,11 +196,13 @@ func (e *Engine) expire() {
 		e.objs.Persist.Delete(&deadT[i])
 	}
 
+	freedDests, freedSvcs := map[uint32]bool{}, map[uint32]bool{}
 	for idx, d := range e.dests {
 		c := counts[idx]
 		e.setLoad(d, c)
 		if !d.inService && c.active+c.inactive+c.persist == 0 {
 			e.freeDest(d)
+			freedDests[idx] = true
 		}
 	}
 	e.counts = counts
@@ -212,8 +214,10 @@ func (e *Engine) expire() {
 		}
 		e.svcUsed[s.index] = false
 		delete(e.est, estKey{svc: true, index: s.index})
+		freedSvcs[s.index] = true
 	}
 	e.retired = kept
+	e.purgeLocality(freedDests, freedSvcs)
 }
 
 // setLoad writes the counted connections and clears the overload mark

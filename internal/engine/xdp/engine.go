@@ -84,8 +84,18 @@
 //     per-server counters the program keeps with atomic adds, which Go
 //     sets again from the connection table on every expiry pass (at most
 //     ExpiryInterval late, also for entries the LRU map evicted).
-//   - lblc, lblcr and twos are refused (CheckDest, Apply) with an error
-//     naming the proxy engine; so are SCTP and firewall-mark services.
+//   - lblc and lblcr (bpf/xdp_locality.h) keep the kernel's table by
+//     destination address in an LRU hash of 65536 entries for all
+//     services, an entry idle for 24 hours (lblc_expiration) counting as
+//     gone; an lblcr set holds at most 8 servers (adding a ninth drops the
+//     oldest; the kernel's grows while all its members are overloaded).
+//     When a real server's slot is freed (its connections ended after it
+//     left the service) the table forgets it, where the kernel keeps a
+//     deleted server in a set until its expiry. A new connection costs
+//     about what wlc's does (BenchmarkProgramSchedulers).
+//   - twos (not in the 6.1 kernel) is refused (CheckDest, Apply) with an
+//     error naming the proxy engine; so are SCTP and firewall-mark
+//     services.
 //   - GRE (bpf/xdp_gre.h) is the header the kernel builds; with
 //     --tun-csum its checksum is summed over the whole packet in BPF
 //     (segment_sum), so that option costs a pass over the payload.

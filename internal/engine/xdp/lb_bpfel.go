@@ -121,6 +121,21 @@ const (
 	lbDropReasonREASON_MAX         lbDropReason = 16
 )
 
+type lbLocalityKey struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Svc  uint32
+}
+
+type lbLocalityVal struct {
+	_       structs.HostLayout
+	LastUse uint32
+	LastMod uint32
+	N       uint16
+	Set     [8]uint16
+	Pad     uint16
+}
+
 type lbNeighKey struct {
 	_      structs.HostLayout
 	Addr   [4]uint32
@@ -144,17 +159,19 @@ type lbPersistVal struct {
 type lbSchedKind uint32
 
 const (
-	lbSchedKindSCHED_NONE lbSchedKind = 0
-	lbSchedKindSCHED_SEQ  lbSchedKind = 1
-	lbSchedKindSCHED_SH   lbSchedKind = 2
-	lbSchedKindSCHED_DH   lbSchedKind = 3
-	lbSchedKindSCHED_MH   lbSchedKind = 4
-	lbSchedKindSCHED_LC   lbSchedKind = 5
-	lbSchedKindSCHED_WLC  lbSchedKind = 6
-	lbSchedKindSCHED_SED  lbSchedKind = 7
-	lbSchedKindSCHED_NQ   lbSchedKind = 8
-	lbSchedKindSCHED_FO   lbSchedKind = 9
-	lbSchedKindSCHED_OVF  lbSchedKind = 10
+	lbSchedKindSCHED_NONE  lbSchedKind = 0
+	lbSchedKindSCHED_SEQ   lbSchedKind = 1
+	lbSchedKindSCHED_SH    lbSchedKind = 2
+	lbSchedKindSCHED_DH    lbSchedKind = 3
+	lbSchedKindSCHED_MH    lbSchedKind = 4
+	lbSchedKindSCHED_LC    lbSchedKind = 5
+	lbSchedKindSCHED_WLC   lbSchedKind = 6
+	lbSchedKindSCHED_SED   lbSchedKind = 7
+	lbSchedKindSCHED_NQ    lbSchedKind = 8
+	lbSchedKindSCHED_FO    lbSchedKind = 9
+	lbSchedKindSCHED_OVF   lbSchedKind = 10
+	lbSchedKindSCHED_LBLC  lbSchedKind = 11
+	lbSchedKindSCHED_LBLCR lbSchedKind = 12
 )
 
 type lbStats struct {
@@ -199,6 +216,7 @@ const (
 	lbMapDests       = "dests"
 	lbMapGenericIfs  = "generic_ifs"
 	lbMapLoads       = "loads"
+	lbMapLocality    = "locality"
 	lbMapLportCursor = "lport_cursor"
 	lbMapNeighMiss   = "neigh_miss"
 	lbMapPersist     = "persist"
@@ -268,6 +286,7 @@ type lbMapSpecs struct {
 	Dests       *ebpf.MapSpec `ebpf:"dests"`
 	GenericIfs  *ebpf.MapSpec `ebpf:"generic_ifs"`
 	Loads       *ebpf.MapSpec `ebpf:"loads"`
+	Locality    *ebpf.MapSpec `ebpf:"locality"`
 	LportCursor *ebpf.MapSpec `ebpf:"lport_cursor"`
 	NeighMiss   *ebpf.MapSpec `ebpf:"neigh_miss"`
 	Persist     *ebpf.MapSpec `ebpf:"persist"`
@@ -313,6 +332,7 @@ type lbMaps struct {
 	Dests       *ebpf.Map `ebpf:"dests"`
 	GenericIfs  *ebpf.Map `ebpf:"generic_ifs"`
 	Loads       *ebpf.Map `ebpf:"loads"`
+	Locality    *ebpf.Map `ebpf:"locality"`
 	LportCursor *ebpf.Map `ebpf:"lport_cursor"`
 	NeighMiss   *ebpf.Map `ebpf:"neigh_miss"`
 	Persist     *ebpf.Map `ebpf:"persist"`
@@ -334,6 +354,7 @@ func (m *lbMaps) Close() error {
 		m.Dests,
 		m.GenericIfs,
 		m.Loads,
+		m.Locality,
 		m.LportCursor,
 		m.NeighMiss,
 		m.Persist,

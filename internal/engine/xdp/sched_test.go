@@ -6,7 +6,11 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/cilium/ebpf"
+
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/sched"
 )
@@ -47,6 +51,12 @@ func TestSchedulersMatchGo(t *testing.T) {
 		{name: "fo", sched: "fo", weights: []int32{1, 3, 3}},
 		{name: "ovf", sched: "ovf", weights: []int32{1, 2, 2}, est: 1},
 		{name: "rr UDP", sched: "rr", weights: []int32{1, 1}, proto: ipvs.UDP},
+		{name: "lblc", sched: "lblc", weights: []int32{4, 2, 6}, est: 1},
+		{name: "lblc with a quiesced server", sched: "lblc", weights: []int32{0, 3, 1}, est: 1},
+		{name: "lblc with thresholds", sched: "lblc", weights: []int32{2, 2, 2}, upper: []uint32{4, 0, 3}, est: 2},
+		{name: "lblcr", sched: "lblcr", weights: []int32{4, 2, 6}, est: 1},
+		{name: "lblcr with thresholds", sched: "lblcr", weights: []int32{3, 1, 2, 2}, upper: []uint32{5, 0, 0, 4}, est: 2},
+		{name: "lblcr UDP", sched: "lblcr", weights: []int32{2, 1}, proto: ipvs.UDP},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,4 +143,59 @@ func macName(mac []byte) string {
 		}
 	}
 	return fmt.Sprintf("mac %x", mac)
+}
+
+// TestLocalityForgetsFreedServers: when a real server has left its lblc
+// service and its last connection expired, its slot is freed and the
+// table by destination address forgets it, so a server that takes the
+// slot later inherits nothing.
+func TestLocalityForgetsFreedServers(t *testing.T) {
+	labNS(t, 11, 12)
+	a := ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 1}
+	b := ipvs.Dest{Addr: rsIP(12), Port: 80, Method: ipvs.Route, Weight: 1}
+	e := newTestEngine(t, snapOf(oneService(vip, ipvs.UDP, "lblc", a)))
+	if v, out := runOut(t, e, build(pktSpec{src: client, dst: vip, proto: ipvs.UDP, payload: 4})); v != xdpRedirect || macName(out[:6]) != a.Addr.String() {
+		t.Fatalf("first datagram: verdict %d", v)
+	}
+	if n := localityEntries(t, e); n != 1 {
+		t.Fatalf("%d lblc entries after the first datagram, want 1", n)
+	}
+	if err := engine.ApplySnapshot(e, snapOf(oneService(vip, ipvs.UDP, "lblc", b))); err != nil {
+		t.Fatal(err)
+	}
+	e.expire()
+	if n := localityEntries(t, e); n != 1 {
+		t.Fatalf("%d lblc entries while the old server's connection lives, want 1", n)
+	}
+	var keys []lbConnKey
+	var vals []lbConnVal
+	e.walkConns(func(k *lbConnKey, v *lbConnVal) { keys, vals = append(keys, *k), append(vals, *v) })
+	for i := range keys {
+		vals[i].LastSeen -= uint32(10 * time.Minute >> connClockShift)
+		if err := e.putConn(&keys[i], &vals[i], ebpf.UpdateExist); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.expire()
+	if n := localityEntries(t, e); n != 0 {
+		t.Errorf("%d lblc entries after the old server's slot was freed, want 0", n)
+	}
+	if v, out := runOut(t, e, build(pktSpec{src: client, dst: vip, proto: ipvs.UDP, payload: 4})); v != xdpRedirect || macName(out[:6]) != b.Addr.String() {
+		t.Errorf("after the change: verdict %d to %s, want %s", v, macName(out[:6]), b.Addr)
+	}
+}
+
+func localityEntries(t *testing.T, e *Engine) int {
+	t.Helper()
+	var k lbLocalityKey
+	var v lbLocalityVal
+	n := 0
+	it := e.objs.Locality.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

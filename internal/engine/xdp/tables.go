@@ -19,17 +19,19 @@ const (
 
 // schedKinds are the schedulers the BPF program implements and how.
 var schedKinds = map[string]lbSchedKind{
-	"rr":  lbSchedKindSCHED_SEQ,
-	"wrr": lbSchedKindSCHED_SEQ,
-	"sh":  lbSchedKindSCHED_SH,
-	"dh":  lbSchedKindSCHED_DH,
-	"mh":  lbSchedKindSCHED_MH,
-	"lc":  lbSchedKindSCHED_LC,
-	"wlc": lbSchedKindSCHED_WLC,
-	"sed": lbSchedKindSCHED_SED,
-	"nq":  lbSchedKindSCHED_NQ,
-	"fo":  lbSchedKindSCHED_FO,
-	"ovf": lbSchedKindSCHED_OVF,
+	"rr":    lbSchedKindSCHED_SEQ,
+	"wrr":   lbSchedKindSCHED_SEQ,
+	"sh":    lbSchedKindSCHED_SH,
+	"dh":    lbSchedKindSCHED_DH,
+	"mh":    lbSchedKindSCHED_MH,
+	"lc":    lbSchedKindSCHED_LC,
+	"wlc":   lbSchedKindSCHED_WLC,
+	"sed":   lbSchedKindSCHED_SED,
+	"nq":    lbSchedKindSCHED_NQ,
+	"fo":    lbSchedKindSCHED_FO,
+	"ovf":   lbSchedKindSCHED_OVF,
+	"lblc":  lbSchedKindSCHED_LBLC,
+	"lblcr": lbSchedKindSCHED_LBLCR,
 }
 
 // tableDest is a real server in service as the table builder sees it.
