@@ -141,6 +141,7 @@ func checkEngine(cfg *config.Config, p *plan.Plan, engine string) ([]config.Warn
 		if errs := refused(proxyCheck); len(errs) > 0 {
 			return nil, errs
 		}
+		return proxyUnserved(p), nil
 	case "xdp":
 		if errs := refused(xdpCheck); len(errs) > 0 {
 			return nil, errs
@@ -164,6 +165,20 @@ func checkEngine(cfg *config.Config, p *plan.Plan, engine string) ([]config.Warn
 		return nil, fmt.Errorf("unknown engine %q (want proxy, xdp, ipvs or auto)", engine)
 	}
 	return nil, nil
+}
+
+// proxyUnserved warns of the virtual servers the proxy engine keeps and
+// lists but does not serve (firewall-mark, SCTP), naming the engine that
+// does.
+func proxyUnserved(p *plan.Plan) []config.Warning {
+	var out []config.Warning
+	for i := range p.Services {
+		s := &p.Services[i]
+		if why := proxy.Unserved(s.Service.ServiceKey); why != "" {
+			out = append(out, config.Warning{Pos: s.Block.Pos, Msg: fmt.Sprintf("virtual server %s: %s", s.Key(), why)})
+		}
+	}
+	return out
 }
 
 // xdpIgnores warns of what only the proxy engine does.

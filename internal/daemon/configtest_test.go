@@ -94,3 +94,58 @@ vrrp_instance VI_1 {
 		})
 	}
 }
+
+// TestConfigTestUnservedKinds: firewall-mark and SCTP services fail gvsd
+// -t on the xdp engine, warn on the proxy engine (which keeps them
+// without serving them), and pass on the ipvs engine; each message names
+// the ipvs engine.
+func TestConfigTestUnservedKinds(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "kinds.conf")
+	conf := `virtual_server fwmark 1 {
+    lvs_sched rr
+    lvs_method NAT
+    real_server 198.18.0.11 0 {
+        weight 1
+    }
+}
+virtual_server 198.18.0.50 9999 {
+    protocol SCTP
+    lvs_sched rr
+    lvs_method NAT
+    real_server 198.18.0.12 9999 {
+        weight 1
+    }
+}
+`
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		engine string
+		code   int
+		want   []string // regexps the output must match
+	}{
+		{"xdp", config.ExitConfigTest, []string{
+			`kinds.conf:1: virtual server FWM 1: firewall-mark services are not served by the xdp engine .*; use gvsd --engine ipvs`,
+			`kinds.conf:8: virtual server SCTP 198.18.0.50:9999: SCTP services are not served by the xdp engine .*; use gvsd --engine ipvs`,
+		}},
+		{"proxy", config.ExitOK, []string{
+			`kinds.conf:1: warning: .*the proxy engine keeps but does not serve a firewall-mark service; use the ipvs engine`,
+			`kinds.conf:8: warning: .*the proxy engine keeps but does not serve an SCTP service; use the ipvs engine`,
+		}},
+		{"ipvs", config.ExitOK, []string{`^[^\n]*configuration OK\n$`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.engine, func(t *testing.T) {
+			var out strings.Builder
+			if code := ConfigTest(file, tt.engine, &out); code != tt.code {
+				t.Errorf("exit code %d, want %d\n%s", code, tt.code, out.String())
+			}
+			for _, want := range tt.want {
+				if !regexp.MustCompile(want).MatchString(out.String()) {
+					t.Errorf("output does not match %s:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}

@@ -332,22 +332,32 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 	return nil
 }
 
-// unserved says why a service cannot be proxied, or "".
+// unserved says why a service cannot be proxied and which engines serve
+// it, or "".
 func unserved(k ipvs.ServiceKey) string {
 	switch {
 	case k.IsFWMark():
-		return "a firewall-mark service"
+		return "a firewall-mark service; use the ipvs engine (gvsd --engine ipvs)"
 	case k.Proto != ipvs.TCP && k.Proto != ipvs.UDP:
-		return "an " + k.Proto.String() + " service"
+		return "an " + k.Proto.String() + " service; use the ipvs engine (gvsd --engine ipvs)"
 	case k.Port == 0:
-		return "a port 0 (all ports) service"
+		return "a port 0 (all ports) service; use the xdp or ipvs engine (gvsd --engine xdp|ipvs)"
+	}
+	return ""
+}
+
+// Unserved says why the proxy engine keeps a service without serving it,
+// and which engine does, or "" when it serves it: gvsd -t warns with it.
+func Unserved(k ipvs.ServiceKey) string {
+	if why := unserved(k); why != "" {
+		return "the proxy engine keeps but does not serve " + why
 	}
 	return ""
 }
 
 func (e *Engine) warnUnserved(s *service) {
 	if why := unserved(s.key); why != "" {
-		e.warnOnce(s.key.String()+"/unserved", "service kept but not served: the proxy engine cannot serve "+why+"; use the xdp engine (gvsd --engine xdp)", s)
+		e.warnOnce(s.key.String()+"/unserved", "service kept but not served: the proxy engine cannot serve "+why, s)
 	}
 	if s.key.Proto == ipvs.UDP && s.cfg.Load().ProxyProtocol != 0 {
 		e.warnOnce(s.key.String()+"/pp", "no PROXY protocol header is sent on a UDP service", s)

@@ -40,9 +40,9 @@ func TestCheckDest(t *testing.T) {
 		{name: "lblc", svc: svc("lblc", ipvs.TCP), dest: ipvs.Dest{Addr: rs}},
 		{name: "lblcr", svc: svc("lblcr", ipvs.UDP), dest: ipvs.Dest{Addr: rs}},
 		{name: "twos", svc: svc("twos", ipvs.TCP), dest: ipvs.Dest{Addr: rs}, want: "gvsd --engine proxy"},
-		{name: "SCTP", svc: svc("rr", ipvs.SCTP), dest: ipvs.Dest{Addr: rs}, want: "protocol SCTP is not supported"},
+		{name: "SCTP", svc: svc("rr", ipvs.SCTP), dest: ipvs.Dest{Addr: rs}, want: "SCTP services are not served by the xdp engine (it keeps no SCTP association states); use gvsd --engine ipvs"},
 		{name: "DR across families", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: netip.MustParseAddr("2001:db8::11")}, want: "address family"},
-		{name: "fwmark", svc: &ipvs.Service{ServiceKey: ipvs.ServiceKey{Addr: vip.Addr(), FWMark: 1}, Scheduler: "rr"}, dest: ipvs.Dest{Addr: rs}, want: "firewall-mark"},
+		{name: "fwmark", svc: &ipvs.Service{ServiceKey: ipvs.ServiceKey{Addr: vip.Addr(), FWMark: 1}, Scheduler: "rr"}, dest: ipvs.Dest{Addr: rs}, want: "firewall-mark services are not served by the xdp engine (XDP sees packets before iptables or nftables mark them); use gvsd --engine ipvs"},
 	}
 	var e Engine
 	for _, tc := range tests {
