@@ -10,6 +10,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/director"
 	"github.com/gvs-lb/gvs/internal/plan"
+	"github.com/gvs-lb/gvs/internal/vrrp"
 )
 
 // keepalived runs what a keepalived.conf asks for: the virtual servers,
@@ -35,6 +36,9 @@ type keepalived struct {
 	plan *plan.Plan           // cfg compiled
 	lvs  map[string]*lvsUnit  // by service key (ipvs.ServiceKey.String())
 	vrrp map[string]*vrrpUnit // by instance or sync group name
+	// links follows the interfaces' states for every VRRP instance
+	// (track_interface and their own); made by the first plan with VRRP.
+	links vrrp.Links
 	// vips are the virtual addresses the VRRP instances hold now (MASTER),
 	// for ha_suspend.
 	vips map[netip.Addr]int
@@ -113,7 +117,15 @@ func (k *keepalived) apply(cfg *config.Config, p *plan.Plan) error {
 	k.mu.Lock()
 	running := k.vrrp
 	k.mu.Unlock()
-	vunits, err := planVRRP(p, running, k.log)
+	if len(p.VRRP) > 0 && k.links == nil {
+		// one link subscription for every instance, for gvsd's lifetime
+		links, err := vrrp.WatchLinks(k.ctx, "", k.log)
+		if err != nil {
+			return fmt.Errorf("vrrp: %w", err)
+		}
+		k.links = links
+	}
+	vunits, err := planVRRP(p, running, k.links, k.log)
 	if err != nil {
 		return err
 	}

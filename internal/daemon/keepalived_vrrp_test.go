@@ -31,14 +31,15 @@ func (c quietConn) Close() error {
 	return nil
 }
 
-// noHost leaves the kernel alone.
+// noHost leaves the kernel alone; its links are always up.
 type noHost struct{}
 
-func (noHost) AddVIPs([]vrrp.VIP) error    { return nil }
-func (noHost) DelVIPs([]vrrp.VIP) error    { return nil }
-func (noHost) Gratuitous([]vrrp.VIP) error { return nil }
-func (noHost) LinkUp(string) (bool, error) { return true, nil }
-func (noHost) Close() error                { return nil }
+func (noHost) AddVIPs([]vrrp.VIP) error      { return nil }
+func (noHost) DelVIPs([]vrrp.VIP) error      { return nil }
+func (noHost) Gratuitous([]vrrp.VIP) error   { return nil }
+func (noHost) Close() error                  { return nil }
+func (noHost) Up(string) bool                { return true }
+func (noHost) Notify(chan<- struct{}) func() { return func() {} }
 
 // TestVRRPStateEvents: a running instance's state changes reach gvsd as
 // they happen (no polling): the VIP counts as held once it is MASTER, and
@@ -57,7 +58,7 @@ func TestVRRPStateEvents(t *testing.T) {
 	inst, err := vrrp.NewInstance(vrrp.InstanceConfig{Name: "VI_1", State: vrrp.StateBackup, Interface: "lo", VRID: 61, Priority: 255,
 		Version: 2, AdvertInt: time.Second,
 		MCastSrcIP: netip.MustParseAddr("198.18.9.1"), VIPs: []vrrp.VIP{{Prefix: netip.PrefixFrom(vip, 32)}}},
-		vrrp.Options{Logger: k.log, Conn: quietConn{closed: make(chan struct{})}, Host: noHost{}})
+		vrrp.Options{Logger: k.log, Conn: quietConn{closed: make(chan struct{})}, Host: noHost{}, Links: noHost{}})
 	if err != nil {
 		t.Fatal(err)
 	}

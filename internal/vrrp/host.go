@@ -24,8 +24,6 @@ type Host interface {
 	// Gratuitous sends one gratuitous ARP (IPv4) or unsolicited neighbour
 	// advertisement (IPv6) for each address.
 	Gratuitous(vips []VIP) error
-	// LinkUp reports whether the interface is up with its carrier.
-	LinkUp(name string) (bool, error)
 	Close() error
 }
 
@@ -143,15 +141,6 @@ func (h *netHost) DelVIPs(vips []VIP) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (h *netHost) LinkUp(name string) (bool, error) {
-	l, err := h.nl.LinkByName(name)
-	if err != nil {
-		return false, fmt.Errorf("track interface %s: %w", name, err)
-	}
-	a := l.Attrs()
-	return a.Flags&net.FlagUp != 0 && a.OperState != netlink.OperDown && a.OperState != netlink.OperLowerLayerDown, nil
 }
 
 func (h *netHost) Gratuitous(vips []VIP) error {

@@ -32,7 +32,8 @@ func TestInitialState(t *testing.T) {
 			cfg := memConfig("VI_1", 1, tt.prio, "198.18.0.1")
 			cfg.State = tt.state
 			var h hub
-			inst, err := NewInstance(cfg, Options{Conn: h.conn("198.18.0.1"), Host: newMemHost(), Logger: slog.New(slog.DiscardHandler)})
+			host := newMemHost()
+			inst, err := NewInstance(cfg, Options{Conn: h.conn("198.18.0.1"), Host: host, Links: host, Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}

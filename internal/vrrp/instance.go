@@ -33,7 +33,11 @@ type Options struct {
 	// Conn and Host replace the raw sockets and netlink, for tests.
 	Conn Conn
 	Host Host
-	// TrackPoll is how often links and track files are read (default 250 ms).
+	// Links reports the state of the instance's interface and its
+	// track_interface links as they change. Share one LinkWatcher
+	// between the instances of a process; nil: Run watches on its own.
+	Links Links
+	// TrackPoll is how often track files are read (default 250 ms).
 	TrackPoll time.Duration
 }
 
@@ -80,6 +84,7 @@ type Instance struct {
 	drops                                                         DropCounters
 
 	kick    chan struct{} // tracking changed
+	linkUp  chan struct{} // a link changed (Links.Notify)
 	inject  chan EventKind
 	aborted atomic.Bool
 	cancel  atomic.Pointer[context.CancelFunc]
@@ -122,6 +127,7 @@ func NewInstance(cfg InstanceConfig, opt Options) (*Instance, error) {
 		files:   map[string]int{},
 		links:   map[string]bool{},
 		kick:    make(chan struct{}, 1),
+		linkUp:  make(chan struct{}, 1),
 		inject:  make(chan EventKind, 16),
 	}, nil
 }
@@ -280,21 +286,22 @@ func (i *Instance) tracked() (fault bool, prio uint8) {
 	return fault, uint8(p)
 }
 
-// pollTracking reads links and track files; it reports whether anything
-// changed.
-func (i *Instance) pollTracking(h Host) bool {
-	names := []string{i.cfg.Interface}
+// readLinks takes the state of the instance's interface and its
+// track_interface links from links; it reports whether any changed.
+func (i *Instance) readLinks(links Links) bool {
+	now := map[string]bool{i.cfg.Interface: links.Up(i.cfg.Interface)}
 	for _, t := range i.cfg.TrackInterfaces {
-		names = append(names, t.Name)
+		now[t.Name] = links.Up(t.Name)
 	}
-	links := map[string]bool{}
-	for _, n := range names {
-		up, err := h.LinkUp(n)
-		if err != nil {
-			up = false
-		}
-		links[n] = up
-	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	changed := !mapsEqual(now, i.links)
+	i.links = now
+	return changed
+}
+
+// readFiles reads the track files; it reports whether any value changed.
+func (i *Instance) readFiles() bool {
 	files := map[string]int{}
 	bad := map[string]bool{}
 	for _, r := range i.cfg.TrackFiles {
@@ -308,8 +315,8 @@ func (i *Instance) pollTracking(h Host) bool {
 			files[name] = i.files[name] // out of range: keep the last value, as keepalived
 		}
 	}
-	changed := !mapsEqual(links, i.links) || !mapsEqual(files, i.files)
-	i.links, i.files = links, files
+	changed := !mapsEqual(files, i.files)
+	i.files = files
 	return changed
 }
 
@@ -471,7 +478,15 @@ func (i *Instance) Run(ctx context.Context) error {
 		}
 		defer host.Close()
 	}
-	r := &runner{Instance: i, conn: conn, host: host, primary: primary, notify: newNotifier(i.log)}
+	links := i.opt.Links
+	if links == nil {
+		w, err := WatchLinks(ctx, i.opt.Netns, i.log)
+		if err != nil {
+			return fmt.Errorf("vrrp_instance %s: %w", i.cfg.Name, err)
+		}
+		links = w
+	}
+	r := &runner{Instance: i, conn: conn, host: host, links: links, primary: primary, notify: newNotifier(i.log)}
 	defer r.notify.close()
 	r.validator = Validator{Version: i.cfg.Version, VRID: i.cfg.VRID, IPv6: is6, AuthType: i.cfg.AuthType,
 		AuthData: PassAuthData(i.cfg.AuthPass), Interval: uint16(i.cfg.AdvertInt / time.Second),
@@ -510,6 +525,7 @@ type runner struct {
 	*Instance
 	conn      Conn
 	host      Host
+	links     Links
 	primary   netip.Addr
 	validator Validator
 	dsts      []netip.Addr
@@ -545,7 +561,10 @@ func (r *runner) loop(ctx context.Context) error {
 	}()
 	defer func() { r.conn.Close(); <-readDone }()
 
-	r.pollTracking(r.host)
+	stopLinks := r.links.Notify(r.linkUp)
+	defer stopLinks()
+	r.readLinks(r.links)
+	r.readFiles()
 	fault, prio := r.tracked()
 	fault = fault || r.inGroupFault()
 	r.fault = fault
@@ -556,8 +575,12 @@ func (r *runner) loop(ctx context.Context) error {
 	} else {
 		r.do(now, r.m.Step(now, Event{Kind: EvStartup}))
 	}
-	poll := time.NewTicker(r.opt.TrackPoll)
-	defer poll.Stop()
+	var poll <-chan time.Time // track files have no events to wait for
+	if len(r.cfg.TrackFiles) > 0 {
+		t := time.NewTicker(r.opt.TrackPoll)
+		defer t.Stop()
+		poll = t.C
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -609,8 +632,12 @@ func (r *runner) loop(ctx context.Context) error {
 			if d := r.m.Deadline(); !d.IsZero() && !now.Before(d) {
 				r.do(now, r.m.Step(now, Event{Kind: EvTimer}))
 			}
-		case <-poll.C:
-			if r.pollTracking(r.host) {
+		case <-r.linkUp:
+			if r.readLinks(r.links) {
+				r.retrack()
+			}
+		case <-poll:
+			if r.readFiles() {
 				r.retrack()
 			}
 		case <-r.kick:

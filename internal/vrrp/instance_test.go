@@ -83,15 +83,19 @@ func (c *memConn) ReadAdvert() (Received, error) {
 
 func (c *memConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
 
-// memHost records VIPs and link states instead of touching the kernel.
+// memHost records VIPs and link states instead of touching the kernel;
+// it is the instance's Links too.
 type memHost struct {
 	mu    sync.Mutex
 	vips  map[netip.Prefix]bool
 	down  map[string]bool
 	garps int
+	subs  map[*chan<- struct{}]bool
 }
 
-func newMemHost() *memHost { return &memHost{vips: map[netip.Prefix]bool{}, down: map[string]bool{}} }
+func newMemHost() *memHost {
+	return &memHost{vips: map[netip.Prefix]bool{}, down: map[string]bool{}, subs: map[*chan<- struct{}]bool{}}
+}
 
 func (h *memHost) AddVIPs(v []VIP) error {
 	h.mu.Lock()
@@ -113,15 +117,34 @@ func (h *memHost) DelVIPs(v []VIP) error {
 
 func (h *memHost) Gratuitous([]VIP) error { h.mu.Lock(); h.garps++; h.mu.Unlock(); return nil }
 
-func (h *memHost) LinkUp(name string) (bool, error) {
+func (h *memHost) Up(name string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return !h.down[name], nil
+	return !h.down[name]
 }
 
-func (h *memHost) setDown(name string, down bool) { h.mu.Lock(); h.down[name] = down; h.mu.Unlock() }
-func (h *memHost) hasVIPs() bool                  { h.mu.Lock(); defer h.mu.Unlock(); return len(h.vips) > 0 }
-func (h *memHost) Close() error                   { return nil }
+func (h *memHost) Notify(c chan<- struct{}) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[&c] = true
+	return func() { h.mu.Lock(); delete(h.subs, &c); h.mu.Unlock() }
+}
+
+// setDown sets a link down or up and tells the instances, as a netlink
+// update would.
+func (h *memHost) setDown(name string, down bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down[name] = down
+	for c := range h.subs {
+		select {
+		case *c <- struct{}{}:
+		default:
+		}
+	}
+}
+func (h *memHost) hasVIPs() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.vips) > 0 }
+func (h *memHost) Close() error  { return nil }
 
 func memConfig(name string, vrid, prio uint8, src string) InstanceConfig {
 	return finished(InstanceConfig{Name: name, Interface: "lo", VRID: vrid, Priority: prio, Version: 3,
@@ -155,6 +178,9 @@ func runMem(t *testing.T, cfg InstanceConfig, opt Options) (*Instance, func()) {
 	t.Helper()
 	opt.Logger = slog.New(slog.DiscardHandler)
 	opt.TrackPoll = 20 * time.Millisecond
+	if h, ok := opt.Host.(*memHost); ok && opt.Links == nil {
+		opt.Links = h
+	}
 	inst, err := NewInstance(cfg, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -291,16 +317,17 @@ func TestSyncGroup(t *testing.T) {
 	var lanA, lanB hub
 	cfgA := memConfig("VI_A", 1, 100, "198.18.0.1")
 	cfgA.AdvertInt = time.Second
-	a, err := NewInstance(cfgA, Options{Conn: lanA.conn("198.18.0.1"), Host: newMemHost(),
-		Logger: slog.New(slog.DiscardHandler), TrackPoll: 20 * time.Millisecond})
+	hostA, hostB := newMemHost(), newMemHost()
+	a, err := NewInstance(cfgA, Options{Conn: lanA.conn("198.18.0.1"), Host: hostA, Links: hostA,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfgB := memConfig("VI_B", 2, 100, "198.18.1.1")
 	cfgB.TrackScripts = []TrackRef{{Name: "chk"}}
-	b, err := NewInstance(cfgB, Options{Conn: lanB.conn("198.18.1.1"), Host: newMemHost(),
+	b, err := NewInstance(cfgB, Options{Conn: lanB.conn("198.18.1.1"), Host: hostB, Links: hostB,
 		Scripts: map[string]TrackScript{"chk": {Name: "chk"}},
-		Logger:  slog.New(slog.DiscardHandler), TrackPoll: 20 * time.Millisecond})
+		Logger:  slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,8 +447,8 @@ func TestOnStateChange(t *testing.T) {
 	cfg := memConfig("VI_1", 1, 200, "198.18.0.1")
 	host := newMemHost()
 	var h hub
-	inst, err := NewInstance(cfg, Options{Conn: h.conn("198.18.0.1"), Host: host,
-		Logger: slog.New(slog.DiscardHandler), TrackPoll: 20 * time.Millisecond})
+	inst, err := NewInstance(cfg, Options{Conn: h.conn("198.18.0.1"), Host: host, Links: host,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
