@@ -55,7 +55,10 @@
 //     track_process,
 //     dont_track_primary, notify_*, notify, smtp_alert, garp_master_*,
 //     garp_lower_prio_*, use_vmac, vmac_xmit_base, native_ipv6,
-//     skip_check_adv_addr, strict_mode.
+//     skip_check_adv_addr, strict_mode. track_interface and the
+//     instance's own interface follow the kernel's link messages over
+//     netlink, as keepalived does (no polling): a link counts as up when
+//     it is set up and has its carrier; a missing one counts as down.
 //   - virtual_server_group: ADDR [PORT], ranges (A.B.C.D-E, ADDR-ADDR,
 //     ADDR/LEN) and fwmark N [inet|inet6].
 //   - virtual_server ADDR PORT | fwmark N | group NAME: lvs_sched (lb_algo),

@@ -27,7 +27,7 @@ type Host interface {
 	Close() error
 }
 
-// netHost is the real Host: netlink for addresses and links, a packet
+// netHost is the real Host: netlink for addresses, a packet
 // socket for ARP, an ICMPv6 socket for neighbour advertisements.
 type netHost struct {
 	nl      *netlink.Handle
