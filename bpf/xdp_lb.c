@@ -51,12 +51,24 @@ struct {
 	__type(value, struct dest_load);
 } loads SEC(".maps");
 
-/* Scheduler tables: two generations per service, TAB_SIZE slots each. */
-struct {
+/* Scheduler tables: two generations per service (index * 2 + gen), each
+ * an array map of its own, in chunks of TAB_CHUNK slots, which Go creates
+ * with as many chunks as the table needs (BPF_F_INNER_MAP lets their
+ * sizes differ; the template's is the largest). A missing table or slot
+ * schedules nothing. */
+struct sched_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_SERVICES * 2 * TAB_SIZE);
+	__uint(max_entries, TAB_SIZE / TAB_CHUNK);
+	__uint(map_flags, BPF_F_INNER_MAP);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u32[TAB_CHUNK]);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, MAX_SERVICES * 2);
+	__type(key, __u32);
+	__array(values, struct sched_table);
 } tables SEC(".maps");
 
 /* rr/wrr cursors, one per service. */
@@ -373,8 +385,15 @@ static __always_inline __u32 hsiphash_u32(__u64 k, __u32 v)
 
 static __always_inline __u32 *table_slot(__u32 svc, __u32 gen, __u32 i)
 {
-	__u32 key = ((svc * 2 + (gen & 1)) * TAB_SIZE) + (i % TAB_SIZE);
-	return bpf_map_lookup_elem(&tables, &key);
+	__u32 key = svc * 2 + (gen & 1);
+	void *tab = bpf_map_lookup_elem(&tables, &key);
+	if (!tab)
+		return 0;
+	__u32 chunk = i / TAB_CHUNK;
+	__u32 *slots = bpf_map_lookup_elem(tab, &chunk);
+	if (!slots)
+		return 0;
+	return &slots[i % TAB_CHUNK];
 }
 
 /* eligible is the schedulers' usual test: in service, weight above 0 and

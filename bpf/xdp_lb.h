@@ -6,10 +6,13 @@
 #ifndef GVS_XDP_LB_H
 #define GVS_XDP_LB_H
 
+/* MAX_SERVICES and MAX_DESTS are the maps' sizes in the object; Go sets
+ * them at load (internal/engine/xdp Options), below 65536 (conn_val). */
 #define MAX_SERVICES 256
 #define MAX_DESTS 4096
 #define MAX_SVC_DESTS 256   /* real servers one lc-family service may have */
-#define TAB_SIZE 4096       /* slots per scheduler table (Maglev needs 4093) */
+#define TAB_SIZE 4096       /* most slots of a scheduler table (Maglev needs 4093) */
+#define TAB_CHUNK 16        /* slots per element of a table's map */
 #define SH_TAB 256
 #define MH_TAB 4093
 #define MAX_CONNS 262144
@@ -121,7 +124,7 @@ struct svc_info {
 	__u32 index;
 	enum sched_kind sched;
 	__u32 flags;    /* SVC_F_* */
-	__u32 gen;      /* which half of the service's tables is live */
+	__u32 gen;      /* which of the service's two tables is live */
 	__u32 tab_len;
 	__u32 ptimeout; /* persistence timeout, seconds */
 	__u32 pmask[4]; /* persistence netmask, network order */

@@ -23,6 +23,7 @@ typedef __u32 __wsum;
 #define SEC(name) __attribute__((section(name), used))
 #define __uint(name, val) int (*name)[val]
 #define __type(name, val) typeof(val) *name
+#define __array(name, val) typeof(val) *name[]
 #define __always_inline inline __attribute__((always_inline))
 #define __noinline __attribute__((noinline))
 
@@ -36,11 +37,13 @@ typedef __u32 __wsum;
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_LRU_HASH 9
+#define BPF_MAP_TYPE_ARRAY_OF_MAPS 12
 #define BPF_MAP_TYPE_DEVMAP_HASH 25
 
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
 #define BPF_F_NO_PREALLOC 1
+#define BPF_F_INNER_MAP (1U << 12) /* inner maps of one outer map may differ in size */
 
 /* enum xdp_action */
 #define XDP_ABORTED 0

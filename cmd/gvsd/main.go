@@ -49,6 +49,14 @@ stderr.
                           several (NAT replies must arrive on one of them)
       --xdp-mode MODE     native or generic; default native, falling back to
                           generic (generic on veth)
+      --xdp-max-services N
+                          xdp engine: most virtual services (default 4096,
+                          at most 65535); its maps are sized for them at
+                          start (about 1 KiB of kernel memory each)
+      --xdp-max-real-servers N
+                          xdp engine: most real servers of all services
+                          together (default 4 per --xdp-max-services, at
+                          most 65535; about 100 bytes each)
       --socket PATH       admin API socket, mode 0600 (default $GVS_SOCKET,
                           else /run/gvs/gvsd.sock)
       --bpf-pin DIR       xdp engine: pin the connection table and the XDP
@@ -116,6 +124,8 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs.BoolVar(&s.test, "config-test", false, "")
 	fs.Var(&s.interfaces, "interface", "")
 	fs.StringVar(&s.opts.XDPMode, "xdp-mode", "", "")
+	fs.IntVar(&s.opts.XDPMaxServices, "xdp-max-services", 0, "")
+	fs.IntVar(&s.opts.XDPMaxDests, "xdp-max-real-servers", 0, "")
 	fs.DurationVar(&s.opts.Grace, "grace", 10*time.Second, "")
 	fs.StringVar(&s.opts.BPFPin, "bpf-pin", "", "")
 	fs.BoolVar(&s.opts.DontReleaseIPVS, "I", false, "")

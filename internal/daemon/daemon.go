@@ -29,6 +29,9 @@ type Options struct {
 	Interfaces []string      // for the xdp engine
 	XDPMode    string        // native, generic, or "" for native falling back to generic
 	Grace      time.Duration // how long established connections may finish on SIGTERM
+	// XDPMaxServices and XDPMaxDests size the xdp engine's maps (0: its
+	// defaults; see xdp.Options).
+	XDPMaxServices, XDPMaxDests int
 	// UDPFlows and UDPFlowsPerService bound the proxy engine's UDP flows
 	// (0: from the descriptor limit; see proxy.Options).
 	UDPFlows, UDPFlowsPerService int

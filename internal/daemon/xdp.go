@@ -25,8 +25,11 @@ func newXDP(opts Options, log *slog.Logger) (engine.Engine, error) {
 	if opts.DontReleaseIPVS && opts.BPFPin == "" {
 		log.Warn("--dont-release-ipvs (-I) needs --bpf-pin: without pins the program goes with gvsd")
 	}
-	return xdp.New(log.With("engine", "xdp"), xdp.Options{Interfaces: opts.Interfaces, Mode: mode,
-		PinPath: opts.BPFPin, KeepPinned: opts.DontReleaseIPVS})
+	return xdp.New(log.With("engine", "xdp"), xdp.Options{
+		Interfaces: opts.Interfaces, Mode: mode,
+		PinPath: opts.BPFPin, KeepPinned: opts.DontReleaseIPVS,
+		MaxServices: opts.XDPMaxServices, MaxDests: opts.XDPMaxDests,
+	})
 }
 
 func anyVeth(names []string) bool {

@@ -163,23 +163,13 @@ func (e *Engine) check(p *engine.Plan) (map[ipvs.ServiceKey][]uint32, error) {
 		}
 		tables[u.Key] = tab
 	}
-	if free := countFree(e.svcUsed[:]); newSvcs > free {
-		return nil, fmt.Errorf("the xdp engine serves at most %d virtual services", maxServices)
+	if newSvcs > e.svcIdx.left {
+		return nil, e.tooManyServices()
 	}
-	if free := countFree(e.destUsed[:]); newDests > free {
-		return nil, fmt.Errorf("the xdp engine serves at most %d real servers", maxDests)
+	if newDests > e.destIdx.left {
+		return nil, e.tooManyDests()
 	}
 	return tables, nil
-}
-
-func countFree(used []bool) int {
-	n := 0
-	for _, u := range used {
-		if !u {
-			n++
-		}
-	}
-	return n
 }
 
 // retire stops serving a service: its entry goes, its real servers take
@@ -197,6 +187,9 @@ func (e *Engine) retire(k ipvs.ServiceKey) {
 	}
 	s.dests = nil
 	delete(e.svcs, k)
+	e.deleteTable(s.index * 2)
+	e.deleteTable(s.index*2 + 1)
+	delete(e.idle, s)
 	e.retired = append(e.retired, s)
 }
 
@@ -335,8 +328,10 @@ func (e *Engine) writeDest(d *destState) error {
 }
 
 // writeService writes tab, the service's table built by check with the
-// real servers' positions for indexes, to the idle half, then the service
-// entry that points the program at it.
+// real servers' positions for indexes, as a new table of the generation
+// the program does not read, then the service entry that switches the
+// program to it. The table it replaces is deleted two expiry ticks later
+// (dropIdleTables), when no packet can be reading it any more.
 func (e *Engine) writeService(s *svcState, tab []uint32) error {
 	for i, pos := range tab {
 		if pos != noDest {
@@ -344,19 +339,8 @@ func (e *Engine) writeService(s *svcState, tab []uint32) error {
 		}
 	}
 	gen := s.gen ^ 1
-	base := (s.index*2 + gen) * tabSize
-	keys := make([]uint32, len(tab))
-	for i := range tab {
-		keys[i] = base + uint32(i)
-	}
-	if len(tab) > 0 {
-		if _, err := e.objs.Tables.BatchUpdate(keys, tab, nil); err != nil {
-			for i := range tab {
-				if err := e.objs.Tables.Update(keys[i], tab[i], ebpf.UpdateAny); err != nil {
-					return fmt.Errorf("xdp engine: writing the scheduler table: %w", err)
-				}
-			}
-		}
+	if err := e.putTable(s.index*2+gen, tab); err != nil {
+		return fmt.Errorf("xdp engine: writing the scheduler table of %s: %w", s.cfg.ServiceKey, err)
 	}
 	info := lbSvcInfo{
 		Index:  s.index,
@@ -397,7 +381,66 @@ func (e *Engine) writeService(s *svcState, tab []uint32) error {
 	}
 	s.gen = gen
 	s.table = tab
+	e.idle[s] = e.tick
 	return nil
+}
+
+// putTable makes tab a table map of its own and puts it into the tables
+// map at key, in chunks of tabChunk slots (the last one filled up with
+// noDest).
+func (e *Engine) putTable(key uint32, tab []uint32) error {
+	chunks := make([][tabChunk]uint32, max(1, (len(tab)+tabChunk-1)/tabChunk))
+	for i := range chunks {
+		for j := range chunks[i] {
+			chunks[i][j] = noDest
+		}
+	}
+	for i, d := range tab {
+		chunks[i/tabChunk][i%tabChunk] = d
+	}
+	spec := *e.tableSpec
+	spec.MaxEntries = uint32(len(chunks))
+	m, err := ebpf.NewMap(&spec)
+	if err != nil {
+		return err
+	}
+	defer m.Close() // the tables map keeps it
+	keys := make([]uint32, len(chunks))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := m.BatchUpdate(keys, chunks, nil); err != nil {
+		for i := range chunks {
+			if err := m.Update(keys[i], &chunks[i], ebpf.UpdateAny); err != nil {
+				return err
+			}
+		}
+	}
+	return e.objs.Tables.Update(key, m, ebpf.UpdateAny)
+}
+
+// dropIdleTables deletes the tables that stopped being live at least one
+// full expiry interval ago: a packet takes microseconds, so none still
+// reads them. Until then a service holds two tables.
+func (e *Engine) dropIdleTables() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.tick++
+	for s, since := range e.idle {
+		if e.tick < since+2 {
+			continue
+		}
+		if e.svcs[s.cfg.ServiceKey] == s {
+			e.deleteTable(s.index*2 + (s.gen ^ 1))
+		}
+		delete(e.idle, s)
+	}
+}
+
+func (e *Engine) deleteTable(key uint32) {
+	if err := e.objs.Tables.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		e.log.Error("deleting a scheduler table", "error", err)
+	}
 }
 
 func slicesEqual(a, b []uint32) bool {

@@ -212,7 +212,7 @@ func (e *Engine) expire() {
 			kept = append(kept, s)
 			continue
 		}
-		e.svcUsed[s.index] = false
+		e.svcIdx.put(s.index)
 		delete(e.est, estKey{svc: true, index: s.index})
 		freedSvcs[s.index] = true
 	}
@@ -252,7 +252,7 @@ func (e *Engine) freeDest(d *destState) {
 	delete(e.dests, d.index)
 	delete(d.svc.all, d.cfg.AddrPort())
 	delete(e.est, estKey{index: d.index})
-	e.destUsed[d.index] = false
+	e.destIdx.put(d.index)
 }
 
 func (e *Engine) persistTimeout(svc uint32) uint32 {

@@ -190,7 +190,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -202,11 +201,13 @@ import (
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
-// Capacity, as in bpf/xdp_lb.h.
+// Capacity. The maps are sized at load from Options.MaxServices and
+// MaxDests; a connection entry keeps both indexes in 16 bits.
 const (
-	maxServices   = 256
-	maxDests      = 4096
-	maxLocalAddrs = 16
+	defaultMaxServices = 4096
+	defaultDestsPerSvc = 4
+	maxIndex           = 1<<16 - 1
+	maxLocalAddrs      = 16
 )
 
 // Options configure the engine.
@@ -254,6 +255,16 @@ type Options struct {
 	// with the last table and no health checks, until the next engine
 	// takes over. Otherwise Close drains, detaches and removes the pins.
 	KeepPinned bool
+	// MaxServices is how many virtual services the engine can hold
+	// (gvsd --xdp-max-services), MaxDests how many real servers, all
+	// services together (--xdp-max-real-servers); both at most 65535.
+	// The maps are allocated up front for them: about 1 KiB of kernel
+	// memory per service and 100 bytes per real server, plus 40 bytes
+	// per service and per real server for every possible CPU (the
+	// counters). Scheduler tables are allocated as services need them
+	// (see docs/DESIGN.md). 0: 4096 services, and 4 real servers per
+	// service.
+	MaxServices, MaxDests int
 }
 
 // Engine is the XDP engine. It implements engine.Engine.
@@ -262,14 +273,19 @@ type Engine struct {
 	opts  Options
 	objs  lbObjects
 	links []link.Link
+	// tableSpec is the template of a scheduler table (one inner map of
+	// objs.Tables), whose MaxEntries each table sets.
+	tableSpec *ebpf.MapSpec
 
 	mu       sync.Mutex
 	order    []ipvs.ServiceKey
 	svcs     map[ipvs.ServiceKey]*svcState
 	retired  []*svcState // deleted services whose connections live on
 	dests    map[uint32]*destState
-	svcUsed  [maxServices]bool
-	destUsed [maxDests]bool
+	svcIdx   indexes              // service indexes: Options.MaxServices
+	destIdx  indexes              // real server indexes: Options.MaxDests
+	idle     map[*svcState]uint64 // services with an idle table: since which tick
+	tick     uint64               // expiry ticks so far
 	timeouts ipvs.Timeouts
 	counts   map[uint32]destCounts // per dest index, from the last scan
 	svcBase  map[uint32]ipvs.Stats // Zero's baselines
@@ -351,6 +367,15 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 	if opts.NeighRefresh <= 0 {
 		opts.NeighRefresh = 5 * time.Second
 	}
+	if opts.MaxServices <= 0 {
+		opts.MaxServices = defaultMaxServices
+	}
+	if opts.MaxDests <= 0 {
+		opts.MaxDests = min(defaultDestsPerSvc*opts.MaxServices, maxIndex)
+	}
+	if opts.MaxServices > maxIndex || opts.MaxDests > maxIndex {
+		return nil, fmt.Errorf("xdp engine: at most %d services and %d real servers (asked for %d and %d)", maxIndex, maxIndex, opts.MaxServices, opts.MaxDests)
+	}
 	e := &Engine{
 		log:      log.With("engine", "xdp"),
 		opts:     opts,
@@ -362,11 +387,27 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 		destBase: map[uint32]ipvs.Stats{},
 		est:      map[estKey]*estimator{},
 		warned:   map[string]bool{},
+		idle:     map[*svcState]uint64{},
+		svcIdx:   newIndexes(opts.MaxServices),
+		destIdx:  newIndexes(opts.MaxDests),
 	}
 	spec, err := loadLb()
 	if err != nil {
 		return nil, fmt.Errorf("xdp engine: reading the embedded BPF program: %w", err)
 	}
+	// Services are replaced by delete and add, so their hash map has room
+	// for two entries each; tables holds two generations per service.
+	for name, n := range map[string]int{
+		"services": 2 * opts.MaxServices, "tables": 2 * opts.MaxServices,
+		"cursors": opts.MaxServices, "svc_stats": opts.MaxServices,
+		"dests": opts.MaxDests, "loads": opts.MaxDests, "dest_stats": opts.MaxDests,
+	} {
+		spec.Maps[name].MaxEntries = uint32(n)
+	}
+	// Tables are made without BTF: loading it for every table would cost
+	// more than the table.
+	e.tableSpec = spec.Maps["tables"].InnerMap.Copy()
+	e.tableSpec.Key, e.tableSpec.Value = nil, nil
 	if opts.MaxConns > 0 {
 		spec.Maps["conns"].MaxEntries = opts.MaxConns
 		spec.Maps["conns4"].MaxEntries = opts.MaxConns
@@ -474,6 +515,7 @@ func (e *Engine) start() {
 			case <-t.C:
 				e.resolveMissing()
 				e.expire()
+				e.dropIdleTables()
 			case <-est.C:
 				e.estimate()
 			}
@@ -667,17 +709,73 @@ func (e *Engine) Drops() map[string]uint64 {
 }
 
 func (e *Engine) allocSvc() (uint32, error) {
-	if i := slices.Index(e.svcUsed[:], false); i >= 0 {
-		e.svcUsed[i] = true
-		return uint32(i), nil
+	if i, ok := e.svcIdx.take(); ok {
+		return i, nil
 	}
-	return 0, fmt.Errorf("the xdp engine serves at most %d virtual services", maxServices)
+	return 0, e.tooManyServices()
+}
+
+func (e *Engine) tooManyServices() error {
+	return fmt.Errorf("the xdp engine holds at most %d virtual services; start gvsd with a larger --xdp-max-services", e.svcIdx.size())
+}
+
+func (e *Engine) tooManyDests() error {
+	return fmt.Errorf("the xdp engine holds at most %d real servers; start gvsd with a larger --xdp-max-real-servers", e.destIdx.size())
 }
 
 func (e *Engine) allocDest() (uint32, error) {
-	if i := slices.Index(e.destUsed[:], false); i >= 0 {
-		e.destUsed[i] = true
-		return uint32(i), nil
+	if i, ok := e.destIdx.take(); ok {
+		return i, nil
 	}
-	return 0, fmt.Errorf("the xdp engine serves at most %d real servers", maxDests)
+	return 0, e.tooManyDests()
 }
+
+// indexes hands out the slots of an array map, lowest first until freed
+// ones come back, in constant time (amortized: a slot claimed out of
+// turn, by adopt, is skipped when the stack reaches it).
+type indexes struct {
+	free []uint32 // a stack: the next to take is last
+	used []bool
+	left int
+}
+
+func newIndexes(n int) indexes {
+	x := indexes{free: make([]uint32, n), used: make([]bool, n), left: n}
+	for i := range x.free {
+		x.free[i] = uint32(n - 1 - i)
+	}
+	return x
+}
+
+func (x *indexes) take() (uint32, bool) {
+	for len(x.free) > 0 {
+		i := x.free[len(x.free)-1]
+		x.free = x.free[:len(x.free)-1]
+		if !x.used[i] {
+			x.used[i] = true
+			x.left--
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// claim takes slot i, if it is free.
+func (x *indexes) claim(i uint32) bool {
+	if int(i) >= len(x.used) || x.used[i] {
+		return false
+	}
+	x.used[i] = true
+	x.left--
+	return true
+}
+
+func (x *indexes) put(i uint32) {
+	if x.used[i] {
+		x.used[i] = false
+		x.left++
+		x.free = append(x.free, i)
+	}
+}
+
+func (x *indexes) size() int { return len(x.used) }

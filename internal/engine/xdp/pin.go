@@ -270,7 +270,7 @@ func (e *Engine) adopt() {
 	it := e.objs.Services.Iterate()
 	for it.Next(&k, &info) {
 		keys = append(keys, k)
-		if info.Index >= maxServices || e.svcUsed[info.Index] {
+		if !e.svcIdx.claim(info.Index) {
 			continue
 		}
 		sk := ipvs.ServiceKey{Proto: ipvs.Protocol(k.Proto), Addr: wordsAddr(k.Addr, k.Family), Port: be16(k.Port)}
@@ -280,7 +280,6 @@ func (e *Engine) adopt() {
 			s.cfg.Flags |= ipvs.FlagPersistent
 			s.cfg.Timeout = info.Ptimeout
 		}
-		e.svcUsed[info.Index] = true
 		byIndex[info.Index] = s
 		e.retired = append(e.retired, s)
 	}
@@ -288,20 +287,19 @@ func (e *Engine) adopt() {
 		e.objs.Services.Delete(&keys[i])
 	}
 	n := 0
-	for idx := uint32(0); idx < maxDests; idx++ {
+	for idx := uint32(0); idx < uint32(e.destIdx.size()); idx++ {
 		var di lbDestInfo
 		if e.objs.Dests.Lookup(idx, &di) != nil || di.Flags&destInUse == 0 {
 			continue
 		}
 		s := byIndex[di.Svc]
-		if s == nil && di.Svc < maxServices {
+		if s == nil && e.svcIdx.claim(di.Svc) {
 			// A service the old gvsd had deleted, with connections left.
 			s = &svcState{index: di.Svc, all: map[netip.AddrPort]*destState{}}
-			e.svcUsed[di.Svc] = true
 			byIndex[di.Svc] = s
 			e.retired = append(e.retired, s)
 		}
-		if s == nil {
+		if s == nil || !e.destIdx.claim(idx) {
 			continue
 		}
 		d := &destState{index: idx, svc: s, lastWeight: di.Weight, ifindex: int(di.Ifindex), mtu: int(di.Mtu)}
@@ -315,7 +313,6 @@ func (e *Engine) adopt() {
 		}
 		s.all[d.cfg.AddrPort()] = d
 		e.dests[idx] = d
-		e.destUsed[idx] = true
 		e.est[estKey{index: idx}] = &estimator{}
 		e.writeDest(d) // out of its service until Apply says otherwise
 		n++

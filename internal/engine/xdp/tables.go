@@ -11,6 +11,7 @@ import (
 // Table sizes, as in bpf/xdp_lb.h.
 const (
 	tabSize     = 4096
+	tabChunk    = 16 // slots per element of a table's map
 	shTabSize   = 256
 	mhTabSize   = 4093
 	maxSvcDests = 256
