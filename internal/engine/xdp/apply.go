@@ -29,7 +29,8 @@ import (
 // kernel's map updates, which do not fail on these array and hash maps of
 // fixed keys, could stop a batch half way.
 func (e *Engine) Apply(batch []ipvs.Command) error {
-	hops := findNextHops(e.newHops(batch), true)
+	keys, since := e.newHops(batch)
+	hops := findNextHops(keys, true)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -78,7 +79,7 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 			}
 		}
 		s.cfg = u.Config.Service
-		if err := e.applyDests(s, u.Config.Dests, hops); err != nil {
+		if err := e.applyDests(s, u.Config.Dests, hops, since); err != nil {
 			return err
 		}
 		if err := e.writeService(s, tables[u.Key]); err != nil {
@@ -100,7 +101,8 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 // has not looked for: new ones, and ones whose method changed. One it
 // could not resolve yet is left to the periodic refresh, so that a
 // checker's verdict on a server that does not answer ARP does not wait.
-func (e *Engine) newHops(batch []ipvs.Command) []hopKey {
+// It also returns e.neighSeq, for setNextHop.
+func (e *Engine) newHops(batch []ipvs.Command) ([]hopKey, uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var keys []hopKey
@@ -119,7 +121,7 @@ func (e *Engine) newHops(batch []ipvs.Command) []hopKey {
 		}
 		keys = append(keys, hopKeyOf(c.Dest))
 	}
-	return keys
+	return keys, e.neighSeq
 }
 
 // check refuses a plan the engine cannot serve, changing nothing, and
@@ -228,7 +230,7 @@ func (e *Engine) warnForwarding(sc *ipvs.ServiceConfig) {
 // applyDests updates a service's real servers, in the kernel's order.
 // New real servers, and ones whose method changed, take the next hop
 // found for them in hops.
-func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest, hops map[hopKey]*nextHop) error {
+func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest, hops map[hopKey]*nextHop, since uint64) error {
 	inSnap := map[netip.AddrPort]bool{}
 	s.dests = s.dests[:0]
 	for _, cfg := range ds {
@@ -257,11 +259,11 @@ func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest, hops map[hopKey]*nextHo
 			e.clearOverload(d.index)
 		}
 		if fresh {
-			if nh := hops[hopKeyOf(&cfg)]; nh != nil && nh.err != nil {
+			nh := hops[hopKeyOf(&cfg)]
+			if nh != nil && nh.err != nil {
 				e.log.Warn("real server not reachable yet", "dest", ap, "err", nh.err)
-			} else {
-				e.setNextHop(d, nh)
 			}
+			e.setNextHop(d, nh, since)
 		}
 		if err := e.writeDest(d); err != nil {
 			return err

@@ -250,6 +250,7 @@ func (e *Engine) setLoad(d *destState, c destCounts) {
 func (e *Engine) freeDest(d *destState) {
 	e.objs.Dests.Update(d.index, lbDestInfo{}, ebpf.UpdateAny)
 	delete(e.dests, d.index)
+	e.indexHop(d, netip.Addr{})
 	delete(d.svc.all, d.cfg.AddrPort())
 	delete(e.est, estKey{index: d.index})
 	e.destIdx.put(d.index)

@@ -130,8 +130,15 @@
 //     is the route, neighbour and MTU Go resolved over netlink: for a new
 //     real server when it is applied (all of a batch's in one pass, before
 //     the engine's lock is taken, waiting at most a second in all for
-//     neighbours the kernel must resolve first), and for every real server
-//     every NeighRefresh: a route change takes effect within that time.
+//     neighbours the kernel must resolve first), then as the kernel's
+//     neighbour and route tables change (netlink subscriptions: a new MAC
+//     address of a neighbour is written to the real servers behind it at
+//     once, a route change re-resolves every real server once the routes
+//     have been quiet for 100 ms), and for every real server every
+//     NeighRefresh (30 s) as a safety net, which also has the kernel
+//     confirm neighbour entries gone stale: XDP's packets never confirm
+//     them, so a real server that changes its MAC without a gratuitous
+//     ARP is found by that confirmation, within about NeighRefresh.
 //     Until Go has resolved it, bpf_fib_lookup (where forwarding is
 //     enabled). A FIB lookup per packet cost more than the rest of a
 //     tunnelled packet's work.
@@ -190,12 +197,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -230,8 +239,12 @@ type Options struct {
 	// ExpiryInterval is how often connections are expired and counters
 	// corrected (default 1s).
 	ExpiryInterval time.Duration
-	// NeighRefresh is how often real servers' and next hops' MAC
-	// addresses are refreshed (default 5s).
+	// NeighRefresh is how often every real server's next hop is
+	// resolved again (default 30s), besides the neighbour and route
+	// changes the engine follows over netlink as they happen: a safety
+	// net, and it makes the kernel confirm neighbour entries gone stale
+	// (XDP's packets do not), so a MAC address that changed without a
+	// gratuitous ARP is found within about this time.
 	NeighRefresh time.Duration
 	// MaxConns is the size of the connection table of each address
 	// family (entries; a NAT or FullNAT connection takes two). When it
@@ -282,10 +295,12 @@ type Engine struct {
 	svcs     map[ipvs.ServiceKey]*svcState
 	retired  []*svcState // deleted services whose connections live on
 	dests    map[uint32]*destState
-	svcIdx   indexes              // service indexes: Options.MaxServices
-	destIdx  indexes              // real server indexes: Options.MaxDests
-	idle     map[*svcState]uint64 // services with an idle table: since which tick
-	tick     uint64               // expiry ticks so far
+	svcIdx   indexes                            // service indexes: Options.MaxServices
+	destIdx  indexes                            // real server indexes: Options.MaxDests
+	byHop    map[netip.Addr]map[*destState]bool // real servers by next hop
+	neighSeq uint64                             // neighbour events applied
+	idle     map[*svcState]uint64               // services with an idle table: since which tick
+	tick     uint64                             // expiry ticks so far
 	timeouts ipvs.Timeouts
 	counts   map[uint32]destCounts // per dest index, from the last scan
 	svcBase  map[uint32]ipvs.Stats // Zero's baselines
@@ -318,7 +333,9 @@ type destState struct {
 	inService  bool
 	lastWeight int32
 	ifindex    int
+	hop        netip.Addr // the neighbour whose MAC is dmac (byHop)
 	smac, dmac net.HardwareAddr
+	macSeq     uint64 // neighSeq when a neighbour event last set dmac
 	mtu        int
 }
 
@@ -365,7 +382,7 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 		opts.ExpiryInterval = time.Second
 	}
 	if opts.NeighRefresh <= 0 {
-		opts.NeighRefresh = 5 * time.Second
+		opts.NeighRefresh = 30 * time.Second
 	}
 	if opts.MaxServices <= 0 {
 		opts.MaxServices = defaultMaxServices
@@ -388,6 +405,7 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 		est:      map[estKey]*estimator{},
 		warned:   map[string]bool{},
 		idle:     map[*svcState]uint64{},
+		byHop:    map[netip.Addr]map[*destState]bool{},
 		svcIdx:   newIndexes(opts.MaxServices),
 		destIdx:  newIndexes(opts.MaxDests),
 	}
@@ -497,13 +515,33 @@ func (e *Engine) closeLinks() {
 	e.links = nil
 }
 
-// start runs the expiry and neighbour refresh until Close.
+// start runs the expiry, the neighbour and route watch and the slow
+// refresh of next hops until Close. They run in the network namespace the
+// engine starts in, whichever thread their goroutines land on (netlink
+// and the sockets that make the kernel resolve neighbours are per
+// namespace).
 func (e *Engine) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	e.wg.Add(2)
-	go func() {
-		defer e.wg.Done()
+	ns, err := netns.Get()
+	if err != nil {
+		e.log.Warn("cannot tell the network namespace; following neighbours in the process's", "err", err)
+	}
+	var entered sync.WaitGroup
+	run := func(f func()) {
+		e.wg.Add(1)
+		entered.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if ns.IsOpen() {
+				runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+				netns.Set(ns)
+			}
+			entered.Done()
+			f()
+		}()
+	}
+	run(func() {
 		t := time.NewTicker(e.opts.ExpiryInterval)
 		defer t.Stop()
 		est := time.NewTicker(estInterval)
@@ -520,9 +558,9 @@ func (e *Engine) start() {
 				e.estimate()
 			}
 		}
-	}()
-	go func() {
-		defer e.wg.Done()
+	})
+	run(func() { e.watchNeighbours(ctx) })
+	run(func() {
 		t := time.NewTicker(e.opts.NeighRefresh)
 		defer t.Stop()
 		for {
@@ -533,7 +571,9 @@ func (e *Engine) start() {
 				e.refreshNeighbours()
 			}
 		}
-	}()
+	})
+	entered.Wait()
+	ns.Close()
 }
 
 // Name is "xdp".

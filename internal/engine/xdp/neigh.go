@@ -1,10 +1,12 @@
 package xdp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -37,9 +39,10 @@ func hopKeyOf(d *ipvs.Dest) hopKey {
 // elsewhere it uses these.
 type nextHop struct {
 	ifindex    int
+	hop        netip.Addr // the neighbour: the real server, or the gateway
 	smac, dmac net.HardwareAddr
 	mtu        int
-	err        error // why there is none yet
+	err        error // why there is none yet (with hop set: only its MAC is missing)
 }
 
 // findNextHops resolves the next hops of keys over netlink: one route
@@ -90,6 +93,8 @@ func findNextHops(keys []hopKey, wait bool) map[hopKey]*nextHop {
 			nh.mtu = r.MTU
 		}
 		nh.smac = l.Attrs().HardwareAddr
+		nh.hop, _ = netip.AddrFromSlice(hop)
+		nh.hop = nh.hop.Unmap()
 		missing = append(missing, pending{nh, hop})
 	}
 	deadline := time.Now().Add(neighWait)
@@ -151,18 +156,48 @@ func (t neighbourTables) lookup(linkIndex int, ip net.IP) (mac net.HardwareAddr,
 	return nil, false
 }
 
-// setNextHop gives d the next hop found for it. It reports whether the
-// real server's entry changed.
-func (e *Engine) setNextHop(d *destState, nh *nextHop) bool {
-	if nh == nil || nh.err != nil {
+// setNextHop gives d the next hop found for it, also one whose MAC
+// address is still missing (the neighbour's netlink event brings it
+// later). It reports whether the real server's entry changed.
+//
+// since is e.neighSeq from before nh was looked up: a neighbour event
+// applied since then is newer than nh's MAC address.
+func (e *Engine) setNextHop(d *destState, nh *nextHop, since uint64) bool {
+	if nh == nil || !nh.hop.IsValid() {
 		return false
+	}
+	dmac := nh.dmac
+	if d.hop == nh.hop && d.ifindex == nh.ifindex && (dmac == nil || d.macSeq > since) {
+		dmac = d.dmac // not in the kernel's table this time, or an event's is newer
 	}
 	if d.ifindex != nh.ifindex {
 		e.objs.TxPorts.Update(uint32(nh.ifindex), uint32(nh.ifindex), ebpf.UpdateAny)
 	}
-	changed := d.ifindex != nh.ifindex || d.mtu != nh.mtu || string(d.smac) != string(nh.smac) || string(d.dmac) != string(nh.dmac)
-	d.ifindex, d.mtu, d.smac, d.dmac = nh.ifindex, nh.mtu, nh.smac, nh.dmac
+	changed := d.ifindex != nh.ifindex || d.mtu != nh.mtu || string(d.smac) != string(nh.smac) || string(d.dmac) != string(dmac)
+	e.indexHop(d, nh.hop)
+	d.ifindex, d.mtu, d.smac, d.dmac = nh.ifindex, nh.mtu, nh.smac, dmac
 	return changed
+}
+
+// indexHop records that d's next hop is hop, for neighbourChanged.
+func (e *Engine) indexHop(d *destState, hop netip.Addr) {
+	if d.hop == hop {
+		return
+	}
+	if ds := e.byHop[d.hop]; ds != nil {
+		delete(ds, d)
+		if len(ds) == 0 {
+			delete(e.byHop, d.hop)
+		}
+	}
+	d.hop = hop
+	if !hop.IsValid() {
+		return
+	}
+	if e.byHop[hop] == nil {
+		e.byHop[hop] = map[*destState]bool{}
+	}
+	e.byHop[hop][d] = true
 }
 
 // poke sends one UDP datagram to the discard port, which makes the kernel
@@ -176,6 +211,116 @@ func poke(ip net.IP) {
 	c.Close()
 }
 
+// watchNeighbours follows the kernel's neighbour and route changes until
+// ctx ends. A neighbour's new MAC address goes straight to the real
+// servers that use it as their next hop (no netlink request); a neighbour
+// deleted is resolved again; a route change, once the routes have been
+// quiet for routeSettle, re-resolves every real server (refreshNeighbours).
+// When the subscription fails or loses events (the socket's buffer
+// overflowed) it subscribes again and re-resolves everything. It runs in
+// the network namespace the engine was started in.
+func (e *Engine) watchNeighbours(ctx context.Context) {
+	for {
+		err := e.watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Warn("following neighbour and route changes: subscribing again", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// routeSettle is how long route changes must pause before the next hops
+// are resolved again: a routing daemon changes many routes at once.
+const routeSettle = 100 * time.Millisecond
+
+func (e *Engine) watch(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
+	errs := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	neighs := make(chan netlink.NeighUpdate, 256)
+	routes := make(chan netlink.RouteUpdate, 256)
+	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: fail}); err != nil {
+		return fmt.Errorf("neighbour subscription: %w", err)
+	}
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: fail}); err != nil {
+		return fmt.Errorf("route subscription: %w", err)
+	}
+	e.refreshNeighbours() // what changed before the subscriptions
+	var settle <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errs:
+			return err
+		case u, ok := <-neighs:
+			if !ok {
+				return errors.New("neighbour subscription closed")
+			}
+			if ip := e.neighbourChanged(u); ip != nil {
+				poke(ip)
+			}
+		case _, ok := <-routes:
+			if !ok {
+				return errors.New("route subscription closed")
+			}
+			if settle == nil {
+				settle = time.After(routeSettle)
+			}
+		case <-settle:
+			settle = nil
+			e.refreshNeighbours()
+		}
+	}
+}
+
+// neighbourChanged applies a neighbour event to the real servers whose
+// next hop it is. It returns the neighbour's address when it is gone and
+// must be resolved again.
+func (e *Engine) neighbourChanged(u netlink.NeighUpdate) net.IP {
+	ip, ok := netip.AddrFromSlice(u.IP)
+	if !ok {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ds := e.byHop[ip.Unmap()]
+	if len(ds) == 0 {
+		return nil
+	}
+	usable := unix.NUD_REACHABLE | unix.NUD_PERMANENT | unix.NUD_NOARP | unix.NUD_STALE | unix.NUD_DELAY | unix.NUD_PROBE
+	if u.Type == unix.RTM_DELNEIGH {
+		return u.IP
+	}
+	if u.State&usable == 0 || len(u.HardwareAddr) != 6 {
+		return nil
+	}
+	for d := range ds {
+		if d.ifindex != u.LinkIndex || string(d.dmac) == string(u.HardwareAddr) {
+			continue
+		}
+		e.log.Debug("next hop's MAC address changed", "dest", d.cfg.AddrPort(), "hop", ip, "mac", u.HardwareAddr)
+		d.dmac = slices.Clone(u.HardwareAddr)
+		e.neighSeq++
+		d.macSeq = e.neighSeq
+		if err := e.writeDest(d); err != nil {
+			e.log.Error("updating a real server's next hop", "err", err)
+		}
+	}
+	return nil
+}
+
 // refreshNeighbours re-resolves every real server in service, so a MAC
 // or route that changed, or was missing, reaches the program. The
 // netlink work is done without the engine's lock.
@@ -187,6 +332,7 @@ func (e *Engine) refreshNeighbours() {
 			keys = append(keys, hopKeyOf(&d.cfg))
 		}
 	}
+	since := e.neighSeq
 	e.mu.Unlock()
 	hops := findNextHops(keys, false)
 	e.mu.Lock()
@@ -199,7 +345,7 @@ func (e *Engine) refreshNeighbours() {
 		if nh != nil && nh.err != nil {
 			e.log.Debug("neighbour", "dest", d.cfg.AddrPort(), "err", nh.err)
 		}
-		if e.setNextHop(d, nh) {
+		if e.setNextHop(d, nh, since) {
 			e.writeDest(d)
 		}
 	}
