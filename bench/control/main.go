@@ -25,6 +25,10 @@ import (
 	"time"
 )
 
+// xdpDefaultServices is gvsd's --xdp-max-services by default; larger
+// tables pass the flag (and --xdp-max-real-servers).
+const xdpDefaultServices = 4096
+
 type config struct {
 	engines []string
 	scheds  []string
@@ -224,6 +228,9 @@ func (c *config) measure(ctx context.Context, l layout, r *row, log io.Writer) e
 		defer t.close()
 		prefix = []string{"ip", "netns", "exec", t.dir}
 		args = append(args, "--interface", "eth0")
+		if r.size > xdpDefaultServices {
+			args = append(args, "--xdp-max-services", fmt.Sprint(r.size), "--xdp-max-real-servers", fmt.Sprint(r.size*c.servers))
+		}
 	}
 	d, err := startDaemon(ctx, c.gvsd, c.gvsadm, filepath.Join(dir, "gvsd.sock"), prefix, args)
 	if err != nil {

@@ -47,8 +47,7 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 	if err != nil {
 		return err
 	}
-	tables, err := e.check(p)
-	if err != nil {
+	if err := e.check(p); err != nil {
 		return err
 	}
 
@@ -82,7 +81,7 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 		if err := e.applyDests(s, u.Config.Dests, hops, since); err != nil {
 			return err
 		}
-		if err := e.writeService(s, tables[u.Key]); err != nil {
+		if err := e.writeService(s); err != nil {
 			return err
 		}
 		e.warnForwarding(u.Config)
@@ -124,12 +123,10 @@ func (e *Engine) newHops(batch []ipvs.Command) ([]hopKey, uint64) {
 	return keys, e.neighSeq
 }
 
-// check refuses a plan the engine cannot serve, changing nothing, and
-// builds the scheduler tables of the touched services (with the real
-// servers' positions in the service for indexes, which writeService
-// turns into their map indexes).
-func (e *Engine) check(p *engine.Plan) (map[ipvs.ServiceKey][]uint32, error) {
-	tables := make(map[ipvs.ServiceKey][]uint32, len(p.Updates))
+// check refuses a plan the engine cannot serve, changing nothing. The
+// scheduler tables are built later, by writeService, for which check
+// makes sure they can be.
+func (e *Engine) check(p *engine.Plan) error {
 	newSvcs, newDests := 0, 0
 	for _, u := range p.Updates {
 		sc := u.Config
@@ -137,7 +134,7 @@ func (e *Engine) check(p *engine.Plan) (map[ipvs.ServiceKey][]uint32, error) {
 			continue
 		}
 		if err := checkService(&sc.Service); err != nil {
-			return nil, fmt.Errorf("%s: %w", sc.ServiceKey, err)
+			return fmt.Errorf("%s: %w", sc.ServiceKey, err)
 		}
 		var s *svcState
 		if !u.Added() {
@@ -145,33 +142,26 @@ func (e *Engine) check(p *engine.Plan) (map[ipvs.ServiceKey][]uint32, error) {
 		} else {
 			newSvcs++
 		}
-		tds := make([]tableDest, len(sc.Dests))
 		for j := range sc.Dests {
 			cfg := &sc.Dests[j]
 			if err := e.CheckDest(&sc.Service, cfg); err != nil {
-				return nil, fmt.Errorf("%s -> %s: %w", sc.ServiceKey, cfg.AddrPort(), err)
+				return fmt.Errorf("%s -> %s: %w", sc.ServiceKey, cfg.AddrPort(), err)
 			}
-			last := cfg.Weight
 			if s == nil || s.all[cfg.AddrPort()] == nil {
 				newDests++
-			} else if last == 0 {
-				last = s.all[cfg.AddrPort()].lastWeight
 			}
-			tds[j] = tableDest{index: uint32(j), addr: cfg.AddrPort(), weight: cfg.Weight, lastWeight: last}
 		}
-		tab, err := buildTable(sc.Scheduler, tds)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sc.ServiceKey, err)
+		if err := checkTable(sc.Scheduler, sc.Dests); err != nil {
+			return fmt.Errorf("%s: %w", sc.ServiceKey, err)
 		}
-		tables[u.Key] = tab
 	}
 	if newSvcs > e.svcIdx.left {
-		return nil, e.tooManyServices()
+		return e.tooManyServices()
 	}
 	if newDests > e.destIdx.left {
-		return nil, e.tooManyDests()
+		return e.tooManyDests()
 	}
-	return tables, nil
+	return nil
 }
 
 // retire stops serving a service: its entry goes, its real servers take
@@ -249,15 +239,16 @@ func (e *Engine) applyDests(s *svcState, ds []ipvs.Dest, hops map[hopKey]*nextHo
 			if err := e.objs.Loads.Update(idx, lbDestLoad{}, ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("xdp engine: resetting counters: %w", err)
 			}
-		} else if cfg.Weight != 0 {
-			d.lastWeight = cfg.Weight
+		} else {
+			if cfg.Weight != 0 {
+				d.lastWeight = cfg.Weight
+			}
+			if upper := cfg.UThreshold; upper == 0 || upper > d.cfg.UThreshold {
+				e.clearOverload(d.index)
+			}
 		}
-		old := d.cfg
 		d.cfg = cfg
 		d.inService = true
-		if upper := cfg.UThreshold; upper == 0 || upper > old.UThreshold {
-			e.clearOverload(d.index)
-		}
 		if fresh {
 			nh := hops[hopKeyOf(&cfg)]
 			if nh != nil && nh.err != nil {
@@ -329,16 +320,19 @@ func (e *Engine) writeDest(d *destState) error {
 	return nil
 }
 
-// writeService writes tab, the service's table built by check with the
-// real servers' positions for indexes, as a new table of the generation
-// the program does not read, then the service entry that switches the
-// program to it. The table it replaces is deleted two expiry ticks later
-// (dropIdleTables), when no packet can be reading it any more.
-func (e *Engine) writeService(s *svcState, tab []uint32) error {
-	for i, pos := range tab {
-		if pos != noDest {
-			tab[i] = s.dests[pos].index
-		}
+// writeService builds the service's scheduler table (check made sure it
+// can be) and writes it as a new table of the generation the program does
+// not read, then the service entry that switches the program to it. The
+// table it replaces is deleted two expiry ticks later (dropIdleTables),
+// when no packet can be reading it any more.
+func (e *Engine) writeService(s *svcState) error {
+	tds := make([]tableDest, len(s.dests))
+	for i, d := range s.dests {
+		tds[i] = tableDest{index: d.index, addr: d.cfg.AddrPort(), weight: d.cfg.Weight, lastWeight: d.lastWeight}
+	}
+	tab, err := buildTable(s.cfg.Scheduler, tds)
+	if err != nil {
+		return fmt.Errorf("xdp engine: %s: %w", s.cfg.ServiceKey, err)
 	}
 	gen := s.gen ^ 1
 	if err := e.putTable(s.index*2+gen, tab); err != nil {
@@ -377,12 +371,15 @@ func (e *Engine) writeService(s *svcState, tab []uint32) error {
 	if err := e.objs.Services.Update(&key, &info, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("xdp engine: writing %s: %w", s.cfg.ServiceKey, err)
 	}
-	if s.cfg.Scheduler == "wrr" && !slicesEqual(s.table, tab) {
+	if s.cfg.Scheduler == "wrr" && !slicesEqual(s.seq, tab) {
 		// The kernel's wrr starts over from the list head on a change.
 		e.objs.Cursors.Update(s.index, uint64(0), ebpf.UpdateAny)
 	}
+	s.seq = nil
+	if s.cfg.Scheduler == "wrr" {
+		s.seq = tab
+	}
 	s.gen = gen
-	s.table = tab
 	e.idle[s] = e.tick
 	return nil
 }
@@ -391,28 +388,28 @@ func (e *Engine) writeService(s *svcState, tab []uint32) error {
 // map at key, in chunks of tabChunk slots (the last one filled up with
 // noDest).
 func (e *Engine) putTable(key uint32, tab []uint32) error {
-	chunks := make([][tabChunk]uint32, max(1, (len(tab)+tabChunk-1)/tabChunk))
-	for i := range chunks {
-		for j := range chunks[i] {
-			chunks[i][j] = noDest
+	n := max(1, (len(tab)+tabChunk-1)/tabChunk)
+	chunks := make([][tabChunk]uint32, n) // handed to the kernel as it is
+	for i := range n * tabChunk {
+		d := uint32(noDest)
+		if i < len(tab) {
+			d = tab[i]
 		}
-	}
-	for i, d := range tab {
 		chunks[i/tabChunk][i%tabChunk] = d
 	}
 	spec := *e.tableSpec
-	spec.MaxEntries = uint32(len(chunks))
+	spec.MaxEntries = uint32(n)
 	m, err := ebpf.NewMap(&spec)
 	if err != nil {
 		return err
 	}
 	defer m.Close() // the tables map keeps it
-	keys := make([]uint32, len(chunks))
+	keys := make([]uint32, n)
 	for i := range keys {
 		keys[i] = uint32(i)
 	}
 	if _, err := m.BatchUpdate(keys, chunks, nil); err != nil {
-		for i := range chunks {
+		for i := range keys {
 			if err := m.Update(keys[i], &chunks[i], ebpf.UpdateAny); err != nil {
 				return err
 			}

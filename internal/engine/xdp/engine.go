@@ -323,7 +323,7 @@ type svcState struct {
 	gen     uint32
 	dests   []*destState // in service, the kernel's order
 	all     map[netip.AddrPort]*destState
-	table   []uint32 // the live table, for tests
+	seq     []uint32 // wrr: the live sequence (a change resets the cursor)
 }
 
 type destState struct {

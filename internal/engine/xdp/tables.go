@@ -75,6 +75,29 @@ func buildTable(name string, ds []tableDest) ([]uint32, error) {
 	return t, nil
 }
 
+// checkTable refuses what buildTable would, without building the table.
+func checkTable(name string, ds []ipvs.Dest) error {
+	kind, ok := schedKinds[name]
+	if !ok {
+		return notImplemented(name)
+	}
+	switch kind {
+	case lbSchedKindSCHED_SEQ:
+		ws := make([]int32, len(ds))
+		for i := range ds {
+			ws[i] = ds[i].Weight
+		}
+		_, err := seqSteps(name, ws)
+		return err
+	case lbSchedKindSCHED_SH, lbSchedKindSCHED_DH, lbSchedKindSCHED_MH:
+		return nil
+	}
+	if len(ds) > maxSvcDests {
+		return fmt.Errorf("scheduler %s: %d real servers, the xdp engine takes at most %d per service", name, len(ds), maxSvcDests)
+	}
+	return nil
+}
+
 func notImplemented(name string) error {
 	return fmt.Errorf("scheduler %q is not implemented on the xdp engine yet; use another scheduler, or gvsd --engine proxy", name)
 }
@@ -92,26 +115,40 @@ func goDests(ds []tableDest, weight func(tableDest) int32) ([]*sched.Dest, map[*
 	return list, back
 }
 
-func seqTable(name string, ds []tableDest) ([]uint32, error) {
+// seqSteps is the length of one rr or wrr cycle over servers of weights
+// ws, or an error when the table cannot hold it.
+func seqSteps(name string, ws []int32) (int, error) {
 	var n int
 	var g int32
-	for _, d := range ds {
-		if d.weight > 0 {
-			g = gcd(g, d.weight)
+	for _, w := range ws {
+		if w > 0 {
+			g = gcd(g, w)
 		}
 	}
-	for _, d := range ds {
-		if d.weight <= 0 {
+	for _, w := range ws {
+		if w <= 0 {
 			continue
 		}
 		if name == "rr" {
 			n++
 		} else {
-			n += int(d.weight / g)
+			n += int(w / g)
 		}
 	}
 	if n > tabSize {
-		return nil, fmt.Errorf("scheduler %s: one cycle takes %d steps, more than the xdp engine's %d: use smaller weights (or weights with a common divisor)", name, n, tabSize)
+		return 0, fmt.Errorf("scheduler %s: one cycle takes %d steps, more than the xdp engine's %d: use smaller weights (or weights with a common divisor)", name, n, tabSize)
+	}
+	return n, nil
+}
+
+func seqTable(name string, ds []tableDest) ([]uint32, error) {
+	ws := make([]int32, len(ds))
+	for i, d := range ds {
+		ws[i] = d.weight
+	}
+	n, err := seqSteps(name, ws)
+	if err != nil {
+		return nil, err
 	}
 	s, err := sched.New(name, 0)
 	if err != nil {
