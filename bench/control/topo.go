@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
-	"time"
+
+	"github.com/gvs-lb/gvs/bench/internal/topo"
 )
 
 // The xdp engine's topology, two namespaces and one veth pair:
@@ -23,37 +22,33 @@ import (
 const (
 	directorAddr = "198.18.1.1"
 	namespacePfx = "gvsc"
-	cmdTimeout   = 30 * time.Second
+	cmdTimeout   = topo.CmdTimeout
 )
 
 var topoSeq atomic.Uint32
 
-// topo is one instance of the topology.
-type topo struct {
+// xdpTopo is one instance of the topology.
+type xdpTopo struct {
 	dir, rs string // namespace names
-	made    []string
+	ns      topo.Namespaces
 }
 
 // newTopo builds the namespaces with the real servers' addresses; on
 // error, what was made is removed.
-func newTopo(ctx context.Context, rsAddrs []string) (t *topo, err error) {
+func newTopo(ctx context.Context, rsAddrs []string) (t *xdpTopo, err error) {
 	id := fmt.Sprintf("%s-%d-%d", namespacePfx, os.Getpid(), topoSeq.Add(1))
-	t = &topo{dir: id + "-dir", rs: id + "-rs"}
+	t = &xdpTopo{dir: id + "-dir", rs: id + "-rs"}
 	defer func() {
 		if err != nil {
 			t.close()
 		}
 	}()
 	for _, ns := range []string{t.dir, t.rs} {
-		if err := run(ctx, "ip", "netns", "add", ns); err != nil {
-			return nil, err
-		}
-		t.made = append(t.made, ns)
-		if err := run(ctx, "ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
+		if err := t.ns.Add(ctx, ns); err != nil {
 			return nil, err
 		}
 	}
-	if err := run(ctx, "ip", "link", "add", "name", "eth0", "netns", t.dir, "type", "veth", "peer", "name", "eth0", "netns", t.rs); err != nil {
+	if err := topo.Veth(ctx, t.dir, "eth0", t.rs, "eth0", 0); err != nil {
 		return nil, err
 	}
 	// One `ip -batch` per namespace: 64 addresses in one process.
@@ -62,10 +57,10 @@ func newTopo(ctx context.Context, rsAddrs []string) (t *topo, err error) {
 		fmt.Fprintf(&b, "addr add %s/24 dev eth0\n", a)
 	}
 	b.WriteString("link set eth0 up\n")
-	if err := runStdin(ctx, b.String(), "ip", "-n", t.rs, "-batch", "-"); err != nil {
+	if err := topo.Batch(ctx, t.rs, b.String()); err != nil {
 		return nil, err
 	}
-	if err := runStdin(ctx, "addr add "+directorAddr+"/24 dev eth0\nlink set eth0 up\n", "ip", "-n", t.dir, "-batch", "-"); err != nil {
+	if err := topo.Batch(ctx, t.dir, "addr add "+directorAddr+"/24 dev eth0\nlink set eth0 up\n"); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -73,30 +68,4 @@ func newTopo(ctx context.Context, rsAddrs []string) (t *topo, err error) {
 
 // close deletes the namespaces, and with them the veth pair and the XDP
 // program attached to it.
-func (t *topo) close() {
-	for _, ns := range t.made {
-		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-		if err := run(ctx, "ip", "netns", "del", ns); err != nil {
-			fmt.Fprintf(os.Stderr, "cleanup: %v\n", err)
-		}
-		cancel()
-	}
-	t.made = nil
-}
-
-func run(ctx context.Context, name string, args ...string) error {
-	return runStdin(ctx, "", name, args...)
-}
-
-func runStdin(ctx context.Context, stdin, name string, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out.Bytes()))
-	}
-	return nil
-}
+func (t *xdpTopo) close() { t.ns.Close() }

@@ -108,7 +108,7 @@ func TestFrameMatchesXDPGen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer objs.Close()
-	tp := &topo{dirMAC0: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}}
+	tp := &xdpTopo{dirMAC0: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}}
 	g := newLiveFrames(&objs, tp, 1)
 	ft := newFrameTemplate(tp)
 	tests := []struct {

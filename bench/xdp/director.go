@@ -305,7 +305,7 @@ type director struct {
 
 // startDirector starts the director process for target in the topology's
 // director namespace and waits until it is ready.
-func startDirector(ctx context.Context, t *topo, target, mode string) (*director, error) {
+func startDirector(ctx context.Context, t *xdpTopo, target, mode string) (*director, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err

@@ -19,7 +19,7 @@ type frameTemplate struct {
 	dport    uint16
 }
 
-func newFrameTemplate(t *topo) frameTemplate {
+func newFrameTemplate(t *xdpTopo) frameTemplate {
 	return frameTemplate{
 		dst:   t.dirMAC0,
 		src:   clientMAC,

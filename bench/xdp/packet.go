@@ -56,7 +56,7 @@ type txRing struct {
 	next int // the next slot to fill
 }
 
-func newPacketSource(t *topo, threads int) (*packetSource, error) {
+func newPacketSource(t *xdpTopo, threads int) (*packetSource, error) {
 	s := &packetSource{ns: t.cli, ifindex: t.cliIfindex, tmpl: newFrameTemplate(t)}
 	for range threads {
 		var r *txRing

@@ -132,7 +132,7 @@ var errLiveFramesRefused = errors.New("the kernel refuses BPF_PROG_RUN with BPF_
 // live-frames generator when the kernel allows it and the AF_PACKET one
 // otherwise; refused is errLiveFramesRefused when auto fell back because
 // the kernel refused live frames.
-func newSource(kind string, objs *benchObjects, t *topo, threads int) (s source, refused error, err error) {
+func newSource(kind string, objs *benchObjects, t *xdpTopo, threads int) (s source, refused error, err error) {
 	switch kind {
 	case sourceLive:
 		return newLiveFrames(objs, t, threads), nil, nil
@@ -164,7 +164,7 @@ type liveFrames struct {
 	base    benchGenCfg
 }
 
-func newLiveFrames(objs *benchObjects, t *topo, threads int) *liveFrames {
+func newLiveFrames(objs *benchObjects, t *xdpTopo, threads int) *liveFrames {
 	g := &liveFrames{objs: objs, ns: t.cli, ifindex: t.cliIfindex, threads: threads}
 	ft := newFrameTemplate(t)
 	copy(g.base.Dmac[:], ft.dst)
