@@ -196,10 +196,15 @@ func (e *Engine) expire() {
 		e.objs.Persist.Delete(&deadT[i])
 	}
 
+	loads, err := e.readLoads()
+	if err != nil {
+		e.log.Warn("reading the real servers' counters", "err", err)
+		return
+	}
 	freedDests, freedSvcs := map[uint32]bool{}, map[uint32]bool{}
 	for idx, d := range e.dests {
 		c := counts[idx]
-		e.setLoad(d, c)
+		e.setLoad(d, c, loads[idx])
 		if !d.inService && c.active+c.inactive+c.persist == 0 {
 			e.freeDest(d)
 			freedDests[idx] = true
@@ -221,12 +226,10 @@ func (e *Engine) expire() {
 }
 
 // setLoad writes the counted connections and clears the overload mark
-// the way ip_vs_unbind_dest does.
-func (e *Engine) setLoad(d *destState, c destCounts) {
-	var l lbDestLoad
-	if err := e.objs.Loads.Lookup(d.index, &l); err != nil {
-		return
-	}
+// the way ip_vs_unbind_dest does; l is the entry as it was read. An entry
+// that would not change is not written.
+func (e *Engine) setLoad(d *destState, c destCounts, l lbDestLoad) {
+	old := l
 	l.Active, l.Inactive = int64(c.active), int64(c.inactive)
 	total := uint32(c.active + c.inactive)
 	upper, lower := d.cfg.UThreshold, d.cfg.LThreshold
@@ -244,7 +247,36 @@ func (e *Engine) setLoad(d *destState, c destCounts) {
 			l.Overloaded = 0
 		}
 	}
-	e.objs.Loads.Update(d.index, l, ebpf.UpdateAny)
+	if l != old {
+		e.objs.Loads.Update(d.index, l, ebpf.UpdateAny)
+	}
+}
+
+// readLoads reads every real server's counters in batches (one system
+// call per connBatch entries rather than one per real server), into a
+// buffer kept for the next pass, indexed by real server.
+func (e *Engine) readLoads() ([]lbDestLoad, error) {
+	n := e.destIdx.size()
+	if len(e.loadBuf) != n {
+		e.loadBuf = make([]lbDestLoad, n)
+	}
+	keys := make([]uint32, connBatch)
+	vals := make([]lbDestLoad, connBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		got, err := e.objs.Loads.BatchLookup(&cursor, keys, vals, nil)
+		for i := range got {
+			if keys[i] < uint32(n) {
+				e.loadBuf[keys[i]] = vals[i]
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return e.loadBuf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 func (e *Engine) freeDest(d *destState) {

@@ -303,6 +303,7 @@ type Engine struct {
 	tick     uint64                             // expiry ticks so far
 	timeouts ipvs.Timeouts
 	counts   map[uint32]destCounts // per dest index, from the last scan
+	loadBuf  []lbDestLoad          // the loads map as expire last read it
 	svcBase  map[uint32]ipvs.Stats // Zero's baselines
 	destBase map[uint32]ipvs.Stats
 	est      map[estKey]*estimator

@@ -78,15 +78,31 @@ func sub(a, b ipvs.Stats) ipvs.Stats {
 	return ipvs.Stats{Conns: a.Conns - b.Conns, InPkts: a.InPkts - b.InPkts, OutPkts: a.OutPkts - b.OutPkts, InBytes: a.InBytes - b.InBytes, OutBytes: a.OutBytes - b.OutBytes}
 }
 
+// estimate moves every rate a step. The counters are read without the
+// engine's lock (one system call each), so that changes need not wait.
 func (e *Engine) estimate() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	keys := make([]estKey, 0, len(e.est))
+	xs := make([]*estimator, 0, len(e.est))
 	for k, x := range e.est {
+		keys = append(keys, k)
+		xs = append(xs, x)
+	}
+	e.mu.Unlock()
+	cur := make([]ipvs.Stats, len(keys))
+	for i, k := range keys {
 		m := e.objs.DestStats
 		if k.svc {
 			m = e.objs.SvcStats
 		}
-		x.tick(readStats(m, k.index))
+		cur[i] = readStats(m, k.index)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, k := range keys {
+		if e.est[k] == xs[i] { // not a slot reused meanwhile
+			xs[i].tick(cur[i])
+		}
 	}
 }
 
