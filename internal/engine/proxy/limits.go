@@ -306,10 +306,29 @@ func (e *Engine) loopsTo(svc *ipvs.Service, d netip.AddrPort) string {
 }
 
 // loopsToLocked is loopsTo with e.mu held.
+// Only the services a real server at d could reach are looked at (the
+// one at d's address, or at the unspecified address, with d's protocol
+// and port): walking every service for every real server made restoring
+// a table quadratic (10,000 services: 33 s).
 func (e *Engine) loopsToLocked(svc *ipvs.Service, d netip.AddrPort) string {
-	keys := make([]ipvs.ServiceKey, 0, len(e.services)+1)
-	for k := range e.services {
-		keys = append(keys, k)
+	var keys []ipvs.ServiceKey
+	if d.Addr().Unmap().IsUnspecified() {
+		keys = make([]ipvs.ServiceKey, 0, len(e.services)+1)
+		for k := range e.services {
+			keys = append(keys, k)
+		}
+	} else {
+		da := d.Addr().Unmap()
+		addrs := []netip.Addr{da, netip.IPv6Unspecified()}
+		if da.Is4() {
+			addrs = append(addrs, netip.AddrFrom16(da.As16()), netip.IPv4Unspecified(), netip.AddrFrom16(netip.IPv4Unspecified().As16()))
+		}
+		for _, a := range addrs {
+			k := ipvs.ServiceKey{Proto: svc.Proto, Addr: a, Port: d.Port()}
+			if _, ok := e.services[k]; ok {
+				keys = append(keys, k)
+			}
+		}
 	}
 	keys = append(keys, svc.ServiceKey)
 	local := -1 // unknown yet: isLocalAddr lists the interfaces
