@@ -24,7 +24,11 @@
  * times. (A sequence seeded by the flow's hash clashed far more: clients
  * whose addresses and ports XOR alike got the same sequence, and a failed
  * NOEXIST insert into a full LRU map still evicts an entry.) Go frees a
- * port by expiring the connection.
+ * port by expiring the connection. A taken local port is never taken
+ * over, even from a connection in TIME_WAIT (unlike NAT's reply entry,
+ * reply_takeover): the next candidate is as good, and the real server
+ * may still hold the old tuple in TIME_WAIT, where a new client's SYN
+ * with an unrelated sequence number would be refused.
  */
 #ifndef GVS_XDP_NAT_H
 #define GVS_XDP_NAT_H
@@ -694,6 +698,52 @@ static __noinline int nat_reply(struct xdp_md *ctx, struct pkt *p, struct conn_v
 	return egress(ctx, fib.ifindex);
 }
 
+/* conn_replace writes v under k, over whatever entry is there. */
+static __noinline long conn_replace6(const struct conn_key *k, const struct conn_val *v)
+{
+	return bpf_map_update_elem(&conns, k, v, BPF_ANY);
+}
+
+static __always_inline long conn_replace(const struct conn_key *k, const struct conn_val *v)
+{
+	if (k->family == AF_INET) {
+		struct conn_key4 k4 = {};
+		conn_key4_of(&k4, k);
+		return bpf_map_update_elem(&conns4, &k4, v, BPF_ANY);
+	}
+	return conn_replace6(k, v);
+}
+
+/* reply_takeover gives a new NAT connection the reply entry rk that
+ * another connection holds: the client reuses its address and port
+ * towards another VIP of the same real server, so the real server sees
+ * the same tuple. The kernel lets it (ip_vs_conn_out_get finds the newest
+ * connection first); here the new connection takes the entry over when
+ * the holder is over (TCP TIME_WAIT or CLOSE, or its forward entry gone)
+ * or is UDP (which has no end: the newest flow gets the replies, as in
+ * the kernel). A live TCP holder keeps it: the real server cannot tell the
+ * two apart, and its answer to the new SYN would reset the live
+ * connection; the SYN is dropped (nat-clash) and the client's retry
+ * succeeds once the old connection is over. The holder's forward entry
+ * stays until it expires; Go then deletes the reply entry only if it still
+ * points back at it. Returns 0 when rv is in place, else -1. */
+static __noinline int reply_takeover(struct conn_key *rk, struct conn_val *rv)
+{
+	struct conn_key fk = {};
+	struct conn_val *old = conn_lookup(rk);
+
+	if (old) {
+		if (!(old->flags & CONN_F_REPLY))
+			return -1;
+		fwd_key(&fk, old, rk->proto, rk->family);
+		struct conn_val *fv = conn_lookup(&fk);
+		if (fv && !(fv->flags & CONN_F_REPLY) && rk->proto == IPPROTO_TCP &&
+		    fv->state != ST_TIME_WAIT && fv->state != ST_CLOSE)
+			return -1;
+	}
+	return conn_replace(rk, rv) ? -1 : 0;
+}
+
 /* nat_setup completes a new NAT or FullNAT connection: it fills nc's x
  * tuple (towards the real server) and inserts the reply entry. FullNAT
  * picks the local address and port here. It returns 0, or -1 when the
@@ -729,7 +779,7 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 		}
 		nc->xsport = p->sport;
 		rk.dport = p->sport;
-		if (conn_insert(&rk, &rv)) {
+		if (conn_insert(&rk, &rv) && reply_takeover(&rk, &rv)) {
 			count(REASON_NAT_CLASH);
 			return -1;
 		}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,8 +38,13 @@ import (
 // rs1 and rs2 on :8080 (port mapping), TCP :9000 is NAT to their :9000
 // (a one-byte echo for many short connections), TCP :81 is FullNAT to rs3
 // and rs4 on :8080. Real servers answer with their name and the client
-// address they learn: from the packet (NAT) or from TOA (FullNAT).
-const natVIP = "198.18.0.200"
+// address they learn: from the packet (NAT) or from TOA (FullNAT). TCP
+// :9100 of natVIP and of natVIP2 is NAT to rs1's echo alone: the same
+// real server behind two VIPs.
+const (
+	natVIP  = "198.18.0.200"
+	natVIP2 = "198.18.0.201"
+)
 
 func TestXDPNATAndFullNAT(t *testing.T) { xdpNATLab(t, "generic") }
 
@@ -92,6 +98,7 @@ func xdpNATLab(t *testing.T, mode string) {
 	client.Addr("eth0", "198.18.0.100/24")
 	dir.Addr("eth0", "198.18.0.1/24")
 	dir.Addr("eth0", natVIP+"/32")
+	dir.Addr("eth0", natVIP2+"/32")
 	dir.Addr("eth1", "198.18.3.1/24")
 	dir.Addr("eth1", "198.18.3.50/32")
 	dir.Run("ip", "route", "add", "198.18.5.0/24", "via", "198.18.3.254")
@@ -123,7 +130,7 @@ func xdpNATLab(t *testing.T, mode string) {
 
 	vip := netip.MustParseAddr(natVIP)
 	rsAddr := func(s string) netip.Addr { return netip.MustParseAddr(s) }
-	svc := func(port uint16, m ipvs.Method, dport uint16, addrs ...string) ipvs.ServiceConfig {
+	svcOn := func(vip netip.Addr, port uint16, m ipvs.Method, dport uint16, addrs ...string) ipvs.ServiceConfig {
 		sc := ipvs.ServiceConfig{Service: ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: vip, Port: port}, Scheduler: "rr"}}
 		if m == ipvs.FullNAT {
 			sc.LocalAddrs = []netip.Addr{rsAddr("198.18.3.50")}
@@ -133,11 +140,16 @@ func xdpNATLab(t *testing.T, mode string) {
 		}
 		return sc
 	}
+	svc := func(port uint16, m ipvs.Method, dport uint16, addrs ...string) ipvs.ServiceConfig {
+		return svcOn(vip, port, m, dport, addrs...)
+	}
 	// Short timeouts (ipvsadm --set 2 1 2) keep the expiry test bounded.
 	ctl.call(t, "POST", "/apply", &ipvs.Snapshot{Timeouts: ipvs.Timeouts{TCP: 2, TCPFin: 1, UDP: 2}, Services: []ipvs.ServiceConfig{
 		svc(80, ipvs.Masq, 8080, "198.18.3.11", "198.18.3.12"),
 		svc(9000, ipvs.Masq, 9000, "198.18.3.11", "198.18.3.12"),
 		svc(81, ipvs.FullNAT, 8080, "198.18.5.11", "198.18.5.12"),
+		svc(9100, ipvs.Masq, 9000, "198.18.3.11"),
+		svcOn(netip.MustParseAddr(natVIP2), 9100, ipvs.Masq, 9000, "198.18.3.11"),
 	}}, nil)
 
 	fetch := func(t *testing.T, port string, n int) []string {
@@ -161,12 +173,55 @@ func xdpNATLab(t *testing.T, mode string) {
 		var st []ipvs.ServiceStatus
 		ctl.call(t, "GET", "/status", nil, &st)
 		for _, s := range st {
-			if s.Port == 9000 {
+			if s.Port == 9000 || s.Port == 9100 {
 				continue
 			}
 			if s.Stats.Conns != 6 || s.Stats.OutPkts < 6*2 || s.Stats.OutBytes == 0 {
 				t.Errorf("%s: stats %+v, want 6 connections and their replies counted out", s.ServiceKey, s.Stats)
 			}
+		}
+	})
+
+	t.Run("a client port reused towards another VIP of the same real server is served", func(t *testing.T) {
+		// The first connection closes (the client first), so the
+		// director holds it in TIME_WAIT (one second here) when the
+		// second one's SYN comes; the real server sees the same tuple.
+		// A try whose old entry expired before the second SYN proves
+		// nothing: the next port tries again.
+		for port := 43100; port < 43103; port++ {
+			from := fmt.Sprintf("198.18.0.100:%d", port)
+			if err := echoFromInNS(client.Name, from, natVIP+":9100", 3*time.Second); err != nil {
+				t.Fatalf("first connection from %s: %v", from, err)
+			}
+			waitFor(t, 3*time.Second, "the first connection in TIME_WAIT", func() bool {
+				return connState(t, ctl, from, natVIP+":9100") == "TIME_WAIT"
+			})
+			if err := echoFromInNS(client.Name, from, natVIP2+":9100", 3*time.Second); err != nil {
+				t.Fatalf("second connection from %s, to the other VIP: %v\ndrops: %v", from, err, drops(t, ctl))
+			}
+			if connState(t, ctl, from, natVIP+":9100") == "TIME_WAIT" {
+				return
+			}
+		}
+		t.Fatal("the first connection's entry expired before the second connection each time: no clash was tried")
+	})
+	t.Run("a client port reused while its connection to the other VIP is live is refused", func(t *testing.T) {
+		const from = "198.18.0.100:43200"
+		live, err := dialFromInNS(client.Name, from, natVIP+":9100", 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer live.Close()
+		before := drops(t, ctl)["nat-clash"]
+		if c, err := dialFromInNS(client.Name, from, natVIP2+":9100", 1500*time.Millisecond); err == nil {
+			c.Close()
+			t.Fatal("a second connection with the live connection's tuple at the real server was made")
+		}
+		if n := drops(t, ctl)["nat-clash"]; n <= before {
+			t.Errorf("nat-clash counted %d, want more than %d", n, before)
+		}
+		if err := echo(live); err != nil {
+			t.Errorf("the live connection after the refused one: %v", err)
 		}
 	})
 
@@ -229,6 +284,11 @@ func echoInNS(ns, addr string) error {
 		return err
 	}
 	defer c.Close()
+	return echo(c)
+}
+
+// echo sends one byte on c and reads it back.
+func echo(c net.Conn) error {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Write([]byte{'x'}); err != nil {
 		return err
@@ -238,6 +298,59 @@ func echoInNS(ns, addr string) error {
 		return fmt.Errorf("reading the echo: %w", err)
 	}
 	return nil
+}
+
+// echoFromInNS is echoInNS from the local address from.
+func echoFromInNS(ns, from, addr string, timeout time.Duration) error {
+	c, err := dialFromInNS(ns, from, addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return echo(c)
+}
+
+// dialFromInNS opens a TCP connection from the namespace ns and the local
+// address from, which other sockets may hold too (SO_REUSEADDR).
+func dialFromInNS(ns, from, addr string, timeout time.Duration) (net.Conn, error) {
+	la, err := net.ResolveTCPAddr("tcp", from)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: timeout, LocalAddr: la, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+		return errors.Join(err, serr)
+	}}
+	var conn net.Conn
+	err = inNetns(ns, func() error {
+		var err error
+		conn, err = d.Dial("tcp", addr)
+		return err
+	})
+	return conn, err
+}
+
+// connState is the state the director lists for the connection from
+// client to vip, or "".
+func connState(t *testing.T, ctl *directorCtl, client, vip string) string {
+	t.Helper()
+	var conns []ipvs.Conn
+	ctl.call(t, "GET", "/conns", nil, &conns)
+	for _, c := range conns {
+		if c.Client.String() == client && c.Virtual.String() == vip {
+			return c.State
+		}
+	}
+	return ""
+}
+
+// drops is the director's drop counters by reason.
+func drops(t *testing.T, ctl *directorCtl) map[string]uint64 {
+	t.Helper()
+	var d map[string]uint64
+	ctl.call(t, "GET", "/drops", nil, &d)
+	return d
 }
 
 // TestXDPNATHelper is not a test: it is the director or a real server of

@@ -121,23 +121,25 @@ func (e *Engine) expire() {
 		}
 	}
 
-	var dead []lbConnKey
+	var dead, deadNAT []lbConnKey
 	live := map[lbConnKey]bool{}         // NAT forward entries that stay
-	replies := map[lbConnKey]lbConnKey{} // reply entry -> its forward key
+	owner := map[lbConnKey]lbConnKey{}   // reply entry -> its forward key
+	replies := map[lbConnKey]lbConnKey{} // the same, for those past orphanAge
 	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
 		if v.Flags&connReply != 0 {
 			// A reply entry lives and dies with its forward entry. One
 			// younger than orphanAge may belong to a connection being
 			// made right now (its forward entry comes second).
+			owner[*k] = pairKey(k, v)
 			if idle(clock, v.LastSeen) > orphanAge {
-				replies[*k] = pairKey(k, v)
+				replies[*k] = owner[*k]
 			}
 			return
 		}
 		if idle(clock, v.LastSeen) > e.timeout(v.State) {
 			dead = append(dead, *k)
 			if v.Flags&connNAT != 0 {
-				dead = append(dead, pairKey(k, v))
+				deadNAT = append(deadNAT, *k, pairKey(k, v))
 			}
 			return
 		}
@@ -166,6 +168,15 @@ func (e *Engine) expire() {
 		// tries again.
 		e.log.Warn("expiring connections", "err", err)
 		return
+	}
+	// A dead connection's reply entry goes with it unless a newer
+	// connection took it over (reply_takeover in bpf/xdp_nat.h): then it
+	// points at that one.
+	for i := 0; i < len(deadNAT); i += 2 {
+		if fk, rk := deadNAT[i], deadNAT[i+1]; owner[rk] == fk {
+			dead = append(dead, rk)
+			delete(replies, rk)
+		}
 	}
 	for rk, fk := range replies {
 		if !live[fk] {

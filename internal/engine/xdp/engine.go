@@ -33,6 +33,15 @@
 //     kernel's full TCP state table (both directions pass the director),
 //     and Go expires both together. ipvsadm -Lnc lists each connection
 //     once; OutPkts and OutBytes count the replies.
+//   - A client that reuses its address and port towards another VIP of
+//     the same NAT real server (the real server sees the same tuple, so
+//     the reply entry is the same) gets the new connection when the old
+//     one is over (TIME_WAIT or CLOSE) or is UDP: the new one takes the
+//     replies, as in the kernel. While the old TCP connection is live the
+//     new SYN is dropped ("nat-clash") and the client's retry succeeds once
+//     it is over; the kernel would forward it, and the real server's answer
+//     would reset the live connection. FullNAT's local ports never clash
+//     so: a taken one is skipped, even in TIME_WAIT.
 //   - TOA: FullNAT inserts the client's address as a TCP option, kind
 //     254, into the SYN (and its retransmissions) and into the ACK that
 //     completes the handshake when it carries no data (where the TOA

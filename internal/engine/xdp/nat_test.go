@@ -574,3 +574,117 @@ func TestNATExpiry(t *testing.T) {
 		t.Errorf("real server counters %+v after expiry, want 0", st[0].Dests[0])
 	}
 }
+
+// TestNATReplyTakeover checks a client that reuses its address and port
+// towards another VIP of the same real server (the same tuple at the real
+// server, so the same reply entry): the new connection takes the reply
+// entry over from a finished TCP connection or a UDP flow, as the kernel
+// does, and is refused while the old TCP connection is live.
+func TestNATReplyTakeover(t *testing.T) {
+	natLab(t)
+	rs := netip.AddrPortFrom(rsIP(11), 8080)
+	vip2 := netip.MustParseAddrPort("198.18.1.11:80")
+	udp1 := netip.MustParseAddrPort("198.18.1.10:53")
+	udp2 := netip.MustParseAddrPort("198.18.1.11:53")
+	urs := netip.AddrPortFrom(rsIP(11), 5353)
+	e := newTestEngine(t, snapOf(
+		natService(vip, ipvs.TCP, ipvs.Masq, rs),
+		natService(vip2, ipvs.TCP, ipvs.Masq, rs),
+		natService(udp1, ipvs.UDP, ipvs.Masq, urs),
+		natService(udp2, ipvs.UDP, ipvs.Masq, urs),
+	))
+	// send runs one packet and checks the verdict and, for a forwarded
+	// one, that it left as want.
+	send := func(t *testing.T, in, want pktSpec, verdict uint32) {
+		t.Helper()
+		v, out := runOn(t, e, build(in))
+		if v != verdict {
+			t.Fatalf("%v -> %v: verdict %d, want %d (drops %v)", in.src, in.dst, v, verdict, e.Drops())
+		}
+		if verdict != xdpTX {
+			return
+		}
+		if got := out[14+12 : 14+20]; !bytes.Equal(got, build(want)[14+12:14+20]) {
+			t.Errorf("%v -> %v left with addresses %v, want %v -> %v", in.src, in.dst, got, want.src, want.dst)
+		}
+		validSums(t, out)
+	}
+	tcp := func(src, dst netip.AddrPort, flags byte) pktSpec {
+		return pktSpec{src: src, dst: dst, proto: ipvs.TCP, flags: flags}
+	}
+	fwd := func(t *testing.T, c, v netip.AddrPort, flags byte) {
+		t.Helper()
+		send(t, tcp(c, v, flags), tcp(c, rs, flags), xdpTX)
+	}
+	back := func(t *testing.T, c, v netip.AddrPort, flags byte) {
+		t.Helper()
+		send(t, tcp(rs, c, flags), tcp(v, c, flags), xdpTX)
+	}
+	clashes := func() uint64 { return e.Drops()["nat-clash"] }
+
+	t.Run("TCP after TIME_WAIT: the new connection takes the replies", func(t *testing.T) {
+		c := netip.AddrPortFrom(client.Addr(), 42001)
+		fwd(t, c, vip, tcpSYN)
+		back(t, c, vip, tcpSYN|tcpACK)
+		fwd(t, c, vip, tcpACK)
+		fwd(t, c, vip, tcpFIN|tcpACK)
+		back(t, c, vip, tcpFIN|tcpACK)
+		fwd(t, c, vip, tcpACK)
+		fwd(t, c, vip2, tcpSYN)
+		back(t, c, vip2, tcpSYN|tcpACK)
+		fwd(t, c, vip2, tcpACK)
+		states := map[netip.AddrPort]string{}
+		for _, cn := range e.Conns() {
+			if cn.Client == c {
+				states[cn.Virtual] = cn.State
+			}
+		}
+		if states[vip] != "TIME_WAIT" || states[vip2] != "ESTABLISHED" {
+			t.Errorf("connections of %v: %v, want TIME_WAIT to %v and ESTABLISHED to %v", c, states, vip, vip2)
+		}
+
+		// The old connection expires: the reply entry, now the new
+		// one's, stays.
+		cw, _ := addrWords(c.Addr())
+		vw, _ := addrWords(vip.Addr())
+		k := key4(&lbConnKey{Saddr: cw, Daddr: vw, Sport: be16(c.Port()), Dport: be16(vip.Port()), Proto: uint8(ipvs.TCP), Family: afInet})
+		var old lbConnVal
+		if err := e.objs.Conns4.Lookup(&k, &old); err != nil {
+			t.Fatalf("the old connection's entry: %v", err)
+		}
+		old.LastSeen -= uint32((timeoutTimeWait + time.Minute) >> connClockShift)
+		if err := e.objs.Conns4.Update(&k, &old, ebpf.UpdateExist); err != nil {
+			t.Fatal(err)
+		}
+		e.expire()
+		for _, cn := range e.Conns() {
+			if cn.Client == c && cn.Virtual == vip {
+				t.Errorf("the old connection %+v outlived its timeout", cn)
+			}
+		}
+		back(t, c, vip2, tcpACK)
+	})
+
+	t.Run("TCP while the old connection is live: refused", func(t *testing.T) {
+		c := netip.AddrPortFrom(client.Addr(), 42002)
+		fwd(t, c, vip, tcpSYN)
+		back(t, c, vip, tcpSYN|tcpACK)
+		fwd(t, c, vip, tcpACK)
+		before := clashes()
+		send(t, tcp(c, vip2, tcpSYN), pktSpec{}, xdpDrop)
+		if n := clashes() - before; n != 1 {
+			t.Errorf("nat-clash counted %d times, want 1", n)
+		}
+		back(t, c, vip, tcpACK)
+		fwd(t, c, vip, tcpACK)
+	})
+
+	t.Run("UDP: the newest flow takes the replies", func(t *testing.T) {
+		c := netip.AddrPortFrom(client.Addr(), 42003)
+		udp := func(src, dst netip.AddrPort) pktSpec { return pktSpec{src: src, dst: dst, proto: ipvs.UDP, payload: 5} }
+		send(t, udp(c, udp1), udp(c, urs), xdpTX)
+		send(t, udp(urs, c), udp(udp1, c), xdpTX)
+		send(t, udp(c, udp2), udp(c, urs), xdpTX)
+		send(t, udp(urs, c), udp(udp2, c), xdpTX)
+	})
+}
