@@ -681,16 +681,20 @@ static __always_inline int egress(struct xdp_md *ctx, __u32 ifindex)
 	return bpf_redirect_map(&tx_ports, ifindex, 0);
 }
 
-static __always_inline int forward_dr(struct xdp_md *ctx, struct dest_info *d)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
+#include "xdp_csum.h"
 
+/* forward_dr sends the packet as it came to the real server's MAC (a
+ * partial checksum completed first, csum_prepare). */
+static __always_inline int forward_dr(struct xdp_md *ctx, struct pkt *p, struct dest_info *d)
+{
 	if (!(d->flags & DEST_F_HAVE_MAC)) {
 		count(REASON_NO_NEIGH);
 		return XDP_PASS;
 	}
+	csum_prepare(ctx, p);
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
 	__builtin_memcpy(eth->h_dest, d->dmac, ETH_ALEN);
@@ -988,6 +992,9 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 		return XDP_PASS;
 	}
 
+	/* A partial checksum of the inner packet is completed while its
+	 * headers are where parse found them. */
+	csum_prepare(ctx, p);
 	/* Grow the head so that [eth][outer][inner IP...] fits; VLAN tags of
 	 * the incoming frame are not kept: the egress is the FIB's. */
 	int delta = (int)encap - (int)(p->l3off - ETH_HLEN);
@@ -1341,5 +1348,5 @@ int xdp_lb(struct xdp_md *ctx)
 		return forward_nat(ctx, &p, x, d, toa);
 	if (d->method == METHOD_TUNNEL)
 		return forward_tun(ctx, &p, d);
-	return forward_dr(ctx, d);
+	return forward_dr(ctx, &p, d);
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -41,8 +42,20 @@ const (
 	e2eGUEPort = 6080
 )
 
-func TestXDPDirectRoutingAndTunnel(t *testing.T) {
-	netnstest.Require(t, "sysctl")
+func TestXDPDirectRoutingAndTunnel(t *testing.T) { xdpDRLab(t, "generic") }
+
+// TestXDPDirectRoutingAndTunnelNative is the same lab with the director's
+// XDP in native mode on its veths: its senders hand over partial checksums
+// (CHECKSUM_PARTIAL), and DR's and TUN's bare frames must reach the real
+// servers with complete ones (no TcpInCsumErrors there). The director's
+// peers have GRO on: the NAPI instance XDP_TX and XDP_REDIRECT into a veth
+// need.
+func TestXDPDirectRoutingAndTunnelNative(t *testing.T) { xdpDRLab(t, "native") }
+
+// xdpDRLab builds the topology above, with the director's XDP in mode, and
+// checks DR and TUN through it.
+func xdpDRLab(t *testing.T, mode string) {
+	netnstest.Require(t, "sysctl", "ethtool")
 	hub := netnstest.New(t, "hub")
 	client := netnstest.New(t, "cli")
 	dir := netnstest.New(t, "dir")
@@ -56,6 +69,10 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 	router.Run("ip", "link", "set", "eth0", "name", "eth2")
 	netnstest.Veth(t, router, "eth0", hub, "br1-r")
 	hub.Run("ip", "link", "set", "br1-r", "master", "br1")
+	if mode == "native" {
+		hub.Run("ethtool", "-K", "br0-p1", "gro", "on")  // the director's eth0
+		router.Run("ethtool", "-K", "eth1", "gro", "on") // and eth1
+	}
 
 	client.Addr("eth0", "198.18.0.100/24")
 	dir.Addr("eth0", "198.18.0.1/24")
@@ -89,6 +106,7 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
 		waitListening(t, n, e2eVIP+":"+port)
 	}
+	t.Setenv("GVS_XDP_XDPMODE", mode)
 	director, ctl := startXDPDirector(t, dir, "GVS_XDP", "TestXDPHelper")
 
 	vip := netip.MustParseAddr(e2eVIP)
@@ -114,6 +132,13 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 
 	t.Run("DR answers alternate", func(t *testing.T) { alternate(t, fetch(t, "80", 6), "RS1", "RS2") })
 	t.Run("TUN answers alternate over IPIP and GUE", func(t *testing.T) { alternate(t, fetch(t, "8080", 6), "RS3", "RS4") })
+	t.Run("real servers got no bad checksums", func(t *testing.T) {
+		for _, n := range rs {
+			if errs := tcpInCsumErrors(t, n); errs != 0 {
+				t.Errorf("%s: TcpInCsumErrors %d, want 0", n.Name, errs)
+			}
+		}
+	})
 	t.Run("replies bypass the director", func(t *testing.T) {
 		var st []ipvs.ServiceStatus
 		ctl.call(t, "GET", "/status", nil, &st)
@@ -173,6 +198,38 @@ func TestXDPDirectRoutingAndTunnel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tcpInCsumErrors is the namespace's count of TCP segments dropped for a
+// bad checksum (InCsumErrors in /proc/net/snmp).
+func tcpInCsumErrors(t *testing.T, n *netnstest.NS) int {
+	t.Helper()
+	out, err := n.Output("cat", "/proc/net/snmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "InCsumErrors" && i < len(f) {
+				v, err := strconv.Atoi(f[i])
+				if err != nil {
+					t.Fatalf("/proc/net/snmp: %q: %v", line, err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("/proc/net/snmp has no Tcp InCsumErrors:\n%s", out)
+	return 0
 }
 
 // keepAlive is an HTTP/1.1 connection kept open for several requests.
@@ -260,7 +317,7 @@ func TestXDPHelper(t *testing.T) {
 		t.Logf("%s: %d packets decapsulated", name, srv.Decapsulated())
 	case "director":
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		opts := xdp.Options{Interfaces: []string{"eth0"}, Mode: "generic", TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")}
+		opts := xdp.Options{Interfaces: []string{"eth0"}, Mode: cmp.Or(os.Getenv("GVS_XDP_XDPMODE"), "generic"), TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")}
 		if n, err := strconv.ParseUint(os.Getenv("GVS_XDP_MAXCONNS"), 10, 32); err == nil {
 			opts.MaxConns = uint32(n) // TestFaultConnTableOverflow's small table
 		}

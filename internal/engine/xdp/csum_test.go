@@ -298,3 +298,65 @@ func TestChecksumEqualToSeed(t *testing.T) {
 		}
 	}
 }
+
+// TestPartialChecksumDRAndTUN: DR and TUN forward the packet as it came,
+// so in native mode a seed must leave completed (inside the tunnel for
+// TUN), and in generic mode it stays the seed the device fills in.
+func TestPartialChecksumDRAndTUN(t *testing.T) {
+	natLab(t)
+	tunRS4, tunRS6 := netip.MustParseAddr("198.19.0.21"), netip.MustParseAddr("2001:db8:1::21")
+	gue := ipvs.Dest{Addr: tunRS4, Port: 82, Method: ipvs.Tunnel, Weight: 1, TunType: ipvs.TunGUE, TunPort: 6080}
+	at := func(v netip.AddrPort, port uint16) netip.AddrPort { return netip.AddrPortFrom(v.Addr(), port) }
+	e := newTestEngine(t, snapOf(
+		oneService(vip, ipvs.TCP, "rr", ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 1}),
+		oneService(at(vip6, 53), ipvs.UDP, "rr", ipvs.Dest{Addr: v6(11), Port: 53, Method: ipvs.Route, Weight: 1}),
+		oneService(at(vip, 81), ipvs.TCP, "rr", ipvs.Dest{Addr: tunRS4, Port: 81, Method: ipvs.Tunnel, Weight: 1}),
+		oneService(at(vip, 82), ipvs.UDP, "rr", gue),
+		oneService(at(vip6, 81), ipvs.TCP, "rr", ipvs.Dest{Addr: tunRS6, Port: 81, Method: ipvs.Tunnel, Weight: 1}),
+	))
+	mss := []byte{2, 4, 5, 0xb4}
+	tests := []struct {
+		name  string
+		in    pktSpec
+		encap int // bytes the tunnel puts in front of the inner IP header
+	}{
+		{name: "DR IPv4 TCP SYN", in: pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpSYN, tcpOpts: mss}},
+		{name: "DR IPv4 TCP data", in: pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpACK, payload: 1001}},
+		{name: "DR IPv6 UDP", in: pktSpec{src: cli6, dst: at(vip6, 53), proto: ipvs.UDP, payload: 77}},
+		{name: "IPIP TCP SYN", in: pktSpec{src: client, dst: at(vip, 81), proto: ipvs.TCP, flags: tcpSYN, tcpOpts: mss}, encap: 20},
+		{name: "IPIP TCP data", in: pktSpec{src: client, dst: at(vip, 81), proto: ipvs.TCP, flags: tcpACK, payload: 1400}, encap: 20},
+		{name: "GUE UDP", in: pktSpec{src: client, dst: at(vip, 82), proto: ipvs.UDP, payload: 33}, encap: 32},
+		{name: "IPv6 in IPv6 TCP SYN", in: pktSpec{src: cli6, dst: at(vip6, 81), proto: ipvs.TCP, flags: tcpSYN}, encap: 40},
+		{name: "IPv6 in IPv6 TCP data", in: pktSpec{src: cli6, dst: at(vip6, 81), proto: ipvs.TCP, flags: tcpACK, payload: 500}, encap: 40},
+	}
+	for _, generic := range []bool{false, true} {
+		mode := "native"
+		if generic {
+			mode = "generic"
+			if err := e.objs.GenericIfs.Update(uint32(labIndex), uint32(1), ebpf.UpdateAny); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range tests {
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				in := partial(build(tc.in))
+				v, out := runOn(t, e, in)
+				if v != xdpTX && v != xdpRedirect {
+					t.Fatalf("verdict %d, want XDP_TX or XDP_REDIRECT (drops %v)", v, e.Drops())
+				}
+				inner := out[14+tc.encap:]
+				if len(inner) < len(in)-14 {
+					t.Fatalf("frame of %d bytes, want %d", len(out), len(in)+tc.encap)
+				}
+				inner = inner[:len(in)-14]
+				want := build(tc.in)[14:] // the complete checksum
+				if generic {
+					want = in[14:] // the seed, unchanged
+				}
+				if !bytes.Equal(inner, want) {
+					t.Errorf("IP packet out\n%x\nwant\n%x", inner, want)
+				}
+			})
+		}
+	}
+}

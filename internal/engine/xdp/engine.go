@@ -67,7 +67,9 @@
 //     local, veth or tap sender leaves for the device) is completed first
 //     in native mode, and stays a seed, of the new header, in generic mode,
 //     where FullNAT grows such a packet at its tail for TOA (the skb's
-//     checksum offset must not move); see docs/DESIGN.md. The TTL is not decremented (as for DR and TUN).
+//     checksum offset must not move); see docs/DESIGN.md. DR and TUN
+//     complete a partial checksum in native mode too, and leave it as it
+//     came in generic mode. The TTL is not decremented (as for DR and TUN).
 //   - Towards a real server the next hop is the one Go resolved (see
 //     TUN below); replies to clients take the next hop from
 //     bpf_fib_lookup, which answers only where forwarding is enabled:
