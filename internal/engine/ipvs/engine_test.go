@@ -3,19 +3,13 @@ package ipvs
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/gvs-lb/gvs/internal/engine/enginetest"
 	table "github.com/gvs-lb/gvs/internal/ipvs"
@@ -40,34 +34,6 @@ func requireIPVS(t *testing.T) {
 	t.Skipf("needs a kernel with ip_vs (this one has none: %v); run them in the VM: go test ./test/ipvsvm", err)
 }
 
-// inNS runs fn on a thread in the named namespace: sockets it opens, and
-// /proc/thread-self/net, are that namespace's.
-func inNS(name string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer func() {
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	return fn()
-}
-
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newEngine starts an engine on the kernel IPVS table of namespace ns
@@ -75,23 +41,18 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func newEngine(t *testing.T, ns *netnstest.NS, opts Options) *Engine {
 	t.Helper()
 	var e *Engine
-	if err := inNS(ns.Name, func() (err error) { e, err = New(quietLog(), opts); return err }); err != nil {
+	if err := ns.Do(func() (err error) { e, err = New(quietLog(), opts); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close(t.Context()) })
 	return e
 }
 
-const confVIP = "198.18.0.200"
+const confVIP = enginetest.DRVIP
 
-// The conformance topology, in namespaces each scenario makes, as the
-// xdp engine's: the kernel's IPVS in the director's namespace sends to two
-// real servers by direct routing.
-//
-//	client 198.18.0.100 ─┐
-//	director 198.18.0.1 ─┼─ br0   VIP 198.18.0.200 on the director's eth0
-//	rs1 198.18.0.11 ─────┤        and on the real servers' lo (DR)
-//	rs2 198.18.0.12 ─────┘
+// TestConformance runs the engine contract's scenarios on
+// enginetest.DRLab, the kernel's IPVS in the director's namespace sending
+// to the two real servers by direct routing.
 func TestConformance(t *testing.T) {
 	requireIPVS(t)
 	enginetest.Run(t, func(t *testing.T) *enginetest.Setup {
@@ -103,62 +64,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// drLab builds the conformance topology, with an engine in the director's
-// namespace, and returns it with that namespace.
+// drLab is enginetest.DRLab with an engine in the director's namespace,
+// which it returns too.
 func drLab(t *testing.T) (*enginetest.Setup, *netnstest.NS) {
-	hub := netnstest.New(t, "hub")
-	client, dir := netnstest.New(t, "cli"), netnstest.New(t, "dir")
-	rs := []*netnstest.NS{netnstest.New(t, "rs1"), netnstest.New(t, "rs2")}
-	netnstest.Bridge(t, hub, "br0", "eth0", client, dir, rs[0], rs[1])
-	client.Addr("eth0", "198.18.0.100/24")
-	dir.Addr("eth0", "198.18.0.1/24")
-	dir.Addr("eth0", confVIP+"/32")
-	vip := netip.MustParseAddr(confVIP)
-	s := &enginetest.Setup{
-		Engine:   newEngine(t, dir, Options{}),
-		Services: []table.ServiceKey{{Proto: table.TCP, Addr: vip, Port: 80}, {Proto: table.TCP, Addr: vip, Port: 81}},
-		Dial: func(ap netip.AddrPort) (c net.Conn, err error) {
-			err = inNS(client.Name, func() error {
-				c, err = net.DialTimeout("tcp", ap.String(), 3*time.Second)
-				return err
-			})
-			return c, err
-		},
-	}
-	for i, n := range rs {
-		addr := fmt.Sprintf("198.18.0.%d", 11+i)
-		n.Addr("eth0", addr+"/24")
-		n.Addr("lo", confVIP+"/32")
-		n.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
-			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
-		name := fmt.Sprintf("RS%d", i+1)
-		for _, port := range []string{"80", "81"} {
-			var ln net.Listener
-			if err := inNS(n.Name, func() (err error) { ln, err = net.Listen("tcp", "0.0.0.0:"+port); return err }); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			go serveNamed(ln, name)
-		}
-		s.Dests = append(s.Dests, table.Dest{Addr: netip.MustParseAddr(addr), Port: 80, Method: table.Route, Weight: 1})
-		s.Names = append(s.Names, name)
-	}
+	s, dir := enginetest.DRLab(t)
+	s.Engine = newEngine(t, dir, Options{})
 	return s, dir
-}
-
-// serveNamed greets each connection with name and echoes it.
-func serveNamed(ln net.Listener, name string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			fmt.Fprintf(c, "%s\n", name)
-			io.Copy(c, c)
-		}()
-	}
 }
 
 func tcp(addr string, port uint16) table.ServiceKey {
@@ -404,7 +315,7 @@ func TestConns(t *testing.T) {
 	// the same second.
 	for range 5 {
 		var conns []table.Conn
-		inNS(dir.Name, func() error { conns = e.Conns(); return nil })
+		dir.Do(func() error { conns = e.Conns(); return nil })
 		ours.Reset()
 		ipvsadm.WriteConns(&ours, conns, ipvsadm.FmtNumeric)
 		real = dir.Run("ipvsadm", "-Lnc")

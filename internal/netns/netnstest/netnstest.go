@@ -11,12 +11,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // Require skips the test (fails it when CI=true) unless we are root and
@@ -112,6 +115,36 @@ func (n *NS) Output(name string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("in %s: %s %s: %v: %s", n.Name, name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return string(out), nil
+}
+
+// Do runs fn on a thread moved into the namespace: sockets it opens, and
+// what it reads under /proc/thread-self/net, are the namespace's.
+func (n *NS) Do(fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(n.Name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("entering %s: %w", n.Name, err)
+	}
+	defer func() {
+		// A thread that cannot go back stays locked and dies with the
+		// goroutine.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return fn()
 }
 
 // Veth links namespaces a and b with a veth pair, named aIf in a and bIf
