@@ -210,6 +210,33 @@ static __always_inline int nat_rewrite(struct xdp_md *ctx, struct pkt *p, struct
 	return 0;
 }
 
+/* toa_grown completes a TOA insertion that grew the TCP header by len
+ * bytes: the IP length (and the IPv4 header checksum) and p's lengths.
+ * It returns 0, or -2 when the packet is spoilt (as insert_toa). */
+static __always_inline int toa_grown(struct xdp_md *ctx, struct pkt *p, __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 l3 = p->l3off & 0x3f;
+
+	if (p->family == AF_INET) {
+		struct iphdr *ip = data + l3;
+		if ((void *)(ip + 1) > end)
+			return -2;
+		__u16 old = ip->tot_len;
+		ip->tot_len = bpf_htons(p->l3len + len);
+		ip->check = csum_apply(ip->check, diff16(old, ip->tot_len));
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+		if ((void *)(ip6 + 1) > end)
+			return -2;
+		ip6->payload_len = bpf_htons(p->l3len + len - sizeof(*ip6));
+	}
+	p->l3len += len;
+	p->l4hl += len;
+	return 0;
+}
+
 /* insert_toa puts the TOA option (kind 254: the client's port and
  * address) first among the TCP options, growing the TCP header: the
  * headers in front of the options move towards the new head. The
@@ -282,23 +309,7 @@ static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
 			diff += ow[i];
 	}
 	th->check = csum_apply(th->check, diff);
-
-	if (p->family == AF_INET) {
-		struct iphdr *ip = data + l3;
-		if ((void *)(ip + 1) > end)
-			return -2;
-		__u16 old = ip->tot_len;
-		ip->tot_len = bpf_htons(p->l3len + len);
-		ip->check = csum_apply(ip->check, diff16(old, ip->tot_len));
-	} else {
-		struct ipv6hdr *ip6 = data + l3;
-		if ((void *)(ip6 + 1) > end)
-			return -2;
-		ip6->payload_len = bpf_htons(p->l3len + len - sizeof(*ip6));
-	}
-	p->l3len += len;
-	p->l4hl += len;
-	return 0;
+	return toa_grown(ctx, p, len);
 }
 
 /* insert_toa_tail is insert_toa for a packet whose checksum stays a seed
@@ -362,22 +373,7 @@ static __always_inline int insert_toa_tail(struct xdp_md *ctx, struct pkt *p)
 		__builtin_memcpy(o, opt, TOA_LEN6);
 	}
 	th->doff = th->doff + len / 4;
-	if (p->family == AF_INET) {
-		struct iphdr *ip = data + l3;
-		if ((void *)(ip + 1) > end)
-			return -2;
-		__u16 old = ip->tot_len;
-		ip->tot_len = bpf_htons(p->l3len + len);
-		ip->check = csum_apply(ip->check, diff16(old, ip->tot_len));
-	} else {
-		struct ipv6hdr *ip6 = data + l3;
-		if ((void *)(ip6 + 1) > end)
-			return -2;
-		ip6->payload_len = bpf_htons(p->l3len + len - sizeof(*ip6));
-	}
-	p->l3len += len;
-	p->l4hl += len;
-	return 0;
+	return toa_grown(ctx, p, len);
 }
 
 /* set_macs writes the Ethernet addresses the FIB (or Go) found. */
