@@ -54,7 +54,9 @@ func TestXDPNATAndFullNAT(t *testing.T) { xdpNATLab(t, "generic") }
 // native XDP turns the forwarded packet into a bare frame, so the program
 // must complete them or the real servers drop every SYN (TcpInCsumErrors).
 // The director's peers in the hub have GRO on: that gives them the NAPI
-// instance XDP_TX and XDP_REDIRECT into a veth need.
+// instance XDP_REDIRECT into a veth needs (every packet here leaves by
+// another interface than it came in; for XDP_TX see
+// TestXDPDirectRoutingAndTunnelNative).
 func TestXDPNATAndFullNATNative(t *testing.T) { xdpNATLab(t, "native") }
 
 // xdpNATLab builds the topology above, with the director's XDP in mode,
