@@ -587,11 +587,15 @@ func TestNATReplyTakeover(t *testing.T) {
 	udp1 := netip.MustParseAddrPort("198.18.1.10:53")
 	udp2 := netip.MustParseAddrPort("198.18.1.11:53")
 	urs := netip.AddrPortFrom(rsIP(11), 5353)
+	rs6 := netip.AddrPortFrom(v6(11), 8080)
+	vip6b := netip.MustParseAddrPort("[2001:db8:2::11]:80")
 	e := newTestEngine(t, snapOf(
 		natService(vip, ipvs.TCP, ipvs.Masq, rs),
 		natService(vip2, ipvs.TCP, ipvs.Masq, rs),
 		natService(udp1, ipvs.UDP, ipvs.Masq, urs),
 		natService(udp2, ipvs.UDP, ipvs.Masq, urs),
+		natService(vip6, ipvs.TCP, ipvs.Masq, rs6),
+		natService(vip6b, ipvs.TCP, ipvs.Masq, rs6),
 	))
 	// send runs one packet and checks the verdict and, for a forwarded
 	// one, that it left as want.
@@ -604,7 +608,13 @@ func TestNATReplyTakeover(t *testing.T) {
 		if verdict != xdpTX {
 			return
 		}
-		if got := out[14+12 : 14+20]; !bytes.Equal(got, build(want)[14+12:14+20]) {
+		addrs := func(b []byte) []byte { // source and destination
+			if in.src.Addr().Is4() {
+				return b[14+12 : 14+20]
+			}
+			return b[14+8 : 14+40]
+		}
+		if got := addrs(out); !bytes.Equal(got, addrs(build(want))) {
 			t.Errorf("%v -> %v left with addresses %v, want %v -> %v", in.src, in.dst, got, want.src, want.dst)
 		}
 		validSums(t, out)
@@ -677,6 +687,14 @@ func TestNATReplyTakeover(t *testing.T) {
 		}
 		back(t, c, vip, tcpACK)
 		fwd(t, c, vip, tcpACK)
+	})
+
+	t.Run("IPv6 TCP after RST: the new connection takes the replies", func(t *testing.T) {
+		c := netip.AddrPortFrom(cli6.Addr(), 42004)
+		send(t, tcp(c, vip6, tcpSYN), tcp(c, rs6, tcpSYN), xdpTX)
+		send(t, tcp(rs6, c, tcpRST|tcpACK), tcp(vip6, c, tcpRST|tcpACK), xdpTX)
+		send(t, tcp(c, vip6b, tcpSYN), tcp(c, rs6, tcpSYN), xdpTX)
+		send(t, tcp(rs6, c, tcpSYN|tcpACK), tcp(vip6b, c, tcpSYN|tcpACK), xdpTX)
 	})
 
 	t.Run("UDP: the newest flow takes the replies", func(t *testing.T) {
