@@ -1236,7 +1236,11 @@ static __noinline int syn_reuse(struct pkt *p, struct conn_key *ck, struct conn_
 		rk.dport = cv->xsport;
 		rk.proto = p->proto;
 		rk.family = p->family;
-		conn_delete(&rk);
+		/* Only if it is still this connection's: a newer one may have
+		 * taken it over (reply_takeover in xdp_nat.h). */
+		struct conn_val *rv = conn_lookup(&rk);
+		if (rv && reply_of(rv, p))
+			conn_delete(&rk);
 	}
 	if (p->family == AF_INET)
 		bpf_map_delete_elem(&conns4, ck);

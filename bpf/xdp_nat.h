@@ -492,6 +492,17 @@ static __always_inline void fwd_key(struct conn_key *fk, struct conn_val *rv, __
 	fk->family = family;
 }
 
+/* reply_of tells whether the reply entry rv belongs to the connection of
+ * p, a client's packet: whether its forward key is p's tuple. */
+static __always_inline int reply_of(const struct conn_val *rv, const struct pkt *p)
+{
+	int same = rv->xsport == p->dport && rv->xdport == p->sport;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		same &= rv->xsaddr[i] == p->daddr[i] && rv->xdaddr[i] == p->saddr[i];
+	return same;
+}
+
 /* nat_reply un-NATs a real server's reply and sends it to the client. */
 static __noinline int nat_reply(struct xdp_md *ctx, struct pkt *p, struct conn_val *rv, __u32 now)
 {

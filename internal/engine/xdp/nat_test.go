@@ -689,6 +689,28 @@ func TestNATReplyTakeover(t *testing.T) {
 		fwd(t, c, vip, tcpACK)
 	})
 
+	t.Run("a SYN reusing the finished connection's own tuple leaves the newer one's replies", func(t *testing.T) {
+		c := netip.AddrPortFrom(client.Addr(), 42005)
+		fwd(t, c, vip, tcpSYN)
+		back(t, c, vip, tcpSYN|tcpACK)
+		fwd(t, c, vip, tcpACK)
+		fwd(t, c, vip, tcpFIN|tcpACK)
+		back(t, c, vip, tcpFIN|tcpACK)
+		fwd(t, c, vip, tcpACK)
+		fwd(t, c, vip2, tcpSYN)
+		back(t, c, vip2, tcpSYN|tcpACK)
+		fwd(t, c, vip2, tcpACK)
+		// The first connection is over and its entry goes (the
+		// kernel's conn_reuse_mode), but the reply entry is the live
+		// second connection's: the SYN clashes with it.
+		before := clashes()
+		send(t, tcp(c, vip, tcpSYN), pktSpec{}, xdpDrop)
+		if n := clashes() - before; n != 1 {
+			t.Errorf("nat-clash counted %d times, want 1", n)
+		}
+		back(t, c, vip2, tcpACK)
+	})
+
 	t.Run("IPv6 TCP after RST: the new connection takes the replies", func(t *testing.T) {
 		c := netip.AddrPortFrom(cli6.Addr(), 42004)
 		send(t, tcp(c, vip6, tcpSYN), tcp(c, rs6, tcpSYN), xdpTX)
