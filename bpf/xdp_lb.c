@@ -241,6 +241,17 @@ static __always_inline void count(__u32 reason)
 		*n += 1;
 }
 
+/* len16 reads a 16-bit length field for packet pointer arithmetic.
+ * Verifiers up to 6.12 (Debian 12's 6.1 and its backports' 6.12) know
+ * nothing of a byte swap's result, and clang drops a plain "& 0xffff" as
+ * redundant; the mask behind the barrier is what bounds it for them. */
+static __always_inline __u32 len16(__be16 v)
+{
+	__u32 n = bpf_ntohs(v);
+	asm volatile("" : "+r"(n));
+	return n & 0xffff;
+}
+
 /* parse fills p from the packet; it returns 0 when the packet is a TCP or
  * UDP packet this program may handle, else the reason it is not. */
 static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
@@ -273,7 +284,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 		if (ip->version != 4 || ip->ihl < 5)
 			return REASON_MALFORMED;
 		__u32 ihl = ip->ihl * 4;
-		__u32 tot = bpf_ntohs(ip->tot_len);
+		__u32 tot = len16(ip->tot_len);
 		if (tot < ihl || data + off + tot > end)
 			return REASON_MALFORMED;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
@@ -294,7 +305,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 			return REASON_MALFORMED;
 		if (ip6->version != 6)
 			return REASON_MALFORMED;
-		__u32 tot = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+		__u32 tot = len16(ip6->payload_len) + sizeof(*ip6);
 		if (data + off + tot > end)
 			return REASON_MALFORMED;
 		p->family = AF_INET6;
