@@ -64,6 +64,7 @@ func TestVM(t *testing.T) {
 		{"go", "build", "-o", filepath.Join(share, "bin") + "/", "../../cmd/gvsd", "../../cmd/gvsadm", "../../test/rs"},
 		{"cp", "guest.sh", filepath.Join(share, "guest.sh")},
 		{"cp", "-r", "../../examples", filepath.Join(share, "examples")},
+		{"cp", "../../README.md", filepath.Join(share, "README.md")},
 	}
 	for _, s := range steps {
 		cmd := exec.CommandContext(ctx, s[0], s[1:]...)

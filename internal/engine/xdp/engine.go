@@ -462,9 +462,9 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("xdp engine: the kernel refused the BPF program: %w (run as root on Linux 5.17 or later)", err)
+			return nil, fmt.Errorf("xdp engine: the kernel refused the BPF program: %w (run as root on Linux 6.1 or later)", err)
 		}
-		return nil, fmt.Errorf("xdp engine: loading the BPF program: %w (run as root on Linux 5.17 or later)", err)
+		return nil, fmt.Errorf("xdp engine: loading the BPF program: %w (run as root on Linux 6.1 or later)", err)
 	}
 	if reused != nil {
 		e.reused = true
