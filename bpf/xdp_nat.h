@@ -249,7 +249,9 @@ static __always_inline int insert_toa(struct xdp_md *ctx, struct pkt *p)
 	__u32 len = p->family == AF_INET ? TOA_LEN4 : TOA_LEN6;
 	__u32 l3 = p->l3off & 0x3f;
 	__u32 l4 = (l3 + p->ihl) & 0xff;
-	__u32 front = l4 + sizeof(struct tcphdr);
+	/* Not l4 + 20: Linux 6.12's verifier links the two registers and
+	 * loses the packet pointer that l4 is added to after the loop. */
+	__u32 front = (l3 + p->ihl + sizeof(struct tcphdr)) & 0x1ff;
 	__u8 opt[TOA_LEN6] = {};
 
 	if (p->l4hl < sizeof(struct tcphdr) || p->l4hl + len > 60) {
