@@ -25,16 +25,22 @@ func BenchmarkProgram(b *testing.B) {
 	vTUN := netip.AddrPortFrom(vip.Addr(), 81)
 	vNAT := netip.AddrPortFrom(vip.Addr(), 82)
 	vFNAT := netip.AddrPortFrom(vip.Addr(), 83)
+	vWRR := netip.AddrPortFrom(vip.Addr(), 84)
+	vNone := netip.AddrPortFrom(vip.Addr(), 85)
 	e := newTestEngine(b, snapOf(
 		oneService(vDR, ipvs.TCP, "rr", ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 1}),
 		oneService(vTUN, ipvs.TCP, "rr", ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Tunnel, Weight: 1}),
 		natService(vNAT, ipvs.TCP, ipvs.Masq, rs),
 		natService(vFNAT, ipvs.TCP, ipvs.FullNAT, rs, laddr4),
+		oneService(vWRR, ipvs.TCP, "wrr",
+			ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 4},
+			ipvs.Dest{Addr: rsIP(12), Port: 80, Method: ipvs.Route, Weight: 3}),
+		oneService(vNone, ipvs.TCP, "wrr", ipvs.Dest{Addr: rsIP(11), Port: 80, Method: ipvs.Route, Weight: 0}),
 	))
 	paths := []struct {
 		name string
 		vip  netip.AddrPort
-	}{{"DR", vDR}, {"TUN", vTUN}, {"NAT", vNAT}, {"FullNAT", vFNAT}}
+	}{{"DR", vDR}, {"TUN", vTUN}, {"NAT", vNAT}, {"FullNAT", vFNAT}, {"DR-wrr", vWRR}, {"no-server", vNone}}
 	// run times one packet; frames are built beforehand.
 	run := func(b *testing.B, pkt []byte) time.Duration {
 		_, d, err := e.objs.XdpLb.Benchmark(pkt, 1, nil)
@@ -64,40 +70,42 @@ func BenchmarkProgram(b *testing.B) {
 		b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
 	})
 	for _, p := range paths {
-		b.Run("established/"+p.name, func(b *testing.B) {
-			const flows = 256
-			frames := make([][]byte, flows)
-			for i := range frames {
-				src := netip.AddrPortFrom(client.Addr(), uint16(20000+i))
-				run(b, frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpSYN}, dirMAC))
-				frames[i] = frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpACK, payload: 6}, dirMAC)
-			}
-			var total time.Duration
-			b.ResetTimer()
-			for i := range b.N {
-				total += run(b, frames[i%flows])
-			}
-			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
-		})
-		if p.name == "NAT" || p.name == "FullNAT" {
-			// A container's or VM's data packets: partial checksums
-			// (the seed only), completed by the program in native mode.
-			for _, size := range []int{6, 1400} {
-				b.Run(fmt.Sprintf("established-partial-%d/%s", size, p.name), func(b *testing.B) {
-					const flows = 256
-					frames := make([][]byte, flows)
-					for i := range frames {
-						src := netip.AddrPortFrom(client.Addr(), uint16(30000+size+i))
-						run(b, frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpSYN}, dirMAC))
-						frames[i] = partial(frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpACK, payload: size}, dirMAC))
-					}
-					var total time.Duration
-					b.ResetTimer()
-					for i := range b.N {
-						total += run(b, frames[i%flows])
-					}
-					b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
-				})
+		if p.vip != vNone { // nothing is established there
+			b.Run("established/"+p.name, func(b *testing.B) {
+				const flows = 256
+				frames := make([][]byte, flows)
+				for i := range frames {
+					src := netip.AddrPortFrom(client.Addr(), uint16(20000+i))
+					run(b, frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpSYN}, dirMAC))
+					frames[i] = frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpACK, payload: 6}, dirMAC)
+				}
+				var total time.Duration
+				b.ResetTimer()
+				for i := range b.N {
+					total += run(b, frames[i%flows])
+				}
+				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
+			})
+			if p.name == "NAT" || p.name == "FullNAT" {
+				// A container's or VM's data packets: partial checksums
+				// (the seed only), completed by the program in native mode.
+				for _, size := range []int{6, 1400} {
+					b.Run(fmt.Sprintf("established-partial-%d/%s", size, p.name), func(b *testing.B) {
+						const flows = 256
+						frames := make([][]byte, flows)
+						for i := range frames {
+							src := netip.AddrPortFrom(client.Addr(), uint16(30000+size+i))
+							run(b, frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpSYN}, dirMAC))
+							frames[i] = partial(frame(pktSpec{src: src, dst: p.vip, proto: ipvs.TCP, flags: tcpACK, payload: size}, dirMAC))
+						}
+						var total time.Duration
+						b.ResetTimer()
+						for i := range b.N {
+							total += run(b, frames[i%flows])
+						}
+						b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
+					})
+				}
 			}
 		}
 		b.Run("new/"+p.name, func(b *testing.B) {
