@@ -2,6 +2,7 @@ package sched
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -116,4 +117,36 @@ func short(d *Dest) string {
 		return strings.TrimPrefix(s, "198.19.0.")
 	}
 	return d.Addr.String()
+}
+
+// change makes one recorded ipvsadm change: add N W [X], del N or
+// edit N W [X] (N the real server's short name, W its weight, X its
+// upper threshold).
+func (v *service) change(args []string) {
+	v.t.Helper()
+	num := func(i int) int32 {
+		if i >= len(args) {
+			return 0
+		}
+		n, err := strconv.ParseInt(args[i], 10, 32)
+		if err != nil {
+			v.t.Fatalf("bad change %q", args)
+		}
+		return int32(n)
+	}
+	switch args[0] {
+	case "add":
+		d := NewDest(ipvs.Dest{Addr: netip.MustParseAddrPort(full(args[1])).Addr(), Port: 80, Weight: num(2), UThreshold: uint32(num(3))})
+		v.dests = append([]*Dest{d}, v.dests...)
+		v.s.Update(v.dests)
+	case "del":
+		v.del(args[1])
+	case "edit":
+		d := v.get(args[1])
+		d.SetWeight(num(2))
+		d.SetThresholds(uint32(num(3)), 0)
+		v.s.Update(v.dests)
+	default:
+		v.t.Fatalf("bad change %q", args)
+	}
 }

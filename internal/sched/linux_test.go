@@ -2,7 +2,9 @@ package sched
 
 import (
 	"bufio"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -85,6 +87,101 @@ func TestLinuxRecorded(t *testing.T) {
 			}
 			if g, w := strings.Join(got, " "), strings.Join(want, " "); g != w {
 				t.Errorf("choices for %s\n got: %s\nwant: %s (Linux 6.1)", tt.virtual, g, w)
+			}
+		})
+	}
+}
+
+// changeLog is testdata/linux-6.1-changes.txt: per service, the ipvsadm
+// changes (STEP) at the client port they preceded, the choices (RESULT)
+// by client port, and where the client ports end (END).
+type changeLog struct {
+	steps   map[string][]changeStep
+	results map[string]map[int]string // vip:port -> client port -> server
+	order   []string                  // services, in the order recorded
+	end     int
+}
+
+type changeStep struct {
+	port int      // the first client port after the change
+	args []string // add N W [X], del N, edit N W [X]
+}
+
+// ReadChangeLog parses a recording of record-changes.sh.
+func readChangeLog(t testing.TB, path string) *changeLog {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &changeLog{steps: map[string][]changeStep{}, results: map[string]map[int]string{}}
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		switch {
+		case len(fs) >= 4 && fs[0] == "STEP":
+			if _, ok := l.steps[fs[1]]; !ok {
+				l.order = append(l.order, fs[1])
+			}
+			l.steps[fs[1]] = append(l.steps[fs[1]], changeStep{port: atoi(t, fs[2]), args: fs[3:]})
+		case len(fs) == 5 && fs[0] == "RESULT":
+			if l.results[fs[1]] == nil {
+				l.results[fs[1]] = map[int]string{}
+			}
+			_, port, _ := strings.Cut(fs[2], ":")
+			l.results[fs[1]][atoi(t, port)] = strings.TrimPrefix(fs[4], "198.19.0.")
+		case len(fs) == 2 && fs[0] == "END":
+			l.end = atoi(t, fs[1])
+		}
+	}
+	return l
+}
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("bad number %q", s)
+	}
+	return n
+}
+
+// TestLinuxRecordedChanges replays testdata/linux-6.1-changes.txt: rr
+// and wrr services changed with ipvsadm -a, -d and -e between
+// connections, and wrr with weights up to 2147483647, and expects the
+// kernel's choice for every connection ("-" where it had none).
+func TestLinuxRecordedChanges(t *testing.T) {
+	l := readChangeLog(t, "testdata/linux-6.1-changes.txt")
+	if len(l.order) == 0 || l.end == 0 {
+		t.Fatal("nothing recorded")
+	}
+	for i, vs := range l.order {
+		t.Run(vs, func(t *testing.T) {
+			_, vport, _ := strings.Cut(vs, ":")
+			name := map[string]string{"80": "rr"}[vport]
+			if name == "" {
+				name = "wrr"
+			}
+			end := l.end
+			if i+1 < len(l.order) {
+				end = l.steps[l.order[i+1]][0].port
+			}
+			v := newService(t, name, 0)
+			steps := l.steps[vs]
+			var got, want []string
+			for port := steps[0].port; port < end; port++ {
+				for len(steps) > 0 && steps[0].port == port {
+					v.change(steps[0].args)
+					steps = steps[1:]
+				}
+				got = append(got, v.conn(fmt.Sprintf("198.18.0.2:%d", port), vs))
+				w := l.results[vs][port]
+				if w == "" {
+					w = "-"
+				}
+				want = append(want, w)
+			}
+			if g, w := strings.Join(got, " "), strings.Join(want, " "); g != w {
+				t.Errorf("choices for %s\n got: %s\nwant: %s (Linux 6.1)", vs, g, w)
 			}
 		})
 	}
