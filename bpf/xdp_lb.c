@@ -71,7 +71,7 @@ struct {
 	__array(values, struct sched_table);
 } tables SEC(".maps");
 
-/* rr/wrr cursors, one per service. */
+/* rr/wrr cursors, one per service (CUR_* in xdp_lb.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_SERVICES);
@@ -434,18 +434,180 @@ struct walk {
 	__s64 lw;
 };
 
-/* seq_step: rr and wrr walk the precomputed sequence from the cursor,
- * skipping overloaded servers. */
-static long seq_step(__u32 i, struct walk *w)
+/*
+ * rr and wrr: the kernel's ip_vs_wrr_schedule over the service's list
+ * (rr is the same walk with mw = di = cw = 1: one lap from the server
+ * after the cursor, ending on it). A pass looks for the next server from
+ * the cursor on whose weight is at least cw; at the end of the list cw
+ * goes down by di, and below 1 back to mw. internal/sched's weightedRR is
+ * the reference, with its skip-ahead: passes at a cw above the heaviest
+ * server that can be picked (top) find nothing, so cw drops past them at
+ * once. Here top is known after a full pass that found nothing, the
+ * first pass the kernel would repeat.
+ *
+ * wrr_step i looks at position (start + i) mod (n + 1) of the list, where
+ * position n ends a pass: a walk is at most about 3n + 4 steps. (The
+ * position comes from i, not from a counter kept in struct wrr_walk: the
+ * verifier would follow such a counter value by value.)
+ */
+struct wrr_walk {
+	__u32 svc;
+	__u32 gen;   /* the table the cursor walks (table_slot) */
+	__u32 n;
+	__u32 start; /* the position after the cursor */
+	__s32 mw;
+	__s32 di;
+	__s32 cl;    /* position chosen; -1 the list head */
+	__s32 cw;
+	__s32 last;  /* where the walk started */
+	__s32 stop;  /* the position that ends the last lap, once stopping */
+	__s32 top;   /* heaviest weight that may be picked; -1 unknown */
+	__s32 pass_top;
+	__u32 found;
+	__u8 full;   /* this pass started at the list head */
+	__u8 last_pass;
+	__u8 restarted;
+	__u8 stopping;
+	__u8 done;
+};
+
+static long wrr_step(__u32 i, struct wrr_walk *w)
 {
-	__u32 *slot = table_slot(w->svc, w->gen, (w->start + i) % (w->len ? w->len : 1));
-	if (!slot)
-		return 1;
-	if (eligible(*slot)) {
-		w->found = *slot;
-		return 1;
+	__u32 pos = (w->start + i) % (w->n + 1);
+
+	if (pos < w->n) {
+		__u32 *slot = table_slot(w->svc, w->gen, WRR_HDR + pos);
+		if (!slot)
+			return 1;
+		__u32 idx = *slot;
+		struct dest_info *d = bpf_map_lookup_elem(&dests, &idx);
+		struct dest_load *l = bpf_map_lookup_elem(&loads, &idx);
+		if (d && (d->flags & DEST_F_AVAILABLE) && !(l && l->overloaded)) {
+			if (d->weight >= w->cw) {
+				w->cl = pos;
+				w->found = idx;
+				w->done = 1;
+				return 1;
+			}
+			if (d->weight > w->pass_top)
+				w->pass_top = d->weight;
+		}
+		if (w->stopping && pos == (__u32)w->stop) {
+			w->cl = pos;
+			w->done = 1;
+			return 1;
+		}
+		return 0;
+	}
+	/* The end of the list: the next pass, at a lower cw. */
+	if (w->full)
+		w->top = w->pass_top;
+	w->full = 1;
+	w->pass_top = 0;
+	w->cw -= w->di;
+	if (w->cw <= 0) {
+		w->cw = w->mw;
+		if (w->last_pass || w->last == -1) {
+			w->cl = -1;
+			w->done = 1;
+			return 1;
+		}
+		w->restarted = 1;
+	}
+	if (w->top >= 0) {
+		__s32 floor = w->top > w->di ? w->top : w->di;
+		if (w->cw > floor) {
+			/* Unsigned: cw > floor >= di > 0. */
+			__u64 di = (__u32)w->di;
+			__u64 passes = ((__u64)(__u32)(w->cw - floor) + di - 1) / di;
+			w->cw -= (__s32)(passes * di);
+		}
+	}
+	w->last_pass = w->cw <= w->di;
+	if (w->last_pass && w->restarted && w->last != -1) {
+		w->stop = w->last;
+		w->stopping = 1;
 	}
 	return 0;
+}
+
+struct wrr_try {
+	__u64 *cur;
+	__u32 svc;
+	__u32 found;
+};
+
+/* wrr_try_step is one attempt of schedule_wrr: a walk from the cursor as
+ * it is now, and a compare-and-swap that moves it past the choice. */
+static long wrr_try_step(__u32 i, struct wrr_try *t)
+{
+	__u64 old = *(volatile __u64 *)t->cur;
+	__u32 gen = CUR_GEN(old);
+	struct wrr_walk w = {
+		.svc = t->svc,
+		.gen = gen,
+		.cl = CUR_POS(old),
+		.cw = CUR_CW(old),
+		.top = -1,
+		.found = NO_DEST,
+	};
+	/* The header: n, mw, di, in the table's first chunk. */
+	__u32 *h = table_slot(t->svc, gen, 0);
+	if (!h)
+		return 1;
+	__s32 n = h[0];
+	w.mw = h[1];
+	w.di = h[2];
+	if (n <= 0 || n > MAX_WRR_DESTS || w.mw <= 0 || w.di <= 0)
+		return 1;
+	if (w.cl >= n)
+		w.cl = -1;
+	w.n = n;
+	w.start = w.cl + 1;
+	w.last = w.cl;
+	w.full = w.start == 0;
+	bpf_loop(4 * (n + 1), wrr_step, &w, 0);
+	if (!w.done)
+		return 1;
+	t->found = w.found;
+	__u64 next = CUR_MAKE(gen, w.cl, w.cw);
+	if (next == old || __sync_val_compare_and_swap(t->cur, old, next) == old)
+		return 1;
+	return 0;
+}
+
+/* schedule_wrr makes one rr/wrr choice and moves the service's cursor
+ * past it with a compare-and-swap: another CPU that moved it first makes
+ * this one walk again from there, so that concurrent connections get the
+ * kernel's sequence (its walk holds a per-service lock). After
+ * WRR_TRIES lost races the last choice is taken without moving the
+ * cursor. A global function, which the verifier checks once rather than
+ * on every path of new_conn that reaches it. */
+__noinline __u32 schedule_wrr(__u32 svc)
+{
+	__u32 key = svc;
+	struct wrr_try t = {.svc = svc, .found = NO_DEST};
+
+	t.cur = bpf_map_lookup_elem(&cursors, &key);
+	if (!t.cur)
+		return NO_DEST;
+	bpf_loop(WRR_TRIES, wrr_try_step, &t, 0);
+	return t.found;
+}
+
+/* swap_cursor moves a service's rr/wrr cursor from a->old to a->new if it
+ * is still a->old: Go carries the cursor across a table change with it
+ * (BPF_PROG_RUN), so that no connection scheduled meanwhile is lost. It
+ * returns 0 when swapped, 1 when the cursor was not a->old. */
+SEC("syscall")
+int swap_cursor(struct cursor_swap *a)
+{
+	__u32 key = a->svc;
+	__u64 *cur = bpf_map_lookup_elem(&cursors, &key);
+
+	if (!cur)
+		return -1;
+	return __sync_val_compare_and_swap(cur, a->old, a->new) == a->old ? 0 : 1;
 }
 
 static long sh_step(__u32 off, struct walk *w)
@@ -571,17 +733,8 @@ static __always_inline __u32 schedule(struct svc_info *s, struct pkt *p)
 	if (w.len == 0 || w.len > TAB_SIZE)
 		return NO_DEST;
 	switch ((__u32)s->sched) {
-	case SCHED_SEQ: {
-		__u32 key = s->index;
-		__u64 *cur = bpf_map_lookup_elem(&cursors, &key);
-		if (!cur)
-			return NO_DEST;
-		/* One atomic step per new connection; a skipped (overloaded)
-		 * server does not move the shared cursor further. */
-		w.start = __sync_fetch_and_add(cur, 1) % w.len;
-		bpf_loop(w.len, seq_step, &w, 0);
-		return w.found;
-	}
+	case SCHED_WRR:
+		return schedule_wrr(s->index);
 	case SCHED_SH:
 		w.fold = addr_fold(p->saddr, p->family);
 		if (s->flags & SVC_F_HASH_PORT)

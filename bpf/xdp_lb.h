@@ -15,6 +15,9 @@
 #define TAB_CHUNK 16        /* slots per element of a table's map */
 #define SH_TAB 256
 #define MH_TAB 4093
+#define WRR_HDR 3           /* rr/wrr table: n, mw, di, then the n servers */
+#define MAX_WRR_DESTS (TAB_SIZE - WRR_HDR)
+#define WRR_TRIES 8         /* walks per connection when other CPUs move the cursor */
 #define MAX_CONNS 262144
 #define MAX_PERSIST 65536
 #define NO_DEST 0xffffffff
@@ -27,7 +30,7 @@
 
 enum sched_kind {
 	SCHED_NONE = 0,
-	SCHED_SEQ = 1,  /* rr, wrr: a precomputed sequence */
+	SCHED_WRR = 1,  /* rr, wrr: the kernel's walk (rr is wrr with weights 1) */
 	SCHED_SH = 2,
 	SCHED_DH = 3,
 	SCHED_MH = 4,
@@ -154,6 +157,28 @@ struct dest_load {
 	__s64 inactive;
 	__u32 overloaded;
 	__u32 pad;
+};
+
+/*
+ * The rr/wrr cursor of a service, one __u64 in the cursors map, changed
+ * only by compare-and-swap: bits 63-48 the generation of the table it
+ * walks (svc_info.gen, 0 or 1: the table at index * 2 + gen in the
+ * tables map; the walk reads it with table_slot), 47-32 the position of
+ * the server chosen last plus one (0: the list head), 31-0 the current
+ * weight cw.
+ */
+#define CUR_GEN(c) ((__u32)((c) >> 48))
+#define CUR_POS(c) ((__s32)(((c) >> 32) & 0xffff) - 1)
+#define CUR_CW(c) ((__s32)(__u32)(c))
+#define CUR_MAKE(gen, pos, cw) \
+	(((__u64)((gen) & 0xffff) << 48) | ((__u64)(((pos) + 1) & 0xffff) << 32) | (__u32)(cw))
+
+/* The argument of swap_cursor: Go moves a cursor by compare-and-swap. */
+struct cursor_swap {
+	__u32 svc;
+	__u32 pad;
+	__u64 old;
+	__u64 new;
 };
 
 struct conn_key {

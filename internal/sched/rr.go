@@ -50,3 +50,15 @@ func (s *roundRobin) Schedule(Conn) *Dest {
 	}
 	return nil
 }
+
+func (s *roundRobin) Cursor() Cursor {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Cursor{Last: s.cur}
+}
+
+func (s *roundRobin) SetCursor(c Cursor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = max(min(c.Last, len(s.dests)-1), -1)
+}

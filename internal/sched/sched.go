@@ -83,6 +83,27 @@ type Tabled interface {
 	Table() []*Dest
 }
 
+// Walker is a scheduler whose next choice depends on where the last one
+// was made: rr and wrr. The xdp engine walks the same list in BPF and
+// keeps the cursor in a map; on a table change it sets the Go
+// scheduler's cursor to the one BPF left, gives it the new list with
+// Update, and writes back the Cursor that Update made (the kernel's
+// del_dest and dest_changed hooks).
+type Walker interface {
+	Scheduler
+	Cursor() Cursor
+	SetCursor(Cursor)
+}
+
+// Cursor is where a Walker stands. SetCursor takes Last and CW; MW and
+// DI are what the last Update derived from the weights.
+type Cursor struct {
+	Last int   // the position, in Update's list, of the server chosen last; -1 is the list head
+	CW   int32 // wrr's current weight (0 for rr)
+	MW   int32 // wrr's first cw of a lap: the highest weight less the gcd, plus 1 (0 for rr)
+	DI   int32 // wrr's step: the gcd of the positive weights (0 for rr)
+}
+
 // Conn is what a scheduler may look at: the client and the virtual
 // address of the new connection.
 type Conn struct {

@@ -124,3 +124,16 @@ func (s *weightedRR) skipEmptyPasses(top int32) int32 {
 	passes := (cw - floor + di - 1) / di
 	return int32(cw - passes*di)
 }
+
+func (s *weightedRR) Cursor() Cursor {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Cursor{Last: s.cl, CW: s.cw, MW: s.mw, DI: s.di}
+}
+
+func (s *weightedRR) SetCursor(c Cursor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cl = max(min(c.Last, len(s.dests)-1), -1)
+	s.cw = c.CW
+}

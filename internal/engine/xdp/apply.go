@@ -322,9 +322,11 @@ func (e *Engine) writeDest(d *destState) error {
 
 // writeService builds the service's scheduler table (check made sure it
 // can be) and writes it as a new table of the generation the program does
-// not read, then the service entry that switches the program to it. The
-// table it replaces is deleted two expiry ticks later (dropIdleTables),
-// when no packet can be reading it any more.
+// not read, then the service entry that switches the program to it. An
+// rr/wrr service's table is its list with a header, and its cursor
+// switches the walk to it (writeWalk). The table it replaces is deleted
+// two expiry ticks later (dropIdleTables), when no packet can be reading
+// it any more.
 func (e *Engine) writeService(s *svcState) error {
 	tds := make([]tableDest, len(s.dests))
 	for i, d := range s.dests {
@@ -334,15 +336,25 @@ func (e *Engine) writeService(s *svcState) error {
 	if err != nil {
 		return fmt.Errorf("xdp engine: %s: %w", s.cfg.ServiceKey, err)
 	}
+	kind := schedKinds[s.cfg.Scheduler]
 	gen := s.gen ^ 1
-	if err := e.putTable(s.index*2+gen, tab); err != nil {
-		return fmt.Errorf("xdp engine: writing the scheduler table of %s: %w", s.cfg.ServiceKey, err)
+	tabLen := len(tab)
+	if kind == lbSchedKindSCHED_WRR {
+		if err := e.writeWalk(s, gen, tab); err != nil {
+			return err
+		}
+		tabLen += wrrHdr
+	} else {
+		s.walk = ""
+		if err := e.putTable(s.index*2+gen, tab); err != nil {
+			return fmt.Errorf("xdp engine: writing the scheduler table of %s: %w", s.cfg.ServiceKey, err)
+		}
 	}
 	info := lbSvcInfo{
 		Index:  s.index,
-		Sched:  schedKinds[s.cfg.Scheduler],
+		Sched:  kind,
 		Gen:    gen,
-		TabLen: uint32(len(tab)),
+		TabLen: uint32(tabLen),
 	}
 	if s.cfg.Flags&ipvs.SchedFlag1 != 0 {
 		info.Flags |= svcFallback
@@ -371,15 +383,8 @@ func (e *Engine) writeService(s *svcState) error {
 	if err := e.objs.Services.Update(&key, &info, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("xdp engine: writing %s: %w", s.cfg.ServiceKey, err)
 	}
-	if s.cfg.Scheduler == "wrr" && !slicesEqual(s.seq, tab) {
-		// The kernel's wrr starts over from the list head on a change.
-		e.objs.Cursors.Update(s.index, uint64(0), ebpf.UpdateAny)
-	}
-	s.seq = nil
-	if s.cfg.Scheduler == "wrr" {
-		s.seq = tab
-	}
 	s.gen = gen
+	s.table = tab
 	e.idle[s] = e.tick
 	return nil
 }
@@ -440,18 +445,6 @@ func (e *Engine) deleteTable(key uint32) {
 	if err := e.objs.Tables.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		e.log.Error("deleting a scheduler table", "error", err)
 	}
-}
-
-func slicesEqual(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // resetStats zeroes a per-CPU stats slot being reused.

@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,17 +58,16 @@ func TestCheckDest(t *testing.T) {
 }
 
 func TestTables(t *testing.T) {
-	tds := []tableDest{{index: 7, weight: 3, lastWeight: 3}, {index: 9, weight: 1, lastWeight: 1}}
-	seq, err := buildTable("wrr", tds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := seq, []uint32{7, 7, 7, 9}; !slicesEq(got, want) {
-		t.Errorf("wrr sequence %v, want %v", got, want)
-	}
-	big := []tableDest{{index: 1, weight: 5000}, {index: 2, weight: 1}}
-	if _, err := buildTable("wrr", big); err == nil || !strings.Contains(err.Error(), "smaller weights") {
-		t.Errorf("a wrr cycle longer than the table: %v", err)
+	// rr and wrr: the list, which BPF walks; weights of any size.
+	big := []tableDest{{index: 7, weight: 2147483647}, {index: 9, weight: 1}, {index: 3, weight: 65535}}
+	for _, name := range []string{"rr", "wrr"} {
+		list, err := buildTable(name, big)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if want := []uint32{7, 9, 3}; !slices.Equal(list, want) {
+			t.Errorf("%s list %v, want the servers in order %v", name, list, want)
+		}
 	}
 	for b := range uint32(256) {
 		a := bucketAddr(b).As4()
@@ -138,8 +138,6 @@ func bucketAddr(b uint32) netip.Addr {
 	v := (b << 24) * goldenInverse
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
-
-func slicesEq(a, b []uint32) bool { return slicesEqual(a, b) }
 
 func TestMaxConns(t *testing.T) {
 	requireRoot(t)

@@ -335,7 +335,8 @@ type svcState struct {
 	gen     uint32
 	dests   []*destState // in service, the kernel's order
 	all     map[netip.AddrPort]*destState
-	seq     []uint32 // wrr: the live sequence (a change resets the cursor)
+	table   []uint32 // the live table (rr, wrr: the list the cursor walks)
+	walk    string   // the scheduler (rr, wrr) whose cursor the cursors map holds
 }
 
 type destState struct {

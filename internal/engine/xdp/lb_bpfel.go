@@ -73,6 +73,14 @@ type lbConnVal struct {
 	Xdaddr   [4]uint32
 }
 
+type lbCursorSwap struct {
+	_   structs.HostLayout
+	Svc uint32
+	Pad uint32
+	Old uint64
+	New uint64
+}
+
 type lbDestInfo struct {
 	_          structs.HostLayout
 	Addr       [4]uint32
@@ -160,7 +168,7 @@ type lbSchedKind uint32
 
 const (
 	lbSchedKindSCHED_NONE  lbSchedKind = 0
-	lbSchedKindSCHED_SEQ   lbSchedKind = 1
+	lbSchedKindSCHED_WRR   lbSchedKind = 1
 	lbSchedKindSCHED_SH    lbSchedKind = 2
 	lbSchedKindSCHED_DH    lbSchedKind = 3
 	lbSchedKindSCHED_MH    lbSchedKind = 4
@@ -226,6 +234,7 @@ const (
 	lbMapSvcStats    = "svc_stats"
 	lbMapTables      = "tables"
 	lbMapTxPorts     = "tx_ports"
+	lbProgSwapCursor = "swap_cursor"
 	lbProgXdpLb      = "xdp_lb"
 )
 
@@ -271,7 +280,8 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
-	XdpLb *ebpf.ProgramSpec `ebpf:"xdp_lb"`
+	SwapCursor *ebpf.ProgramSpec `ebpf:"swap_cursor"`
+	XdpLb      *ebpf.ProgramSpec `ebpf:"xdp_lb"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -377,11 +387,13 @@ type lbVariables struct {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
-	XdpLb *ebpf.Program `ebpf:"xdp_lb"`
+	SwapCursor *ebpf.Program `ebpf:"swap_cursor"`
+	XdpLb      *ebpf.Program `ebpf:"xdp_lb"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
+		p.SwapCursor,
 		p.XdpLb,
 	)
 }

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,7 +141,7 @@ func destName(d *sched.Dest) string {
 }
 
 func macName(mac []byte) string {
-	for n := byte(11); n < 17; n++ {
+	for n := byte(11); n <= 30; n++ {
 		if bytes.Equal(mac, rsMAC(n)) {
 			return rsIP(n).String()
 		}
@@ -198,4 +202,251 @@ func localityEntries(t *testing.T, e *Engine) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// walkLab is an xdp engine with one service at vip (DR), changed one
+// ipvsadm command at a time as gvsadm does, beside the Go scheduler of
+// the same name driven as the kernel's ip_vs_ctl drives its scheduler.
+type walkLab struct {
+	t     *testing.T
+	e     *Engine
+	svc   ipvs.Service
+	gs    sched.Scheduler
+	dests []*sched.Dest // the kernel's order: most recently added first
+	port  uint16        // the next client port
+}
+
+func newWalkLab(t *testing.T, name string) *walkLab {
+	svc := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: vip.Addr(), Port: vip.Port()}, Scheduler: name}
+	gs, err := sched.New(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &walkLab{t: t, e: newTestEngine(t, nil), svc: svc, gs: gs, port: 20000}
+	l.apply(ipvs.Command{Op: ipvs.OpAddService, Service: &l.svc})
+	return l
+}
+
+func (l *walkLab) apply(c ipvs.Command) {
+	l.t.Helper()
+	if err := l.e.Apply([]ipvs.Command{c}); err != nil {
+		l.t.Fatalf("%s: %v", c.Op, err)
+	}
+}
+
+func (l *walkLab) get(n byte) *sched.Dest {
+	for _, d := range l.dests {
+		if d.Addr.Addr() == rsIP(n) {
+			return d
+		}
+	}
+	l.t.Fatalf("no real server %s", rsIP(n))
+	return nil
+}
+
+// add, del and edit are ipvsadm -a, -d and -e on the real server
+// 198.18.0.n, with weight w and upper threshold x.
+func (l *walkLab) add(n byte, w int32, x uint32) {
+	d := ipvs.Dest{Addr: rsIP(n), Port: 80, Method: ipvs.Route, Weight: w, UThreshold: x}
+	l.apply(ipvs.Command{Op: ipvs.OpAddDest, Service: &l.svc, Dest: &d})
+	l.dests = append([]*sched.Dest{sched.NewDest(d)}, l.dests...)
+	l.gs.Update(l.dests)
+}
+
+func (l *walkLab) del(n byte) {
+	d := ipvs.Dest{Addr: rsIP(n), Port: 80}
+	l.apply(ipvs.Command{Op: ipvs.OpDelDest, Service: &l.svc, Dest: &d})
+	g := l.get(n)
+	g.MarkRemoved()
+	l.dests = slices.DeleteFunc(l.dests, func(x *sched.Dest) bool { return x == g })
+	l.gs.Update(l.dests)
+}
+
+func (l *walkLab) edit(n byte, w int32, x uint32) {
+	d := ipvs.Dest{Addr: rsIP(n), Port: 80, Method: ipvs.Route, Weight: w, UThreshold: x}
+	l.apply(ipvs.Command{Op: ipvs.OpEditDest, Service: &l.svc, Dest: &d})
+	g := l.get(n)
+	g.SetWeight(w)
+	g.SetThresholds(x, 0)
+	l.gs.Update(l.dests)
+}
+
+// conn sends one new connection's SYN to the program and asks the Go
+// scheduler; it returns both choices ("none" for no server).
+func (l *walkLab) conn() (bpf, goref string) {
+	l.t.Helper()
+	c := netip.AddrPortFrom(netip.MustParseAddr("198.18.1.2"), l.port)
+	l.port++
+	want := l.gs.Schedule(sched.Conn{Client: c, Virtual: vip})
+	if want != nil {
+		want.Bind(sched.Inactive)
+	}
+	return chosen(l.t, l.e, pktSpec{src: c, dst: vip, proto: ipvs.TCP, flags: tcpSYN}), destName(want)
+}
+
+// chosen runs a new connection's first packet and names the real server
+// the program sent it to, or "none".
+func chosen(t *testing.T, e *Engine, spec pktSpec) string {
+	t.Helper()
+	v, out := runOut(t, e, build(spec))
+	switch {
+	case v == xdpRedirect && !bytes.Equal(out[:6], clientMAC):
+		return macName(out[:6])
+	case v == xdpDrop || v == xdpTX:
+		return "none"
+	}
+	t.Fatalf("new connection from %s: verdict %d", spec.src, v)
+	return ""
+}
+
+// TestWalkMatchesGoAcrossChanges makes rr and wrr services go through
+// random ipvsadm -a, -d and -e (weights from 0 to 2147483647, upper
+// thresholds) between new connections, and wants the program to choose
+// as internal/sched does for every connection.
+func TestWalkMatchesGoAcrossChanges(t *testing.T) {
+	ns := labNS(t, walkServers()...)
+	for _, name := range []string{"rr", "wrr"} {
+		for seed := range uint64(6) {
+			t.Run(fmt.Sprintf("%s/%d", name, seed), func(t *testing.T) {
+				enterNS(t, ns)
+				rng := rand.New(rand.NewPCG(seed, 7))
+				l := newWalkLab(t, name)
+				weight := func() int32 {
+					switch rng.IntN(5) {
+					case 0:
+						return 0
+					case 1:
+						return 4097 + rng.Int32N(1<<31-4097) // beyond the old cycle table
+					case 2:
+						return 1<<31 - 1
+					}
+					return 1 + rng.Int32N(6)
+				}
+				var live []byte
+				next := byte(11)
+				for step := range 60 {
+					switch op := rng.IntN(6); {
+					case len(live) == 0 || (op == 0 && next < 11+byte(len(walkServers()))):
+						x := uint32(0)
+						if rng.IntN(4) == 0 {
+							x = 1 + uint32(rng.IntN(4))
+						}
+						l.add(next, weight(), x)
+						live = append(live, next)
+						next++
+					case op == 1 && len(live) > 1:
+						i := rng.IntN(len(live))
+						l.del(live[i])
+						live = slices.Delete(live, i, i+1)
+					case op == 2:
+						l.edit(live[rng.IntN(len(live))], weight(), 0)
+					case op == 3:
+						l.edit(live[rng.IntN(len(live))], weight(), 1+uint32(rng.IntN(8)))
+					}
+					for range 1 + rng.IntN(6) {
+						if got, want := l.conn(); got != want {
+							t.Fatalf("step %d: BPF chose %s, Go chose %s", step, got, want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// walkServers are the real servers the walk tests may add: 198.18.0.11
+// to .30.
+func walkServers() []byte {
+	var ns []byte
+	for n := byte(11); n <= 30; n++ {
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+// TestWalkMatchesLinux replays internal/sched's recording of the kernel
+// (rr and wrr across ipvsadm -a, -d and -e, weights up to 2147483647)
+// through the program, one gvsadm command at a time, and wants the
+// kernel's choice for every connection.
+func TestWalkMatchesLinux(t *testing.T) {
+	ns := labNS(t, walkServers()...)
+	b, err := os.ReadFile("../../sched/testdata/linux-6.1-changes.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type change struct {
+		port int
+		args []string
+	}
+	steps := map[string][]change{}
+	results := map[string]string{} // "vip:port client-port" -> server
+	var order []string
+	end := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		switch {
+		case len(fs) >= 4 && fs[0] == "STEP":
+			if steps[fs[1]] == nil {
+				order = append(order, fs[1])
+			}
+			p, _ := strconv.Atoi(fs[2])
+			steps[fs[1]] = append(steps[fs[1]], change{p, fs[3:]})
+		case len(fs) == 5 && fs[0] == "RESULT":
+			_, p, _ := strings.Cut(fs[2], ":")
+			results[fs[1]+" "+p] = strings.TrimPrefix(fs[4], "198.19.0.")
+		case len(fs) == 2 && fs[0] == "END":
+			end, _ = strconv.Atoi(fs[1])
+		}
+	}
+	if len(order) == 0 || end == 0 {
+		t.Fatal("nothing recorded")
+	}
+	for i, vs := range order {
+		t.Run(vs, func(t *testing.T) {
+			enterNS(t, ns)
+			name := "wrr"
+			if strings.HasSuffix(vs, ":80") {
+				name = "rr"
+			}
+			l := newWalkLab(t, name)
+			last := end
+			if i+1 < len(order) {
+				last = steps[order[i+1]][0].port
+			}
+			num := func(a []string, i int) int64 {
+				if i >= len(a) {
+					return 0
+				}
+				n, _ := strconv.ParseInt(a[i], 10, 64)
+				return n
+			}
+			cs := steps[vs]
+			var got, want []string
+			for port := cs[0].port; port < last; port++ {
+				for len(cs) > 0 && cs[0].port == port {
+					a := cs[0].args
+					n := byte(num(a, 1))
+					switch a[0] {
+					case "add":
+						l.add(n, int32(num(a, 2)), uint32(num(a, 3)))
+					case "del":
+						l.del(n)
+					case "edit":
+						l.edit(n, int32(num(a, 2)), uint32(num(a, 3)))
+					}
+					cs = cs[1:]
+				}
+				g, _ := l.conn()
+				got = append(got, strings.TrimPrefix(g, "198.18.0."))
+				w := results[fmt.Sprintf("%s %d", vs, port)]
+				if w == "" {
+					w = "none"
+				}
+				want = append(want, w)
+			}
+			if g, w := strings.Join(got, " "), strings.Join(want, " "); g != w {
+				t.Errorf("choices\n got: %s\nwant: %s (Linux 6.1)", g, w)
+			}
+		})
+	}
 }

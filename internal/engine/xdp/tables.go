@@ -15,13 +15,15 @@ const (
 	shTabSize   = 256
 	mhTabSize   = 4093
 	maxSvcDests = 256
+	wrrHdr      = 3 // an rr/wrr table: n, mw, di, then the servers
+	maxWRRDests = tabSize - wrrHdr
 	noDest      = 0xffffffff
 )
 
 // schedKinds are the schedulers the BPF program implements and how.
 var schedKinds = map[string]lbSchedKind{
-	"rr":    lbSchedKindSCHED_SEQ,
-	"wrr":   lbSchedKindSCHED_SEQ,
+	"rr":    lbSchedKindSCHED_WRR,
+	"wrr":   lbSchedKindSCHED_WRR,
 	"sh":    lbSchedKindSCHED_SH,
 	"dh":    lbSchedKindSCHED_DH,
 	"mh":    lbSchedKindSCHED_MH,
@@ -46,9 +48,9 @@ type tableDest struct {
 // buildTable computes a service's scheduler table from the Go reference
 // schedulers in internal/sched, so that the BPF program makes the same
 // choices:
-//   - rr, wrr: the sequence the Go scheduler produces over one full cycle
-//     (the number of servers with a weight for rr, the sum of weight/gcd
-//     for wrr), walked by BPF with one shared atomic cursor;
+//   - rr, wrr: the servers in the kernel's list order, which BPF walks as
+//     ip_vs_wrr does from the service's cursor (writeWalk adds the
+//     header and carries the cursor over);
 //   - sh, dh: the 256 buckets and mh: the 4093-slot Maglev ring, copied
 //     from the Go scheduler's own table (sched.Tabled);
 //   - lc, wlc, sed, nq, fo, ovf: the servers in the kernel's list order.
@@ -57,16 +59,17 @@ func buildTable(name string, ds []tableDest) ([]uint32, error) {
 	if !ok {
 		return nil, notImplemented(name)
 	}
+	limit := maxSvcDests
 	switch kind {
-	case lbSchedKindSCHED_SEQ:
-		return seqTable(name, ds)
+	case lbSchedKindSCHED_WRR:
+		limit = maxWRRDests
 	case lbSchedKindSCHED_SH, lbSchedKindSCHED_DH:
 		return hashTable(name, ds)
 	case lbSchedKindSCHED_MH:
 		return maglevTable(ds)
 	}
-	if len(ds) > maxSvcDests {
-		return nil, fmt.Errorf("scheduler %s: %d real servers, the xdp engine takes at most %d per service", name, len(ds), maxSvcDests)
+	if len(ds) > limit {
+		return nil, fmt.Errorf("scheduler %s: %d real servers, the xdp engine takes at most %d per service", name, len(ds), limit)
 	}
 	t := make([]uint32, len(ds))
 	for i, d := range ds {
@@ -81,19 +84,15 @@ func checkTable(name string, ds []ipvs.Dest) error {
 	if !ok {
 		return notImplemented(name)
 	}
+	limit := maxSvcDests
 	switch kind {
-	case lbSchedKindSCHED_SEQ:
-		ws := make([]int32, len(ds))
-		for i := range ds {
-			ws[i] = ds[i].Weight
-		}
-		_, err := seqSteps(name, ws)
-		return err
+	case lbSchedKindSCHED_WRR:
+		limit = maxWRRDests
 	case lbSchedKindSCHED_SH, lbSchedKindSCHED_DH, lbSchedKindSCHED_MH:
 		return nil
 	}
-	if len(ds) > maxSvcDests {
-		return fmt.Errorf("scheduler %s: %d real servers, the xdp engine takes at most %d per service", name, len(ds), maxSvcDests)
+	if len(ds) > limit {
+		return fmt.Errorf("scheduler %s: %d real servers, the xdp engine takes at most %d per service", name, len(ds), limit)
 	}
 	return nil
 }
@@ -113,58 +112,6 @@ func goDests(ds []tableDest, weight func(tableDest) int32) ([]*sched.Dest, map[*
 		back[x] = d.index
 	}
 	return list, back
-}
-
-// seqSteps is the length of one rr or wrr cycle over servers of weights
-// ws, or an error when the table cannot hold it.
-func seqSteps(name string, ws []int32) (int, error) {
-	var n int
-	var g int32
-	for _, w := range ws {
-		if w > 0 {
-			g = gcd(g, w)
-		}
-	}
-	for _, w := range ws {
-		if w <= 0 {
-			continue
-		}
-		if name == "rr" {
-			n++
-		} else {
-			n += int(w / g)
-		}
-	}
-	if n > tabSize {
-		return 0, fmt.Errorf("scheduler %s: one cycle takes %d steps, more than the xdp engine's %d: use smaller weights (or weights with a common divisor)", name, n, tabSize)
-	}
-	return n, nil
-}
-
-func seqTable(name string, ds []tableDest) ([]uint32, error) {
-	ws := make([]int32, len(ds))
-	for i, d := range ds {
-		ws[i] = d.weight
-	}
-	n, err := seqSteps(name, ws)
-	if err != nil {
-		return nil, err
-	}
-	s, err := sched.New(name, 0)
-	if err != nil {
-		return nil, err
-	}
-	list, back := goDests(ds, func(d tableDest) int32 { return d.weight })
-	s.Update(list)
-	t := make([]uint32, n)
-	for i := range t {
-		d := s.Schedule(sched.Conn{})
-		if d == nil {
-			return nil, fmt.Errorf("scheduler %s: the reference scheduler chose nothing at step %d", name, i)
-		}
-		t[i] = back[d]
-	}
-	return t, nil
 }
 
 // hashTable is the sh or dh scheduler's 256 buckets, as internal/sched
@@ -206,11 +153,4 @@ func readTable(name string, ds []tableDest, weight func(tableDest) int32) ([]uin
 		}
 	}
 	return t, nil
-}
-
-func gcd(a, b int32) int32 {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
 }
