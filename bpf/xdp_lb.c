@@ -18,8 +18,9 @@
  *   - TCP packets of no known connection that are not a SYN without ACK:
  *     they are never scheduled (XDP_PASS, the local stack answers them as
  *     it would without GVS).
- * A new connection for which no real server is available is dropped, as
- * IPVS drops it ("no destination available").
+ * A new connection for which no real server is available is refused as
+ * IPVS refuses it (ip_vs_leave): an ICMP or ICMPv6 port unreachable from
+ * the virtual address back to the client, TCP and UDP alike.
  *
  * Go (internal/engine/xdp) owns everything slow: it fills the maps,
  * expires connections, corrects the per-server counters and reads stats.
@@ -1233,10 +1234,216 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 
 #include "xdp_nat.h"
 
+#define ICMP_QUOTE (576 - 20 - 8) /* what icmp_send quotes at most */
+#define REFUSE_MAX 1232           /* the longer of the two quotes, with the ICMP header */
+
+/* csum_tail sums the bytes from p to the end of the frame (at most
+ * REFUSE_MAX + 8) as 16-bit words in memory order, an odd last byte
+ * padded with zero. */
+static __always_inline __u32 csum_tail(void *p, void *end)
+{
+	__u16 *w = p;
+	__u32 sum = 0;
+	int i;
+
+	for (i = 0; i < (REFUSE_MAX + 8) / 2; i++) {
+		if ((void *)(w + i + 1) > end)
+			break;
+		sum += w[i];
+	}
+	__u8 *b = (__u8 *)(w + i);
+	asm volatile("" : "+r"(b));
+	if ((void *)(b + 1) <= end)
+		sum += *b; /* the low byte of a little-endian word */
+	return sum;
+}
+
+/* The kernel limits the ICMP errors it sends (icmp_msgs_per_sec and
+ * icmp_msgs_burst: 1000 a second, bursts of 50); refusals are limited so
+ * on each CPU, so that the program cannot be made a reflector of floods.
+ * (The kernel's further limit per client, icmp_ratelimit, is not
+ * followed: a client that retries at once is refused every time.) */
+#define REFUSE_PER_SEC 1000
+#define REFUSE_BURST 50
+
+struct refuse_bucket {
+	__u64 last_ns;
+	__u64 tokens;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct refuse_bucket);
+} refuse_budget SEC(".maps");
+
+static __always_inline int refuse_allowed(void)
+{
+	__u32 zero = 0;
+	struct refuse_bucket *b = bpf_map_lookup_elem(&refuse_budget, &zero);
+	if (!b)
+		return 0;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 add = (now - b->last_ns) / (1000000000ULL / REFUSE_PER_SEC);
+	if (add) {
+		b->tokens = b->tokens + add > REFUSE_BURST ? REFUSE_BURST : b->tokens + add;
+		b->last_ns = now;
+	}
+	if (!b->tokens)
+		return 0;
+	b->tokens--;
+	return 1;
+}
+
+/* refuse4 turns an IPv4 packet into the ICMP port unreachable the kernel's
+ * IPVS sends when no real server is available (ip_vs_leave: icmp_send,
+ * as for a closed port): from the virtual address back to the client,
+ * quoting the packet up to 576 bytes in all, out where it came from. It
+ * returns the verdict, or -1 when it cannot (a tagged frame). */
+static __noinline int refuse4(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+	__u32 quote = p->l3len < ICMP_QUOTE ? p->l3len : ICMP_QUOTE;
+
+	if (p->l3off != ETH_HLEN || quote < 28)
+		return -1;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
+	/* [eth][ip][icmp] in front of the packet's IP header. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmphdr))))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u32 keep = ETH_HLEN + sizeof(struct iphdr) + sizeof(struct icmphdr) + quote;
+	__u32 have = end - data;
+	if (have < keep)
+		return XDP_DROP;
+	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct icmphdr *ic = (void *)(ip + 1);
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, dmac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0xc0 | (p->tos & 0x1e); /* IPTOS_PREC_INTERNETCONTROL | the TOS bits */
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ic) + quote);
+	ip->id = bpf_get_prandom_u32();
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->check = 0;
+	ip->saddr = p->daddr[0];
+	ip->daddr = p->saddr[0];
+	ip->check = ipv4_csum(ip);
+	ic->type = 3; /* destination unreachable */
+	ic->code = 3; /* port unreachable */
+	ic->checksum = 0;
+	ic->unused = 0;
+	ic->mtu = 0;
+
+	__u32 sum = csum_tail(ic, end);
+	asm volatile("" : "+r"(ic));
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	ic->checksum = csum_fold(sum);
+	return XDP_TX;
+}
+
+/* refuse6 is refuse4 for IPv6: an ICMPv6 port unreachable (icmpv6_send),
+ * quoting the packet up to the IPv6 minimum MTU. */
+static __noinline int refuse6(struct xdp_md *ctx, struct pkt *p)
+{
+	__u32 quote = p->l3len < PTB_QUOTE ? p->l3len : PTB_QUOTE;
+
+	if (p->l3off != ETH_HLEN || quote < sizeof(struct ipv6hdr) + 8)
+		return -1;
+	/* [eth][ip6][icmp6] in front of the packet's IPv6 header: the old
+	 * Ethernet header ends up under the new ip6 and icmp6 headers. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr))))
+		return XDP_DROP;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 keep = ETH_HLEN + sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr) + quote;
+	__u32 have = end - data;
+	if (have < keep)
+		return XDP_DROP;
+	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	struct icmp6hdr *ic = (void *)(ip6 + 1);
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	struct ethhdr *old = (void *)ic + sizeof(*ic) - ETH_HLEN;
+	__builtin_memcpy(eth->h_dest, old->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, old->h_dest, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	ip6->version = 6;
+	ip6->priority = 0;
+	ip6->flow_lbl[0] = 0;
+	ip6->flow_lbl[1] = 0;
+	ip6->flow_lbl[2] = 0;
+	ip6->payload_len = bpf_htons(sizeof(*ic) + quote);
+	ip6->nexthdr = IPPROTO_ICMPV6;
+	ip6->hop_limit = 64;
+	__u32 sum = bpf_htons(sizeof(*ic) + quote) + bpf_htons(IPPROTO_ICMPV6);
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		ip6->saddr[i] = p->daddr[i];
+		ip6->daddr[i] = p->saddr[i];
+		sum += (p->daddr[i] & 0xffff) + (p->daddr[i] >> 16);
+		sum += (p->saddr[i] & 0xffff) + (p->saddr[i] >> 16);
+	}
+	ic->icmp6_type = 1; /* destination unreachable */
+	ic->icmp6_code = 4; /* port unreachable */
+	ic->icmp6_cksum = 0;
+	ic->icmp6_data = 0;
+
+	sum += csum_tail(ic, end);
+	asm volatile("" : "+r"(ic));
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	ic->icmp6_cksum = csum_fold(sum);
+	return XDP_TX;
+}
+
+/* refuse answers a new connection that no real server can take: a port
+ * unreachable for the client (counted REASON_REFUSED), or a drop
+ * (REASON_NO_DEST) over the rate limit or where the program cannot build
+ * one (a VLAN-tagged frame). */
+static __noinline int refuse(struct xdp_md *ctx, struct pkt *p)
+{
+	int rc = -1;
+	if (refuse_allowed())
+		rc = p->family == AF_INET ? refuse4(ctx, p) : refuse6(ctx, p);
+	if (rc == XDP_TX) {
+		count(REASON_REFUSED);
+		return XDP_TX;
+	}
+	count(REASON_NO_DEST);
+	return XDP_DROP;
+}
+
 /* new_conn schedules a new connection and inserts it under ck (conn_find's
  * form of the key): nc is filled.
- * It returns -1 when the packet is to be forwarded, else the verdict. */
-static __noinline int new_conn(struct pkt *p, void *ck, struct conn_val *nc, __u64 ns)
+ * It returns -1 when the packet is to be forwarded, else the verdict (a
+ * refusal when no real server is available). */
+static __noinline int new_conn(struct xdp_md *ctx, struct pkt *p, void *ck, struct conn_val *nc, __u64 ns)
 {
 	struct dest_info *d;
 	__u32 didx, sidx;
@@ -1284,10 +1491,8 @@ static __noinline int new_conn(struct pkt *p, void *ck, struct conn_val *nc, __u
 	}
 	if (didx == NO_DEST)
 		didx = schedule(s, p);
-	if (didx == NO_DEST) {
-		count(REASON_NO_DEST);
-		return XDP_DROP;
-	}
+	if (didx == NO_DEST)
+		return refuse(ctx, p);
 	d = bpf_map_lookup_elem(&dests, &didx);
 	if (!d)
 		return XDP_DROP;
@@ -1501,7 +1706,7 @@ int xdp_lb(struct xdp_md *ctx)
 		if (!nc)
 			return XDP_PASS;
 		__builtin_memset(nc, 0, sizeof(*nc));
-		rc = new_conn(&p, &ck, nc, ns);
+		rc = new_conn(ctx, &p, &ck, nc, ns);
 		if (rc >= 0)
 			return rc;
 		didx = nc->dest;

@@ -104,7 +104,7 @@ enum drop_reason {
 	REASON_NOT_L4 = 4,
 	REASON_NO_SERVICE = 5,
 	REASON_NOT_SYN = 6,
-	REASON_NO_DEST = 7,
+	REASON_NO_DEST = 7,      /* no real server, and no refusal could be sent */
 	REASON_NO_NEIGH = 8,
 	REASON_NO_ROUTE = 9,
 	REASON_TOO_BIG = 10,
@@ -113,7 +113,8 @@ enum drop_reason {
 	REASON_NO_LPORT = 13,    /* FullNAT: no free local address and port */
 	REASON_NAT_CLASH = 14,   /* NAT: the reply tuple is taken by another connection */
 	REASON_ICMP = 15,        /* ICMP errors translated for NAT/FullNAT (not a drop) */
-	REASON_MAX = 16,
+	REASON_REFUSED = 16,     /* no real server: ICMP port unreachable sent back */
+	REASON_MAX = 17,
 };
 
 struct svc_key {

@@ -743,7 +743,7 @@ func (e *Engine) ConnEntries() int {
 // dropped, by reason, for diagnostics.
 func (e *Engine) Drops() map[string]uint64 {
 	names := []string{"", "malformed", "fragment", "not-ip", "not-tcp-udp", "no-service", "not-syn", "no-dest", "no-neighbour", "no-route", "too-big", "stale",
-		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated"}
+		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated", "refused"}
 	out := map[string]uint64{}
 	for i := 1; i < len(names); i++ {
 		var per []uint64

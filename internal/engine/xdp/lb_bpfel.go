@@ -126,7 +126,8 @@ const (
 	lbDropReasonREASON_NO_LPORT    lbDropReason = 13
 	lbDropReasonREASON_NAT_CLASH   lbDropReason = 14
 	lbDropReasonREASON_ICMP        lbDropReason = 15
-	lbDropReasonREASON_MAX         lbDropReason = 16
+	lbDropReasonREASON_REFUSED     lbDropReason = 16
+	lbDropReasonREASON_MAX         lbDropReason = 17
 )
 
 type lbLocalityKey struct {
@@ -162,6 +163,12 @@ type lbPersistVal struct {
 	LastSeen uint64
 	Dest     uint32
 	Pad      uint32
+}
+
+type lbRefuseBucket struct {
+	_      structs.HostLayout
+	LastNs uint64
+	Tokens uint64
 }
 
 type lbSchedKind uint32
@@ -216,26 +223,27 @@ type lbSvcKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapCfg         = "cfg"
-	lbMapConns       = "conns"
-	lbMapConns4      = "conns4"
-	lbMapCursors     = "cursors"
-	lbMapDestStats   = "dest_stats"
-	lbMapDests       = "dests"
-	lbMapGenericIfs  = "generic_ifs"
-	lbMapLoads       = "loads"
-	lbMapLocality    = "locality"
-	lbMapLportCursor = "lport_cursor"
-	lbMapNeighMiss   = "neigh_miss"
-	lbMapPersist     = "persist"
-	lbMapReasons     = "reasons"
-	lbMapScratch     = "scratch"
-	lbMapServices    = "services"
-	lbMapSvcStats    = "svc_stats"
-	lbMapTables      = "tables"
-	lbMapTxPorts     = "tx_ports"
-	lbProgSwapCursor = "swap_cursor"
-	lbProgXdpLb      = "xdp_lb"
+	lbMapCfg          = "cfg"
+	lbMapConns        = "conns"
+	lbMapConns4       = "conns4"
+	lbMapCursors      = "cursors"
+	lbMapDestStats    = "dest_stats"
+	lbMapDests        = "dests"
+	lbMapGenericIfs   = "generic_ifs"
+	lbMapLoads        = "loads"
+	lbMapLocality     = "locality"
+	lbMapLportCursor  = "lport_cursor"
+	lbMapNeighMiss    = "neigh_miss"
+	lbMapPersist      = "persist"
+	lbMapReasons      = "reasons"
+	lbMapRefuseBudget = "refuse_budget"
+	lbMapScratch      = "scratch"
+	lbMapServices     = "services"
+	lbMapSvcStats     = "svc_stats"
+	lbMapTables       = "tables"
+	lbMapTxPorts      = "tx_ports"
+	lbProgSwapCursor  = "swap_cursor"
+	lbProgXdpLb       = "xdp_lb"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -288,24 +296,25 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	Cfg         *ebpf.MapSpec `ebpf:"cfg"`
-	Conns       *ebpf.MapSpec `ebpf:"conns"`
-	Conns4      *ebpf.MapSpec `ebpf:"conns4"`
-	Cursors     *ebpf.MapSpec `ebpf:"cursors"`
-	DestStats   *ebpf.MapSpec `ebpf:"dest_stats"`
-	Dests       *ebpf.MapSpec `ebpf:"dests"`
-	GenericIfs  *ebpf.MapSpec `ebpf:"generic_ifs"`
-	Loads       *ebpf.MapSpec `ebpf:"loads"`
-	Locality    *ebpf.MapSpec `ebpf:"locality"`
-	LportCursor *ebpf.MapSpec `ebpf:"lport_cursor"`
-	NeighMiss   *ebpf.MapSpec `ebpf:"neigh_miss"`
-	Persist     *ebpf.MapSpec `ebpf:"persist"`
-	Reasons     *ebpf.MapSpec `ebpf:"reasons"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
-	Services    *ebpf.MapSpec `ebpf:"services"`
-	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
-	Tables      *ebpf.MapSpec `ebpf:"tables"`
-	TxPorts     *ebpf.MapSpec `ebpf:"tx_ports"`
+	Cfg          *ebpf.MapSpec `ebpf:"cfg"`
+	Conns        *ebpf.MapSpec `ebpf:"conns"`
+	Conns4       *ebpf.MapSpec `ebpf:"conns4"`
+	Cursors      *ebpf.MapSpec `ebpf:"cursors"`
+	DestStats    *ebpf.MapSpec `ebpf:"dest_stats"`
+	Dests        *ebpf.MapSpec `ebpf:"dests"`
+	GenericIfs   *ebpf.MapSpec `ebpf:"generic_ifs"`
+	Loads        *ebpf.MapSpec `ebpf:"loads"`
+	Locality     *ebpf.MapSpec `ebpf:"locality"`
+	LportCursor  *ebpf.MapSpec `ebpf:"lport_cursor"`
+	NeighMiss    *ebpf.MapSpec `ebpf:"neigh_miss"`
+	Persist      *ebpf.MapSpec `ebpf:"persist"`
+	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
+	RefuseBudget *ebpf.MapSpec `ebpf:"refuse_budget"`
+	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
+	Services     *ebpf.MapSpec `ebpf:"services"`
+	SvcStats     *ebpf.MapSpec `ebpf:"svc_stats"`
+	Tables       *ebpf.MapSpec `ebpf:"tables"`
+	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -334,24 +343,25 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	Cfg         *ebpf.Map `ebpf:"cfg"`
-	Conns       *ebpf.Map `ebpf:"conns"`
-	Conns4      *ebpf.Map `ebpf:"conns4"`
-	Cursors     *ebpf.Map `ebpf:"cursors"`
-	DestStats   *ebpf.Map `ebpf:"dest_stats"`
-	Dests       *ebpf.Map `ebpf:"dests"`
-	GenericIfs  *ebpf.Map `ebpf:"generic_ifs"`
-	Loads       *ebpf.Map `ebpf:"loads"`
-	Locality    *ebpf.Map `ebpf:"locality"`
-	LportCursor *ebpf.Map `ebpf:"lport_cursor"`
-	NeighMiss   *ebpf.Map `ebpf:"neigh_miss"`
-	Persist     *ebpf.Map `ebpf:"persist"`
-	Reasons     *ebpf.Map `ebpf:"reasons"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
-	Services    *ebpf.Map `ebpf:"services"`
-	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
-	Tables      *ebpf.Map `ebpf:"tables"`
-	TxPorts     *ebpf.Map `ebpf:"tx_ports"`
+	Cfg          *ebpf.Map `ebpf:"cfg"`
+	Conns        *ebpf.Map `ebpf:"conns"`
+	Conns4       *ebpf.Map `ebpf:"conns4"`
+	Cursors      *ebpf.Map `ebpf:"cursors"`
+	DestStats    *ebpf.Map `ebpf:"dest_stats"`
+	Dests        *ebpf.Map `ebpf:"dests"`
+	GenericIfs   *ebpf.Map `ebpf:"generic_ifs"`
+	Loads        *ebpf.Map `ebpf:"loads"`
+	Locality     *ebpf.Map `ebpf:"locality"`
+	LportCursor  *ebpf.Map `ebpf:"lport_cursor"`
+	NeighMiss    *ebpf.Map `ebpf:"neigh_miss"`
+	Persist      *ebpf.Map `ebpf:"persist"`
+	Reasons      *ebpf.Map `ebpf:"reasons"`
+	RefuseBudget *ebpf.Map `ebpf:"refuse_budget"`
+	Scratch      *ebpf.Map `ebpf:"scratch"`
+	Services     *ebpf.Map `ebpf:"services"`
+	SvcStats     *ebpf.Map `ebpf:"svc_stats"`
+	Tables       *ebpf.Map `ebpf:"tables"`
+	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
 }
 
 func (m *lbMaps) Close() error {
@@ -369,6 +379,7 @@ func (m *lbMaps) Close() error {
 		m.NeighMiss,
 		m.Persist,
 		m.Reasons,
+		m.RefuseBudget,
 		m.Scratch,
 		m.Services,
 		m.SvcStats,
