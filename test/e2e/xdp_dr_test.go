@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -161,6 +162,30 @@ func xdpDRLab(t *testing.T, mode string) {
 					t.Errorf("%s -> %s: stats %+v, want 3 conns, no packets out", s.ServiceKey, d.AddrPort(), d.Stats)
 				}
 			}
+		}
+	})
+	// No real server available: the client hears so at once, as from
+	// the kernel's IPVS (an ICMP port unreachable: connection refused),
+	// rather than waiting for its SYN to time out.
+	t.Run("no server available: connection refused", func(t *testing.T) {
+		none := snap(0)
+		none.Services[0].Dests[1].Weight = 0
+		apply(t, none)
+		defer apply(t, snap(1))
+		var before map[string]uint64
+		ctl.call(t, "GET", "/drops", nil, &before)
+		conn, err := dialInNS(client.Name, e2eVIP+":80")
+		if err == nil {
+			conn.Close()
+			t.Fatal("connected with every real server at weight 0")
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("connect: %v, want connection refused", err)
+		}
+		var after map[string]uint64
+		ctl.call(t, "GET", "/drops", nil, &after)
+		if after["refused"] <= before["refused"] {
+			t.Errorf("the program counted no refusal (drops %v)", after)
 		}
 	})
 	// Draining: a real server at weight 0, or deleted (-d), gets no new

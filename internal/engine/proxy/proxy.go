@@ -39,6 +39,11 @@
 //   - A real server that refuses or does not answer a connection is
 //     skipped by the schedulers for Options.FailBackoff (2 s by default);
 //     the client that hit it gets a reset, never a retry.
+//   - A new connection that no real server can take is answered by the
+//     kernel's IPVS with an ICMP port unreachable (connect() fails with
+//     "connection refused"). The proxy has accepted a TCP connection by
+//     then and resets it; a UDP datagram is dropped (the service's socket
+//     is bound, so the kernel sends no unreachable either).
 //   - Firewall-mark services, port 0 (all ports) services and SCTP cannot
 //     be proxied: they are kept and listed, with a warning, but not served.
 //   - UDP services send no PROXY header. Without -o each client address

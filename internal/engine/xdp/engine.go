@@ -83,13 +83,36 @@
 //     local addresses and the VIP are of one family.
 //
 // How it differs from kernel IPVS, by design or for now:
-//   - rr and wrr walk a sequence Go precomputes with internal/sched, with
-//     one atomic cursor per service shared by all CPUs: connections that
-//     arrive at the same moment on different CPUs take consecutive slots
-//     in whichever order the atomic add serializes them, where the kernel
-//     serializes the whole choice under a lock. Over many connections the
-//     shares are the kernel's; a server skipped because it is overloaded
-//     does not shift the cycle (the kernel's wrr keeps scanning its pass).
+//   - rr and wrr make the kernel's choices (ip_vs_wrr_schedule over the
+//     service's list, rr being the same walk with every weight counted as
+//     1), for weights up to 2147483647, with internal/sched's skip-ahead
+//     where the kernel would make billions of empty passes. The cursor
+//     (the server chosen last and wrr's current weight) is one word per
+//     service, moved by compare-and-swap: connections at the same moment
+//     on several CPUs are chosen one after the other as under the
+//     kernel's lock (after 8 lost races a CPU takes its last choice
+//     without moving the cursor). On a table change (-a, -d, -e, a
+//     checker's verdict) Go writes the new list to the idle half and
+//     swaps in the cursor internal/sched's Update makes from the one BPF
+//     left: rr goes on after the server it chose last (a deleted one
+//     hands the place to the server before it), wrr starts over at the
+//     list head and keeps its current weight when it fits. A batch of
+//     changes (a snapshot, a reload) is one Update, as on the proxy
+//     engine, where the kernel runs its hook once per command. Up to
+//     4,093 real servers per rr/wrr service.
+//   - A new connection that no real server can take (every one at weight
+//     0 or over its upper threshold, an sh/mh slot whose server has
+//     weight 0 without fallback) is answered as ip_vs_leave answers it:
+//     an ICMP port unreachable (ICMPv6 for IPv6) from the virtual address,
+//     for TCP and UDP, quoting the packet up to 576 bytes (1280 for
+//     IPv6), sent back out of the interface it came in on and counted
+//     "refused"; connect() fails at once with "connection refused". The
+//     kernel limits its ICMP errors per host and per client
+//     (icmp_msgs_per_sec 1000 a second in bursts of 50, icmp_ratelimit one
+//     a second per client after a burst of 6); the program limits its
+//     refusals to 1000 a second in bursts of 50 on each CPU, not per
+//     client. A VLAN-tagged packet, or one over the limit, is dropped
+//     and counted "no-dest".
 //   - sh, dh and mh read their tables back from internal/sched, so they
 //     choose exactly as it does; lc, wlc, sed, nq, fo and ovf compare the
 //     per-server counters the program keeps with atomic adds, which Go
