@@ -138,3 +138,21 @@ func TestWRRHeavyServerOut(t *testing.T) {
 		})
 	}
 }
+
+// TestCursorCarriesTheWalk moves rr's and wrr's cursor to a fresh
+// scheduler over the same servers, as the xdp engine does on a table
+// change, and wants both to go on with the same choices.
+func TestCursorCarriesTheWalk(t *testing.T) {
+	for _, name := range []string{"rr", "wrr"} {
+		a, b := newService(t, name, 0), newService(t, name, 0)
+		a.addAll("11/4 12/3 13/2 14/0 15/70000")
+		b.dests = a.dests
+		b.s.Update(b.dests)
+		a.get("15").SetThresholds(1, 0)
+		a.seq(7)
+		b.s.(Walker).SetCursor(a.s.(Walker).Cursor())
+		if got, want := b.seq(20), a.seq(20); got != want {
+			t.Errorf("%s: a fresh scheduler given the cursor chose %s, the original %s", name, got, want)
+		}
+	}
+}
