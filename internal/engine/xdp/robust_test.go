@@ -36,7 +36,7 @@ func TestVerdicts(t *testing.T) {
 		{name: "RST of no connection", spec: pktSpec{src: netip.MustParseAddrPort("198.18.2.11:3"), dst: vip, proto: ipvs.TCP, flags: tcpRST}, verdict: xdpPass},
 		{name: "no service on the port", spec: pktSpec{src: client, dst: netip.AddrPortFrom(vip.Addr(), 443), proto: ipvs.TCP, flags: tcpSYN}, verdict: xdpPass},
 		{name: "no service for IPv6", spec: pktSpec{src: cli6, dst: vip6, proto: ipvs.TCP, flags: tcpSYN}, verdict: xdpPass},
-		{name: "UDP with only a quiesced server is dropped", spec: pktSpec{src: client, dst: netip.AddrPortFrom(vip.Addr(), 53), proto: ipvs.UDP}, verdict: xdpDrop},
+		{name: "UDP with only a quiesced server is refused (port unreachable)", spec: pktSpec{src: client, dst: netip.AddrPortFrom(vip.Addr(), 53), proto: ipvs.UDP}, verdict: xdpTX},
 		{name: "unknown protocol", spec: pktSpec{src: client, dst: vip, proto: 47}, verdict: xdpPass},
 		{name: "first fragment", spec: pktSpec{src: netip.MustParseAddrPort("198.18.2.12:1"), dst: vip, proto: ipvs.TCP, flags: tcpSYN, fragOff: 0x2000}, verdict: xdpPass},
 		{name: "later fragment", spec: pktSpec{src: netip.MustParseAddrPort("198.18.2.12:2"), dst: vip, proto: ipvs.TCP, flags: tcpSYN, fragOff: 0x0010}, verdict: xdpPass},
