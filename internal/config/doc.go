@@ -57,7 +57,8 @@
 //     garp_lower_prio_*, use_vmac, vmac_xmit_base, native_ipv6,
 //     skip_check_adv_addr, strict_mode. track_interface and the
 //     instance's own interface follow the kernel's link messages over
-//     netlink, as keepalived does (no polling): a link counts as up when
+//     netlink, as keepalived does (no polling); with dont_track_primary
+//     the own interface going down is no fault. A link counts as up when
 //     it is set up and has its carrier; a missing one counts as down.
 //   - virtual_server_group: ADDR [PORT], ranges (A.B.C.D-E, ADDR-ADDR,
 //     ADDR/LEN) and fwmark N [inet|inet6].
@@ -109,7 +110,6 @@
 //     addresses with its own.
 //   - unicast_ttl, unicast_peer min_ttl/max_ttl: adverts are sent with TTL
 //     255 and must arrive with it (RFC 5798).
-//   - dont_track_primary: the instance's own interface is not tracked.
 //   - virtual_ipaddress brd, peer, scope, use_vmac, no_track and address
 //     flags: an address is added with its prefix, dev and label only.
 //   - omega: notify_down and quorum_down do not run at shutdown.

@@ -265,7 +265,7 @@ func TestKeywordsReachTheRuntime(t *testing.T) {
 		{"INST", "unicast_peer { 198.18.0.6 min_ttl 10 }", "min_ttl"},
 		{"INST", "unicast_ttl 10", "unicast_ttl"},
 		{"INST", "track_interface { eth1 weight 10 }", ""},
-		{"INST", "dont_track_primary", "dont_track_primary"},
+		{"INST", "dont_track_primary", ""},
 		{"INST", "notify_master /bin/true", ""},
 		{"INST", "notify_backup /bin/true", ""},
 		{"INST", "notify_fault /bin/true", ""},

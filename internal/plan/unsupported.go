@@ -34,8 +34,6 @@ var (
 				}
 				return false
 			}},
-		{"dont_track_primary", "gvsd does not follow the instance's own interface's link",
-			func(in *config.VRRPInstance, _ *config.Global) bool { return in.DontTrackPrimary }},
 		{"garp_lower_prio_delay / garp_lower_prio_repeat", "gvsd sends no gratuitous ARPs on a lower-priority advert",
 			func(in *config.VRRPInstance, g *config.Global) bool {
 				return in.GarpLowerPrioDelay != g.VRRPGarpLowerPrioDelay || in.GarpLowerPrioRepeat != g.VRRPGarpLowerPrioRepeat

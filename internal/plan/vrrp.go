@@ -117,7 +117,7 @@ func (c *compiler) instance(in *config.VRRPInstance, u *VRRPUnit) (vrrp.Instance
 	ic := vrrp.InstanceConfig{
 		Name: in.Name, State: st, Interface: cmp.Or(in.Interface, g.DefaultInterface), VRID: uint8(in.VirtualRouterID),
 		Priority: uint8(in.Priority), AdvertInt: in.AdvertInt, Version: uint8(in.Version),
-		NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay,
+		NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay, DontTrackPrimary: in.DontTrackPrimary,
 		UnicastSrcIP: in.UnicastSrcIP, MCastSrcIP: in.McastSrcIP, CheckUnicastSrc: g.VRRPCheckUnicastSrc,
 		UseVMAC: in.UseVMAC, VMACName: in.VMACName, VMACXmitBase: in.VMACXmitBase,
 		NotifyMaster: scriptCmd(in.Notify.Master), NotifyBackup: scriptCmd(in.Notify.Backup),

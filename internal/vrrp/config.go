@@ -104,10 +104,13 @@ type InstanceConfig struct {
 	VMACName     string // the macvlan's name (default vrrp.VRID)
 	VMACXmitBase bool   // vmac_xmit_base
 
-	TrackInterfaces []TrackInterface // track_interface
-	TrackScripts    []TrackRef       // track_script
-	TrackFiles      []TrackRef       // track_file
-	TrackProcesses  []TrackRef       // track_process
+	// DontTrackPrimary keeps the instance out of FAULT when its own
+	// Interface goes down (dont_track_primary); tracked ones still count.
+	DontTrackPrimary bool
+	TrackInterfaces  []TrackInterface // track_interface
+	TrackScripts     []TrackRef       // track_script
+	TrackFiles       []TrackRef       // track_file
+	TrackProcesses   []TrackRef       // track_process
 
 	NotifyMaster script.Cmd // notify_master
 	NotifyBackup script.Cmd // notify_backup
@@ -247,7 +250,7 @@ func (c InstanceConfig) comparable() instanceScalars {
 	return instanceScalars{c.Name, c.State, c.Interface, c.VRID, c.Priority, c.AdvertInt, c.Version, c.NoPreempt,
 		c.PreemptDelay, c.AuthType, c.AuthPass, c.UnicastSrcIP, c.MCastSrcIP, c.CheckUnicastSrc, c.UseVMAC,
 		c.VMACName, c.VMACXmitBase, c.GARPMasterDelay, c.GARPMasterRepeat, c.GARPMasterRefresh,
-		c.GARPMasterRefreshRepeat, c.GARPInterval}
+		c.GARPMasterRefreshRepeat, c.GARPInterval, c.DontTrackPrimary}
 }
 
 type instanceScalars struct {
@@ -272,6 +275,7 @@ type instanceScalars struct {
 	GARPMasterRefresh       time.Duration
 	GARPMasterRefreshRepeat int
 	GARPInterval            time.Duration
+	DontTrackPrimary        bool
 }
 
 func (r TrackRef) equal(o TrackRef) bool {

@@ -234,7 +234,7 @@ func (i *Instance) Abort() {
 func (i *Instance) tracked() (fault bool, prio uint8) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if up, ok := i.links[i.cfg.Interface]; ok && !up {
+	if up, ok := i.links[i.cfg.Interface]; ok && !up && !i.cfg.DontTrackPrimary {
 		fault = true
 	}
 	delta := 0

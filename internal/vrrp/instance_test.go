@@ -282,6 +282,32 @@ func TestInstanceTrackingAndNotify(t *testing.T) {
 	}
 }
 
+// TestDontTrackPrimary: with dont_track_primary the instance's own
+// interface going down is no fault, while a tracked interface still is.
+func TestDontTrackPrimary(t *testing.T) {
+	cfg := memConfig("VI_1", 1, 200, "198.18.0.1")
+	cfg.DontTrackPrimary = true
+	cfg.TrackInterfaces = []TrackInterface{{Name: "uplink"}}
+	host := newMemHost()
+	var h hub
+	inst, _ := runMem(t, cfg, Options{Conn: h.conn("198.18.0.1"), Host: host})
+	waitState(t, inst, StateMaster)
+	for _, step := range []struct {
+		name  string
+		do    func()
+		state State
+	}{
+		{"own interface down", func() { host.setDown("lo", true) }, StateMaster},
+		{"tracked link down: FAULT", func() { host.setDown("uplink", true) }, StateFault},
+		// Back to MASTER with its own interface still down: only the
+		// tracked link counted.
+		{"tracked link up", func() { host.setDown("uplink", false) }, StateMaster},
+	} {
+		step.do()
+		waitUntil(t, 3*time.Second, step.name+": state "+step.state.String(), func() bool { return inst.Status().State == step.state })
+	}
+}
+
 func TestInstanceDropsCounted(t *testing.T) {
 	var h hub
 	inst, _ := runMem(t, memConfig("VI_1", 1, 100, "198.18.0.1"), Options{Conn: h.conn("198.18.0.1"), Host: newMemHost()})
