@@ -984,36 +984,59 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, struct pkt *p, __u32
  * the IPv6 minimum MTU after the IPv6 and ICMPv6 headers (RFC 4443 2.4). */
 #define PTB_QUOTE (IPV6_MIN_MTU - 40 - 8)
 
-/* icmp6_too_big turns an IPv6 packet that would exceed the tunnel's MTU
- * into an ICMPv6 Packet Too Big (RFC 4443 3.2) from the VIP back to its
- * sender, with mtu (at least the IPv6 minimum, 1280), and sends it out
- * where it came from. The message quotes as much of the packet as keeps it
- * within 1280 bytes (an even number of bytes: the checksum loop sums
- * 16-bit words). Only for untagged frames. Not inlined, so forward_tun's
- * frame stays as it was: xdp_lb, forward_tun and this take 120 + 168 + 72
- * of the 512 stack bytes (nat_icmp's chain, 120 + 376, is the deepest). */
-static __noinline int icmp6_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
+#define ICMP_QUOTE (576 - 20 - 8) /* what icmp_send quotes at most */
+#define REFUSE_MAX 1232           /* the longer of the two quotes, with the ICMP header */
+
+/* csum_tail sums the bytes from p to the end of the frame (at most
+ * REFUSE_MAX + 8) as 16-bit words in memory order, an odd last byte
+ * padded with zero. */
+static __always_inline __u32 csum_tail(void *p, void *end)
+{
+	__u16 *w = p;
+	__u32 sum = 0;
+	int i;
+
+	for (i = 0; i < (REFUSE_MAX + 8) / 2; i++) {
+		if ((void *)(w + i + 1) > end)
+			break;
+		sum += w[i];
+	}
+	__u8 *b = (__u8 *)(w + i);
+	asm volatile("" : "+r"(b));
+	if ((void *)(b + 1) <= end)
+		sum += *b; /* the low byte of a little-endian word */
+	return sum;
+}
+
+/* icmp6_error turns an IPv6 packet into the ICMPv6 error type/code (with
+ * data, the message's second word) from the packet's destination back to
+ * its sender, quoting as much of the packet as keeps the message within
+ * the IPv6 minimum MTU (RFC 4443 2.4), and returns XDP_TX to send it out
+ * where it came from; XDP_DROP when the frame cannot be reshaped, -1 when
+ * the packet cannot be answered (a tagged frame, a runt). Packet Too Big
+ * and the refusal's port unreachable share it. Not inlined, so that its
+ * callers' stack frames stay small (TestLinux61StackDepth). */
+static __noinline int icmp6_error(struct xdp_md *ctx, struct pkt *p, __u8 type, __u8 code, __u32 data)
 {
 	__u32 quote = p->l3len < PTB_QUOTE ? p->l3len : PTB_QUOTE;
 
-	quote &= ~1U;
 	if (p->l3off != ETH_HLEN || quote < sizeof(struct ipv6hdr) + 8)
-		return XDP_DROP;
-	/* [eth][ip6][icmp6] in front of the original IPv6 header: the old
+		return -1;
+	/* [eth][ip6][icmp6] in front of the packet's IPv6 header: the old
 	 * Ethernet header ends up under the new ip6 and icmp6 headers. */
 	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr))))
 		return XDP_DROP;
-	void *data = (void *)(long)ctx->data;
+	void *start = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	__u32 keep = ETH_HLEN + sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr) + quote;
-	__u32 have = end - data;
+	__u32 have = end - start;
 	if (have < keep)
 		return XDP_DROP;
 	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
 		return XDP_DROP;
-	data = (void *)(long)ctx->data;
+	start = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
+	struct ethhdr *eth = start;
 	struct ipv6hdr *ip6 = (void *)(eth + 1);
 	struct icmp6hdr *ic = (void *)(ip6 + 1);
 	if ((void *)(ic + 1) > end)
@@ -1040,24 +1063,28 @@ static __noinline int icmp6_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu
 		sum += (p->daddr[i] & 0xffff) + (p->daddr[i] >> 16);
 		sum += (p->saddr[i] & 0xffff) + (p->saddr[i] >> 16);
 	}
-	ic->icmp6_type = 2; /* packet too big */
-	ic->icmp6_code = 0;
+	ic->icmp6_type = type;
+	ic->icmp6_code = code;
 	ic->icmp6_cksum = 0;
-	ic->icmp6_data = bpf_htonl(mtu);
+	ic->icmp6_data = bpf_htonl(data);
 
-	/* The frame now ends where the message does. */
-	__u16 *w = (__u16 *)ic;
-	for (int i = 0; i < (int)(sizeof(*ic) + PTB_QUOTE) / 2; i++) {
-		if ((void *)(w + i + 1) > end)
-			break;
-		sum += w[i];
-	}
+	sum += csum_tail(ic, end);
 	asm volatile("" : "+r"(ic));
 	if ((void *)(ic + 1) > end)
 		return XDP_DROP;
 	ic->icmp6_cksum = csum_fold(sum);
-	count(REASON_TOO_BIG);
 	return XDP_TX;
+}
+
+/* icmp6_too_big turns an IPv6 packet that would exceed the tunnel's MTU
+ * into an ICMPv6 Packet Too Big (RFC 4443 3.2) with mtu (at least the
+ * IPv6 minimum, 1280). Only for untagged frames. */
+static __always_inline int icmp6_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
+{
+	int rc = icmp6_error(ctx, p, 2 /* packet too big */, 0, mtu);
+	if (rc == XDP_TX)
+		count(REASON_TOO_BIG);
+	return rc < 0 ? XDP_DROP : rc;
 }
 
 #include "xdp_gre.h"
@@ -1234,29 +1261,6 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 
 #include "xdp_nat.h"
 
-#define ICMP_QUOTE (576 - 20 - 8) /* what icmp_send quotes at most */
-#define REFUSE_MAX 1232           /* the longer of the two quotes, with the ICMP header */
-
-/* csum_tail sums the bytes from p to the end of the frame (at most
- * REFUSE_MAX + 8) as 16-bit words in memory order, an odd last byte
- * padded with zero. */
-static __always_inline __u32 csum_tail(void *p, void *end)
-{
-	__u16 *w = p;
-	__u32 sum = 0;
-	int i;
-
-	for (i = 0; i < (REFUSE_MAX + 8) / 2; i++) {
-		if ((void *)(w + i + 1) > end)
-			break;
-		sum += w[i];
-	}
-	__u8 *b = (__u8 *)(w + i);
-	asm volatile("" : "+r"(b));
-	if ((void *)(b + 1) <= end)
-		sum += *b; /* the low byte of a little-endian word */
-	return sum;
-}
 
 /* The kernel limits the ICMP errors it sends (icmp_msgs_per_sec and
  * icmp_msgs_burst: 1000 a second, bursts of 50); refusals are limited so
@@ -1364,62 +1368,9 @@ static __noinline int refuse4(struct xdp_md *ctx, struct pkt *p)
 
 /* refuse6 is refuse4 for IPv6: an ICMPv6 port unreachable (icmpv6_send),
  * quoting the packet up to the IPv6 minimum MTU. */
-static __noinline int refuse6(struct xdp_md *ctx, struct pkt *p)
+static __always_inline int refuse6(struct xdp_md *ctx, struct pkt *p)
 {
-	__u32 quote = p->l3len < PTB_QUOTE ? p->l3len : PTB_QUOTE;
-
-	if (p->l3off != ETH_HLEN || quote < sizeof(struct ipv6hdr) + 8)
-		return -1;
-	/* [eth][ip6][icmp6] in front of the packet's IPv6 header: the old
-	 * Ethernet header ends up under the new ip6 and icmp6 headers. */
-	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr))))
-		return XDP_DROP;
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	__u32 keep = ETH_HLEN + sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr) + quote;
-	__u32 have = end - data;
-	if (have < keep)
-		return XDP_DROP;
-	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct ipv6hdr *ip6 = (void *)(eth + 1);
-	struct icmp6hdr *ic = (void *)(ip6 + 1);
-	if ((void *)(ic + 1) > end)
-		return XDP_DROP;
-	struct ethhdr *old = (void *)ic + sizeof(*ic) - ETH_HLEN;
-	__builtin_memcpy(eth->h_dest, old->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, old->h_dest, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IPV6);
-	ip6->version = 6;
-	ip6->priority = 0;
-	ip6->flow_lbl[0] = 0;
-	ip6->flow_lbl[1] = 0;
-	ip6->flow_lbl[2] = 0;
-	ip6->payload_len = bpf_htons(sizeof(*ic) + quote);
-	ip6->nexthdr = IPPROTO_ICMPV6;
-	ip6->hop_limit = 64;
-	__u32 sum = bpf_htons(sizeof(*ic) + quote) + bpf_htons(IPPROTO_ICMPV6);
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		ip6->saddr[i] = p->daddr[i];
-		ip6->daddr[i] = p->saddr[i];
-		sum += (p->daddr[i] & 0xffff) + (p->daddr[i] >> 16);
-		sum += (p->saddr[i] & 0xffff) + (p->saddr[i] >> 16);
-	}
-	ic->icmp6_type = 1; /* destination unreachable */
-	ic->icmp6_code = 4; /* port unreachable */
-	ic->icmp6_cksum = 0;
-	ic->icmp6_data = 0;
-
-	sum += csum_tail(ic, end);
-	asm volatile("" : "+r"(ic));
-	if ((void *)(ic + 1) > end)
-		return XDP_DROP;
-	ic->icmp6_cksum = csum_fold(sum);
-	return XDP_TX;
+	return icmp6_error(ctx, p, 1 /* destination unreachable */, 4 /* port unreachable */, 0);
 }
 
 /* refuse answers a new connection that no real server can take: a port

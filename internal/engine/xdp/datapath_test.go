@@ -250,11 +250,12 @@ func TestForward(t *testing.T) {
 		},
 		{
 			// 600 - 20 is below the IPv6 minimum: the message says 1280
-			// and quotes the whole packet but its odd last byte.
+			// and quotes the whole packet, its odd last byte included,
+			// as icmpv6_send does.
 			name:    "IPv6 in IPv4 over a narrow path gets packet too big 1280",
 			in:      pktSpec{src: cli6, dst: tun6narrow, proto: ipvs.UDP, payload: 600 - 20 - 48 + 1},
 			verdict: xdpTX,
-			check:   checkPacketTooBig(1280, 600-20),
+			check:   checkPacketTooBig(1280, 600-20+1),
 		},
 	}
 	// Tunnels take their next hop from bpf_fib_lookup where forwarding
