@@ -139,7 +139,9 @@ func TestDRVRRPLab(t *testing.T) {
 	}
 	master := start(dir1, share("examples/dr-vrrp.conf"), filepath.Join(dir, "master.sock"))
 	start(dir2, backupPath, filepath.Join(dir, "backup.sock"))
-	hasVIP := func(ns *netnstest.NS) bool { return strings.Contains(ns.Run("ip", "-4", "addr", "show", "dev", "eth0"), vip+"/32") }
+	hasVIP := func(ns *netnstest.NS) bool {
+		return strings.Contains(ns.Run("ip", "-4", "addr", "show", "dev", "eth0"), vip+"/32")
+	}
 	l.waitFor(30*time.Second, "the MASTER (dir1) holds the VIP and has both real servers", func() bool {
 		return hasVIP(dir1) && strings.Count(dir1.Run("ipvsadm", "-Sn"), "-a -t") == 2
 	})
