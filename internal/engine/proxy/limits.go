@@ -45,19 +45,24 @@ type tcpBudget struct {
 
 // setTCPLimits sets the bounds from Options, or from the descriptor limit.
 func (e *Engine) setTCPLimits() {
-	b := &e.tcp
-	b.limit = e.opts.TCPConns
-	if b.limit <= 0 {
-		b.limit = defaultTCPConns
+	e.tcp.limit, e.tcp.perService = bounds(e.opts.TCPConns, e.opts.TCPConnsPerService, defaultTCPConns)
+}
+
+// bounds is an engine-wide bound and a per-service one as given, where
+// not given (<= 0) the engine-wide one is def or a quarter of the
+// descriptor limit if less (at least 64), the per-service one half the
+// engine-wide one; a per-service bound never exceeds the engine-wide one.
+func bounds(limit, perService, def int) (int, int) {
+	if limit <= 0 {
+		limit = def
 		if n := fdLimit(); n > 0 {
-			b.limit = int(min(uint64(b.limit), max(n/4, 64)))
+			limit = int(min(uint64(limit), max(n/4, 64)))
 		}
 	}
-	b.perService = e.opts.TCPConnsPerService
-	if b.perService <= 0 {
-		b.perService = max(b.limit/2, 1)
+	if perService <= 0 {
+		perService = max(limit/2, 1)
 	}
-	b.perService = min(b.perService, b.limit)
+	return limit, min(perService, limit)
 }
 
 // admitTCP takes a place for a new connection of s; false when s or the
@@ -113,18 +118,7 @@ type udpBudget struct {
 // setUDPLimits sets the bounds from Options, or from the descriptor limit.
 func (e *Engine) setUDPLimits() {
 	b := &e.udp
-	b.limit = e.opts.UDPFlows
-	if b.limit <= 0 {
-		b.limit = defaultUDPFlows
-		if n := fdLimit(); n > 0 {
-			b.limit = int(min(uint64(b.limit), max(n/4, 64)))
-		}
-	}
-	b.perService = e.opts.UDPFlowsPerService
-	if b.perService <= 0 {
-		b.perService = max(b.limit/2, 1)
-	}
-	b.perService = min(b.perService, b.limit)
+	b.limit, b.perService = bounds(e.opts.UDPFlows, e.opts.UDPFlowsPerService, defaultUDPFlows)
 	b.services = make(map[*udpService]struct{})
 }
 
