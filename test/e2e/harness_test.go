@@ -9,12 +9,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gvs-lb/gvs/internal/porttest"
 )
 
 // bin is the directory holding the freshly built gvsd, gvsadm (with
@@ -194,14 +198,8 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 }
 
 // freePort returns a TCP port free on 127.0.0.1 (and likely on other
-// loopback addresses).
+// loopback addresses), out of the way of ports given to port-0 sockets.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	return p
+	return strconv.Itoa(int(porttest.Free(t, "tcp", netip.MustParseAddr("127.0.0.1"))))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/porttest"
 )
 
 // testLog sends the engine's log to the test's log.
@@ -92,22 +93,7 @@ func delDest(s ipvs.Service, ap netip.AddrPort) ipvs.Command {
 
 // freePort returns a port that was free on addr for network.
 func freePort(t testing.TB, network string, addr netip.Addr) uint16 {
-	t.Helper()
-	ap := netip.AddrPortFrom(addr, 0).String()
-	if strings.HasPrefix(network, "udp") {
-		pc, err := net.ListenPacket(network, ap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	}
-	ln, err := net.Listen(network, ap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	return porttest.Free(t, network, addr)
 }
 
 var lo4 = netip.MustParseAddr("127.0.0.1")
