@@ -1098,7 +1098,7 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 	__u32 zero = 0;
 	struct config *conf = bpf_map_lookup_elem(&cfg, &zero);
 	struct bpf_fib_lookup fib = {};
-	int gue = d->tun_type == TUN_GUE;
+	int gue = d->tun_type == TUN_GUE || d->tun_type == TUN_GUE_CSUM;
 	int gre = tun_is_gre(d);
 	__u32 outer_ip = d->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	__u32 encap = outer_ip + tun_hdr_len(d);
@@ -1245,16 +1245,20 @@ static __noinline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct dest
 		uh->source = bpf_htons(GUE_SPORT_MIN | (h & GUE_SPORT_MASK));
 		uh->dest = d->tun_port;
 		uh->len = bpf_htons(total - outer_ip);
-		/* A zero checksum: allowed for IPv4; for IPv6 the receiver
-		 * must accept zero UDP checksums on its GUE port (RFC 6935). */
+		/* Without --tun-csum a zero checksum, as the kernel sends it:
+		 * allowed for IPv4; for IPv6 the receiver must accept zero UDP
+		 * checksums on its GUE port (RFC 6935). */
 		uh->check = 0;
 		/* GUE variant 0, no extension fields, protocol of the inner IP. */
 		gh[0] = 0;
 		gh[1] = inner_proto;
 		gh[2] = 0;
 		gh[3] = 0;
+		if (d->tun_type == TUN_GUE_CSUM &&
+		    gue_csum(ctx, ETH_HLEN + outer_ip, d, p, src, total - outer_ip))
+			return XDP_DROP;
 	}
-	if (gre && gre_fill(ctx, ETH_HLEN + outer_ip, d, inner_proto, p->l3len))
+	if (gre && gre_fill(ctx, ETH_HLEN + outer_ip, d, p, inner_proto))
 		return XDP_DROP;
 	return egress(ctx, fib.ifindex);
 }

@@ -79,6 +79,7 @@ enum sched_kind {
 #define TUN_GUE 1
 #define TUN_GRE 2      /* GRE without checksum (ipvsadm --tun-nocsum) */
 #define TUN_GRE_CSUM 3 /* GRE with its checksum (--tun-csum) */
+#define TUN_GUE_CSUM 4 /* GUE with its UDP checksum (--tun-csum) */
 
 /* Connection states: the kernel's IP_VS_TCP_S_* numbers, and UDP. */
 enum conn_state {

@@ -474,20 +474,39 @@ const (
 	tunGUE        = 1
 	tunGRE        = 2 // TUN_GRE
 	tunGRECsum    = 3 // TUN_GRE_CSUM
+	tunGUECsum    = 4 // TUN_GUE_CSUM
 	tunFlagCsum   = 1 // ipvs.Dest.TunFlags: IP_VS_TUNNEL_ENCAP_FLAG_CSUM (--tun-csum)
 )
 
 // tunTypeOf is the header the program puts in front of a TUN real
 // server's packets (dest_info.tun_type).
 func tunTypeOf(d *ipvs.Dest) uint8 {
-	switch d.TunType {
-	case ipvs.TunGUE:
+	csum := d.TunFlags&tunFlagCsum != 0
+	switch {
+	case d.TunType == ipvs.TunGUE && csum:
+		return tunGUECsum
+	case d.TunType == ipvs.TunGUE:
 		return tunGUE
-	case ipvs.TunGRE:
-		if d.TunFlags&tunFlagCsum != 0 {
-			return tunGRECsum
-		}
+	case d.TunType == ipvs.TunGRE && csum:
+		return tunGRECsum
+	case d.TunType == ipvs.TunGRE:
 		return tunGRE
 	}
 	return 0
+}
+
+// tunOf is tunTypeOf's inverse: the tunnel type and flags of a
+// dest_info.tun_type.
+func tunOf(t uint8) (ipvs.TunType, uint16) {
+	switch t {
+	case tunGUE:
+		return ipvs.TunGUE, 0
+	case tunGUECsum:
+		return ipvs.TunGUE, tunFlagCsum
+	case tunGRE:
+		return ipvs.TunGRE, 0
+	case tunGRECsum:
+		return ipvs.TunGRE, tunFlagCsum
+	}
+	return ipvs.TunIPIP, 0
 }

@@ -54,6 +54,12 @@ func TestForward(t *testing.T) {
 	tun6narrow := netip.AddrPortFrom(vip6.Addr(), 83)
 	gre4, greCsum4 := netip.AddrPortFrom(vip.Addr(), 84), netip.AddrPortFrom(vip.Addr(), 85)
 	greCsum6in6 := netip.AddrPortFrom(vip6.Addr(), 85)
+	gueCsum4, gueCsum6in6 := netip.AddrPortFrom(vip.Addr(), 86), netip.AddrPortFrom(vip6.Addr(), 86)
+	gueCsum := func(addr string) ipvs.Dest {
+		d := gue
+		d.Addr, d.TunFlags = netip.MustParseAddr(addr), tunFlagCsum
+		return d
+	}
 	greDest := func(addr string, csum bool) ipvs.Dest {
 		d := ipvs.Dest{Addr: netip.MustParseAddr(addr), Port: 80, Method: ipvs.Tunnel, Weight: 1, TunType: ipvs.TunGRE}
 		if csum {
@@ -73,6 +79,8 @@ func TestForward(t *testing.T) {
 		oneService(gre4, ipvs.TCP, "rr", greDest("198.19.0.21", false)),
 		oneService(greCsum4, ipvs.UDP, "rr", greDest("198.19.0.21", true)),
 		oneService(greCsum6in6, ipvs.TCP, "rr", greDest("2001:db8:1::21", true)),
+		oneService(gueCsum4, ipvs.UDP, "rr", gueCsum("198.19.0.21")),
+		oneService(gueCsum6in6, ipvs.TCP, "rr", gueCsum("2001:db8:1::21")),
 	))
 
 	tests := []struct {
@@ -162,6 +170,30 @@ func TestForward(t *testing.T) {
 			in:      pktSpec{src: cli6, dst: greCsum6in6, proto: ipvs.TCP, flags: tcpSYN, payload: 600},
 			verdict: xdpRedirect,
 			check:   checkGRE(6, true),
+		},
+		{
+			name:    "GRE with checksum, inner UDP without one",
+			in:      pktSpec{src: client, dst: greCsum4, proto: ipvs.UDP, payload: 99, noUDPSum: true},
+			verdict: xdpRedirect,
+			check:   checkGRE(4, true),
+		},
+		{
+			name:    "GUE with checksum",
+			in:      pktSpec{src: client, dst: gueCsum4, proto: ipvs.UDP, payload: 1001},
+			verdict: xdpRedirect,
+			check:   checkGUECsum(4),
+		},
+		{
+			name:    "GUE with checksum, inner UDP without one",
+			in:      pktSpec{src: client, dst: gueCsum4, proto: ipvs.UDP, payload: 33, noUDPSum: true},
+			verdict: xdpRedirect,
+			check:   checkGUECsum(4),
+		},
+		{
+			name:    "GUE with checksum, IPv6 in IPv6",
+			in:      pktSpec{src: cli6, dst: gueCsum6in6, proto: ipvs.TCP, flags: tcpSYN, payload: 601},
+			verdict: xdpRedirect,
+			check:   checkGUECsum(6),
 		},
 		{
 			name:    "GRE with checksum at the MTU is tunnelled",
@@ -315,6 +347,43 @@ func checkIPv4(t *testing.T, ip []byte, proto byte, src, dst netip.Addr, total i
 // version ver, protocol 47, flags 0 or C (then the checksum over the GRE
 // header and the inner packet), the inner packet's Ethernet type, the
 // inner packet unchanged.
+// checkGUECsum checks a GUE packet with --tun-csum: its outer UDP
+// checksum verifies over the whole inner packet.
+func checkGUECsum(ver int) func(t *testing.T, in, out []byte) {
+	return func(t *testing.T, in, out []byte) {
+		t.Helper()
+		inner := in[14:]
+		et, hl := uint16(0x0800), 20
+		if ver == 6 {
+			et, hl = 0x86dd, 40
+		}
+		checkEth(t, out, routerMAC, dirMAC, et)
+		if len(out) != 14+hl+12+len(inner) {
+			t.Fatalf("frame of %d bytes, want %d", len(out), 14+hl+12+len(inner))
+		}
+		ip, udp := out[14:14+hl], out[14+hl:]
+		if binary.BigEndian.Uint16(udp[6:]) == 0 {
+			t.Fatalf("outer UDP checksum is zero; --tun-csum wants one")
+		}
+		var sum uint32
+		if ver == 4 {
+			checkIPv4(t, ip, 17, dirIP, netip.AddrFrom4([4]byte(ip[16:20])), hl+12+len(inner))
+			sum = pseudo4([4]byte(ip[12:16]), [4]byte(ip[16:20]), 17, len(udp))
+		} else {
+			sum = pseudo6([16]byte(ip[8:24]), [16]byte(ip[24:40]), 17, len(udp))
+		}
+		if c := checksum(udp, sum); c != 0 {
+			t.Errorf("outer UDP checksum %#04x does not verify (sum %#04x)", binary.BigEndian.Uint16(udp[6:]), c)
+		}
+		if gh := udp[8:12]; gh[0] != 0 || gh[2] != 0 || gh[3] != 0 {
+			t.Errorf("GUE header %x, want variant 0 without options", gh)
+		}
+		if !bytes.Equal(udp[12:], inner) {
+			t.Errorf("inner packet changed")
+		}
+	}
+}
+
 func checkGRE(ver int, csum bool) func(t *testing.T, in, out []byte) {
 	return func(t *testing.T, in, out []byte) {
 		t.Helper()

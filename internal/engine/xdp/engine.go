@@ -140,9 +140,14 @@
 //     CRC32c of every packet (no BPF helper computes one). Firewall
 //     marks: XDP sees a packet before iptables or nftables mark it.
 //   - GRE (bpf/xdp_gre.h) is the header the kernel builds; with
-//     --tun-csum its checksum is summed over the whole packet in BPF
-//     (segment_sum), so that option costs a pass over the payload.
-//     --tun-remcsum is refused for GRE, as the kernel does.
+//     --tun-csum its checksum, and GUE's outer UDP checksum, are made as
+//     Linux's local checksum offload makes them (tun_sum: the tunnel
+//     header and the inner pseudo-header, no pass over the payload).
+//     --tun-remcsum is refused for GRE, as the kernel does; on GUE the
+//     kernel adds the remote checksum option only to a packet whose
+//     checksum is still partial; the program never adds it (in native
+//     mode it completes such a checksum, in generic mode the device
+//     does), which is what the kernel sends for a complete packet.
 //   - IPv4 fragments, IPv6 extension headers and more than two VLAN tags
 //     go to the kernel untouched (XDP_PASS); so does a TCP packet that
 //     belongs to no connection and is not a SYN.

@@ -305,9 +305,7 @@ func (e *Engine) adopt() {
 		d := &destState{index: idx, svc: s, lastWeight: di.Weight, ifindex: int(di.Ifindex), mtu: int(di.Mtu)}
 		d.cfg = ipvs.Dest{Addr: wordsAddr(di.Addr, di.Family), Port: be16(di.Port), Weight: di.Weight, UThreshold: di.Uthreshold,
 			Method: methodOf(di.Method), TunPort: be16(di.TunPort)}
-		if di.TunType == tunGUE {
-			d.cfg.TunType = ipvs.TunGUE
-		}
+		d.cfg.TunType, d.cfg.TunFlags = tunOf(di.TunType)
 		if di.Flags&destHaveMAC != 0 {
 			d.smac, d.dmac = net.HardwareAddr(slices.Clone(di.Smac[:])), net.HardwareAddr(slices.Clone(di.Dmac[:]))
 		}
