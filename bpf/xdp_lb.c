@@ -899,86 +899,6 @@ static __always_inline __u32 flow_hash(struct pkt *p)
 	return h;
 }
 
-/* icmp_too_big turns an IPv4 packet that would exceed the tunnel's MTU
- * into an ICMP "fragmentation needed" back to its sender, with the inner
- * MTU, and sends it out where it came from. Only for untagged frames.
- * It is sent whether or not the packet has DF set: the kernel's IPVS
- * fragments a packet without DF, which XDP cannot, and handing it to the
- * stack would not forward it (no IPVS there). A sender without DF still
- * learns the path MTU from it (Linux keeps it in its route cache and
- * fragments before sending), as with Katran, which does the same. */
-static __always_inline int icmp_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
-	__u32 ihl = p->ihl;
-
-	if (p->l3off != ETH_HLEN || ihl > 60 || ihl < 20)
-		return XDP_DROP;
-	if ((void *)(eth + 1) > end)
-		return XDP_DROP;
-	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
-
-	/* [eth][ip][icmp] in front of the original IP header. */
-	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmphdr))))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	__u32 keep = ETH_HLEN + sizeof(struct iphdr) + sizeof(struct icmphdr) + ihl + 8;
-	__u32 have = end - data;
-	if (have < keep)
-		return XDP_DROP;
-	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct icmphdr *ic = (void *)(ip + 1);
-	if ((void *)(ic + 1) > end)
-		return XDP_DROP;
-	__builtin_memcpy(eth->h_dest, smac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, dmac, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = 0xc0;
-	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ic) + ihl + 8);
-	ip->id = 0;
-	ip->frag_off = 0;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_ICMP;
-	ip->check = 0;
-	ip->saddr = p->daddr[0];
-	ip->daddr = p->saddr[0];
-	ip->check = ipv4_csum(ip);
-	ic->type = 3;  /* destination unreachable */
-	ic->code = 4;  /* fragmentation needed and DF set */
-	ic->checksum = 0;
-	ic->unused = 0;
-	ic->mtu = bpf_htons(mtu);
-
-	__u32 sum = 0;
-	__u16 *w = (__u16 *)ic;
-#pragma unroll
-	for (int i = 0; i < (8 + 60 + 8) / 2; i++) {
-		if ((void *)(w + i + 1) > end)
-			break;
-		sum += w[i];
-	}
-	/* Hide ic from the compiler so that the verifier sees a fresh
-	 * bounds check rather than a pointer derived in the loop. */
-	asm volatile("" : "+r"(ic));
-	if ((void *)(ic + 1) > end)
-		return XDP_DROP;
-	ic->checksum = csum_fold(sum);
-	count(REASON_TOO_BIG);
-	return XDP_TX;
-}
-
 #define IPV6_MIN_MTU 1280
 /* How much of the invoking packet a Packet Too Big quotes: what fits in
  * the IPv6 minimum MTU after the IPv6 and ICMPv6 headers (RFC 4443 2.4). */
@@ -1006,6 +926,93 @@ static __always_inline __u32 csum_tail(void *p, void *end)
 	if ((void *)(b + 1) <= end)
 		sum += *b; /* the low byte of a little-endian word */
 	return sum;
+}
+
+/* icmp4_error turns an IPv4 packet into an ICMP "destination unreachable"
+ * with code and next-hop mtu (fragmentation needed; 0 otherwise) from the
+ * packet's destination back to its sender, quoting the first quote bytes
+ * of the packet, and returns XDP_TX to send it out where it came from;
+ * XDP_DROP when the frame cannot be reshaped, -1 when the packet cannot be
+ * answered (a tagged frame). The refusal and fragmentation needed share
+ * it, as icmp6_error serves IPv6. Not inlined, so that its callers' stack
+ * frames stay small (TestLinux61StackDepth). */
+static __noinline int icmp4_error(struct xdp_md *ctx, struct pkt *p, __u8 code, __u16 mtu, __u32 quote)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+
+	quote &= 0xffff;
+	if (p->l3off != ETH_HLEN || quote > ICMP_QUOTE)
+		return -1;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
+	/* [eth][ip][icmp] in front of the packet's IP header. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmphdr))))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u32 keep = ETH_HLEN + sizeof(struct iphdr) + sizeof(struct icmphdr) + quote;
+	__u32 have = end - data;
+	if (have < keep)
+		return XDP_DROP;
+	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct icmphdr *ic = (void *)(ip + 1);
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, dmac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0xc0 | (p->tos & 0x1e); /* IPTOS_PREC_INTERNETCONTROL | the TOS bits */
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ic) + quote);
+	ip->id = bpf_get_prandom_u32();
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->check = 0;
+	ip->saddr = p->daddr[0];
+	ip->daddr = p->saddr[0];
+	ip->check = ipv4_csum(ip);
+	ic->type = 3; /* destination unreachable */
+	ic->code = code;
+	ic->checksum = 0;
+	ic->unused = 0;
+	ic->mtu = bpf_htons(mtu);
+
+	__u32 sum = csum_tail(ic, end);
+	asm volatile("" : "+r"(ic));
+	if ((void *)(ic + 1) > end)
+		return XDP_DROP;
+	ic->checksum = csum_fold(sum);
+	return XDP_TX;
+}
+
+/* icmp_too_big turns an IPv4 packet that would exceed the tunnel's MTU
+ * into an ICMP "fragmentation needed" back to its sender, with the inner
+ * MTU, and sends it out where it came from. Only for untagged frames.
+ * It is sent whether or not the packet has DF set: the kernel's IPVS
+ * fragments a packet without DF, which XDP cannot, and handing it to the
+ * stack would not forward it (no IPVS there). A sender without DF still
+ * learns the path MTU from it (Linux keeps it in its route cache and
+ * fragments before sending), as with Katran, which does the same. */
+static __always_inline int icmp_too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
+{
+	if (p->ihl > 60 || p->ihl < 20)
+		return XDP_DROP;
+	int rc = icmp4_error(ctx, p, 4 /* fragmentation needed and DF set */, mtu, p->ihl + 8);
+	if (rc == XDP_TX)
+		count(REASON_TOO_BIG);
+	return rc < 0 ? XDP_DROP : rc;
 }
 
 /* icmp6_error turns an IPv6 packet into the ICMPv6 error type/code (with
@@ -1304,70 +1311,18 @@ static __always_inline int refuse_allowed(void)
 	return 1;
 }
 
-/* refuse4 turns an IPv4 packet into the ICMP port unreachable the kernel's
- * IPVS sends when no real server is available (ip_vs_leave: icmp_send,
- * as for a closed port): from the virtual address back to the client,
- * quoting the packet up to 576 bytes in all, out where it came from. It
- * returns the verdict, or -1 when it cannot (a tagged frame). */
-static __noinline int refuse4(struct xdp_md *ctx, struct pkt *p)
+/* refuse4 answers an IPv4 packet with the ICMP port unreachable the
+ * kernel's IPVS sends when no real server is available (ip_vs_leave:
+ * icmp_send, as for a closed port), quoting the packet up to 576 bytes in
+ * all. It returns the verdict, or -1 when it cannot (a tagged frame, a
+ * runt). */
+static __always_inline int refuse4(struct xdp_md *ctx, struct pkt *p)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
 	__u32 quote = p->l3len < ICMP_QUOTE ? p->l3len : ICMP_QUOTE;
 
-	if (p->l3off != ETH_HLEN || quote < 28)
+	if (quote < 28)
 		return -1;
-	if ((void *)(eth + 1) > end)
-		return -1;
-	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
-	/* [eth][ip][icmp] in front of the packet's IP header. */
-	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmphdr))))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	__u32 keep = ETH_HLEN + sizeof(struct iphdr) + sizeof(struct icmphdr) + quote;
-	__u32 have = end - data;
-	if (have < keep)
-		return XDP_DROP;
-	if (have > keep && bpf_xdp_adjust_tail(ctx, -(int)(have - keep)))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct icmphdr *ic = (void *)(ip + 1);
-	if ((void *)(ic + 1) > end)
-		return XDP_DROP;
-	__builtin_memcpy(eth->h_dest, smac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, dmac, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = 0xc0 | (p->tos & 0x1e); /* IPTOS_PREC_INTERNETCONTROL | the TOS bits */
-	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ic) + quote);
-	ip->id = bpf_get_prandom_u32();
-	ip->frag_off = 0;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_ICMP;
-	ip->check = 0;
-	ip->saddr = p->daddr[0];
-	ip->daddr = p->saddr[0];
-	ip->check = ipv4_csum(ip);
-	ic->type = 3; /* destination unreachable */
-	ic->code = 3; /* port unreachable */
-	ic->checksum = 0;
-	ic->unused = 0;
-	ic->mtu = 0;
-
-	__u32 sum = csum_tail(ic, end);
-	asm volatile("" : "+r"(ic));
-	if ((void *)(ic + 1) > end)
-		return XDP_DROP;
-	ic->checksum = csum_fold(sum);
-	return XDP_TX;
+	return icmp4_error(ctx, p, 3 /* port unreachable */, 0, quote);
 }
 
 /* refuse6 is refuse4 for IPv6: an ICMPv6 port unreachable (icmpv6_send),
