@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -21,6 +22,9 @@ const (
 	mhTabBits = 6
 )
 
+// MaglevSlots is the number of slots of a Maglev ring (MaglevRing).
+const MaglevSlots = mhTabSize
+
 // The kernel's fixed hsiphash keys for the Maglev offset and skip.
 var (
 	mhKey1 = sipKey{2654435761, 2654435761}
@@ -35,11 +39,42 @@ var (
 // mh-port, ipvs.SchedFlag2) hashes to a slot. A quiesced or overloaded
 // server keeps its slots: its clients are dropped, or with mh-fallback
 // (ipvs.SchedFlag1) sent along the kernel's probe sequence.
+//
+// Update records the servers and their last weights; the ring itself is
+// built from them when a connection (or Table) first needs it, so a
+// service that gets no traffic costs no ring, and a batch that changes a
+// service several times builds it once.
 type maglev struct {
 	flags uint32
 	mu    sync.Mutex
 	last  map[*Dest]int32 // the kernel's dest->last_weight
-	tab   atomic.Pointer[[]*Dest]
+	ring  atomic.Pointer[mhRing]
+}
+
+// mhRing is the ring of one Update: built once, on first use, from the
+// servers and their last weights as they were at the Update.
+type mhRing struct {
+	once   sync.Once
+	list   []*Dest // the servers in service, in list order
+	lw     []int32 // their last weights
+	slots  []uint16
+	owners []*Dest // slots[i] is the position in owners of slot i's server
+}
+
+func (r *mhRing) get() ([]uint16, []*Dest) {
+	r.once.Do(func() {
+		addrs := make([]netip.AddrPort, len(r.list))
+		for i, d := range r.list {
+			addrs[i] = d.Addr
+		}
+		slots, pos := MaglevRing(addrs, r.lw)
+		r.slots, r.owners = slots, make([]*Dest, len(pos))
+		for i, p := range pos {
+			r.owners[i] = r.list[p]
+		}
+		r.list, r.lw = nil, nil
+	})
+	return r.slots, r.owners
 }
 
 func (s *maglev) Name() string { return "mh" }
@@ -57,18 +92,33 @@ func (s *maglev) Update(dests []*Dest) {
 	// last_weight is set when a server is added and on every change to a
 	// non-zero weight, so quiescing (weight 0) keeps the table as it is.
 	last := make(map[*Dest]int32, len(list))
-	for _, d := range list {
-		lw, seen := s.last[d]
-		if w := d.Weight(); !seen || w != 0 {
-			lw = w
+	lw := make([]int32, len(list))
+	for i, d := range list {
+		w, seen := s.last[d]
+		if cur := d.Weight(); !seen || cur != 0 {
+			w = cur
 		}
-		last[d] = lw
+		last[d], lw[i] = w, w
 	}
 	s.last = last
+	s.ring.Store(&mhRing{list: list, lw: lw})
+}
 
+// MaglevRing fills the 4093-slot Maglev lookup table as the kernel's
+// ip_vs_mh_populate does, for servers at addrs (in the kernel's list
+// order) whose last non-zero weights are lastWeights. A server's offset
+// and skip come from a hash of its address and port; servers take turns
+// in list order, as many as their weight divided by the weights' gcd and
+// scaled down to 6 bits (at least 1), each claiming its next preferred
+// free slot, until the table is full. owners are the positions in addrs
+// of the servers that got slots, and slot i belongs to the server at
+// addrs[owners[slots[i]]]. Both are nil when no server has a positive
+// weight: the table is empty. (Every server with a positive weight takes
+// a slot in turn, so at most 4093 own slots and an index fits 16 bits.)
+func MaglevRing(addrs []netip.AddrPort, lastWeights []int32) (slots []uint16, owners []int) {
 	var g, maxw int32
-	for _, d := range list {
-		if w := last[d]; w > 0 {
+	for _, w := range lastWeights {
+		if w > 0 {
 			if g > 0 {
 				g = gcd(w, g)
 			} else {
@@ -77,47 +127,48 @@ func (s *maglev) Update(dests []*Dest) {
 			maxw = max(maxw, w)
 		}
 	}
-	tab := make([]*Dest, mhTabSize)
 	if g < 1 {
-		s.tab.Store(&tab)
-		return
+		return nil, nil
 	}
 	shift := max(fls(maxw/g)-mhTabBits, 0)
 
 	type setup struct {
 		perm, skip uint32
 		turns      int32
+		owner      uint16
 	}
-	ds := make([]setup, len(list))
-	for i, d := range list {
-		fold, port := addrFold(d.Addr.Addr()), d.Addr.Port()
-		off := mhHash(fold, port, mhKey1, 0) % mhTabSize
-		ds[i].perm = off
-		ds[i].skip = mhHash(fold, port, mhKey2, 0)%(mhTabSize-1) + 1
-		lw := last[d]
-		ds[i].turns = (lw / g) >> shift
-		if ds[i].turns == 0 && lw != 0 {
-			ds[i].turns = 1
+	ds := make([]setup, 0, len(addrs))
+	for i, ap := range addrs {
+		w := lastWeights[i]
+		if w <= 0 {
+			continue // no turns
+		}
+		fold, port := addrFold(ap.Addr()), ap.Port()
+		x := setup{
+			perm:  mhHash(fold, port, mhKey1, 0) % mhTabSize,
+			skip:  mhHash(fold, port, mhKey2, 0)%(mhTabSize-1) + 1,
+			turns: max((w/g)>>shift, 1),
+		}
+		ds = append(ds, x)
+		owners = append(owners, i)
+		if len(ds) == mhTabSize {
+			break // the table is full before any later server's turn
 		}
 	}
 
-	filled := make([]bool, mhTabSize)
+	// Slots hold 1 + the owner's position while filling, 0 when free.
+	slots = make([]uint16, mhTabSize)
 	n, dt := 0, int32(0)
 	for n < mhTabSize {
-		for p := 0; p < len(list); {
+		for p := 0; p < len(ds); {
 			x := &ds[p]
-			if x.turns < 1 {
-				p++
-				continue
-			}
-			for filled[x.perm] {
+			for slots[x.perm] != 0 {
 				x.perm += x.skip
 				if x.perm >= mhTabSize {
 					x.perm -= mhTabSize
 				}
 			}
-			filled[x.perm] = true
-			tab[x.perm] = list[p]
+			slots[x.perm] = uint16(p + 1)
 			if n++; n == mhTabSize {
 				break
 			}
@@ -127,33 +178,44 @@ func (s *maglev) Update(dests []*Dest) {
 			}
 		}
 	}
-	s.tab.Store(&tab)
+	for i := range slots {
+		slots[i]--
+	}
+	return slots, owners
 }
 
 // Table returns the Maglev ring (sched.Tabled).
 func (s *maglev) Table() []*Dest {
-	if t := s.tab.Load(); t != nil {
-		return *t
+	tab := make([]*Dest, mhTabSize)
+	r := s.ring.Load()
+	if r == nil {
+		return tab
 	}
-	return make([]*Dest, mhTabSize)
+	slots, owners := r.get()
+	for i, o := range slots {
+		if owners != nil {
+			tab[i] = owners[o]
+		}
+	}
+	return tab
 }
 
 func (s *maglev) Schedule(c Conn) *Dest {
-	tp := s.tab.Load()
-	if tp == nil {
+	r := s.ring.Load()
+	if r == nil {
 		return nil
 	}
-	t := *tp
+	slots, owners := r.get()
+	if owners == nil {
+		return nil
+	}
 	fold := addrFold(c.Client.Addr())
 	var port uint16
 	if s.flags&ipvs.SchedFlag2 != 0 {
 		port = c.Client.Port()
 	}
 	ihash := mhHash(fold, port, mhKey1, 0) % mhTabSize
-	d := t[ihash]
-	if d == nil {
-		return nil
-	}
+	d := owners[slots[ihash]]
 	if eligible(d) {
 		return d
 	}
@@ -162,10 +224,7 @@ func (s *maglev) Schedule(c Conn) *Dest {
 	}
 	for off := uint32(0); off < mhTabSize; off++ {
 		roff := (off + ihash) % mhTabSize
-		d = t[mhHash(fold, port, mhKey1, roff)%mhTabSize]
-		if d == nil {
-			return nil
-		}
+		d = owners[slots[mhHash(fold, port, mhKey1, roff)%mhTabSize]]
 		if eligible(d) {
 			return d
 		}

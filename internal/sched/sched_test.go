@@ -236,21 +236,21 @@ func TestMaglevKeepsTableWhenQuiesced(t *testing.T) {
 	v := newService(t, "mh", ipvs.SchedFlag1)
 	v.addAll("11/1 12/1 13/1")
 	m := v.s.(*maglev)
-	before := slices.Clone(*m.tab.Load())
+	before := m.Table()
 	v.setWeight("12", 0) // last_weight stays 1: same table
-	if !slices.Equal(before, *m.tab.Load()) {
+	if !slices.Equal(before, m.Table()) {
 		t.Error("quiescing changed the Maglev table")
 	}
 	v.setWeight("12", 2) // a real weight change rebuilds it
 	count := map[string]int{}
-	for _, d := range *m.tab.Load() {
+	for _, d := range m.Table() {
 		count[short(d)]++
 	}
 	if count["12"] <= count["11"] || count["11"]+count["12"]+count["13"] != mhTabSize {
 		t.Errorf("slots after weight 2 on .12: %v", count)
 	}
 	v.del("12")
-	for _, d := range *m.tab.Load() {
+	for _, d := range m.Table() {
 		if d == nil || short(d) == "12" {
 			t.Fatal("deleted server still in the table")
 		}
@@ -573,5 +573,43 @@ func BenchmarkSchedule(b *testing.B) {
 				v.s.Schedule(conns[i&255])
 			}
 		})
+	}
+}
+
+// TestMaglevRingOwners: MaglevRing's owners are positions in the list it
+// was given, servers without a positive weight own no slot, and the
+// ring is the one the scheduler uses.
+func TestMaglevRingOwners(t *testing.T) {
+	v := newService(t, "mh", 0)
+	v.addAll("11/0 12/2 13/1")
+	addrs := make([]netip.AddrPort, len(v.dests))
+	lw := make([]int32, len(v.dests))
+	for i, d := range v.dests {
+		addrs[i], lw[i] = d.Addr, d.Weight()
+	}
+	slots, owners := MaglevRing(addrs, lw)
+	if len(slots) != MaglevSlots {
+		t.Fatalf("%d slots, want %d", len(slots), MaglevSlots)
+	}
+	tab := v.s.(Tabled).Table()
+	for i, o := range slots {
+		if d := v.dests[owners[o]]; d != tab[i] || short(d) == "11" {
+			t.Fatalf("slot %d: %s from MaglevRing, %s from the scheduler", i, short(d), short(tab[i]))
+		}
+	}
+	if slots, owners := MaglevRing(addrs, []int32{0, 0, 0}); slots != nil || owners != nil {
+		t.Error("no positive weight: want an empty ring")
+	}
+}
+
+// BenchmarkMaglevRing is the cost of one service's ring of 4 servers.
+func BenchmarkMaglevRing(b *testing.B) {
+	addrs := make([]netip.AddrPort, 4)
+	for i := range addrs {
+		addrs[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(10 + i)}), 80)
+	}
+	lw := []int32{1, 1, 1, 1}
+	for b.Loop() {
+		MaglevRing(addrs, lw)
 	}
 }
