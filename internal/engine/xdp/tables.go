@@ -51,8 +51,8 @@ type tableDest struct {
 //   - rr, wrr: the servers in the kernel's list order, which BPF walks as
 //     ip_vs_wrr does from the service's cursor (writeWalk adds the
 //     header and carries the cursor over);
-//   - sh, dh: the 256 buckets and mh: the 4093-slot Maglev ring, copied
-//     from the Go scheduler's own table (sched.Tabled);
+//   - sh, dh: the 256 buckets, copied from the Go scheduler's own table
+//     (sched.Tabled), and mh: the 4093-slot Maglev ring (sched.MaglevRing);
 //   - lc, wlc, sed, nq, fo, ovf: the servers in the kernel's list order.
 func buildTable(name string, ds []tableDest) ([]uint32, error) {
 	kind, ok := schedKinds[name]
@@ -129,10 +129,24 @@ func hashTable(name string, ds []tableDest) ([]uint32, error) {
 	return readTable(name, ds, func(d tableDest) int32 { return max(d.weight, 1) })
 }
 
-// maglevTable is the mh scheduler's 4093-slot Maglev ring, as
-// internal/sched builds it from the servers' last non-zero weights.
+// maglevTable is the mh scheduler's 4093-slot Maglev ring, built by
+// internal/sched's MaglevRing (the Go scheduler's own) from the servers'
+// last non-zero weights, servers turned into their indexes.
 func maglevTable(ds []tableDest) ([]uint32, error) {
-	return readTable("mh", ds, func(d tableDest) int32 { return d.lastWeight })
+	addrs := make([]netip.AddrPort, len(ds))
+	lw := make([]int32, len(ds))
+	for i, d := range ds {
+		addrs[i], lw[i] = d.addr, d.lastWeight
+	}
+	slots, owners := sched.MaglevRing(addrs, lw)
+	t := make([]uint32, sched.MaglevSlots)
+	for i := range t {
+		t[i] = noDest
+		if owners != nil {
+			t[i] = ds[owners[slots[i]]].index
+		}
+	}
+	return t, nil
 }
 
 // readTable has the Go scheduler build its table (sched.Tabled) and
