@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"errors"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -79,7 +80,9 @@ func sub(a, b ipvs.Stats) ipvs.Stats {
 }
 
 // estimate moves every rate a step. The counters are read without the
-// engine's lock (one system call each), so that changes need not wait.
+// engine's lock, so that changes need not wait: one system call per slot
+// for a small table, the whole maps in batches for a large one (40,000
+// real servers were 40,000 system calls every 2 s).
 func (e *Engine) estimate() {
 	e.mu.Lock()
 	keys := make([]estKey, 0, len(e.est))
@@ -88,20 +91,83 @@ func (e *Engine) estimate() {
 		keys = append(keys, k)
 		xs = append(xs, x)
 	}
+	nSvc, nDest := e.svcIdx.size(), e.destIdx.size()
 	e.mu.Unlock()
 	cur := make([]ipvs.Stats, len(keys))
-	for i, k := range keys {
-		m := e.objs.DestStats
-		if k.svc {
-			m = e.objs.SvcStats
+	if len(keys) < estBatchFrom {
+		for i, k := range keys {
+			m := e.objs.DestStats
+			if k.svc {
+				m = e.objs.SvcStats
+			}
+			cur[i] = readStats(m, k.index)
 		}
-		cur[i] = readStats(m, k.index)
+	} else {
+		svcs, err := readAllStats(e.objs.SvcStats, nSvc)
+		if err != nil {
+			e.log.Error("reading the services' counters", "error", err)
+			return
+		}
+		dests, err := readAllStats(e.objs.DestStats, nDest)
+		if err != nil {
+			e.log.Error("reading the real servers' counters", "error", err)
+			return
+		}
+		for i, k := range keys {
+			all := dests
+			if k.svc {
+				all = svcs
+			}
+			if int(k.index) < len(all) {
+				cur[i] = all[k.index]
+			}
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, k := range keys {
 		if e.est[k] == xs[i] { // not a slot reused meanwhile
 			xs[i].tick(cur[i])
+		}
+	}
+}
+
+// estBatchFrom is the number of estimators from which estimate reads the
+// counters in batches.
+const estBatchFrom = 256
+
+// readAllStats sums the per-CPU stats of the first n slots of m, read
+// statsBatch slots per system call.
+func readAllStats(m *ebpf.Map, n int) ([]ipvs.Stats, error) {
+	const statsBatch = 1024
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ipvs.Stats, n)
+	keys := make([]uint32, statsBatch)
+	vals := make([]lbStats, statsBatch*ncpu)
+	var cursor ebpf.MapBatchCursor
+	for {
+		got, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range got {
+			if int(keys[i]) >= n {
+				continue
+			}
+			s := &out[keys[i]]
+			for _, p := range vals[i*ncpu : (i+1)*ncpu] {
+				s.Conns += p.Conns
+				s.InPkts += p.Pkts
+				s.InBytes += p.Bytes
+				s.OutPkts += p.OutPkts
+				s.OutBytes += p.OutBytes
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 }
