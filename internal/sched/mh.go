@@ -67,7 +67,7 @@ func (r *mhRing) get() ([]uint16, []*Dest) {
 		for i, d := range r.list {
 			addrs[i] = d.Addr
 		}
-		slots, pos := MaglevRing(addrs, r.lw)
+		slots, pos := MaglevRing(nil, addrs, r.lw)
 		r.slots, r.owners = slots, make([]*Dest, len(pos))
 		for i, p := range pos {
 			r.owners[i] = r.list[p]
@@ -115,7 +115,8 @@ func (s *maglev) Update(dests []*Dest) {
 // addrs[owners[slots[i]]]. Both are nil when no server has a positive
 // weight: the table is empty. (Every server with a positive weight takes
 // a slot in turn, so at most 4093 own slots and an index fits 16 bits.)
-func MaglevRing(addrs []netip.AddrPort, lastWeights []int32) (slots []uint16, owners []int) {
+// slots reuses buf when it has room (the caller's scratch space).
+func MaglevRing(buf []uint16, addrs []netip.AddrPort, lastWeights []int32) (slots []uint16, owners []int) {
 	var g, maxw int32
 	for _, w := range lastWeights {
 		if w > 0 {
@@ -157,7 +158,12 @@ func MaglevRing(addrs []netip.AddrPort, lastWeights []int32) (slots []uint16, ow
 	}
 
 	// Slots hold 1 + the owner's position while filling, 0 when free.
-	slots = make([]uint16, mhTabSize)
+	if cap(buf) >= mhTabSize {
+		slots = buf[:mhTabSize]
+		clear(slots)
+	} else {
+		slots = make([]uint16, mhTabSize)
+	}
 	n, dt := 0, int32(0)
 	for n < mhTabSize {
 		for p := 0; p < len(ds); {

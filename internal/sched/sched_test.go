@@ -587,7 +587,7 @@ func TestMaglevRingOwners(t *testing.T) {
 	for i, d := range v.dests {
 		addrs[i], lw[i] = d.Addr, d.Weight()
 	}
-	slots, owners := MaglevRing(addrs, lw)
+	slots, owners := MaglevRing(nil, addrs, lw)
 	if len(slots) != MaglevSlots {
 		t.Fatalf("%d slots, want %d", len(slots), MaglevSlots)
 	}
@@ -597,7 +597,7 @@ func TestMaglevRingOwners(t *testing.T) {
 			t.Fatalf("slot %d: %s from MaglevRing, %s from the scheduler", i, short(d), short(tab[i]))
 		}
 	}
-	if slots, owners := MaglevRing(addrs, []int32{0, 0, 0}); slots != nil || owners != nil {
+	if slots, owners := MaglevRing(nil, addrs, []int32{0, 0, 0}); slots != nil || owners != nil {
 		t.Error("no positive weight: want an empty ring")
 	}
 }
@@ -609,7 +609,8 @@ func BenchmarkMaglevRing(b *testing.B) {
 		addrs[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(10 + i)}), 80)
 	}
 	lw := []int32{1, 1, 1, 1}
+	var buf []uint16
 	for b.Loop() {
-		MaglevRing(addrs, lw)
+		buf, _ = MaglevRing(buf, addrs, lw)
 	}
 }

@@ -61,7 +61,7 @@ func TestTables(t *testing.T) {
 	// rr and wrr: the list, which BPF walks; weights of any size.
 	big := []tableDest{{index: 7, weight: 2147483647}, {index: 9, weight: 1}, {index: 3, weight: 65535}}
 	for _, name := range []string{"rr", "wrr"} {
-		list, err := buildTable(name, big)
+		list, err := buildTable(name, big, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -88,7 +88,7 @@ func TestTablesChooseAsGo(t *testing.T) {
 		{index: 6, addr: netip.MustParseAddrPort("198.18.1.3:8080"), weight: 1, lastWeight: 1},
 	}
 	for _, name := range []string{"sh", "dh", "mh"} {
-		tab, err := buildTable(name, tds)
+		tab, err := buildTable(name, tds, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -348,7 +348,11 @@ type Engine struct {
 	est      map[estKey]*estimator
 	warned   map[string]bool // sysctls already warned about
 	closing  bool
-	reused   bool // the maps are a previous engine's, pinned
+
+	scratch   tableScratch // for writeService's tables
+	zeroStats []lbStats    // one zero per possible CPU, for resetStats
+	txPorts   map[int]bool // interfaces written to the tx_ports map
+	reused    bool         // the maps are a previous engine's, pinned
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -170,8 +170,15 @@ func (e *Engine) setNextHop(d *destState, nh *nextHop, since uint64) bool {
 	if d.hop == nh.hop && d.ifindex == nh.ifindex && (dmac == nil || d.macSeq > since) {
 		dmac = d.dmac // not in the kernel's table this time, or an event's is newer
 	}
-	if d.ifindex != nh.ifindex {
-		e.objs.TxPorts.Update(uint32(nh.ifindex), uint32(nh.ifindex), ebpf.UpdateAny)
+	if d.ifindex != nh.ifindex && !e.txPorts[nh.ifindex] {
+		// The kernel drops an interface's entry when the interface goes,
+		// and a new interface never gets an old one's index.
+		if e.objs.TxPorts.Update(uint32(nh.ifindex), uint32(nh.ifindex), ebpf.UpdateAny) == nil {
+			if e.txPorts == nil {
+				e.txPorts = map[int]bool{}
+			}
+			e.txPorts[nh.ifindex] = true
+		}
 	}
 	changed := d.ifindex != nh.ifindex || d.mtu != nh.mtu || string(d.smac) != string(nh.smac) || string(d.dmac) != string(dmac)
 	e.indexHop(d, nh.hop)
