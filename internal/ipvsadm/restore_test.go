@@ -80,6 +80,20 @@ func TestRestoreInBatchesAsLineByLine(t *testing.T) {
 		return out.String() + "--- saved\n" + saved.String(), errb.String(), rc
 	}
 	lineOut, lineErr, lineRC := restore(startServer(t), rules)
+	// Batches of 2 and 3: each full batch is applied while the next lines
+	// are read, with the same output and errors, in the same order.
+	// (Subtests: each director, and its listeners, is closed before the
+	// next starts.)
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("batches of %d", n), func(t *testing.T) {
+			defer func(was int) { restoreBatch = was }(restoreBatch)
+			restoreBatch = n
+			out, errs, rc := restore(startDirector(t), rules)
+			if out != lineOut || errs != lineErr || rc != lineRC {
+				t.Fatalf("exit %d\n%s%s\nline by line: exit %d\n%s%s", rc, out, errs, lineRC, lineOut, lineErr)
+			}
+		})
+	}
 	batchOut, batchErr, batchRC := restore(startDirector(t), rules)
 	if lineOut != batchOut || lineErr != batchErr || lineRC != batchRC {
 		t.Fatalf("line by line: exit %d\n%s%s\nin batches: exit %d\n%s%s", lineRC, lineOut, lineErr, batchRC, batchOut, batchErr)

@@ -170,8 +170,9 @@ type BatchClient interface {
 	ExecEach(ctx context.Context, cmds []ipvs.Command) ([]wire.CommandError, error)
 }
 
-// restoreBatch bounds the changes of a restore sent in one request.
-const restoreBatch = 16384
+// restoreBatch bounds the changes of a restore sent in one request (a
+// variable for the tests).
+var restoreBatch = 16384
 
 // restore reads rules from stdin, one command line per line, and runs each
 // as ipvsadm -R does: a refused change is reported and the next line runs;
@@ -185,15 +186,10 @@ func (r *runner) restore() int {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	result := ExitOK
 	var pending []ipvs.Command
-	// flush applies the pending changes, prints the refused ones' errors
-	// in order and sets result to the last one's status. It returns false
-	// when gvsd could not be asked, result then being the failure's.
-	flush := func() bool {
-		if len(pending) == 0 {
-			return true
-		}
-		cmds := pending
-		pending = pending[:0]
+	// apply applies cmds, prints the refused ones' errors in order and
+	// sets result to the last one's status. It returns false when gvsd
+	// could not be asked, result then being the failure's.
+	apply := func(cmds []ipvs.Command) bool {
 		bc, ok := r.c.(BatchClient)
 		if !ok {
 			for _, c := range cmds {
@@ -223,6 +219,41 @@ func (r *runner) restore() int {
 		}
 		return true
 	}
+	// A full batch is applied while the next lines are parsed: inflight
+	// reports how the batch in flight went. Nothing else prints, nor
+	// reads result, until it has (settle).
+	var inflight chan bool
+	settle := func() bool {
+		if inflight == nil {
+			return true
+		}
+		ok := <-inflight
+		inflight = nil
+		return ok
+	}
+	// flush applies the pending changes after the batch in flight.
+	flush := func() bool {
+		if !settle() {
+			return false
+		}
+		if len(pending) == 0 {
+			return true
+		}
+		cmds := pending
+		pending = pending[:0]
+		return apply(cmds)
+	}
+	send := func() bool {
+		if !settle() {
+			return false
+		}
+		cmds := pending
+		pending = make([]ipvs.Command, 0, restoreBatch)
+		done := make(chan bool, 1)
+		inflight = done
+		go func() { done <- apply(cmds) }()
+		return true
+	}
 	for sc.Scan() {
 		words, err := SplitLine(sc.Text())
 		if err != nil {
@@ -247,7 +278,7 @@ func (r *runner) restore() int {
 		}
 		if req.Change != nil {
 			pending = append(pending, *req.Change)
-			if len(pending) >= restoreBatch && !flush() {
+			if len(pending) >= restoreBatch && !send() {
 				return result
 			}
 			continue
