@@ -113,8 +113,8 @@
 //     refusals to 1000 a second in bursts of 50 on each CPU, not per
 //     client. A VLAN-tagged packet, or one over the limit, is dropped
 //     and counted "no-dest".
-//   - sh, dh and mh read their tables back from internal/sched, so they
-//     choose exactly as it does; lc, wlc, sed, nq, fo and ovf compare the
+//   - sh and dh read their tables back from internal/sched, and mh takes
+//     its ring from sched.MaglevRing, so they choose exactly as it does; lc, wlc, sed, nq, fo and ovf compare the
 //     per-server counters the program keeps with atomic adds, which Go
 //     sets again from the connection table on every expiry pass (at most
 //     ExpiryInterval late, also for entries the LRU map evicted).
