@@ -177,6 +177,21 @@ func (e *Engine) Status() []ipvs.ServiceStatus {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make([]ipvs.ServiceStatus, 0, len(e.order))
+	// A large table's counters are read in batches (readAllStats): one
+	// system call per slot was 130,000 for 10,000 services of 4.
+	svcStats := func(idx uint32) ipvs.Stats { return readStats(e.objs.SvcStats, idx) }
+	destStats := func(idx uint32) ipvs.Stats { return readStats(e.objs.DestStats, idx) }
+	load := func(idx uint32) (l lbDestLoad, ok bool) { return l, e.objs.Loads.Lookup(idx, &l) == nil }
+	if len(e.dests) >= estBatchFrom {
+		svcs, err1 := readAllStats(e.objs.SvcStats, e.svcIdx.size())
+		dests, err2 := readAllStats(e.objs.DestStats, e.destIdx.size())
+		loads, err3 := e.readLoads()
+		if err1 == nil && err2 == nil && err3 == nil {
+			svcStats = func(idx uint32) ipvs.Stats { return svcs[idx] }
+			destStats = func(idx uint32) ipvs.Stats { return dests[idx] }
+			load = func(idx uint32) (lbDestLoad, bool) { return loads[idx], true }
+		}
+	}
 	for _, k := range e.order {
 		s := e.svcs[k]
 		if s == nil {
@@ -184,14 +199,13 @@ func (e *Engine) Status() []ipvs.ServiceStatus {
 		}
 		st := ipvs.ServiceStatus{
 			Service: s.cfg,
-			Stats:   sub(readStats(e.objs.SvcStats, s.index), e.svcBase[s.index]),
+			Stats:   sub(svcStats(s.index), e.svcBase[s.index]),
 			Rates:   e.est[estKey{svc: true, index: s.index}].rates(),
 			Dests:   make([]ipvs.DestStatus, 0, len(s.dests)),
 		}
 		for _, d := range s.dests {
 			c := e.counts[d.index]
-			var l lbDestLoad
-			if e.objs.Loads.Lookup(d.index, &l) == nil {
+			if l, ok := load(d.index); ok {
 				// The program's live counts are newer than the last scan.
 				c.active, c.inactive = uint32(max(l.Active, 0)), uint32(max(l.Inactive, 0))
 			}
@@ -200,7 +214,7 @@ func (e *Engine) Status() []ipvs.ServiceStatus {
 				ActiveConns:  c.active,
 				InactConns:   c.inactive,
 				PersistConns: c.persist,
-				Stats:        sub(readStats(e.objs.DestStats, d.index), e.destBase[d.index]),
+				Stats:        sub(destStats(d.index), e.destBase[d.index]),
 				Rates:        e.est[estKey{index: d.index}].rates(),
 			})
 		}

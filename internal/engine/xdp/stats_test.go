@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
 // TestReadAllStats: the batched read of a stats map (the estimator's, for
@@ -46,5 +48,68 @@ func TestReadAllStats(t *testing.T) {
 	}
 	if part, err := readAllStats(e.objs.DestStats, 100); err != nil || len(part) != 100 {
 		t.Errorf("first 100 slots: %d, %v", len(part), err)
+	}
+}
+
+// TestStatusLargeTable: with at least estBatchFrom real servers Status
+// reads the counters in batches, and shows what a lookup of each slot
+// shows: every service's and real server's counters and live loads.
+func TestStatusLargeTable(t *testing.T) {
+	labNS(t, 11, 12, 13, 14)
+	e, err := load(nil, Options{MaxServices: 100, MaxDests: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.objs.Close() })
+	var batch []ipvs.Command
+	for i := range 70 {
+		s := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: vip.Addr(), Port: uint16(1000 + i)}, Scheduler: "rr"}
+		batch = append(batch, ipvs.Command{Op: ipvs.OpAddService, Service: &s})
+		for n := range byte(4) {
+			d := ipvs.Dest{Addr: rsIP(11 + n), Port: 80, Method: ipvs.Route, Weight: 1}
+			batch = append(batch, ipvs.Command{Op: ipvs.OpAddDest, Service: &s, Dest: &d})
+		}
+	}
+	if err := e.Apply(batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.dests) < estBatchFrom {
+		t.Fatalf("%d real servers: too few for the batched path", len(e.dests))
+	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for idx := range uint32(280) {
+		per := make([]lbStats, ncpu)
+		per[0] = lbStats{Conns: uint64(idx) + 1, Pkts: 2 * uint64(idx), Bytes: 100}
+		if err := e.objs.DestStats.Update(idx, per, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.objs.SvcStats.Update(idx%70, per, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.objs.Loads.Update(idx, lbDestLoad{Active: int64(idx % 7), Inactive: int64(idx % 5)}, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.Status()
+	if len(st) != 70 {
+		t.Fatalf("%d services, want 70", len(st))
+	}
+	for _, ss := range st {
+		s := e.svcs[ss.ServiceKey]
+		if want := readStats(e.objs.SvcStats, s.index); ss.Stats != want {
+			t.Errorf("%s: %+v, want %+v", ss.ServiceKey, ss.Stats, want)
+		}
+		for i, ds := range ss.Dests {
+			idx := s.dests[i].index
+			if want := readStats(e.objs.DestStats, idx); ds.Stats != want || want.Conns != uint64(idx)+1 {
+				t.Errorf("%s -> %s: %+v, want %+v", ss.ServiceKey, ds.AddrPort(), ds.Stats, want)
+			}
+			if ds.ActiveConns != idx%7 || ds.InactConns != idx%5 {
+				t.Errorf("%s -> %s: %d active, %d inactive, want %d, %d", ss.ServiceKey, ds.AddrPort(), ds.ActiveConns, ds.InactConns, idx%7, idx%5)
+			}
+		}
 	}
 }
