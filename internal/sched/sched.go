@@ -27,6 +27,7 @@ type Dest struct {
 	overloaded atomic.Bool
 	removed    atomic.Bool
 	failed     atomic.Bool
+	onChange   atomic.Pointer[func()]
 }
 
 // NewDest returns a Dest for a configured real server.
@@ -60,7 +61,40 @@ func (d *Dest) Overloaded() bool { return d.overloaded.Load() }
 func (d *Dest) Removed() bool { return d.removed.Load() }
 
 // MarkRemoved takes the server out of its service.
-func (d *Dest) MarkRemoved() { d.removed.Store(true) }
+func (d *Dest) MarkRemoved() {
+	if !d.removed.Swap(true) {
+		d.changed()
+	}
+}
+
+// OnChange makes fn be called after the server's overload, failed or
+// removed mark changes: the moments a server can start or stop taking new
+// connections besides a weight change. fn runs on the goroutine that
+// made the change (a connection's, in Bind and Unbind), so it must be
+// quick and must not wait for locks the data path holds.
+func (d *Dest) OnChange(fn func()) { d.onChange.Store(&fn) }
+
+func (d *Dest) changed() {
+	if fn := d.onChange.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+// setOverloaded sets the overload mark, telling OnChange's function when
+// it changes. The mark is read first: a server over its threshold binds
+// every connection without a write to the shared cache line.
+func (d *Dest) setOverloaded(v bool) {
+	if d.overloaded.Load() != v && d.overloaded.CompareAndSwap(!v, v) {
+		d.changed()
+	}
+}
+
+// Eligible reports what every scheduler but lblc requires of a server for
+// a new connection: available, not over its upper threshold, and weight
+// above 0. When no server of a service is eligible, no new connection can
+// be scheduled (lblc may still send one to the server it chose last for
+// the address, as the kernel's does, overloaded or not).
+func (d *Dest) Eligible() bool { return eligible(d) }
 
 // Scheduler picks a real server for a new connection.
 type Scheduler interface {
@@ -130,7 +164,11 @@ func register(name string, mk func(flags uint32) Scheduler) { registry[name] = m
 func (d *Dest) Failed() bool { return d.failed.Load() }
 
 // SetFailed marks the server unreachable (true) or reachable again.
-func (d *Dest) SetFailed(f bool) { d.failed.Store(f) }
+func (d *Dest) SetFailed(f bool) {
+	if d.failed.Swap(f) != f {
+		d.changed()
+	}
+}
 
 // Available reports whether the server may take new connections at all:
 // not removed from its service and not failed. Every scheduler skips
@@ -166,7 +204,7 @@ func (d *Dest) TotalConns() int32 { return d.active.Load() + d.inactive.Load() }
 func (d *Dest) Bind(k ConnKind) {
 	d.counter(k).Add(1)
 	if u := d.uthreshold.Load(); u != 0 && uint32(d.TotalConns()) >= u {
-		d.overloaded.Store(true)
+		d.setOverloaded(true)
 	}
 }
 
@@ -180,14 +218,14 @@ func (d *Dest) Unbind(k ConnKind) {
 	switch {
 	case lower != 0:
 		if total < lower {
-			d.overloaded.Store(false)
+			d.setOverloaded(false)
 		}
 	case upper != 0:
 		if total*4 < upper*3 {
-			d.overloaded.Store(false)
+			d.setOverloaded(false)
 		}
 	default:
-		d.overloaded.Store(false)
+		d.setOverloaded(false)
 	}
 }
 
@@ -206,7 +244,7 @@ func (d *Dest) Move(from, to ConnKind) {
 // clears the overload mark; lowering it marks nothing until the next Bind.
 func (d *Dest) SetThresholds(upper, lower uint32) {
 	if upper == 0 || upper > d.uthreshold.Load() {
-		d.overloaded.Store(false)
+		d.setOverloaded(false)
 	}
 	d.uthreshold.Store(upper)
 	d.lthreshold.Store(lower)
