@@ -70,10 +70,13 @@ func bounds(limit, perService, def int) (int, int) {
 // counted.
 func (e *Engine) admitTCP(s *service) bool {
 	b := &e.tcp
-	if s.tcpOpen.Add(1) > int64(b.perService) {
+	switch n := s.tcpOpen.Add(1); {
+	case n > int64(b.perService):
 		s.tcpOpen.Add(-1)
 		e.tcpRefused(s, "--tcp-conns-per-service", b.perService)
 		return false
+	case n == int64(b.perService):
+		e.recheck(s) // full: stop listening (gate.go)
 	}
 	if b.total.Add(1) > int64(b.limit) {
 		b.total.Add(-1)
@@ -87,7 +90,9 @@ func (e *Engine) admitTCP(s *service) bool {
 // leaveTCP gives back the place admitTCP took, when the connection's
 // sockets are closed.
 func (e *Engine) leaveTCP(s *service) {
-	s.tcpOpen.Add(-1)
+	if s.tcpOpen.Add(-1) == int64(e.tcp.perService)-1 {
+		e.recheck(s) // room again: listen again (gate.go)
+	}
 	e.tcp.total.Add(-1)
 }
 
@@ -391,6 +396,7 @@ func (e *Engine) State() engine.State {
 	for _, s := range e.order {
 		ss := engine.ServiceState{Service: s.key.String()}
 		switch {
+		case s.key.Proto == ipvs.UDP && s.udp == nil: // not listening (gate.go)
 		case s.udp != nil:
 			u := s.udp
 			u.mu.Lock()

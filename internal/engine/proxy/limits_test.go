@@ -240,7 +240,8 @@ func TestLoopRefusedAtConfig(t *testing.T) {
 // check cannot see (here: A's real server is an address where service B
 // is added only afterwards, so no check ever compares the two) ends at
 // the first connection that arrives from the engine's own socket, instead
-// of chaining connections.
+// of chaining connections. B has a real server (nothing listens there) so
+// that it listens: a service without one refuses at connect.
 func TestLoopRefusedAtConnect(t *testing.T) {
 	for _, path := range []string{"loops", "goroutines"} {
 		t.Run("TCP "+path, func(t *testing.T) {
@@ -248,7 +249,8 @@ func TestLoopRefusedAtConnect(t *testing.T) {
 			e.goroutines = path == "goroutines"
 			svc, later := vs(t, ipvs.TCP, lo4, "rr"), vs(t, ipvs.TCP, lo4, "rr")
 			tb := &table{t: t, e: e, tb: ipvs.NewTable(func(*ipvs.Service, *ipvs.Dest) error { return nil })}
-			tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later))
+			dead := netip.AddrPortFrom(lo4, freePort(t, "tcp4", lo4))
+			tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later), addDest(later, dead, 1))
 
 			// On loopback the reset may come before the dial returns.
 			c, err := net.DialTimeout("tcp", svc.AddrPort().String(), time.Second)
@@ -273,7 +275,8 @@ func TestLoopRefusedAtConnect(t *testing.T) {
 		e := newEngine(t, Options{})
 		svc, later := vs(t, ipvs.UDP, lo4, "rr"), vs(t, ipvs.UDP, lo4, "rr")
 		tb := &table{t: t, e: e, tb: ipvs.NewTable(func(*ipvs.Service, *ipvs.Dest) error { return nil })}
-		tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later))
+		dead := netip.AddrPortFrom(lo4, freePort(t, "udp4", lo4))
+		tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later), addDest(later, dead, 1))
 		if got, _ := udpAsk(t, svc.AddrPort(), "loop"); got != "" {
 			t.Fatalf("answer %q through a loop", got)
 		}

@@ -143,6 +143,7 @@ type Engine struct {
 	spliceOnly    bool // tests and benchmarks: TCP data moves with splice only
 	goroutines    bool // tests and benchmarks: the portable TCP data path even where loops run
 	evloops       []*evLoop
+	gate          gate // services whose socket may have to close or open (gate.go)
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -172,6 +173,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 		services:    make(map[ipvs.ServiceKey]*service),
 		warned:      make(map[string]bool),
 		janitorDone: make(chan struct{}),
+		gate:        gate{wake: make(chan struct{}, 1)},
 	}
 	e.timeWait.state = stTimeWait
 	e.closing.state = stClose
@@ -331,6 +333,13 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 	for _, k := range p.Added {
 		e.order = append(e.order, e.services[k])
 	}
+	// A service that no real server can take stops listening, one that
+	// can listens again, before Apply returns (gate.go).
+	for _, u := range p.Updates {
+		if s := e.services[u.Key]; s != nil {
+			e.gateLocked(s)
+		}
+	}
 	if p.Timeouts != nil {
 		e.setTimeouts(*p.Timeouts)
 	}
@@ -385,6 +394,17 @@ func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
 	if unserved(s.key) != "" {
 		return s, nil
 	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen opens the service's socket and starts accepting or reading on
+// it, or, when no real server can take a connection, only checks that it
+// can be bound (gate.go); e.mu is held.
+func (s *service) listen() error {
+	e := s.e
 	lc := net.ListenConfig{}
 	if e.opts.FreeBind {
 		lc.Control = freeBind
@@ -394,13 +414,14 @@ func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
 	case ipvs.TCP:
 		ln, err := lc.Listen(e.ctx, networkOf("tcp", s.vip.Addr()), addr)
 		if err != nil {
-			return nil, bindError(s.key, err)
+			return bindError(s.key, err)
+		}
+		if !s.takesNew() {
+			ln.Close()
+			return nil
 		}
 		if len(e.evloops) > 0 && !e.goroutines {
-			if err := s.listenLoops(ln.(*net.TCPListener)); err != nil {
-				return nil, err
-			}
-			break
+			return s.listenLoops(ln.(*net.TCPListener))
 		}
 		tl := &tcpListener{ln: ln.(*net.TCPListener), done: make(chan struct{})}
 		s.tcp = tl
@@ -409,18 +430,25 @@ func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
 	case ipvs.UDP:
 		pc, err := lc.ListenPacket(e.ctx, networkOf("udp", s.vip.Addr()), addr)
 		if err != nil {
-			return nil, bindError(s.key, err)
+			return bindError(s.key, err)
+		}
+		if !s.takesNew() {
+			pc.Close()
+			return nil
 		}
 		s.udp = newUDPService(s, pc.(*net.UDPConn))
 		e.loops.Add(1)
 		go s.udp.readLoop()
 	}
-	return s, nil
+	return nil
 }
 
 func (e *Engine) logServing(s *service) {
-	if s.served() {
+	switch {
+	case s.served():
 		e.log.Info("serving", "service", s.key.String(), "scheduler", s.cfg.Load().Scheduler)
+	case unserved(s.key) == "":
+		e.log.Info("not listening until a real server can take a new connection (the kernel refuses them meanwhile)", "service", s.key.String(), "scheduler", s.cfg.Load().Scheduler)
 	}
 }
 

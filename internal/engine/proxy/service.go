@@ -34,6 +34,14 @@ type service struct {
 
 	tcpOpen    atomic.Int64  // connections holding their sockets (tcpBudget)
 	tcpRefused atomic.Uint64 // connections refused at a bound
+
+	// The gate (gate.go): queued while a recheck waits; rebind is the
+	// back-off of a failed re-bind and gateLog when the gate last
+	// logged (guarded by Engine.mu).
+	queued  atomic.Bool
+	rebind  time.Duration
+	retry   *time.Timer
+	gateLog int64
 }
 
 // plan is what the data path reads to schedule: the scheduler and the
@@ -99,6 +107,7 @@ func (s *service) update(sc *ipvs.ServiceConfig) error {
 		d := byAddr[ap]
 		if d == nil {
 			d = &dest{svc: s, sd: sched.NewDest(dc), cfg: dc}
+			d.sd.OnChange(func() { s.e.recheck(s) })
 			changed = true
 		} else {
 			delete(byAddr, ap)
@@ -249,6 +258,9 @@ func (s *service) dropTemplateLocked(t *template) {
 	delete(s.templates, t.client)
 	t.timer.Stop()
 	t.dest.sd.Unbind(sched.Template)
+	if len(s.templates) == 0 {
+		s.e.recheck(s) // the last template may have kept the socket open
+	}
 }
 
 // dropTemplates removes every template (the service is going away).

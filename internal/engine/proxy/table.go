@@ -118,6 +118,8 @@ func (e *Engine) janitor(ctx context.Context) {
 			e.closing.expire(e)
 		case <-est.C:
 			e.estimate()
+		case <-e.gate.wake:
+			e.gateRun()
 		}
 	}
 }

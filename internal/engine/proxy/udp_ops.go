@@ -201,7 +201,9 @@ func (p *replyPath) end() {
 	p.up.Close()
 	e.udp.removePort(p.local)
 	e.udp.total.Add(-1)
-	p.u.paths.Add(-1)
+	if p.u.paths.Add(-1) == 0 && p.u.n.Load() == 0 {
+		e.recheck(p.u.s) // the last reply path may have kept the socket open
+	}
 }
 
 // relayDatagrams reads the datagrams arriving on up with recv and hands
