@@ -7,11 +7,13 @@ package enginetest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,7 +40,8 @@ type Setup struct {
 	Dests []ipvs.Dest
 	// Names are the real servers' names, as Dests.
 	Names []string
-	// Dial connects a client to a virtual service.
+	// Dial connects a client to a virtual service, giving up after a few
+	// seconds.
 	Dial func(ap netip.AddrPort) (net.Conn, error)
 	// RemovedServerDropsConnections marks an engine whose deleted real
 	// server's established connections stop (the kernel's IPVS drops
@@ -59,6 +62,7 @@ func Run(t *testing.T, setup func(t *testing.T) *Setup) {
 		{"RefusedBatchChangesNothing", refusedBatchChangesNothing},
 		{"RecreatedServiceIsNew", recreatedServiceIsNew},
 		{"Counters", counters},
+		{"NoServerRefuses", noServerRefuses},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, setup(t)) })
 	}
@@ -155,6 +159,21 @@ func refused(t *testing.T, s *Setup, k ipvs.ServiceKey) {
 	if c, err := dial(t, s, k); err == nil {
 		c.c.Close()
 		t.Fatalf("%s answered from %s, want no service", k, c.server)
+	}
+}
+
+// refusedAtConnect checks that a connect() to k fails with "connection
+// refused", as kernel IPVS answers a connection no real server can take:
+// not accepted and then reset, not dropped to time out.
+func refusedAtConnect(t *testing.T, s *Setup, k ipvs.ServiceKey) {
+	t.Helper()
+	c, err := dial(t, s, k)
+	if err == nil {
+		c.c.Close()
+		t.Fatalf("%s answered from %s, want the connect refused", k, c.server)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("%s: %v, want the connect refused (ECONNREFUSED)", k, err)
 	}
 }
 
@@ -301,6 +320,29 @@ func recreatedServiceIsNew(t *testing.T, s *Setup) {
 			t.Fatalf("the recreated service sent a connection to %s", name)
 		}
 	}
+}
+
+// noServerRefuses: a service without a real server that can take a new
+// connection refuses it at connect, whether it has none or all are at
+// weight 0; one that can serves the next connection, and a connection
+// established before the pause goes on.
+func noServerRefuses(t *testing.T, s *Setup) {
+	k := s.Services[0]
+	d1, d2 := s.Dests[0], s.Dests[1]
+	apply(t, s, addService(k, "rr"))
+	refusedAtConnect(t, s, k)
+	apply(t, s, destOp(ipvs.OpAddDest, k, d1, 1), destOp(ipvs.OpAddDest, k, d2, 1))
+	held := mustDial(t, s, k)
+	apply(t, s, destOp(ipvs.OpEditDest, k, d1, 0), destOp(ipvs.OpEditDest, k, d2, 0))
+	refusedAtConnect(t, s, k)
+	held.echo(t)
+	apply(t, s, destOp(ipvs.OpEditDest, k, d2, 1))
+	for _, name := range servers(t, s, k, 2) {
+		if name != s.Names[1] {
+			t.Fatalf("%s has weight 0 and got a new connection", name)
+		}
+	}
+	held.echo(t)
 }
 
 func counters(t *testing.T, s *Setup) {

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/gvs-lb/gvs/internal/engine/enginetest"
 	"github.com/gvs-lb/gvs/internal/ipvs"
@@ -14,7 +15,7 @@ func TestConformance(t *testing.T) {
 	enginetest.Run(t, func(t *testing.T) *enginetest.Setup {
 		s := &enginetest.Setup{
 			Engine: newEngine(t, Options{}),
-			Dial:   func(ap netip.AddrPort) (net.Conn, error) { return net.Dial("tcp", ap.String()) },
+			Dial:   func(ap netip.AddrPort) (net.Conn, error) { return net.DialTimeout("tcp", ap.String(), 3*time.Second) },
 		}
 		for range 2 {
 			s.Services = append(s.Services, vs(t, ipvs.TCP, lo4, "rr").ServiceKey)
