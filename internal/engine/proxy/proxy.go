@@ -41,9 +41,16 @@
 //     the client that hit it gets a reset, never a retry.
 //   - A new connection that no real server can take is answered by the
 //     kernel's IPVS with an ICMP port unreachable (connect() fails with
-//     "connection refused"). The proxy has accepted a TCP connection by
-//     then and resets it; a UDP datagram is dropped (the service's socket
-//     is bound, so the kernel sends no unreachable either).
+//     "connection refused"). The proxy stops listening while its service
+//     can take none (gate.go), so the kernel refuses for it: a TCP SYN
+//     gets a RST (the same "connection refused"), a UDP datagram a port
+//     unreachable. A UDP service keeps its socket while flows are live
+//     (their datagrams arrive on it) and drops new clients' datagrams
+//     meanwhile; a persistent service keeps listening while a template
+//     leads to an available server. What only the scheduler can say after
+//     accept (an sh, dh or mh slot, ovf's busy servers), a connection that
+//     arrives as the socket closes and the engine-wide TCP bound are
+//     answered with a reset after accept (UDP: dropped).
 //   - Firewall-mark services, port 0 (all ports) services and SCTP cannot
 //     be proxied: they are kept and listed, with a warning, but not served.
 //   - UDP services send no PROXY header. Without -o each client address
@@ -104,8 +111,9 @@ type Options struct {
 	// TCPConns bounds the open TCP connections (two descriptors each) of
 	// all services together (default: a quarter of the descriptor limit,
 	// at most 262144); TCPConnsPerService bounds one service's (default:
-	// half of TCPConns). A connection over a bound is accepted and reset
-	// at once, and counted (State). See limits.go.
+	// half of TCPConns). A service at its bound stops listening until a
+	// connection ends (gate.go); a connection over the engine-wide bound
+	// is accepted and reset at once, and counted (State). See limits.go.
 	TCPConns, TCPConnsPerService int
 }
 
