@@ -97,10 +97,13 @@ type State struct {
 
 // ServiceState is one service's share of State.
 type ServiceState struct {
-	Service  string `json:"service"`   // "UDP 198.18.0.1:53"
-	TCPConns int    `json:"tcp_conns"` // TCP: open connections now
-	Flows    int    `json:"flows"`     // UDP: flows and one-packet reply paths now
-	Sockets  int    `json:"sockets"`   // UDP: reply sockets
+	Service string `json:"service"` // "UDP 198.18.0.1:53"
+	// Listening is false while no real server can take a new connection:
+	// the service's socket is closed and the kernel refuses for it.
+	Listening bool `json:"listening"`
+	TCPConns  int  `json:"tcp_conns"` // TCP: open connections now
+	Flows     int  `json:"flows"`     // UDP: flows and one-packet reply paths now
+	Sockets   int  `json:"sockets"`   // UDP: reply sockets
 	// Evicted counts UDP flows ended early to make room for new ones;
 	// Refused new UDP flows dropped (no room or no socket, or a loop) or
 	// TCP connections reset at a bound.

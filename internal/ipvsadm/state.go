@@ -136,7 +136,7 @@ func yesNo(b bool) string {
 
 // writeEngine is the "engine" view: the engine's bounds and what they
 // turned away (TCP connections refused, UDP flows evicted and refused,
-// loops refused).
+// loops refused), and which services listen.
 func writeEngine(w io.Writer, raw json.RawMessage) error {
 	var st wire.Engine
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -151,9 +151,9 @@ func writeEngine(w io.Writer, raw json.RawMessage) error {
 	if len(st.Services) == 0 {
 		return nil
 	}
-	return table(w, "Service\tConns\tFlows\tSockets\tEvicted\tRefused", func(tw io.Writer) {
+	return table(w, "Service\tListening\tConns\tFlows\tSockets\tEvicted\tRefused", func(tw io.Writer) {
 		for _, s := range st.Services {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", s.Service, s.TCPConns, s.Flows, s.Sockets, s.Evicted, s.Refused)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", s.Service, yesNo(s.Listening), s.TCPConns, s.Flows, s.Sockets, s.Evicted, s.Refused)
 		}
 	})
 }

@@ -21,8 +21,8 @@ func TestStateViews(t *testing.T) {
 			"real_servers":[{"addr":"198.18.0.11:80","alive":false,"in_pool":false,"weight":1,"pool_weight":0},{"addr":"198.18.0.12:80","alive":true,"in_pool":true,"weight":1,"pool_weight":1}]}]`,
 		"engine": `{"engine":"proxy","fd_limit":512,"tcp_conn_limit":128,"tcp_conn_limit_per_service":64,"tcp_conns":70,"tcp_refused":12,
 			"udp_flow_limit":128,"udp_flow_limit_per_service":64,"udp_flows":64,"udp_sockets":64,"loops_refused":1,
-			"services":[{"service":"TCP 198.18.0.100:80","tcp_conns":64,"refused":12},{"service":"TCP 198.18.0.100:443","tcp_conns":6},
-			{"service":"UDP 198.18.0.100:53","flows":64,"sockets":64,"evicted":2827,"refused":5}]}`,
+			"services":[{"service":"TCP 198.18.0.100:80","tcp_conns":64,"refused":12},{"service":"TCP 198.18.0.100:443","listening":true,"tcp_conns":6},
+			{"service":"UDP 198.18.0.100:53","listening":true,"flows":64,"sockets":64,"evicted":2827,"refused":5}]}`,
 		"vrrp": `[{"name":"VI_1","interface":"eth0","vrid":51,"version":2,"state":"MASTER","priority":100,"effective_priority":100,"master_addr":"198.18.0.3","vips":["198.18.0.100/24"],"adverts_sent":10,"adverts_received":1,"drops":{"bad_auth":2}}]`,
 	}
 	tests := []struct {
@@ -39,10 +39,10 @@ TCP 198.18.0.100:80  198.18.0.11:80  TCP_CHECK  198.18.0.11:80  DOWN   7       2
 `},
 		{"engine", `Engine proxy: descriptor limit 512, UDP flows 64 of 128 (at most 64 per service) on 64 sockets, loops refused 1
 TCP connections 70 of 128 (at most 64 per service), refused 12
-Service               Conns  Flows  Sockets  Evicted  Refused
-TCP 198.18.0.100:80   64     0      0        0        12
-TCP 198.18.0.100:443  6      0      0        0        0
-UDP 198.18.0.100:53   0      64     64       2827     5
+Service               Listening  Conns  Flows  Sockets  Evicted  Refused
+TCP 198.18.0.100:80   no         64     0      0        0        12
+TCP 198.18.0.100:443  yes        6      0      0        0        0
+UDP 198.18.0.100:53   yes        0      64     64       2827     5
 `},
 		{"vrrp", `Instance  Interface  VRID  Version  State   Priority  Effective  Master      Sent  Received  Dropped  VIPs
 VI_1      eth0       51    2        MASTER  100       100        198.18.0.3  10    1         2        198.18.0.100/24

@@ -187,10 +187,11 @@ type Engine struct {
 
 // EngineService is one service's share of Engine.
 type EngineService struct {
-	Service  string `json:"service"`   // "UDP 198.18.0.1:53"
-	TCPConns int    `json:"tcp_conns"` // TCP: open connections
-	Flows    int    `json:"flows"`     // UDP: flows and one-packet reply paths
-	Sockets  int    `json:"sockets"`   // UDP: reply sockets
-	Evicted  uint64 `json:"evicted"`   // UDP: flows ended early to make room
-	Refused  uint64 `json:"refused"`   // new UDP flows dropped (no room, no socket, or a loop), TCP connections reset at a bound
+	Service   string `json:"service"`   // "UDP 198.18.0.1:53"
+	Listening bool   `json:"listening"` // false: no real server can take a new connection, the kernel refuses them
+	TCPConns  int    `json:"tcp_conns"` // TCP: open connections
+	Flows     int    `json:"flows"`     // UDP: flows and one-packet reply paths
+	Sockets   int    `json:"sockets"`   // UDP: reply sockets
+	Evicted   uint64 `json:"evicted"`   // UDP: flows ended early to make room
+	Refused   uint64 `json:"refused"`   // new UDP flows dropped (no room, no socket, or a loop), TCP connections reset at a bound
 }

@@ -394,7 +394,7 @@ func (e *Engine) State() engine.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, s := range e.order {
-		ss := engine.ServiceState{Service: s.key.String()}
+		ss := engine.ServiceState{Service: s.key.String(), Listening: s.served()}
 		switch {
 		case s.key.Proto == ipvs.UDP && s.udp == nil: // not listening (gate.go)
 		case s.udp != nil:

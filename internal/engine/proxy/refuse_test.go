@@ -77,7 +77,13 @@ func TestRefuseWithoutServer(t *testing.T) {
 			tb := newTable(t, e)
 			tb.exec(addSvc(svc))
 			wantRefused(t, svc.AddrPort())
+			if st := serviceState(t, e, svc.ServiceKey); st.Listening {
+				t.Errorf("state %+v: listening without a real server", st)
+			}
 			tb.exec(addDest(svc, rs.addr, 1))
+			if st := serviceState(t, e, svc.ServiceKey); !st.Listening {
+				t.Errorf("state %+v: not listening with a real server", st)
+			}
 			c := mustDial(t, svc.AddrPort())
 			c.echo(t, "first")
 			tb.exec(delDest(svc, rs.addr))
@@ -260,6 +266,9 @@ func TestRefuseUDP(t *testing.T) {
 	tb.exec(addSvc(svc))
 	if !udpRefused(t, svc.AddrPort()) {
 		t.Fatal("a UDP client of a service without real servers got no port unreachable")
+	}
+	if st := serviceState(t, e, svc.ServiceKey); st.Listening {
+		t.Errorf("state %+v: listening without a real server", st)
 	}
 	tb.exec(addDest(svc, rs, 1))
 	got, flow := udpAsk(t, svc.AddrPort(), "one")
