@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -39,6 +41,11 @@ import (
 // an sh, dh or mh slot whose server cannot take it, ovf with every server
 // at its weight in active connections, a connection arriving while the
 // socket is about to close, or the engine-wide --tcp-conns bound.
+//
+// A service that does not listen still holds its address and port for
+// the engine: a new service that could not be bound beside it (the same
+// port on the unspecified address, or on an address when the paused one
+// is the unspecified one) is refused as if the port were in use.
 
 // gate is the queue of services whose socket may have to close or open.
 type gate struct {
@@ -106,7 +113,68 @@ func (e *Engine) gateLocked(s *service) {
 	case !take && s.served():
 		s.closeSockets()
 		s.tcp, s.udp = nil, nil
+		e.setPaused(s, true)
 		s.logGate("not listening: no real server can take a new connection, so the kernel refuses them")
+	}
+}
+
+// heldByPausedLocked says which service of the engine holds the port a
+// new service k would take, while that one does not listen, or "": the
+// same port on the unspecified address and on an address of the same
+// family cannot both be bound (Linux refuses two listeners, and UDP
+// sockets set no SO_REUSEADDR), so the new one would keep the paused one
+// from ever listening again, and take its connections. e.mu is held.
+func (e *Engine) heldByPausedLocked(k ipvs.ServiceKey) string {
+	w := wildcardOf(k)
+	if k.Addr.Unmap().IsUnspecified() {
+		if e.pausedPorts[w] > 0 {
+			return fmt.Sprintf("%s %s on port %d", k.Proto, familyOf(k), k.Port)
+		}
+		return ""
+	}
+	for _, wk := range []ipvs.ServiceKey{w, {Proto: w.Proto, Addr: netip.AddrFrom16(w.Addr.As16()), Port: w.Port}} {
+		if s := e.services[wk]; s != nil && s.paused {
+			return wk.String()
+		}
+	}
+	return ""
+}
+
+// wildcardOf is k's protocol and port on the unspecified address of k's
+// family.
+func wildcardOf(k ipvs.ServiceKey) ipvs.ServiceKey {
+	w := netip.IPv6Unspecified()
+	if k.Addr.Unmap().Is4() {
+		w = netip.IPv4Unspecified()
+	}
+	return ipvs.ServiceKey{Proto: k.Proto, Addr: w, Port: k.Port}
+}
+
+func familyOf(k ipvs.ServiceKey) string {
+	if k.Addr.Unmap().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// setPaused records whether s, a service the engine serves, does not
+// listen, and counts the paused services on an address by protocol, port
+// and family for heldByPausedLocked. e.mu is held.
+func (e *Engine) setPaused(s *service, p bool) {
+	if s.paused == p {
+		return
+	}
+	s.paused = p
+	if s.key.Addr.Unmap().IsUnspecified() {
+		return // looked up by its key
+	}
+	w := wildcardOf(s.key)
+	if p {
+		e.pausedPorts[w]++
+		return
+	}
+	if e.pausedPorts[w]--; e.pausedPorts[w] <= 0 {
+		delete(e.pausedPorts, w)
 	}
 }
 

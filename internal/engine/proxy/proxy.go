@@ -151,7 +151,8 @@ type Engine struct {
 	spliceOnly    bool // tests and benchmarks: TCP data moves with splice only
 	goroutines    bool // tests and benchmarks: the portable TCP data path even where loops run
 	evloops       []*evLoop
-	gate          gate // services whose socket may have to close or open (gate.go)
+	gate          gate                    // services whose socket may have to close or open (gate.go)
+	pausedPorts   map[ipvs.ServiceKey]int // services not listening, by wildcardOf (gate.go)
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -182,6 +183,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 		warned:      make(map[string]bool),
 		janitorDone: make(chan struct{}),
 		gate:        gate{wake: make(chan struct{}, 1)},
+		pausedPorts: make(map[ipvs.ServiceKey]int),
 	}
 	e.timeWait.state = stTimeWait
 	e.closing.state = stClose
@@ -297,6 +299,7 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 		if err != nil {
 			for _, s := range started {
 				s.closeSockets()
+				e.setPaused(s, false)
 			}
 			return err
 		}
@@ -402,6 +405,9 @@ func (e *Engine) startService(sc *ipvs.ServiceConfig) (*service, error) {
 	if unserved(s.key) != "" {
 		return s, nil
 	}
+	if o := e.heldByPausedLocked(s.key); o != "" {
+		return nil, fmt.Errorf("%s: the proxy engine cannot listen: its service %s holds the port (it does not listen while no real server can take a connection); use another virtual port", s.key, o)
+	}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -426,10 +432,14 @@ func (s *service) listen() error {
 		}
 		if !s.takesNew() {
 			ln.Close()
+			e.setPaused(s, true)
 			return nil
 		}
 		if len(e.evloops) > 0 && !e.goroutines {
-			return s.listenLoops(ln.(*net.TCPListener))
+			if err := s.listenLoops(ln.(*net.TCPListener)); err != nil {
+				return err
+			}
+			break
 		}
 		tl := &tcpListener{ln: ln.(*net.TCPListener), done: make(chan struct{})}
 		s.tcp = tl
@@ -442,12 +452,14 @@ func (s *service) listen() error {
 		}
 		if !s.takesNew() {
 			pc.Close()
+			e.setPaused(s, true)
 			return nil
 		}
 		s.udp = newUDPService(s, pc.(*net.UDPConn))
 		e.loops.Add(1)
 		go s.udp.readLoop()
 	}
+	e.setPaused(s, false)
 	return nil
 }
 
@@ -478,6 +490,7 @@ func bindError(k ipvs.ServiceKey, err error) error {
 // their own, its UDP flows end with the socket they reply from.
 func (e *Engine) stopService(s *service) {
 	s.closeSockets()
+	e.setPaused(s, false)
 	for _, d := range s.dests {
 		d.sd.MarkRemoved()
 	}

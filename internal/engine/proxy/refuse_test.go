@@ -4,10 +4,12 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -285,5 +287,38 @@ func TestRefuseUDP(t *testing.T) {
 	tb.exec(editDest(svc, rs, 1))
 	if got, _ := udpAsk(t, svc.AddrPort(), "three"); got != "rs:three" {
 		t.Fatalf("answer %q, want rs:three", got)
+	}
+}
+
+// TestRefuseKeepsThePort: a service that does not listen still holds its
+// port for the engine: a service on the same port on 0.0.0.0 (which
+// could not be bound beside it once it listens again, and would take its
+// connections meanwhile) is refused as if the port were in use, and so is
+// the reverse.
+func TestRefuseKeepsThePort(t *testing.T) {
+	e := newEngine(t, Options{})
+	for _, proto := range []ipvs.Protocol{ipvs.TCP, ipvs.UDP} {
+		network := "tcp4"
+		if proto == ipvs.UDP {
+			network = "udp4"
+		}
+		port := freePort(t, network, netip.IPv4Unspecified())
+		wild := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: proto, Addr: netip.IPv4Unspecified(), Port: port}, Scheduler: "rr"}
+		own := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: proto, Addr: lo4, Port: port}, Scheduler: "rr"}
+		for _, order := range [][2]ipvs.Service{{own, wild}, {wild, own}} {
+			paused, other := order[0], order[1]
+			tb := newTable(t, e)
+			tb.exec(addSvc(paused))
+			if st := serviceState(t, e, paused.ServiceKey); st.Listening {
+				t.Fatalf("%s listens without a real server", paused.ServiceKey)
+			}
+			tb.tb.Exec(addSvc(other))
+			err := engine.ApplySnapshot(e, tb.tb.Snapshot())
+			if err == nil || !strings.Contains(err.Error(), "holds the port") {
+				t.Fatalf("adding %s beside %s, which does not listen: %v; want the port held", other.ServiceKey, paused.ServiceKey, err)
+			}
+			tb.tb.Exec(ipvs.Command{Op: ipvs.OpDelService, Service: &other})
+			tb.exec(ipvs.Command{Op: ipvs.OpDelService, Service: &paused})
+		}
 	}
 }

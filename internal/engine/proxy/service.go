@@ -39,6 +39,7 @@ type service struct {
 	// back-off of a failed re-bind and gateLog when the gate last
 	// logged (guarded by Engine.mu).
 	queued  atomic.Bool
+	paused  bool // not listening (Engine.setPaused)
 	rebind  time.Duration
 	retry   *time.Timer
 	gateLog int64
