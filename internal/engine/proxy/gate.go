@@ -24,14 +24,13 @@ import (
 // is persistent, while a template leads to an available server (the
 // kernel uses a template to a quiesced server), and, for TCP, while it
 // holds fewer connections than --tcp-conns-per-service. A UDP service
-// keeps its socket while flows or one-packet reply paths are live: they
-// receive and answer through it.
+// keeps its socket while flows are live: they receive and answer through
+// it (a one-packet service's reply paths end with the socket).
 //
 // The check runs on events only, never on a timer: Apply (weights, real
 // servers, thresholds), a real server's overload, failed or removed mark
 // changing (sched.Dest.OnChange), a TCP service's count of connections
-// crossing its bound, the last template, flow or reply path of a
-// refusing service ending. recheck queues the service; the janitor
+// crossing its bound, the last template or UDP flow of a service ending. recheck queues the service; the janitor
 // closes or opens its socket under Engine.mu. A socket that cannot be
 // bound again (another program took the port) is retried with a back-off
 // until it is, or until the service can no longer take connections.
@@ -192,7 +191,9 @@ func (s *service) takesNew() bool {
 	if s.cfg.Load().Persistent() && s.hasTemplate() {
 		return true
 	}
-	if u := s.udp; u != nil && (u.n.Load() > 0 || u.paths.Load() > 0) {
+	// One-packet reply paths do not count: every new client makes one,
+	// server or not, so a flood of them would keep the socket open.
+	if u := s.udp; u != nil && u.n.Load() > 0 {
 		return true
 	}
 	return false

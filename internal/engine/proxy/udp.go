@@ -239,7 +239,7 @@ func (u *udpService) endLocked(f *udpFlow) {
 	e := u.s.e
 	delete(u.flows, f.client)
 	u.lru.remove(f)
-	if u.n.Add(-1) == 0 && u.paths.Load() == 0 {
+	if u.n.Add(-1) == 0 {
 		e.recheck(u.s) // the last flow may have kept the socket open
 	}
 	e.udp.total.Add(-1)

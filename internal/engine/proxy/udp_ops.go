@@ -201,9 +201,7 @@ func (p *replyPath) end() {
 	p.up.Close()
 	e.udp.removePort(p.local)
 	e.udp.total.Add(-1)
-	if p.u.paths.Add(-1) == 0 && p.u.n.Load() == 0 {
-		e.recheck(p.u.s) // the last reply path may have kept the socket open
-	}
+	p.u.paths.Add(-1)
 }
 
 // relayDatagrams reads the datagrams arriving on up with recv and hands
