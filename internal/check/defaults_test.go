@@ -2,6 +2,9 @@ package check
 
 import "time"
 
+// ok2xx is keepalived's default status_code, which internal/plan fills in.
+var ok2xx = StatusCodes{{200, 299}}
+
 // defaultSpec returns, for tests, keepalived's defaults for a checker kind: a 5s
 // connect_timeout, a 60s delay_loop (also the warmup), one retry after 1s
 // (3s for HTTP_GET and SSL_GET), three retries after a delay_loop for

@@ -14,9 +14,9 @@ import (
 // a reload's comparison.
 func TestEqualSeesEveryField(t *testing.T) {
 	others := []any{script.Cmd{Line: "/bin/true"}, ipvs.ServiceKey{FWMark: 7}, ipvs.Dest{Weight: 9}}
-	spec := Spec{Type: HTTP, DelayLoop: time.Second, URLs: []URL{{Path: "/"}}}
+	spec := Spec{Type: HTTP, DelayLoop: time.Second, URLs: []URL{{Path: "/", Status: ok2xx}}}
 	equaltest.EveryField(t, spec, func(a, b Spec) bool { return a.Equal(&b) }, others...)
-	equaltest.EveryField(t, URL{Path: "/"}, URL.equal, others...)
+	equaltest.EveryField(t, URL{Path: "/", Status: ok2xx}, URL.equal, others...)
 	equaltest.EveryField(t, RealServer{Checks: []Spec{spec}}, func(a, b RealServer) bool { return a.Equal(&b) }, others...)
 	equaltest.EveryField(t, VirtualServer{RealServers: []RealServer{{}}}, func(a, b VirtualServer) bool { return a.Equal(&b) }, others...)
 }

@@ -27,7 +27,7 @@ func TestSNIName(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := spec(SSL)
-			s.URLs = []URL{{Path: "/"}}
+			s.URLs = []URL{{Path: "/", Status: ok2xx}}
 			s.EnableSNI, s.SNIName, s.VirtualHost = tt.enable, tt.sniName, tt.virtual
 			if got, _ := probe(t, s, srv.addr(t)); got != "" {
 				t.Fatalf("check failed: %s", got)

@@ -91,27 +91,27 @@ func TestHTTPCheck(t *testing.T) {
 				hang    bool
 				wantErr string
 			}{
-				{name: "200 default codes", status: 200, body: "ok", url: URL{Path: "/"}},
-				{name: "204 in default 2xx", status: 204, url: URL{Path: "/"}},
-				{name: "500 refused", status: 500, body: "x", url: URL{Path: "/"}, wantErr: "status code 500 not accepted"},
+				{name: "200 in 2xx", status: 200, body: "ok", url: URL{Path: "/", Status: ok2xx}},
+				{name: "204 in 2xx", status: 204, url: URL{Path: "/", Status: ok2xx}},
+				{name: "500 refused", status: 500, body: "x", url: URL{Path: "/", Status: ok2xx}, wantErr: "status code 500 not accepted"},
 				{name: "301 in range", status: 301, url: URL{Path: "/", Status: StatusCodes{{200, 299}, {300, 302}}}},
 				{name: "404 outside ranges", status: 404, url: URL{Path: "/", Status: StatusCodes{{200, 299}, {300, 302}}}, wantErr: "404"},
-				{name: "digest matches", status: 200, body: "healthy\n", url: URL{Path: "/health", Digest: md5hex("healthy\n")}},
-				{name: "digest upper case", status: 200, body: "healthy\n", url: URL{Path: "/health", Digest: strings.ToUpper(md5hex("healthy\n"))}},
-				{name: "digest differs", status: 200, body: "sick\n", url: URL{Path: "/health", Digest: md5hex("healthy\n")}, wantErr: "MD5 digest " + md5hex("sick\n")},
-				{name: "HTTP/1.1", status: 200, url: URL{Path: "/"}, proto: "1.1"},
-				{name: "1.0C", status: 200, url: URL{Path: "/"}, proto: "1.0C"},
-				{name: "virtualhost", status: 200, url: URL{Path: "/", VirtualHost: "www.example.test"}},
-				{name: "regex matches", status: 200, body: "<h1>status: OK</h1>", url: URL{Path: "/", Regex: `status: (OK|GOOD)`}},
-				{name: "regex does not match", status: 200, body: "status: FAILED", url: URL{Path: "/", Regex: `status: (OK|GOOD)`}, wantErr: `body does not match regex "status: (OK|GOOD)"`},
-				{name: "regex_no_match passes", status: 200, body: "all fine", url: URL{Path: "/", Regex: `(?i)error`, RegexNoMatch: true}},
-				{name: "regex_no_match fails", status: 200, body: "Internal ERROR", url: URL{Path: "/", Regex: `(?i)error`, RegexNoMatch: true}, wantErr: "body matches regex"},
-				{name: "regex after min offset", status: 200, body: "OK......OK", url: URL{Path: "/", Regex: `OK`, RegexMinOffset: 1}},
-				{name: "regex before min offset", status: 200, body: "OK........", url: URL{Path: "/", Regex: `OK`, RegexMinOffset: 1}, wantErr: "does not match"},
-				{name: "regex at max offset", status: 200, body: "...OK", url: URL{Path: "/", Regex: `OK`, RegexEnd: 4}},
-				{name: "regex beyond max offset", status: 200, body: "....OK", url: URL{Path: "/", Regex: `OK`, RegexEnd: 4}, wantErr: "does not match"},
-				{name: "regex and wrong status", status: 500, body: "OK", url: URL{Path: "/", Regex: `OK`}, wantErr: "status code 500"},
-				{name: "hanging server times out", hang: true, url: URL{Path: "/"}, wantErr: "timeout"},
+				{name: "digest matches", status: 200, body: "healthy\n", url: URL{Path: "/health", Status: ok2xx, Digest: md5hex("healthy\n")}},
+				{name: "digest upper case", status: 200, body: "healthy\n", url: URL{Path: "/health", Status: ok2xx, Digest: strings.ToUpper(md5hex("healthy\n"))}},
+				{name: "digest differs", status: 200, body: "sick\n", url: URL{Path: "/health", Status: ok2xx, Digest: md5hex("healthy\n")}, wantErr: "MD5 digest " + md5hex("sick\n")},
+				{name: "HTTP/1.1", status: 200, url: URL{Path: "/", Status: ok2xx}, proto: "1.1"},
+				{name: "1.0C", status: 200, url: URL{Path: "/", Status: ok2xx}, proto: "1.0C"},
+				{name: "virtualhost", status: 200, url: URL{Path: "/", Status: ok2xx, VirtualHost: "www.example.test"}},
+				{name: "regex matches", status: 200, body: "<h1>status: OK</h1>", url: URL{Path: "/", Status: ok2xx, Regex: `status: (OK|GOOD)`}},
+				{name: "regex does not match", status: 200, body: "status: FAILED", url: URL{Path: "/", Status: ok2xx, Regex: `status: (OK|GOOD)`}, wantErr: `body does not match regex "status: (OK|GOOD)"`},
+				{name: "regex_no_match passes", status: 200, body: "all fine", url: URL{Path: "/", Status: ok2xx, Regex: `(?i)error`, RegexNoMatch: true}},
+				{name: "regex_no_match fails", status: 200, body: "Internal ERROR", url: URL{Path: "/", Status: ok2xx, Regex: `(?i)error`, RegexNoMatch: true}, wantErr: "body matches regex"},
+				{name: "regex after min offset", status: 200, body: "OK......OK", url: URL{Path: "/", Status: ok2xx, Regex: `OK`, RegexMinOffset: 1}},
+				{name: "regex before min offset", status: 200, body: "OK........", url: URL{Path: "/", Status: ok2xx, Regex: `OK`, RegexMinOffset: 1}, wantErr: "does not match"},
+				{name: "regex at max offset", status: 200, body: "...OK", url: URL{Path: "/", Status: ok2xx, Regex: `OK`, RegexEnd: 4}},
+				{name: "regex beyond max offset", status: 200, body: "....OK", url: URL{Path: "/", Status: ok2xx, Regex: `OK`, RegexEnd: 4}, wantErr: "does not match"},
+				{name: "regex and wrong status", status: 500, body: "OK", url: URL{Path: "/", Status: ok2xx, Regex: `OK`}, wantErr: "status code 500"},
+				{name: "hanging server times out", hang: true, url: URL{Path: "/", Status: ok2xx}, wantErr: "timeout"},
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
@@ -154,7 +154,7 @@ func TestHTTPCheck(t *testing.T) {
 func TestSSLCheckVerify(t *testing.T) {
 	srv := newWebServer(t, true)
 	s := spec(SSL)
-	s.URLs = []URL{{Path: "/"}}
+	s.URLs = []URL{{Path: "/", Status: ok2xx}}
 	s.Verify = true
 	s.ConnectTimeout = 10 * time.Second // the handshake fails at once; a slow one (-race) must not time out first
 	got, _ := probe(t, s, srv.addr(t))
@@ -163,7 +163,7 @@ func TestSSLCheckVerify(t *testing.T) {
 	}
 	// HTTP_GET on a TLS port fails: the answer is not HTTP.
 	s = spec(HTTP)
-	s.URLs = []URL{{Path: "/"}}
+	s.URLs = []URL{{Path: "/", Status: ok2xx}}
 	if got, _ := probe(t, s, srv.addr(t)); got == "" {
 		t.Error("HTTP_GET to a TLS server passed")
 	}
@@ -173,7 +173,7 @@ func TestMultipleURLsMustAllPass(t *testing.T) {
 	srv := newWebServer(t, false)
 	srv.body.Store("same")
 	s := spec(HTTP)
-	s.URLs = []URL{{Path: "/a", Digest: md5hex("same")}, {Path: "/b", Digest: md5hex("other")}}
+	s.URLs = []URL{{Path: "/a", Status: ok2xx, Digest: md5hex("same")}, {Path: "/b", Status: ok2xx, Digest: md5hex("other")}}
 	got, _ := probe(t, s, srv.addr(t))
 	if !strings.HasPrefix(got, "url /b: MD5 digest") {
 		t.Errorf("error %q, want the second url's digest error", got)

@@ -11,8 +11,6 @@ import (
 	"github.com/gvs-lb/gvs/internal/script"
 	"net/netip"
 	"regexp"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -153,32 +151,10 @@ func (u *URL) matchBody(re *regexp.Regexp, body []byte) error {
 // StatusCodes is a set of HTTP status code ranges, inclusive.
 type StatusCodes [][2]int
 
-// ParseStatusCodes reads keepalived's status_code arguments ("200",
-// "200-299", "301 302").
-func ParseStatusCodes(args ...string) (StatusCodes, error) {
-	var s StatusCodes
-	for _, a := range args {
-		for _, f := range strings.Fields(strings.ReplaceAll(a, ",", " ")) {
-			lo, hi, isRange := strings.Cut(f, "-")
-			l, err := strconv.Atoi(lo)
-			h := l
-			if err == nil && isRange {
-				h, err = strconv.Atoi(hi)
-			}
-			if err != nil || l < 100 || h > 599 || l > h {
-				return nil, fmt.Errorf("invalid status_code %q (want a code or a range like 200-299, within 100-599)", f)
-			}
-			s = append(s, [2]int{l, h})
-		}
-	}
-	return s, nil
-}
-
-// Match reports whether code is accepted; an empty set accepts 2xx.
+// Match reports whether code is accepted. The set is the finished one
+// (internal/plan fills keepalived's default, 200-299); an empty set
+// accepts nothing, and Validate refuses it.
 func (s StatusCodes) Match(code int) bool {
-	if len(s) == 0 {
-		return code >= 200 && code <= 299
-	}
 	for _, r := range s {
 		if code >= r[0] && code <= r[1] {
 			return true
@@ -214,6 +190,9 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("%s: unknown http_protocol %q (want 1.0, 1.0C or 1.1)", s.Type, s.HTTPProtocol)
 		}
 		for _, u := range s.URLs {
+			if len(u.Status) == 0 {
+				return fmt.Errorf("%s: url %s: no status codes to accept", s.Type, u.Path)
+			}
 			if u.Digest != "" {
 				if b, err := hex.DecodeString(u.Digest); err != nil || len(b) != md5.Size {
 					return fmt.Errorf("%s: url %s: digest %q is not a hex MD5 sum", s.Type, u.Path, u.Digest)

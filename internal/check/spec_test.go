@@ -7,41 +7,28 @@ import (
 	"time"
 )
 
-func TestParseStatusCodes(t *testing.T) {
+// TestStatusCodesMatch: the ranges are taken as they are, inclusive;
+// no ranges accept nothing (keepalived's 2xx default is internal/plan's).
+func TestStatusCodesMatch(t *testing.T) {
 	tests := []struct {
 		name    string
-		args    []string
+		codes   StatusCodes
 		match   []int
 		nomatch []int
-		wantErr string
 	}{
-		{name: "none is 2xx", match: []int{200, 204, 299}, nomatch: []int{199, 300, 404}},
-		{name: "one code", args: []string{"200"}, match: []int{200}, nomatch: []int{201}},
-		{name: "range and codes", args: []string{"200-299", "301", "302"}, match: []int{250, 301, 302}, nomatch: []int{303, 404}},
-		{name: "comma list", args: []string{"200,404"}, match: []int{200, 404}, nomatch: []int{500}},
-		{name: "backwards range", args: []string{"299-200"}, wantErr: `invalid status_code "299-200"`},
-		{name: "not a number", args: []string{"ok"}, wantErr: `invalid status_code "ok"`},
-		{name: "out of range", args: []string{"99"}, wantErr: "within 100-599"},
+		{name: "none accepts nothing", nomatch: []int{200, 204, 299, 404}},
+		{name: "one code", codes: StatusCodes{{200, 200}}, match: []int{200}, nomatch: []int{201}},
+		{name: "range and codes", codes: StatusCodes{{200, 299}, {301, 301}, {302, 302}}, match: []int{200, 250, 299, 301, 302}, nomatch: []int{199, 303, 404}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := ParseStatusCodes(tt.args...)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
 			for _, c := range tt.match {
-				if !s.Match(c) {
+				if !tt.codes.Match(c) {
 					t.Errorf("%d not matched", c)
 				}
 			}
 			for _, c := range tt.nomatch {
-				if s.Match(c) {
+				if tt.codes.Match(c) {
 					t.Errorf("%d matched", c)
 				}
 			}
@@ -80,8 +67,9 @@ func TestValidate(t *testing.T) {
 		{name: "tcp defaults", typ: TCP},
 		{name: "unknown type", typ: "FOO_CHECK", wantErr: `unknown checker "FOO_CHECK"`},
 		{name: "http without url", typ: HTTP, wantErr: "no url block"},
-		{name: "bad protocol", typ: HTTP, edit: func(s *Spec) { s.URLs = []URL{{Path: "/"}}; s.HTTPProtocol = "2" }, wantErr: `unknown http_protocol "2"`},
-		{name: "bad digest", typ: SSL, edit: func(s *Spec) { s.URLs = []URL{{Path: "/", Digest: "abc"}} }, wantErr: "not a hex MD5 sum"},
+		{name: "url without status codes", typ: HTTP, edit: func(s *Spec) { s.URLs = []URL{{Path: "/"}} }, wantErr: "url /: no status codes to accept"},
+		{name: "bad protocol", typ: HTTP, edit: func(s *Spec) { s.URLs = []URL{{Path: "/", Status: ok2xx}}; s.HTTPProtocol = "2" }, wantErr: `unknown http_protocol "2"`},
+		{name: "bad digest", typ: SSL, edit: func(s *Spec) { s.URLs = []URL{{Path: "/", Status: ok2xx, Digest: "abc"}} }, wantErr: "not a hex MD5 sum"},
 		{name: "misc without path", typ: MISC, wantErr: "no misc_path"},
 		{name: "dns bad type", typ: DNS, edit: func(s *Spec) { s.DNSType = "WKS" }, wantErr: `unknown type "WKS"`},
 		{name: "zero delay_loop", typ: TCP, edit: func(s *Spec) { s.DelayLoop = 0 }, wantErr: "delay_loop must be positive"},
@@ -138,7 +126,7 @@ func TestValidateRegex(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := defaultSpec(HTTP)
-			s.URLs = []URL{{Path: "/", Regex: tt.regex}}
+			s.URLs = []URL{{Path: "/", Status: ok2xx, Regex: tt.regex}}
 			err := s.Validate()
 			if (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("Validate: %v, want %q", err, tt.wantErr)

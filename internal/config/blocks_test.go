@@ -66,7 +66,7 @@ virtual_server 198.18.0.10 80 {
 		{"tcp connect target", rs.Checkers[0].ConnectIP.String() + ":" + itoa(rs.Checkers[0].ConnectPort), "198.18.0.11:80"},
 		{"http delay_before_retry", rs.Checkers[1].DelayBeforeRetry, 3 * time.Second},
 		{"http protocol", rs.Checkers[1].HTTP.Protocol, "1.0"},
-		{"http status", rs.Checkers[1].HTTP.URLs[0].StatusCodes, []StatusRange{{200, 299}}},
+		{"http status as written: none (plan fills 2xx)", rs.Checkers[1].HTTP.URLs[0].StatusCodes, []StatusRange(nil)},
 		{"dns retry", rs.Checkers[2].Retry, 3},
 		{"dns delay_before_retry", rs.Checkers[2].DelayBeforeRetry, 60 * time.Second},
 		{"dns query", *rs.Checkers[2].DNS, DNSCheckConf{Type: "SOA", Name: "."}},

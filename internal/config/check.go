@@ -95,7 +95,9 @@ type URL struct {
 	Path string `json:"path"`
 	// Digest is the MD5 of the body in hex (genhash), if checked.
 	Digest string `json:"digest,omitempty"`
-	// StatusCodes are the accepted status ranges (default 200-299).
+	// StatusCodes are the accepted status ranges as written; none when
+	// the block has no status_code (internal/plan compiles that to
+	// keepalived's default, 200-299).
 	StatusCodes []StatusRange `json:"status_code"`
 	// Virtualhost overrides the checker's.
 	Virtualhost string `json:"virtualhost,omitempty"`
@@ -155,16 +157,6 @@ func (u *URL) GoRegex() string {
 type StatusRange struct {
 	Min int `json:"min"`
 	Max int `json:"max"`
-}
-
-// Accepts reports whether the URL accepts the status code.
-func (u *URL) Accepts(code int) bool {
-	for _, r := range u.StatusCodes {
-		if code >= r.Min && code <= r.Max {
-			return true
-		}
-	}
-	return false
 }
 
 // MiscCheckConf is the MISC_CHECK part of a checker.
@@ -444,9 +436,6 @@ func (d *decoder) url(n *node, c *Checker) {
 	}
 	if maxSet && u.RegexMaxOffset < u.RegexMinOffset {
 		d.errorf(n, "url %s: regex_max_offset %d is below regex_min_offset %d", u.Path, u.RegexMaxOffset, u.RegexMinOffset)
-	}
-	if len(u.StatusCodes) == 0 {
-		u.StatusCodes = []StatusRange{{200, 299}}
 	}
 	c.HTTP.URLs = append(c.HTTP.URLs, u)
 }

@@ -42,6 +42,9 @@ func (c *compiler) checker(ch *config.Checker, rs *config.RealServer) []check.Sp
 			for _, r := range u.StatusCodes {
 				cu.Status = append(cu.Status, [2]int{r.Min, r.Max})
 			}
+			if len(cu.Status) == 0 {
+				cu.Status = defaultStatusCodes()
+			}
 			if u.Regex != "" {
 				cu.Regex, cu.RegexNoMatch, cu.RegexMinOffset = u.GoRegex(), u.RegexNoMatch, u.RegexMinOffset
 				if u.RegexMaxOffset >= 0 {
@@ -111,3 +114,7 @@ func (c *compiler) fileCheck(ch *config.Checker) []check.Spec {
 	}
 	return []check.Spec{s}
 }
+
+// defaultStatusCodes are what a url block without status_code accepts,
+// as keepalived: any 2xx.
+func defaultStatusCodes() check.StatusCodes { return check.StatusCodes{{200, 299}} }

@@ -275,3 +275,31 @@ func TestOneChangeOneDifference(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusCodesDefault: a url block without status_code accepts 2xx,
+// as keepalived; the compile step fills that in, so check runs the
+// ranges it is given and nothing else.
+func TestStatusCodesDefault(t *testing.T) {
+	const conf = "virtual_server 198.18.0.1 80 {\n protocol TCP\n real_server 198.18.1.1 80 {\n" +
+		"  HTTP_GET {\n   url {\n    path /a\n   }\n   url {\n    path /b\n    status_code 200 302-304\n   }\n  }\n }\n}\n"
+	p, _, err := Compile(parse(t, "t.conf", []byte(conf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls := p.Services[0].Check.RealServers[0].Checks[0].URLs
+	if len(urls) != 2 {
+		t.Fatalf("%d urls, want 2", len(urls))
+	}
+	for _, tt := range []struct {
+		url        int
+		code       int
+		wantAccept bool
+	}{
+		{0, 200, true}, {0, 204, true}, {0, 299, true}, {0, 302, false}, {0, 500, false},
+		{1, 200, true}, {1, 204, false}, {1, 303, true}, {1, 305, false},
+	} {
+		if got := urls[tt.url].Status.Match(tt.code); got != tt.wantAccept {
+			t.Errorf("url %s accepts %d: %v, want %v (status codes %v)", urls[tt.url].Path, tt.code, got, tt.wantAccept, urls[tt.url].Status)
+		}
+	}
+}
