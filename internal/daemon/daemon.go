@@ -63,8 +63,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	}
 	log.Info("engine started", "engine", eng.Name())
 	dir := director.New(eng, log)
+	// Connection sync daemons: gvsadm --start-daemon, or lvs_sync_daemon
+	// following its VRRP instance.
+	syncd := ipvssync.NewManager(log, eng)
 
-	k, err := startKeepalived(ctx, opts.ConfigFile, dir, log)
+	k, err := startKeepalived(ctx, opts.ConfigFile, dir, syncd, log)
 	if err != nil {
 		closeEngine(context.Background(), eng, opts.Grace, log)
 		return err
@@ -82,11 +85,6 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 			}
 		}
 	}()
-
-	// Connection sync daemons: gvsadm --start-daemon, or lvs_sync_daemon
-	// following its VRRP instance.
-	syncd := ipvssync.NewManager(log, eng)
-	go k.runLVSSync(syncd, time.Second)
 
 	srv := api.NewServer(dir, log, k)
 	srv.ServeDaemons(SyncDaemons(syncd))

@@ -2,19 +2,32 @@ package daemon
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"log/slog"
 	"net/netip"
-	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/director"
+	"github.com/gvs-lb/gvs/internal/ipvssync"
 	"github.com/gvs-lb/gvs/internal/plan"
 	"github.com/gvs-lb/gvs/internal/vrrp"
 )
 
 // keepalived runs what a keepalived.conf asks for: the virtual servers,
-// their health checkers and the VRRP instances.
+// their health checkers, the VRRP instances and lvs_sync_daemon's role.
+//
+// One goroutine, the reconciler (run), owns the running state: it takes
+// the plans to apply (the first one, then SIGHUP's), stop, the VRRP
+// instances' state changes and the sync daemon's retries, one at a time,
+// works out what changed and hands the director, the checkers, the VRRP
+// units and the sync daemons only that. Nothing else writes that state,
+// so it needs no lock; the API's views read what the reconciler
+// publishes (shown). Checker verdicts do not pass through it: they go
+// straight to director.Update, the table's own serialised owner, and a
+// reload retires the replaced checkers inside the batch that replaces
+// their services (director.Replace's committed function).
 //
 // Its goroutines live under its own context, not gvsd's: on SIGTERM stop
 // ends them in keepalived's order (VRRP first, so the VIPs move to the
@@ -23,59 +36,71 @@ type keepalived struct {
 	path   string
 	engine string // the running engine's name, which a reload is checked for
 	dir    *director.Director
+	syncd  *ipvssync.Manager // lvs_sync_daemon's daemons; nil: none run
 	log    *slog.Logger
 
-	ctx    context.Context // lives until stop
+	ctx    context.Context // the units' goroutines live under it until stop
 	cancel context.CancelFunc
 
-	reloadMu sync.Mutex // serialises start, reload and stop
-	stopped  bool
+	// To the reconciler.
+	requests   chan request
+	vrrpEvents chan vrrpEvent // the VRRP instances' state changes, as they happen
+	done       chan struct{}  // closed when the reconciler has returned
 
-	mu   sync.Mutex // guards the fields below
-	cfg  *config.Config
-	plan *plan.Plan           // cfg compiled
-	lvs  map[string]*lvsUnit  // by service key (ipvs.ServiceKey.String())
-	vrrp map[string]*vrrpUnit // by instance or sync group name
-	// links follows the interfaces' states for every VRRP instance
-	// (track_interface and their own); made by the first plan with VRRP.
-	links vrrp.Links
-	// vips are the virtual addresses the VRRP instances hold now (MASTER),
-	// for ha_suspend.
+	// shown is what the reconciler runs, for the API's views.
+	shown atomic.Pointer[shown]
+
+	// The running state, the reconciler's alone (no other goroutine
+	// reads or writes these fields).
+	cfg   *config.Config
+	plan  *plan.Plan           // cfg compiled
+	lvs   map[string]*lvsUnit  // by service key (ipvs.ServiceKey.String())
+	vrrp  map[string]*vrrpUnit // by instance or sync group name
+	mail  *mailer
+	links vrrp.Links // the interfaces' states, made by the first plan with VRRP
+	// vips are the virtual addresses the VRRP instances hold now
+	// (MASTER), for ha_suspend.
 	vips map[netip.Addr]int
-
-	// applyMu makes the checkers' pool changes and a reload's table swap
-	// mutually exclusive, so a stopped checker never edits the new table.
-	applyMu sync.Mutex
-
-	mail *mailer
-	poll sync.WaitGroup
-
-	// vrrpEvents carries the VRRP instances' state changes, as they
-	// happen, to watchVRRP.
-	vrrpEvents chan vrrpEvent
-	// vrrpChanges wakes runLVSSync after a state change was handled or a
-	// plan applied (wakeSync).
-	vrrpChanges chan struct{}
+	sync syncRole
 }
 
-func startKeepalived(ctx context.Context, path string, dir *director.Director, log *slog.Logger) (*keepalived, error) {
+// request is a plan to apply, or (plan nil) stop.
+type request struct {
+	cfg   *config.Config
+	plan  *plan.Plan
+	reply chan error
+}
+
+// shown is what the reconciler published last: the running units, for
+// the views, and the configuration (tests compare it).
+type shown struct {
+	cfg   *config.Config
+	lvs   []*lvsUnit       // with a checker manager, in configuration order
+	insts []*vrrp.Instance // every running instance
+}
+
+var errStopping = errors.New("gvsd is stopping")
+
+// startKeepalived runs the configuration at path (none when empty), with
+// syncd for lvs_sync_daemon (nil: it is not run).
+func startKeepalived(ctx context.Context, path string, dir *director.Director, syncd *ipvssync.Manager, log *slog.Logger) (*keepalived, error) {
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	k := &keepalived{path: path, engine: dir.Engine(), dir: dir, log: log, ctx: kctx, cancel: cancel,
+	k := &keepalived{path: path, engine: dir.Engine(), dir: dir, syncd: syncd, log: log, ctx: kctx, cancel: cancel,
+		requests: make(chan request), vrrpEvents: make(chan vrrpEvent, 256), done: make(chan struct{}),
 		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{},
-		vrrpEvents: make(chan vrrpEvent, 256), vrrpChanges: make(chan struct{}, 1)}
+		sync: syncRole{retry: time.Second}}
+	k.shown.Store(&shown{})
 	if path == "" {
+		close(k.done)
 		return k, nil
 	}
 	cfg, p, err := k.load()
 	if err != nil {
 		cancel()
+		close(k.done)
 		return nil, err
 	}
-	k.poll.Add(1)
-	go func() {
-		defer k.poll.Done()
-		k.watchVRRP(kctx)
-	}()
+	go k.run()
 	if err := k.apply(cfg, p); err != nil {
 		k.stop()
 		return nil, err
@@ -105,50 +130,77 @@ func (k *keepalived) load() (*config.Config, *plan.Plan, error) {
 	return cfg, p, nil
 }
 
-// apply makes the plan p of cfg run: the virtual servers and checkers
-// first (so a configuration the engine refuses changes nothing), then
-// VRRP.
-func (k *keepalived) apply(cfg *config.Config, p *plan.Plan) error {
-	k.reloadMu.Lock()
-	defer k.reloadMu.Unlock()
-	if k.stopped {
-		return fmt.Errorf("gvsd is stopping")
+// run is the reconciler: it takes one event at a time until stop.
+func (k *keepalived) run() {
+	defer close(k.done)
+	for {
+		select {
+		case r := <-k.requests:
+			if r.plan == nil {
+				k.shutdown()
+				close(r.reply)
+				return
+			}
+			r.reply <- k.reconcile(r.cfg, r.plan)
+		case ev := <-k.vrrpEvents:
+			k.vrrpChanged(ev)
+			k.reconcileSync()
+		case <-k.sync.again:
+			k.reconcileSync()
+		}
 	}
-	k.mu.Lock()
-	running := k.vrrp
-	k.mu.Unlock()
+}
+
+// ask hands r to the reconciler and waits for its answer.
+func (k *keepalived) ask(r request) error {
+	r.reply = make(chan error, 1)
+	select {
+	case k.requests <- r:
+	case <-k.done:
+		return errStopping
+	}
+	return <-r.reply
+}
+
+// apply has the reconciler run the plan p of cfg.
+func (k *keepalived) apply(cfg *config.Config, p *plan.Plan) error {
+	return k.ask(request{cfg: cfg, plan: p})
+}
+
+// reconcile makes the plan p of cfg run: the virtual servers and
+// checkers first (so a configuration the engine refuses changes
+// nothing), then VRRP, then the sync daemon's role. Only what differs
+// from the running plan is restarted.
+func (k *keepalived) reconcile(cfg *config.Config, p *plan.Plan) error {
 	if len(p.VRRP) > 0 && k.links == nil {
 		// one link subscription for every instance, for gvsd's lifetime
 		links, err := vrrp.WatchLinks(k.ctx, "", k.log)
 		if err != nil {
-			return fmt.Errorf("vrrp: %w", err)
+			return errors.New("vrrp: " + err.Error())
 		}
 		k.links = links
 	}
-	vunits, err := planVRRP(p, running, k.links, k.log)
+	vunits, err := planVRRP(p, k.vrrp, k.links, k.log)
 	if err != nil {
 		return err
 	}
 	initTrackFiles(p.TrackFiles, k.log)
 	mail := newMailer(cfg, k.log)
-	k.mu.Lock()
-	oldCfg, oldPlan, oldMail := k.cfg, k.plan, k.mail
-	k.cfg, k.plan, k.mail = cfg, p, mail
-	k.mu.Unlock()
-	if err := k.applyLVS(p); err != nil {
-		k.mu.Lock()
-		k.cfg, k.plan, k.mail = oldCfg, oldPlan, oldMail
-		k.mu.Unlock()
+	if err := k.applyLVS(p, mail); err != nil {
 		return err
 	}
+	k.cfg, k.plan, k.mail = cfg, p, mail
 	k.applyVRRP(vunits)
-	k.wakeSync()
+	k.publish()
+	k.reconcileSync()
 	return nil
 }
 
 // reload re-reads the configuration file (SIGHUP). A file that fails
 // the configuration test (gvsd -t) leaves everything running as it was;
-// otherwise only what changed is restarted.
+// otherwise only what changed is restarted. The file is read and
+// compiled here, in the caller's goroutine; the reconciler gets the
+// finished plan.
 func (k *keepalived) reload(ctx context.Context) {
 	if k.path == "" {
 		k.log.Info("SIGHUP ignored: no configuration file (-f)")
@@ -161,11 +213,10 @@ func (k *keepalived) reload(ctx context.Context) {
 	for _, w := range warnings {
 		k.log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
 	}
-	if err != nil {
-		k.log.Error("reload refused, still running the previous configuration: "+err.Error(), "file", k.path)
-		return
+	if err == nil {
+		err = k.apply(cfg, p)
 	}
-	if err := k.apply(cfg, p); err != nil {
+	if err != nil {
 		k.log.Error("reload refused, still running the previous configuration: "+err.Error(), "file", k.path)
 		return
 	}
@@ -174,41 +225,47 @@ func (k *keepalived) reload(ctx context.Context) {
 }
 
 // stop ends the VRRP instances (priority 0 adverts, VIPs released), then
-// the checkers. The engine is left to the caller.
+// the checkers and the sync daemon lvs_sync_daemon started, and returns
+// when they have. The engine is left to the caller.
 func (k *keepalived) stop() {
-	k.reloadMu.Lock()
-	defer k.reloadMu.Unlock()
-	if k.stopped {
-		return
+	select {
+	case k.requests <- request{reply: make(chan error)}:
+	case <-k.done:
 	}
-	k.stopped = true
-	k.mu.Lock()
+	<-k.done
+	k.cancel()
+}
+
+// shutdown is stop, in the reconciler.
+func (k *keepalived) shutdown() {
 	vus := make([]*vrrpUnit, 0, len(k.vrrp))
 	for _, u := range k.vrrp {
 		vus = append(vus, u)
 	}
 	k.vrrp = map[string]*vrrpUnit{}
-	k.mu.Unlock()
 	k.stopVRRPUnits(vus)
 
-	k.mu.Lock()
 	lus := make([]*lvsUnit, 0, len(k.lvs))
 	for _, u := range k.lvs {
+		u.active.Store(false)
 		lus = append(lus, u)
 	}
 	k.lvs = map[string]*lvsUnit{}
-	k.mu.Unlock()
-	k.applyMu.Lock()
-	for _, u := range lus {
-		u.active = false
-	}
-	k.applyMu.Unlock()
 	for _, u := range lus {
 		u.cancel()
 	}
 	for _, u := range lus {
 		<-u.done
 	}
-	k.cancel()
-	k.poll.Wait()
+	k.publish()
+	k.stopSync()
+}
+
+// publish shows the running units to the API's views.
+func (k *keepalived) publish() {
+	s := &shown{cfg: k.cfg, lvs: k.units()}
+	for _, u := range k.vrrp {
+		s.insts = append(s.insts, u.insts...)
+	}
+	k.shown.Store(s)
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"sync/atomic"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,12 +10,14 @@ import (
 	"strings"
 
 	"github.com/gvs-lb/gvs/internal/check"
+	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/plan"
 )
 
 // lvsUnit is one IPVS service of the plan with the checker manager that
-// keeps its pool.
+// keeps its pool. The reconciler owns it; the manager's goroutines read
+// only active and alerts.
 type lvsUnit struct {
 	key ipvs.ServiceKey
 	svc *plan.Service
@@ -23,11 +26,21 @@ type lvsUnit struct {
 	// adopt are the checkers of the unit this one replaces, taken over
 	// when unchanged (check.Options.Adopt).
 	adopt []*check.Checker
-	// active is cleared (under keepalived.applyMu) when the unit is
-	// replaced: its manager's late changes are then dropped.
-	active bool
+	// active is set and cleared inside the director's batch that
+	// installs or replaces the unit's service: a replaced manager's late
+	// changes are dropped there.
+	active atomic.Bool
+	// alerts is what the manager's events are mailed by, published by
+	// the reconciler (a reload that keeps the unit changes it).
+	alerts atomic.Pointer[lvsAlerts]
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// lvsAlerts are the smtp_alert settings a unit's events are mailed by.
+type lvsAlerts struct {
+	mail *mailer
+	vs   *config.VirtualServer
 }
 
 // lvsWant is a service the plan asks for, before it runs.
@@ -48,14 +61,12 @@ func (w *lvsWant) key() ipvs.ServiceKey { return w.svc.Key() }
 // scheduler or persistence is edited in place); the others restart,
 // carrying the health of the real servers they keep. On error nothing
 // changed.
-func (k *keepalived) applyLVS(p *plan.Plan) error {
+func (k *keepalived) applyLVS(p *plan.Plan, mail *mailer) error {
 	wants := make([]*lvsWant, len(p.Services))
 	for i := range p.Services {
 		wants[i] = &lvsWant{svc: &p.Services[i], run: p.Services[i].Check}
 	}
-	k.mu.Lock()
 	old := k.lvs
-	k.mu.Unlock()
 
 	// The health of every real server the old units watch, read before
 	// the swap: a change in between is corrected by the next check.
@@ -100,71 +111,83 @@ func (k *keepalived) applyLVS(p *plan.Plan) error {
 
 	next := map[string]*lvsUnit{}
 	var started []*lvsUnit
-	k.applyMu.Lock()
-	cur := k.dir.Snapshot()
-	snap := &ipvs.Snapshot{Timeouts: mergeTimeouts(p.Timeouts, cur.Timeouts)}
-	curIndex := make(map[ipvs.ServiceKey]int, len(cur.Services))
-	for i := range cur.Services {
-		curIndex[cur.Services[i].ServiceKey] = i
-	}
 	for _, w := range wants {
 		ks := w.key().String()
 		if keep[ks] {
-			sc := ipvs.ServiceConfig{Service: w.svc.Service}
-			if i, ok := curIndex[w.key()]; ok {
-				sc.Dests = cur.Services[i].Dests
-			}
-			snap.Services = append(snap.Services, sc)
 			next[ks] = old[ks]
 			continue
 		}
-		sc := ipvs.ServiceConfig{Service: w.svc.Service, Dests: w.svc.Dests(w.state)}
-		// keepalived adds real servers in configuration order and IPVS
-		// puts each new one at the head of its list.
-		slices.Reverse(sc.Dests)
-		snap.Services = append(snap.Services, sc)
 		u := &lvsUnit{key: w.key(), svc: w.svc, run: w.run, adopt: w.adopt, done: make(chan struct{})}
 		next[ks] = u
 		started = append(started, u)
 	}
-	// Services not from the old configuration (added with gvsadm) stay.
-	for _, sc := range cur.Services {
-		if _, ours := old[sc.ServiceKey.String()]; !ours && next[sc.ServiceKey.String()] == nil {
-			snap.Services = append(snap.Services, sc)
-		}
-	}
-	if err := k.dir.Replace(snap); err != nil {
-		k.applyMu.Unlock()
-		return explainReplace(err, wants)
-	}
 	var stopped []*lvsUnit
 	for ks, u := range old {
 		if next[ks] != u {
-			u.active = false
 			stopped = append(stopped, u)
 		}
 	}
-	for _, u := range started {
-		u.active = true
+	// The new table is made from the current one in the same batch, so
+	// a kept unit's pool, which its checkers keep changing, stays as it
+	// is; the replaced units stop changing the table in that batch too.
+	build := func(cur *ipvs.Snapshot) *ipvs.Snapshot {
+		snap := &ipvs.Snapshot{Timeouts: mergeTimeouts(p.Timeouts, cur.Timeouts)}
+		curIndex := make(map[ipvs.ServiceKey]int, len(cur.Services))
+		for i := range cur.Services {
+			curIndex[cur.Services[i].ServiceKey] = i
+		}
+		for _, w := range wants {
+			if keep[w.key().String()] {
+				sc := ipvs.ServiceConfig{Service: w.svc.Service}
+				if i, ok := curIndex[w.key()]; ok {
+					sc.Dests = cur.Services[i].Dests
+				}
+				snap.Services = append(snap.Services, sc)
+				continue
+			}
+			sc := ipvs.ServiceConfig{Service: w.svc.Service, Dests: w.svc.Dests(w.state)}
+			// keepalived adds real servers in configuration order and IPVS
+			// puts each new one at the head of its list.
+			slices.Reverse(sc.Dests)
+			snap.Services = append(snap.Services, sc)
+		}
+		// Services not from the old configuration (added with gvsadm) stay.
+		for _, sc := range cur.Services {
+			if _, ours := old[sc.ServiceKey.String()]; !ours && next[sc.ServiceKey.String()] == nil {
+				snap.Services = append(snap.Services, sc)
+			}
+		}
+		return snap
 	}
-	k.applyMu.Unlock()
+	committed := func() {
+		for _, u := range stopped {
+			u.active.Store(false)
+		}
+		for _, u := range started {
+			u.active.Store(true)
+		}
+	}
+	if err := k.dir.ReplaceFrom(build, committed); err != nil {
+		return explainReplace(err, wants)
+	}
 
 	for _, u := range stopped {
 		u.cancel()
 		<-u.done
 	}
 	present := localAddrs()
-	k.mu.Lock()
 	for a := range k.vips {
 		present[a] = true
 	}
 	for _, w := range wants {
-		if keep[w.key().String()] {
-			next[w.key().String()].svc = w.svc
+		if u := next[w.key().String()]; keep[w.key().String()] {
+			u.svc = w.svc
 		}
 	}
+	for _, u := range next {
+		u.alerts.Store(&lvsAlerts{mail: mail, vs: u.svc.Block})
+	}
 	k.lvs = next
-	k.mu.Unlock()
 	for _, u := range started {
 		if err := k.startLVSUnit(u, present); err != nil {
 			k.log.Error("checkers not started", "service", u.key.String(), "error", err)
@@ -178,19 +201,21 @@ func (k *keepalived) applyLVS(p *plan.Plan) error {
 
 // startLVSUnit starts the checker manager of u.
 func (k *keepalived) startLVSUnit(u *lvsUnit, present map[netip.Addr]bool) error {
+	// A verdict goes straight to the director, which serialises it with
+	// every other change of the table; the reconciler is not in its way.
 	apply := check.ApplierFunc(func(c ipvs.Command) error {
-		k.applyMu.Lock()
-		defer k.applyMu.Unlock()
-		if !u.active {
-			return nil
-		}
 		// Update keeps the table's own errors (ipvs.ErrDestExists ...)
 		// which the manager tells apart.
-		return k.dir.Update(func(tx *ipvs.Tx) error { return tx.Exec(c) })
+		return k.dir.Update(func(tx *ipvs.Tx) error {
+			if !u.active.Load() {
+				return nil // replaced by a reload: the new unit owns the pool
+			}
+			return tx.Exec(c)
+		})
 	})
 	mgr, err := check.NewManager([]check.VirtualServer{u.run}, apply, check.Options{
 		Log:     k.log.With("virtual_server", u.svc.Block.Pos.String()),
-		OnEvent: func(ev check.Event) { k.lvsEvent(u, ev) },
+		OnEvent: func(ev check.Event) { k.mailLVSEvent(u, ev) },
 		Adopt:   u.adopt,
 	})
 	u.adopt = nil
@@ -281,23 +306,17 @@ func localAddrs() map[netip.Addr]bool {
 
 // addressChanged tells every ha_suspend checker that addr came or went.
 func (k *keepalived) addressChanged(addr netip.Addr, present bool) {
-	k.mu.Lock()
-	units := make([]*lvsUnit, 0, len(k.lvs))
 	for _, u := range k.lvs {
 		if u.mgr != nil && u.svc.Check.HASuspend && u.key.Addr == addr {
-			units = append(units, u)
+			u.mgr.AddressChanged(addr, present)
 		}
-	}
-	k.mu.Unlock()
-	for _, u := range units {
-		u.mgr.AddressChanged(addr, present)
 	}
 }
 
 // checkerStatus is the "checkers" view.
 func (k *keepalived) checkerStatus() []check.Status {
 	out := []check.Status{}
-	for _, u := range k.units() {
+	for _, u := range k.shown.Load().lvs {
 		out = append(out, u.mgr.Status()...)
 	}
 	return out
@@ -306,16 +325,15 @@ func (k *keepalived) checkerStatus() []check.Status {
 // virtualServerStatus is the "virtual-servers" view.
 func (k *keepalived) virtualServerStatus() []check.VirtualStatus {
 	out := []check.VirtualStatus{}
-	for _, u := range k.units() {
+	for _, u := range k.shown.Load().lvs {
 		out = append(out, u.mgr.VirtualServers()...)
 	}
 	return out
 }
 
-// units lists the running LVS units in configuration order.
+// units lists the running LVS units with a checker manager, in
+// configuration order.
 func (k *keepalived) units() []*lvsUnit {
-	k.mu.Lock()
-	defer k.mu.Unlock()
 	var out []*lvsUnit
 	for _, u := range k.lvs {
 		if u.mgr != nil {

@@ -75,14 +75,14 @@ func (ml *mailer) vrrp(own *bool, st vrrp.State) bool {
 	return ml.m != nil && first(false, own, ml.g.SMTPAlertVRRP, ml.g.SMTPAlert)
 }
 
-// lvsEvent mails a checker event when smtp_alert asks for it.
-func (k *keepalived) lvsEvent(u *lvsUnit, ev check.Event) {
-	k.mu.Lock()
-	ml, vs := k.mail, u.svc.Block
-	k.mu.Unlock()
-	if ml == nil {
+// mailLVSEvent mails a checker event when smtp_alert asks for it. It
+// runs in the unit's manager, by the settings the reconciler published.
+func (k *keepalived) mailLVSEvent(u *lvsUnit, ev check.Event) {
+	al := u.alerts.Load()
+	if al == nil || al.mail == nil {
 		return
 	}
+	ml, vs := al.mail, al.vs
 	var a notify.Alert
 	switch ev.Kind {
 	case check.RealServerUp, check.RealServerDown:

@@ -5,95 +5,84 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/ipvssync"
-	"github.com/gvs-lb/gvs/internal/plan"
 	"github.com/gvs-lb/gvs/internal/vrrp"
 )
 
-// runLVSSync keeps the sync daemon of lvs_sync_daemon in step with its
-// VRRP instance, as keepalived does: the master daemon while the instance
-// is MASTER, the backup daemon otherwise (the backup first stopped before
-// the master starts, and the other way round). It looks again when told
-// (k.wakeSync: a VRRP state change, a reload), and every retry while the
-// daemon it wants could not start or its instance is not running; it
-// stops what it started when keepalived stops.
-func (k *keepalived) runLVSSync(m *ipvssync.Manager, retry time.Duration) {
-	var running *ipvssync.Config // what this loop started
-	stop := func() {
-		if running != nil {
-			m.Stop(running.State)
-			running = nil
-		}
+// syncRole is lvs_sync_daemon's state in the reconciler.
+type syncRole struct {
+	running *ipvssync.Config // the daemon the reconciler started
+	warned  string           // the last error logged, not repeated
+	retry   time.Duration    // how soon a daemon that failed to start is tried again
+	again   <-chan time.Time // that retry, nil when none is due
+}
+
+// reconcileSync keeps the sync daemon of lvs_sync_daemon in step with
+// its VRRP instance, as keepalived does: the master daemon while the
+// instance is MASTER, the backup daemon otherwise (the backup first
+// stopped before the master starts, and the other way round). The
+// reconciler calls it when the plan or a VRRP state changed, and when a
+// daemon that could not start is due to be tried again (the only
+// timer: nothing tells gvsd that the interface it wants came up).
+func (k *keepalived) reconcileSync() {
+	if k.syncd == nil {
+		return
 	}
-	defer stop()
-	warned := ""
-	warn := func(msg string, args ...any) {
-		if msg != warned {
-			k.log.Error(msg, args...)
+	r := &k.sync
+	r.again = nil
+	want, err := k.syncWanted()
+	switch {
+	case err != nil:
+		k.warnSync("lvs_sync_daemon: " + err.Error())
+	case want == nil || r.running == nil || *want != *r.running:
+		k.stopSync()
+		if want == nil {
+			break
 		}
-		warned = msg
-	}
-	for {
-		var again <-chan time.Time
-		want, err := k.lvsSyncWanted()
-		switch {
-		case err != nil:
-			warn("lvs_sync_daemon: " + err.Error())
-			again = time.After(retry)
-		case want == nil || running == nil || *want != *running:
-			stop()
-			if want == nil {
-				break
-			}
-			if err := m.Start(*want); err != nil {
-				warn("lvs_sync_daemon: starting the "+want.State+" sync daemon: "+err.Error(), "interface", want.Interface)
-				again = time.After(retry)
-				break
-			}
-			running, warned = want, ""
+		if err := k.syncd.Start(*want); err != nil {
+			k.warnSync("lvs_sync_daemon: starting the "+want.State+" sync daemon: "+err.Error(), "interface", want.Interface)
+			r.again = time.After(r.retry)
+			break
 		}
-		select {
-		case <-k.ctx.Done():
-			return
-		case <-k.vrrpChanges:
-		case <-again:
-		}
+		r.running, r.warned = want, ""
 	}
 }
 
-// wakeSync tells runLVSSync to look again.
-func (k *keepalived) wakeSync() {
-	select {
-	case k.vrrpChanges <- struct{}{}:
-	default: // a wake-up is pending already
+// stopSync stops the daemon the reconciler started, if any.
+func (k *keepalived) stopSync() {
+	if r := &k.sync; r.running != nil {
+		k.syncd.Stop(r.running.State)
+		r.running = nil
 	}
 }
 
-// lvsSyncWanted is the daemon lvs_sync_daemon wants now, or nil.
-func (k *keepalived) lvsSyncWanted() (*ipvssync.Config, error) {
-	k.mu.Lock()
-	var sd *plan.SyncDaemon
-	if k.plan != nil {
-		sd = k.plan.Sync
+// warnSync logs msg unless it was the last one logged.
+func (k *keepalived) warnSync(msg string, args ...any) {
+	if msg != k.sync.warned {
+		k.log.Error(msg, args...)
 	}
-	var inst *vrrp.Instance
-	for _, u := range k.vrrp {
-		for _, in := range u.insts {
-			if sd != nil && in.Name() == sd.Instance {
-				inst = in
-			}
-		}
-	}
-	k.mu.Unlock()
-	if sd == nil {
+	k.sync.warned = msg
+}
+
+// syncWanted is the daemon lvs_sync_daemon wants now, or nil: its
+// instance's state is the last one the instance reported.
+func (k *keepalived) syncWanted() (*ipvssync.Config, error) {
+	if k.plan == nil || k.plan.Sync == nil {
 		return nil, nil
 	}
-	if inst == nil {
-		return nil, fmt.Errorf("VRRP instance %q is not running", sd.Instance)
+	sd := k.plan.Sync
+	for _, u := range k.vrrp {
+		for _, inst := range u.insts {
+			if inst.Name() != sd.Instance {
+				continue
+			}
+			want := sd.Config
+			want.State = ipvssync.Backup
+			if u.last[inst] == vrrp.StateMaster {
+				want.State = ipvssync.Master
+			}
+			return &want, nil
+		}
 	}
-	want := sd.Config
-	want.State = ipvssync.Backup
-	if inst.Status().State == vrrp.StateMaster {
-		want.State = ipvssync.Master
-	}
-	return &want, nil
+	// The plan names only instances it runs (plan.Compile checks).
+	return nil, fmt.Errorf("VRRP instance %q is not running", sd.Instance)
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // vrrpUnit runs one unit of the plan: a lone vrrp_instance, or a
-// vrrp_sync_group with its instances.
+// vrrp_sync_group with its instances. The reconciler owns it.
 type vrrpUnit struct {
 	plan  *plan.VRRPUnit
 	insts []*vrrp.Instance
@@ -23,9 +23,11 @@ type vrrpUnit struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu        sync.Mutex // guards last and lastGroup (the watcher and stop)
+	// The states the reconciler was told of, and whether it stopped
+	// the unit (its late changes are then ignored).
 	last      map[*vrrp.Instance]vrrp.State
 	lastGroup vrrp.State
+	stopped   bool
 }
 
 // newVRRPUnit makes the instances (and group) of a unit of the plan.
@@ -73,9 +75,7 @@ func planVRRP(p *plan.Plan, old map[string]*vrrpUnit, links vrrp.Links, log *slo
 // applyVRRP stops the units that changed or went away (their VIPs are
 // released), then starts the new and changed ones; the others keep running.
 func (k *keepalived) applyVRRP(next map[string]*vrrpUnit) {
-	k.mu.Lock()
 	old := k.vrrp
-	k.mu.Unlock()
 	var stop, start []*vrrpUnit
 	for name, o := range old {
 		if next[name] != o {
@@ -87,9 +87,7 @@ func (k *keepalived) applyVRRP(next map[string]*vrrpUnit) {
 			start = append(start, n)
 		}
 	}
-	k.mu.Lock()
 	k.vrrp = next
-	k.mu.Unlock()
 	k.stopVRRPUnits(stop)
 	for _, u := range start {
 		k.startVRRPUnit(u)
@@ -108,10 +106,13 @@ func (k *keepalived) startVRRPUnit(u *vrrpUnit) {
 		}
 	}
 	for _, inst := range u.insts {
+		// The instance waits for the reconciler to take its change,
+		// unless the unit is stopping: the reconciler may be waiting
+		// for it then, and ignores its changes.
 		inst.OnStateChange(func(inst *vrrp.Instance, st vrrp.State) {
 			select {
 			case k.vrrpEvents <- vrrpEvent{u: u, inst: inst, state: st}:
-			case <-k.ctx.Done():
+			case <-ctx.Done():
 			}
 		})
 	}
@@ -160,18 +161,17 @@ func (k *keepalived) startVRRPUnit(u *vrrpUnit) {
 // priority 0 advert and removed its VIPs.
 func (k *keepalived) stopVRRPUnits(units []*vrrpUnit) {
 	for _, u := range units {
+		u.stopped = true
 		u.cancel()
 	}
 	for _, u := range units {
 		<-u.done
-		u.mu.Lock()
 		for inst, st := range u.last {
 			if st == vrrp.StateMaster {
 				k.vipsGone(inst)
 			}
 			delete(u.last, inst)
 		}
-		u.mu.Unlock()
 	}
 }
 
@@ -187,11 +187,8 @@ func vipAddrs(inst *vrrp.Instance) []netip.Addr {
 
 func (k *keepalived) vipsCame(inst *vrrp.Instance) {
 	for _, a := range vipAddrs(inst) {
-		k.mu.Lock()
 		k.vips[a]++
-		first := k.vips[a] == 1
-		k.mu.Unlock()
-		if first {
+		if k.vips[a] == 1 {
 			k.addressChanged(a, true)
 		}
 	}
@@ -199,14 +196,9 @@ func (k *keepalived) vipsCame(inst *vrrp.Instance) {
 
 func (k *keepalived) vipsGone(inst *vrrp.Instance) {
 	for _, a := range vipAddrs(inst) {
-		k.mu.Lock()
 		k.vips[a]--
-		last := k.vips[a] <= 0
-		if last {
+		if k.vips[a] <= 0 {
 			delete(k.vips, a)
-		}
-		k.mu.Unlock()
-		if last {
 			k.addressChanged(a, false)
 		}
 	}
@@ -219,33 +211,15 @@ type vrrpEvent struct {
 	state vrrp.State
 }
 
-// watchVRRP follows the instances' state changes as they happen: MASTER
-// and leaving MASTER move the ha_suspend checkers, and smtp_alert mails
-// each transition.
-func (k *keepalived) watchVRRP(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-k.vrrpEvents:
-			k.mu.Lock()
-			ml := k.mail
-			k.mu.Unlock()
-			k.vrrpChanged(ev, ml)
-			k.wakeSync()
-		}
-	}
-}
-
-func (k *keepalived) vrrpChanged(ev vrrpEvent, ml *mailer) {
+// vrrpChanged takes an instance's state change, in the reconciler:
+// MASTER and leaving MASTER move the ha_suspend checkers, and smtp_alert
+// mails each transition.
+func (k *keepalived) vrrpChanged(ev vrrpEvent) {
 	u, inst, st := ev.u, ev.inst, ev.state
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	select {
-	case <-u.done:
-		return // stopped: stopVRRPUnits accounts for it
-	default:
+	if u.stopped {
+		return // stopVRRPUnits accounted for it
 	}
+	ml := k.mail
 	group := u.plan.GroupBlock
 	// A group that mails replaces its instances' mails.
 	groupAlert := group != nil && ml != nil && ml.vrrp(group.SMTPAlert, vrrp.StateMaster)
@@ -275,14 +249,8 @@ func (k *keepalived) vrrpChanged(ev vrrpEvent, ml *mailer) {
 
 // vrrpStatus is the "vrrp" view, instances sorted by name.
 func (k *keepalived) vrrpStatus() []vrrp.Status {
-	k.mu.Lock()
-	var insts []*vrrp.Instance
-	for _, u := range k.vrrp {
-		insts = append(insts, u.insts...)
-	}
-	k.mu.Unlock()
 	out := []vrrp.Status{}
-	for _, inst := range insts {
+	for _, inst := range k.shown.Load().insts {
 		out = append(out, inst.Status())
 	}
 	slices.SortFunc(out, func(a, b vrrp.Status) int {

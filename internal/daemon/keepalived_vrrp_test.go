@@ -41,18 +41,17 @@ func (noHost) Close() error                  { return nil }
 func (noHost) Up(string) bool                { return true }
 func (noHost) Notify(chan<- struct{}) func() { return func() {} }
 
-// TestVRRPStateEvents: a running instance's state changes reach gvsd as
-// they happen (no polling): the VIP counts as held once it is MASTER, and
-// is released when the unit stops.
+// TestVRRPStateEvents: a running instance's state changes reach the
+// reconciler as they happen (no polling): the VIP counts as held once it
+// is MASTER, and is released when the unit stops. The test plays the
+// reconciler's part, taking the events from its channel.
 func TestVRRPStateEvents(t *testing.T) {
 	vip := netip.MustParseAddr("198.18.9.100")
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	k := &keepalived{log: slog.New(slog.DiscardHandler), ctx: ctx, cancel: cancel,
 		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{},
 		vrrpEvents: make(chan vrrpEvent, 256)}
-	k.poll.Add(1)
-	go func() { defer k.poll.Done(); k.watchVRRP(ctx) }()
-	t.Cleanup(func() { cancel(); k.poll.Wait() })
 
 	// priority 255: the address owner is MASTER at once
 	inst, err := vrrp.NewInstance(vrrp.InstanceConfig{Name: "VI_1", State: vrrp.StateBackup, Interface: "lo", VRID: 61, Priority: 255,
@@ -67,20 +66,27 @@ func TestVRRPStateEvents(t *testing.T) {
 	k.vrrp[u.plan.Name] = u
 	k.startVRRPUnit(u)
 
-	held := func() int {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		return k.vips[vip]
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for held() != 1 {
-		if time.Now().After(deadline) {
+	timeout := time.After(5 * time.Second)
+	for k.vips[vip] != 1 {
+		select {
+		case ev := <-k.vrrpEvents:
+			k.vrrpChanged(ev)
+		case <-timeout:
 			t.Fatalf("the VIP is not held 5 s after the start; instance is %s", inst.Status().State)
 		}
-		time.Sleep(5 * time.Millisecond)
+	}
+	if u.last[inst] != vrrp.StateMaster {
+		t.Errorf("the reconciler was told %s, want MASTER", u.last[inst])
 	}
 	k.stopVRRPUnits([]*vrrpUnit{u})
-	if n := held(); n != 0 || inst.Status().State != vrrp.StateStop {
+	if n := k.vips[vip]; n != 0 || inst.Status().State != vrrp.StateStop {
 		t.Errorf("after the stop: VIP held %d times, instance %s; want 0 and STOP", n, inst.Status().State)
+	}
+	// The STOP change, if it was queued, is ignored: the stop accounted for it.
+	for len(k.vrrpEvents) > 0 {
+		k.vrrpChanged(<-k.vrrpEvents)
+	}
+	if n := k.vips[vip]; n != 0 {
+		t.Errorf("after the stopped unit's late changes: VIP held %d times, want 0", n)
 	}
 }

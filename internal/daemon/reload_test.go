@@ -8,12 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/director"
+	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
 // loopbackPort is a free TCP port on 127.0.0.1.
@@ -33,7 +33,7 @@ func runKeepalived(t *testing.T, path string, log *slog.Logger) (*keepalived, *d
 	t.Helper()
 	eng := newProxy(Options{}, log)
 	dir := director.New(eng, log)
-	k, err := startKeepalived(context.Background(), path, dir, log)
+	k, err := startKeepalived(context.Background(), path, dir, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,9 +60,7 @@ func TestReloadRefusesWhatConfigTestRejects(t *testing.T) {
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	k, dir := runKeepalived(t, path, quiet)
-	k.mu.Lock()
-	cfg := k.cfg
-	k.mu.Unlock()
+	cfg := k.shown.Load().cfg
 	table := dir.Snapshot()
 
 	for _, ex := range examples {
@@ -82,10 +80,7 @@ func TestReloadRefusesWhatConfigTestRejects(t *testing.T) {
 				}
 				rejected++
 				k.reload(context.Background())
-				k.mu.Lock()
-				now := k.cfg
-				k.mu.Unlock()
-				if now != cfg || !reflect.DeepEqual(dir.Snapshot(), table) {
+				if k.shown.Load().cfg != cfg || len(ipvs.Diff(table, dir.Snapshot())) > 0 {
 					t.Fatalf("cut after line %d: gvsd -t rejects it, but the reload applied it", n)
 				}
 			}

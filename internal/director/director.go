@@ -125,16 +125,34 @@ func (d *Director) zero(cmds []ipvs.Command, errs []error) {
 // touched. On error nothing changed; the error starts with the service
 // (and real server) it is about.
 func (d *Director) Replace(snap *ipvs.Snapshot) error {
+	return d.ReplaceFrom(func(*ipvs.Snapshot) *ipvs.Snapshot { return snap }, nil)
+}
+
+// ReplaceFrom is Replace with the table build makes of the current one,
+// in the same batch: no other change comes between what build reads and
+// the replacement (a health checker's change to a service the new table
+// keeps as it is stays). committed, when not nil, runs once the engine
+// took the change, before any other batch: what must change together
+// with the table does (the reconciler retires the checkers of the
+// services it replaced, whose late Update functions then change nothing).
+func (d *Director) ReplaceFrom(build func(cur *ipvs.Snapshot) *ipvs.Snapshot, committed func()) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	cur := d.table.Snapshot()
 	tx := d.table.Begin()
-	for _, c := range ipvs.Diff(d.table.Snapshot(), snap) {
+	for _, c := range ipvs.Diff(cur, build(cur)) {
 		if err := tx.Exec(c); err != nil {
 			tx.Rollback()
 			return about(c, err)
 		}
 	}
-	return d.commit(tx)
+	if err := d.commit(tx); err != nil {
+		return err
+	}
+	if committed != nil {
+		committed()
+	}
+	return nil
 }
 
 // about prefixes err with the service and real server c is about.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +212,42 @@ func TestUpdate(t *testing.T) {
 	}
 	if got, want := listings(t, d), fmt.Sprintf("%s: 9001/0\n", a); got != want {
 		t.Fatalf("after Update:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestReplaceFrom: the new table is built from the one current in the
+// same batch, and committed runs only when the engine took it.
+func TestReplaceFrom(t *testing.T) {
+	d := newDirector(t)
+	a, b := freeKey(t), freeKey(t)
+	if err := d.Exec([]ipvs.Command{addSvc(a), addDest(a, 9001)}); err != nil {
+		t.Fatal(err)
+	}
+	committed := 0
+	err := d.ReplaceFrom(func(cur *ipvs.Snapshot) *ipvs.Snapshot {
+		if len(cur.Services) != 1 || cur.Services[0].ServiceKey != a {
+			t.Errorf("build was handed %+v, want the table holding %s", cur.Services, a)
+		}
+		next := *cur
+		next.Services = append(slices.Clone(cur.Services), ipvs.ServiceConfig{Service: ipvs.Service{ServiceKey: b, Scheduler: "rr"}})
+		return &next
+	}, func() { committed++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s: 9001/1\n%s:\n", a, b)
+	if got := listings(t, d); got != want || committed != 1 {
+		t.Fatalf("after ReplaceFrom (committed %d times):\n%s\nwant\n%s", committed, got, want)
+	}
+	err = d.ReplaceFrom(func(cur *ipvs.Snapshot) *ipvs.Snapshot {
+		next := *cur
+		next.Services = append(slices.Clone(cur.Services), ipvs.ServiceConfig{Service: ipvs.Service{ServiceKey: unbindable, Scheduler: "rr"}})
+		return &next
+	}, func() { committed++ })
+	if err == nil || committed != 1 {
+		t.Fatalf("ReplaceFrom with a service the engine refuses: %v, committed %d times; want an error and no commit", err, committed)
+	}
+	if got := listings(t, d); got != want {
+		t.Fatalf("a refused ReplaceFrom changed the table:\n%s\nwant\n%s", got, want)
 	}
 }
