@@ -2,12 +2,12 @@ package daemon
 
 import (
 	"context"
-	"sync/atomic"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gvs-lb/gvs/internal/check"
 	"github.com/gvs-lb/gvs/internal/config"
