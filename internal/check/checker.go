@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/gvs-lb/gvs/internal/trackfile"
 )
 
 // Report is one attempt's outcome, handed to whoever runs the checker.
@@ -179,8 +181,14 @@ func (c *Checker) Run(ctx context.Context, report func(Report)) {
 		c.due = c.clock.Now().Add(first)
 	}
 	c.mu.Unlock()
+	// A FILE_CHECK also reads its file when inotify says it changed, as
+	// keepalived's does, not only every delay_loop.
+	var fileChanged <-chan struct{}
+	if c.spec.Type == FILE {
+		fileChanged = trackfile.Watch(ctx, []string{c.spec.TrackFile}, c.log).C()
+	}
 	for {
-		if !c.sleepUntilDue(ctx) {
+		if !c.sleepUntilDue(ctx, fileChanged) {
 			return
 		}
 		c.mu.Lock()
@@ -206,8 +214,8 @@ func (c *Checker) Run(ctx context.Context, report func(Report)) {
 }
 
 // sleepUntilDue waits until the next attempt is due, or less when the
-// checker is re-enabled; false when ctx ended.
-func (c *Checker) sleepUntilDue(ctx context.Context) bool {
+// checker is re-enabled or its track file changed; false when ctx ended.
+func (c *Checker) sleepUntilDue(ctx context.Context, fileChanged <-chan struct{}) bool {
 	c.mu.Lock()
 	d := c.due.Sub(c.clock.Now())
 	c.mu.Unlock()
@@ -223,6 +231,13 @@ func (c *Checker) sleepUntilDue(ctx context.Context) bool {
 		case <-fire:
 			return true
 		case <-c.wake:
+			c.mu.Lock()
+			on := c.enabled
+			c.mu.Unlock()
+			if on {
+				return true
+			}
+		case <-fileChanged:
 			c.mu.Lock()
 			on := c.enabled
 			c.mu.Unlock()

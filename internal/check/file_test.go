@@ -154,3 +154,44 @@ func TestFileCheckWithTCP(t *testing.T) {
 	srv.restart()
 	p.wantDests(t, name(srv, 7))
 }
+
+// TestFileCheckFollowsTheFile: a FILE_CHECK reads its file when it is
+// written, replaced by a rename or removed, not only every delay_loop:
+// on a clock that never moves, each change still brings an attempt.
+func TestFileCheckFollowsTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state")
+	s := defaultSpec(FILE)
+	s.TrackFile = path
+	_, clk, ch, _ := clockedChecker(t, s, netip.MustParseAddrPort("198.18.1.1:80"))
+	first := attemptOn(t, clk, ch) // no file: reads as 0, up
+	if !first.Up {
+		t.Fatalf("first attempt, no file: down (%v)", first.Err)
+	}
+	for _, step := range []struct {
+		what string
+		do   func()
+		up   bool
+	}{
+		{"written 1", func() { os.WriteFile(path, []byte("1\n"), 0o644) }, false},
+		{"replaced by a rename with 0", func() { writeFile(t, path, "0") }, true},
+		{"written 5", func() { os.WriteFile(path, []byte("5"), 0o644) }, false},
+		{"removed", func() { os.Remove(path) }, true},
+	} {
+		clk.wait(t) // the checker sleeps until a delay_loop the clock never reaches
+		step.do()
+		for {
+			var r timedReport
+			select {
+			case r = <-ch:
+			case <-time.After(10 * time.Second): // a hang, not a timing bound
+				t.Fatalf("%s: no attempt", step.what)
+			}
+			if !r.at.Equal(first.at) {
+				t.Fatalf("%s: the attempt came at %s, after the clock moved", step.what, r.at)
+			}
+			if r.Up == step.up {
+				break
+			}
+		}
+	}
+}

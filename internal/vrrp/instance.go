@@ -37,8 +37,6 @@ type Options struct {
 	// track_interface links as they change. Share one LinkWatcher
 	// between the instances of a process; nil: Run watches on its own.
 	Links Links
-	// TrackPoll is how often track files are read (default 250 ms).
-	TrackPoll time.Duration
 }
 
 // Status is what an instance shows of itself; JSON-friendly.
@@ -113,9 +111,6 @@ func NewInstance(cfg InstanceConfig, opt Options) (*Instance, error) {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
-	}
-	if opt.TrackPoll <= 0 {
-		opt.TrackPoll = 250 * time.Millisecond
 	}
 	return &Instance{
 		cfg: c, opt: opt,
@@ -564,6 +559,16 @@ func (r *runner) loop(ctx context.Context) error {
 	stopLinks := r.links.Notify(r.linkUp)
 	defer stopLinks()
 	r.readLinks(r.links)
+	// Track files are read when inotify says they changed (watched
+	// before the first read, so no change is missed in between).
+	var files <-chan struct{}
+	if len(r.cfg.TrackFiles) > 0 {
+		paths := make([]string, 0, len(r.cfg.TrackFiles))
+		for _, t := range r.cfg.TrackFiles {
+			paths = append(paths, r.opt.Files[t.Name].File)
+		}
+		files = trackfile.Watch(ctx, paths, r.log).C()
+	}
 	r.readFiles()
 	fault, prio := r.tracked()
 	fault = fault || r.inGroupFault()
@@ -574,12 +579,6 @@ func (r *runner) loop(ctx context.Context) error {
 		r.do(now, r.m.Step(now, Event{Kind: EvFault}))
 	} else {
 		r.do(now, r.m.Step(now, Event{Kind: EvStartup}))
-	}
-	var poll <-chan time.Time // track files have no events to wait for
-	if len(r.cfg.TrackFiles) > 0 {
-		t := time.NewTicker(r.opt.TrackPoll)
-		defer t.Stop()
-		poll = t.C
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -636,7 +635,7 @@ func (r *runner) loop(ctx context.Context) error {
 			if r.readLinks(r.links) {
 				r.retrack()
 			}
-		case <-poll:
+		case <-files:
 			if r.readFiles() {
 				r.retrack()
 			}

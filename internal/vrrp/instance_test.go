@@ -177,7 +177,6 @@ func finished(c InstanceConfig) InstanceConfig {
 func runMem(t *testing.T, cfg InstanceConfig, opt Options) (*Instance, func()) {
 	t.Helper()
 	opt.Logger = slog.New(slog.DiscardHandler)
-	opt.TrackPoll = 20 * time.Millisecond
 	if h, ok := opt.Host.(*memHost); ok && opt.Links == nil {
 		opt.Links = h
 	}

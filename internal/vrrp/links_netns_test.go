@@ -11,9 +11,9 @@ import (
 )
 
 // linkWait bounds how long a link change may take to reach an instance
-// (the kernel itself delays carrier changes by up to a second, linkwatch):
-// far below the hour-long TrackPoll the tests set, so only the netlink
-// event can have carried it.
+// (the kernel itself delays carrier changes by up to a second, linkwatch);
+// an instance re-reads its links on no timer, so only the netlink event
+// can have carried it.
 const linkWait = 3 * time.Second
 
 // watchLinks starts a LinkWatcher in ns that stops when the test ends.
@@ -107,7 +107,7 @@ func TestNetnsTrackInterfaceEvents(t *testing.T) {
 		cfg := finished(InstanceConfig{Name: name, Interface: "eth0", VRID: vrid, Priority: 200, Version: 3,
 			AdvertInt: 100 * time.Millisecond, VIPs: []VIP{{Prefix: netip.MustParsePrefix(vip)}},
 			TrackInterfaces: []TrackInterface{track}})
-		inst, err := NewInstance(cfg, Options{Netns: p.a.Name, Links: links, TrackPoll: time.Hour,
+		inst, err := NewInstance(cfg, Options{Netns: p.a.Name, Links: links,
 			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, nil)).With("ns", p.a.Name)})
 		if err != nil {
 			t.Fatal(err)

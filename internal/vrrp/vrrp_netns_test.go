@@ -122,7 +122,7 @@ func startGVS(t *testing.T, ns *netnstest.NS, cfg InstanceConfig) *gvs {
 	t.Helper()
 	w := &testWriter{t: t}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("ns", ns.Name)
-	inst, err := NewInstance(cfg, Options{Netns: ns.Name, Logger: log, TrackPoll: 100 * time.Millisecond})
+	inst, err := NewInstance(cfg, Options{Netns: ns.Name, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
