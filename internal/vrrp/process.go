@@ -3,13 +3,19 @@ package vrrp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // ParamMatch says how a vrrp_track_process's parameters are compared with
@@ -30,9 +36,9 @@ const (
 // commLen is the longest comm the kernel keeps (TASK_COMM_LEN - 1).
 const commLen = 15
 
-// DefaultProcessPoll is how often RunProcess scans /proc by default.
-// keepalived follows process starts and exits with the netlink proc
-// connector; GVS polls.
+// DefaultProcessPoll is how often RunProcess scans /proc when the
+// kernel's process events (the netlink proc connector, which keepalived
+// follows too) do not reach gvsd.
 const DefaultProcessPoll = time.Second
 
 // TrackProcess is a vrrp_track_process block: how many running processes
@@ -98,30 +104,43 @@ func (p *TrackProcess) Matches(comm string, argv []string) bool {
 // Count is how many processes under procRoot (normally /proc) match.
 // Zombies, whose command line is gone, do not count.
 func (p *TrackProcess) Count(procRoot string) (int, error) {
+	pids, err := p.matching(procRoot)
+	return len(pids), err
+}
+
+// matching are the processes under procRoot that match.
+func (p *TrackProcess) matching(procRoot string) (map[int]bool, error) {
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
-		return 0, fmt.Errorf("vrrp_track_process %s: %w", p.Name, err)
+		return nil, fmt.Errorf("vrrp_track_process %s: %w", p.Name, err)
 	}
-	n := 0
+	out := map[int]bool{}
 	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		dir := filepath.Join(procRoot, e.Name())
-		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if err != nil || len(cmdline) == 0 {
-			continue // gone, a zombie or a kernel thread
-		}
-		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		argv := strings.Split(string(bytes.TrimSuffix(cmdline, []byte{0})), "\x00")
-		if p.Matches(strings.TrimSuffix(string(comm), "\n"), argv) {
-			n++
+		if p.matchesPid(procRoot, pid) {
+			out[pid] = true
 		}
 	}
-	return n, nil
+	return out, nil
+}
+
+// matchesPid reports whether the process pid under procRoot is running
+// and matches.
+func (p *TrackProcess) matchesPid(procRoot string, pid int) bool {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	if err != nil || len(cmdline) == 0 {
+		return false // gone, a zombie or a kernel thread
+	}
+	comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+	if err != nil {
+		return false
+	}
+	argv := strings.Split(string(bytes.TrimSuffix(cmdline, []byte{0})), "\x00")
+	return p.Matches(strings.TrimSuffix(string(comm), "\n"), argv)
 }
 
 // Equal reports whether p and o track the same processes alike.
@@ -136,12 +155,30 @@ func (p *TrackProcess) Equal(o *TrackProcess) bool {
 		a.TerminateDelay == b.TerminateDelay && a.ForkDelay == b.ForkDelay
 }
 
-// RunProcess scans /proc every poll (DefaultProcessPoll when 0) until ctx
-// ends and calls report with whether the number of processes matching p
-// is within its quorum: the first result at once, then each change once
-// it has lasted TerminateDelay (quorum lost) or ForkDelay (regained).
+// RunProcess follows the processes matching p until ctx ends and calls
+// report with whether their number is within its quorum: the first
+// result at once, then each change once it has lasted TerminateDelay
+// (quorum lost) or ForkDelay (regained). It counts once from /proc, then
+// follows the kernel's process events (forks, execs, comm changes and
+// exits, by the netlink proc connector), looking at only the process
+// each one names. Where those events do not reach gvsd (without
+// CAP_NET_ADMIN, or in a PID or network namespace other than the
+// host's) it scans /proc every poll (DefaultProcessPoll when 0).
 func RunProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time.Duration, report func(ok bool)) {
 	runProcess(ctx, log, p, "/proc", poll, report)
+}
+
+// processTracker is RunProcess's state.
+type processTracker struct {
+	p        TrackProcess
+	procRoot string
+	log      *slog.Logger
+	report   func(ok bool)
+
+	pids          map[int]bool // the matching processes
+	known, result bool
+	pending       bool      // the quorum differs from result
+	since         time.Time // since when
 }
 
 func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, procRoot string, poll time.Duration, report func(ok bool)) {
@@ -151,45 +188,201 @@ func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, procRoot 
 	if poll <= 0 {
 		poll = DefaultProcessPoll
 	}
-	var (
-		known, result bool
-		pending       bool      // the quorum differs from result
-		since         time.Time // since when
-	)
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		n, err := p.Count(procRoot)
-		if err != nil {
-			log.Warn("vrrp_track_process scan failed", "error", err)
+	t := &processTracker{p: p, procRoot: procRoot, log: log, report: report}
+	// The first result at once; then listen, and count again so that
+	// nothing between the two counts is missed.
+	t.scan()
+	t.decide(time.Now())
+	events, err := subscribeProcEvents()
+	if err != nil {
+		log.Info(fmt.Sprintf("vrrp_track_process %s: process events unavailable (%v); scanning /proc every %s", p.Name, err, poll))
+	}
+	defer func() {
+		if events != nil {
+			events.close()
 		}
-		ok := n >= p.Quorum && (p.QuorumMax < 0 || n <= p.QuorumMax)
-		now := time.Now()
-		switch {
-		case !known:
-			known, result = true, ok
-			log.Info("vrrp_track_process result", "process", p.Name, "running", n, "ok", ok)
-			report(ok)
-		case ok == result:
-			pending = false
-		default:
-			if !pending {
-				pending, since = true, now
-			}
-			delay := p.TerminateDelay
-			if ok {
-				delay = p.ForkDelay
-			}
-			if now.Sub(since) >= delay {
-				pending, result = false, ok
-				log.Info("vrrp_track_process result", "process", p.Name, "running", n, "ok", ok)
-				report(ok)
-			}
+	}()
+	t.scan()
+	var tick <-chan time.Time
+	pollNow := func() {
+		tk := time.NewTicker(poll)
+		context.AfterFunc(ctx, tk.Stop)
+		tick = tk.C
+	}
+	if events == nil {
+		pollNow()
+	}
+	// Events were lost (the socket's buffer overflowed, or it failed):
+	// listen again and count afresh.
+	relisten := func(why error) {
+		events.close()
+		if events, err = subscribeProcEvents(); err != nil {
+			log.Warn(fmt.Sprintf("vrrp_track_process %s: process events lost (%v, then %v); scanning /proc every %s", p.Name, why, err, poll))
+			pollNow()
+		}
+		t.scan()
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var due <-chan time.Time
+		if wait := t.decide(time.Now()); wait > 0 {
+			timer.Reset(wait)
+			due = timer.C
+		}
+		var evc <-chan netlink.ProcEvent
+		var errc <-chan error
+		if events != nil {
+			evc, errc = events.ch, events.errs
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
+			t.scan()
+		case <-due:
+		case e, ok := <-evc:
+			if !ok {
+				relisten(errors.New("the event channel closed"))
+				continue
+			}
+			t.event(e)
+		case err := <-errc:
+			relisten(err)
+		}
+	}
+}
+
+// scan counts the matching processes afresh.
+func (t *processTracker) scan() {
+	pids, err := t.p.matching(t.procRoot)
+	if err != nil {
+		t.log.Warn("vrrp_track_process scan failed", "error", err)
+		pids = map[int]bool{}
+	}
+	t.pids = pids
+}
+
+// event looks again at the process a kernel event names.
+func (t *processTracker) event(e netlink.ProcEvent) {
+	switch m := e.Msg.(type) {
+	case *netlink.ForkProcEvent:
+		if m.ChildPid == m.ChildTgid { // a process, not a thread
+			t.recheck(int(m.ChildTgid))
+		}
+	case *netlink.ExecProcEvent:
+		t.recheck(int(m.ProcessTgid))
+	case *netlink.CommProcEvent:
+		if m.ProcessPid == m.ProcessTgid { // /proc/PID/comm is the main thread's
+			t.recheck(int(m.ProcessTgid))
+		}
+	case *netlink.ExitProcEvent:
+		if m.ProcessPid == m.ProcessTgid {
+			delete(t.pids, int(m.ProcessTgid))
+		}
+	}
+}
+
+func (t *processTracker) recheck(pid int) {
+	if t.p.matchesPid(t.procRoot, pid) {
+		t.pids[pid] = true
+	} else {
+		delete(t.pids, pid)
+	}
+}
+
+// decide reports a result that is due at now: the first at once, a
+// change once it lasted its delay. It returns how long until a pending
+// change is due, 0 when none is.
+func (t *processTracker) decide(now time.Time) time.Duration {
+	n := len(t.pids)
+	ok := n >= t.p.Quorum && (t.p.QuorumMax < 0 || n <= t.p.QuorumMax)
+	switch {
+	case !t.known:
+		t.known, t.result = true, ok
+	case ok == t.result:
+		t.pending = false
+		return 0
+	default:
+		if !t.pending {
+			t.pending, t.since = true, now
+		}
+		delay := t.p.TerminateDelay
+		if ok {
+			delay = t.p.ForkDelay
+		}
+		if wait := delay - now.Sub(t.since); wait > 0 {
+			return wait
+		}
+		t.pending, t.result = false, ok
+	}
+	t.log.Info("vrrp_track_process result", "process", t.p.Name, "running", n, "ok", ok)
+	t.report(ok)
+	return 0
+}
+
+// procEvents is a subscription to the kernel's process events.
+type procEvents struct {
+	ch   chan netlink.ProcEvent
+	errs chan error
+	done chan struct{}
+}
+
+// subscribeProcEvents listens to the kernel's process events, and checks
+// that they reach this process with its own PIDs: it renames its own
+// thread to the name it has (a comm event) and waits for that event.
+// The kernel sends them only to listeners with CAP_NET_ADMIN in the
+// host's network namespace, and numbers processes as the host's PID
+// namespace does.
+func subscribeProcEvents() (*procEvents, error) {
+	e := &procEvents{ch: make(chan netlink.ProcEvent, 1024), errs: make(chan error, 1), done: make(chan struct{})}
+	if err := netlink.ProcEventMonitor(e.ch, e.done, e.errs); err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	comm := fmt.Sprintf("/proc/self/task/%d/comm", tid)
+	name, err := os.ReadFile(comm)
+	if err == nil {
+		err = os.WriteFile(comm, bytes.TrimSuffix(name, []byte("\n")), 0)
+	}
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("testing the subscription: %w", err)
+	}
+	timeout := time.NewTimer(2 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case ev, ok := <-e.ch:
+			if !ok {
+				e.close()
+				return nil, errors.New("the subscription ended")
+			}
+			if m, ok := ev.Msg.(*netlink.CommProcEvent); ok && int(m.ProcessPid) == tid && int(m.ProcessTgid) == os.Getpid() {
+				return e, nil
+			}
+		case err := <-e.errs:
+			e.close()
+			return nil, err
+		case <-timeout.C:
+			e.close()
+			return nil, errors.New("no event reached gvsd (not the host's PID or network namespace?)")
+		}
+	}
+}
+
+// close ends the subscription and waits until its goroutine returned.
+func (e *procEvents) close() {
+	close(e.done)
+	for {
+		select {
+		case _, ok := <-e.ch:
+			if !ok {
+				return
+			}
+		case <-e.errs:
 		}
 	}
 }

@@ -256,3 +256,40 @@ func TestInstanceTracksProcess(t *testing.T) {
 		})
 	}
 }
+
+// TestRunProcessFollowsEvents: with the kernel's process events, a
+// tracker sees processes start and stop with no /proc scan to wait for
+// (its poll is an hour).
+func TestRunProcessFollowsEvents(t *testing.T) {
+	ev, err := subscribeProcEvents()
+	if err != nil {
+		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
+			t.Fatalf("process events: %v", err)
+		}
+		t.Skipf("process events unavailable here: %v", err)
+	}
+	ev.close()
+	r := newProcRunner(t)
+	var res results
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		RunProcess(ctx, slog.New(slog.DiscardHandler), TrackProcess{Name: "p", Process: r.name, Quorum: 1, QuorumMax: 1}, time.Hour, res.report)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	want := func(what string, ok bool, reports int32) {
+		t.Helper()
+		// the wait bounds a hang; an hour-long poll cannot be what ends it
+		waitUntil(t, 10*time.Second, what, func() bool { return res.n.Load() == reports && (res.last.Load() == 1) == ok })
+	}
+	want("none running: fails", false, 1)
+	a := r.start()
+	want("one started: passes", true, 2)
+	b := r.start()
+	want("two, quorum_max 1: fails", false, 3)
+	r.kill(b)
+	want("one again: passes", true, 4)
+	r.kill(a)
+	want("none: fails", false, 5)
+}
