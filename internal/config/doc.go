@@ -32,16 +32,20 @@
 //   - track_file NAME (or vrrp_track_file NAME): file, weight [reverse],
 //     init_file [VALUE] [overwrite]; tracked by vrrp_instance and
 //     vrrp_sync_group track_file and by real_server FILE_CHECK. gvsd reads
-//     the file at least every second (keepalived uses inotify): the
-//     number at its start, as strtol reads it; a missing file reads 0.
+//     the file when inotify says it was written and closed, renamed in or
+//     out, created or removed (as keepalived; a FILE_CHECK also every
+//     delay_loop), or every 250 ms where its directory cannot be watched:
+//     the number at its start, as strtol reads it; a missing file reads 0.
 //   - vrrp_track_process NAME: process NAME|PATH [PARAMS...],
 //     param_match [initial|partial], full_command, quorum, quorum_max,
-//     weight [reverse], delay, terminate_delay, fork_delay. gvsd scans
-//     /proc every second (keepalived follows the netlink proc connector):
-//     a process matches by its comm (15 bytes), or with full_command or
-//     parameters by the first word of its command line and the words
-//     after it; zombies do not count. The delays take effect at the
-//     first scan after they pass.
+//     weight [reverse], delay, terminate_delay, fork_delay. gvsd counts
+//     from /proc once, then follows the kernel's process events (the
+//     netlink proc connector, as keepalived), or scans /proc every second
+//     where they do not reach it (another PID or network namespace than
+//     the host's): a process matches by its comm (15 bytes), or with
+//     full_command or parameters by the first word of its command line
+//     and the words after it; zombies do not count. A change is reported
+//     once it has lasted its delay.
 //   - vrrp_sync_group: group, track_interface, track_script, track_file,
 //     track_process, notify_master/backup/fault/stop, notify, smtp_alert.
 //   - vrrp_instance: state, interface, virtual_router_id, priority,
