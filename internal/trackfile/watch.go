@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,10 +122,11 @@ var shared hub
 
 // hub fans one inotify instance's events out to the Watchers.
 type hub struct {
-	mu   sync.Mutex // guards the fields below
-	f    *os.File   // nil until the first Watch
-	err  error      // why the instance failed; every Watch polls then
-	wds  map[int32]string
+	mu   sync.Mutex                   // guards the fields below
+	f    *os.File                     // nil until the first Watch
+	fd   int                          // f's (f.Fd would make it blocking)
+	err  error                        // why the instance failed; every Watch polls then
+	wds  map[int32][]string           // a watch's directories (one inode may have several paths)
 	subs map[string]map[*Watcher]bool // by directory
 }
 
@@ -141,14 +143,14 @@ func (h *hub) add(w *Watcher) error {
 			return fmt.Errorf("inotify: %w", err)
 		}
 		// non-blocking, so the runtime's poller waits for it
-		h.f = os.NewFile(uintptr(fd), "inotify")
-		h.wds, h.subs = map[int32]string{}, map[string]map[*Watcher]bool{}
+		h.f, h.fd = os.NewFile(uintptr(fd), "inotify"), fd
+		h.wds, h.subs = map[int32][]string{}, map[string]map[*Watcher]bool{}
 		go h.read(h.f)
 	}
 	var added []string
 	for dir := range w.dirs() {
 		if h.subs[dir] == nil {
-			wd, err := unix.InotifyAddWatch(int(h.f.Fd()), dir, watchMask)
+			wd, err := unix.InotifyAddWatch(h.fd, dir, watchMask)
 			if err != nil {
 				for _, d := range added {
 					h.unsubscribe(w, d)
@@ -158,7 +160,7 @@ func (h *hub) add(w *Watcher) error {
 				}
 				return fmt.Errorf("watching %s: %w", dir, err)
 			}
-			h.wds[int32(wd)] = dir
+			h.wds[int32(wd)] = append(h.wds[int32(wd)], dir)
 			h.subs[dir] = map[*Watcher]bool{}
 		}
 		h.subs[dir][w] = true
@@ -187,10 +189,13 @@ func (h *hub) unsubscribe(w *Watcher, dir string) {
 		return
 	}
 	delete(h.subs, dir)
-	for wd, d := range h.wds {
-		if d == dir {
-			delete(h.wds, wd)
-			unix.InotifyRmWatch(int(h.f.Fd()), uint32(wd))
+	for wd, ds := range h.wds {
+		if i := slices.Index(ds, dir); i >= 0 {
+			h.wds[wd] = slices.Delete(ds, i, i+1)
+			if len(h.wds[wd]) == 0 {
+				delete(h.wds, wd)
+				unix.InotifyRmWatch(h.fd, uint32(wd))
+			}
 		}
 	}
 }
@@ -222,19 +227,17 @@ func (h *hub) read(f *os.File) {
 				}
 				continue
 			}
-			dir, ok := h.wds[wd]
-			if !ok {
-				continue // a watch removed
-			}
-			if mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0 {
-				for w := range h.subs[dir] {
-					gone[w] = dir
+			for _, dir := range h.wds[wd] {
+				if mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0 {
+					for w := range h.subs[dir] {
+						gone[w] = dir
+					}
+					continue
 				}
-				continue
-			}
-			for w := range h.subs[dir] {
-				if w.paths[filepath.Join(dir, name)] {
-					wake[w] = true
+				for w := range h.subs[dir] {
+					if w.paths[filepath.Join(dir, name)] {
+						wake[w] = true
+					}
 				}
 			}
 		}
