@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -174,4 +175,42 @@ func TestReloadsKeepCheckerState(t *testing.T) {
 		}
 	}
 	t.Logf("the dead real server was taken out during reload %d", reloads)
+}
+
+// TestReloadsTakeTurns: reloads from several goroutines at once are
+// applied one after the other by the reconciler (each sees the table as
+// the one before left it), and once gvsd stops a plan is refused.
+func TestReloadsTakeTurns(t *testing.T) {
+	vip, rs := loopbackPort(t), loopbackPort(t)
+	conf := func(w int) string {
+		return fmt.Sprintf("virtual_server 127.0.0.1 %d {\n\tlb_algo rr\n\tlb_kind NAT\n\tprotocol TCP\n"+
+			"\treal_server 127.0.0.1 %d {\n\t\tweight %d\n\t}\n}\n", vip, rs, w)
+	}
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf(1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	k, dir := runKeepalived(t, path, log)
+	cfg, p, _, err := checkConfig(path, "proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 8)
+	for range 8 {
+		go func() { done <- k.apply(cfg, p) }()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatalf("a concurrent reload: %v", err)
+		}
+	}
+	if got := dir.Snapshot(); len(got.Services) != 1 || len(got.Services[0].Dests) != 1 {
+		t.Fatalf("after 8 reloads of one service with one real server the table holds %+v", got.Services)
+	}
+	k.stop()
+	if err := k.apply(cfg, p); !errors.Is(err, errStopping) {
+		t.Errorf("a plan after stop: %v, want %v", err, errStopping)
+	}
+	k.stop() // twice is harmless
 }
