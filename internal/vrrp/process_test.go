@@ -263,9 +263,8 @@ func TestInstanceTracksProcess(t *testing.T) {
 func TestRunProcessFollowsEvents(t *testing.T) {
 	ev, err := subscribeProcEvents()
 	if err != nil {
-		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
-			t.Fatalf("process events: %v", err)
-		}
+		// not something the project can install: the kernel sends them
+		// only to root in the host's PID and network namespaces
 		t.Skipf("process events unavailable here: %v", err)
 	}
 	ev.close()
