@@ -37,6 +37,25 @@ struct {
 	__type(value, struct svc_info);
 } services SEC(".maps");
 
+/* The firewall-mark classifier: Go compiles the user's iptables MARK
+ * rules (internal/fwmark) into an LPM trie of marks and puts it in the
+ * one slot of fwm, swapping a whole new trie in on a reload. The slot is
+ * empty while no firewall-mark service exists. */
+struct fwm_trie {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_FWM_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct fwm_key));
+	__uint(value_size, sizeof(__u32));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct fwm_trie);
+} fwm SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_DESTS);
@@ -1349,6 +1368,58 @@ static __noinline int refuse(struct xdp_md *ctx, struct pkt *p)
 	return XDP_DROP;
 }
 
+/* svc_find is the virtual service of a packet that opens a connection,
+ * as ip_vs_service_find picks it: with firewall-mark services, the mark
+ * the user's rules give the packet (the classifier stands in for
+ * iptables' mangle table, which runs after XDP) selects its service
+ * first; without one, the service of the packet's address, protocol and
+ * port, else a persistent one on port 0 of its address. NULL: none. */
+static __noinline struct svc_info *svc_find(struct pkt *p)
+{
+	struct svc_key sk = {};
+	struct svc_info *s;
+	__u32 zero = 0;
+	void *trie = bpf_map_lookup_elem(&fwm, &zero);
+
+	if (trie) {
+		struct fwm_key fk = {};
+		fk.prefixlen = p->family == AF_INET ? 64 : 160;
+		fk.proto = p->proto;
+		fk.family = p->family;
+		fk.port = p->dport;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			fk.addr[i] = p->daddr[i];
+		__u32 *mark = bpf_map_lookup_elem(trie, &fk);
+		if (!mark) {
+			fk.port = 0;
+			mark = bpf_map_lookup_elem(trie, &fk);
+		}
+		if (mark && *mark) {
+			sk.addr[0] = *mark;
+			sk.family = p->family;
+			s = bpf_map_lookup_elem(&services, &sk);
+			if (s)
+				return s;
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		sk.addr[i] = p->daddr[i];
+	sk.port = p->dport;
+	sk.proto = p->proto;
+	sk.family = p->family;
+	s = bpf_map_lookup_elem(&services, &sk);
+	if (s)
+		return s;
+	/* A persistent service on port 0 takes every port. */
+	sk.port = 0;
+	s = bpf_map_lookup_elem(&services, &sk);
+	if (s && (s->flags & SVC_F_PERSISTENT))
+		return s;
+	return 0;
+}
+
 /* new_conn schedules a new connection and inserts it under ck (conn_find's
  * form of the key): nc is filled.
  * It returns -1 when the packet is to be forwarded, else the verdict (a
@@ -1358,22 +1429,10 @@ static __noinline int new_conn(struct xdp_md *ctx, struct pkt *p, void *ck, stru
 	struct dest_info *d;
 	__u32 didx, sidx;
 
-	struct svc_key sk = {};
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-		sk.addr[i] = p->daddr[i];
-	sk.port = p->dport;
-	sk.proto = p->proto;
-	sk.family = p->family;
-	struct svc_info *s = bpf_map_lookup_elem(&services, &sk);
+	struct svc_info *s = svc_find(p);
 	if (!s) {
-		/* A persistent service on port 0 takes every port. */
-		sk.port = 0;
-		s = bpf_map_lookup_elem(&services, &sk);
-		if (!s || !(s->flags & SVC_F_PERSISTENT)) {
-			count(REASON_NO_SERVICE);
-			return XDP_PASS;
-		}
+		count(REASON_NO_SERVICE);
+		return XDP_PASS;
 	}
 	if (p->proto == IPPROTO_TCP &&
 	    (p->tcp_flags & (TCPF_SYN | TCPF_ACK | TCPF_RST)) != TCPF_SYN) {
@@ -1481,18 +1540,7 @@ static __noinline int syn_reuse(struct pkt *p, struct conn_key *ck, struct conn_
 	if ((d->flags & DEST_F_AVAILABLE) && d->weight > 0) {
 		if (cv->state != ST_TIME_WAIT && cv->state != ST_CLOSE)
 			return 0;
-		struct svc_key sk = {};
-#pragma unroll
-		for (int i = 0; i < 4; i++)
-			sk.addr[i] = p->daddr[i];
-		sk.port = p->dport;
-		sk.proto = p->proto;
-		sk.family = p->family;
-		struct svc_info *s = bpf_map_lookup_elem(&services, &sk);
-		if (!s) {
-			sk.port = 0;
-			s = bpf_map_lookup_elem(&services, &sk);
-		}
+		struct svc_info *s = svc_find(p);
 		if (!s || (s->flags & SVC_F_PERSISTENT))
 			return 0;
 	}

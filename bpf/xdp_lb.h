@@ -118,12 +118,28 @@ enum drop_reason {
 	REASON_MAX = 17,
 };
 
+/* A firewall-mark service's key has the mark in addr[0] (host order),
+ * port and proto 0 (no other service has proto 0). */
 struct svc_key {
 	__u32 addr[4]; /* network order; IPv4 in addr[0] */
 	__u16 port;    /* network order */
 	__u8 proto;
 	__u8 family;
 };
+
+/* The firewall-mark classifier's key (svc_find): an LPM trie entry
+ * matches proto, family and port exactly (the first 32 bits of the
+ * prefix) and the destination's first prefixlen - 32 bits. port 0: any
+ * port, looked up when the packet's own port has no entry. */
+struct fwm_key {
+	__u32 prefixlen;
+	__u8 proto;
+	__u8 family;
+	__u16 port;    /* network order */
+	__u32 addr[4]; /* network order; IPv4 in addr[0] */
+};
+
+#define MAX_FWM_ENTRIES 65536 /* internal/fwmark.MaxEntries */
 
 struct svc_info {
 	__u32 index;

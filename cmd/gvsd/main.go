@@ -57,6 +57,18 @@ stderr.
                           xdp engine: most real servers of all services
                           together (default 4 per --xdp-max-services, at
                           most 65535; about 100 bytes each)
+      --fwmark-rules FILE
+                          xdp engine: the MARK rules that select firewall-
+                          mark services (-f MARK, virtual_server fwmark N), as
+                          "iptables-save -t mangle" prints them: XDP runs
+                          before iptables marks packets, so gvsd applies
+                          -A PREROUTING/INPUT rules of -d ADDR[/LEN], -p
+                          tcp|udp, --dport N[:M], -m multiport --dports,
+                          -j MARK --set-mark N itself; the last matching
+                          rule wins, as in iptables. Other rules in those
+                          chains are refused (FILE:LINE); SIGHUP re-reads it
+      --fwmark-rules6 FILE
+                          the same for IPv6 ("ip6tables-save -t mangle")
       --socket PATH       admin API socket, mode 0600 (default $GVS_SOCKET,
                           else /run/gvs/gvsd.sock)
       --bpf-pin DIR       xdp engine: pin the connection table and the XDP
@@ -128,6 +140,8 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs.IntVar(&s.opts.XDPMaxDests, "xdp-max-real-servers", 0, "")
 	fs.DurationVar(&s.opts.Grace, "grace", 10*time.Second, "")
 	fs.StringVar(&s.opts.BPFPin, "bpf-pin", "", "")
+	fs.StringVar(&s.opts.FWMarkRules, "fwmark-rules", "", "")
+	fs.StringVar(&s.opts.FWMarkRules6, "fwmark-rules6", "", "")
 	fs.BoolVar(&s.opts.DontReleaseIPVS, "I", false, "")
 	fs.BoolVar(&s.opts.DontReleaseIPVS, "dont-release-ipvs", false, "")
 	fs.IntVar(&s.opts.TCPConns, "tcp-conns", 0, "")
@@ -166,7 +180,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		writeVersion(stdout)
 		return 0
 	case s.test:
-		return daemon.ConfigTest(s.opts.ConfigFile, s.opts.Engine, stderr)
+		return daemon.ConfigTest(s.opts.ConfigFile, s.opts, stderr)
 	}
 	s.opts.Interfaces = s.interfaces
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -17,13 +18,19 @@ import (
 const DefaultConfigFile = "/etc/keepalived/keepalived.conf"
 
 // ConfigTest checks a keepalived.conf as `keepalived -t` does (gvsd -t),
-// for the engine gvsd would run (--engine: proxy, xdp or auto), prints
-// what it found to out and returns keepalived's exit code.
-func ConfigTest(path, engine string, out io.Writer) int {
+// for the engine gvsd would run (opts.Engine: proxy, xdp, ipvs or auto),
+// with the firewall-mark rules files of opts, prints what it found to out
+// and returns keepalived's exit code.
+func ConfigTest(path string, opts Options, out io.Writer) int {
 	if path == "" {
 		path = DefaultConfigFile
 	}
-	_, _, warnings, err := checkConfig(path, engine)
+	_, p, warnings, err := checkConfig(path, opts.Engine)
+	if w, ferr := checkFWMarkRules(opts, p); ferr != nil {
+		err = errors.Join(err, ferr)
+	} else {
+		warnings = append(warnings, w...)
+	}
 	security := 0
 	for _, w := range warnings {
 		fmt.Fprintf(out, "%s: warning: %s\n", w.Pos, w.Msg)

@@ -35,11 +35,20 @@ func TestConfigTestChecksTheEngine(t *testing.T) {
 		{"proxy_protocol on the xdp engine", "nat-proxy-protocol.conf", "xdp", config.ExitOK,
 			`nat-proxy-protocol.conf:6: warning: proxy_protocol is sent by the proxy engine only`},
 		{"unknown engine", "nat-http.conf", "kernel", config.ExitConfigTest, `unknown engine "kernel"`},
+		{"firewall mark on the xdp engine, with its rules", "fwmark-xdp.conf", "xdp", config.ExitOK, `^[^\n]*configuration OK\n$`},
+		{"firewall mark on the ipvs engine", "fwmark-xdp.conf", "ipvs", config.ExitOK, `^[^\n]*configuration OK\n$`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out strings.Builder
-			if code := ConfigTest("../../examples/"+tt.file, tt.engine, &out); code != tt.code {
+			opts := Options{Engine: tt.engine}
+			// An example's firewall-mark rules are beside it.
+			if rules := "../../examples/" + strings.TrimSuffix(tt.file, ".conf") + ".rules"; tt.engine == "xdp" {
+				if _, err := os.Stat(rules); err == nil {
+					opts.FWMarkRules = rules
+				}
+			}
+			if code := ConfigTest("../../examples/"+tt.file, opts, &out); code != tt.code {
 				t.Errorf("exit code %d, want %d\n%s", code, tt.code, out.String())
 			}
 			if !regexp.MustCompile(tt.want).MatchString(out.String()) {
@@ -84,7 +93,7 @@ vrrp_instance VI_1 {
 				t.Fatal(err)
 			}
 			var out strings.Builder
-			if code := ConfigTest(path, "proxy", &out); code != tt.code {
+			if code := ConfigTest(path, Options{Engine: "proxy"}, &out); code != tt.code {
 				t.Errorf("exit code %d, want %d\n%s", code, tt.code, out.String())
 			}
 			got := strings.ReplaceAll(out.String(), path, "k.conf")
@@ -95,10 +104,10 @@ vrrp_instance VI_1 {
 	}
 }
 
-// TestConfigTestUnservedKinds: firewall-mark and SCTP services fail gvsd
-// -t on the xdp engine, warn on the proxy engine (which keeps them
-// without serving them), and pass on the ipvs engine; each message names
-// the ipvs engine.
+// TestConfigTestUnservedKinds: SCTP services fail gvsd -t on the xdp
+// engine, warn on the proxy engine (which keeps them without serving
+// them, as it keeps firewall-mark services), and pass on the ipvs engine;
+// each message names the ipvs engine.
 func TestConfigTestUnservedKinds(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "kinds.conf")
 	conf := `virtual_server fwmark 1 {
@@ -126,7 +135,6 @@ virtual_server 198.18.0.50 9999 {
 		want   []string // regexps the output must match
 	}{
 		{"xdp", config.ExitConfigTest, []string{
-			`kinds.conf:1: virtual server FWM 1: firewall-mark services are not served by the xdp engine .*; use gvsd --engine ipvs`,
 			`kinds.conf:8: virtual server SCTP 198.18.0.50:9999: SCTP services are not served by the xdp engine .*; use gvsd --engine ipvs`,
 		}},
 		{"proxy", config.ExitOK, []string{
@@ -138,13 +146,49 @@ virtual_server 198.18.0.50 9999 {
 	for _, tt := range tests {
 		t.Run(tt.engine, func(t *testing.T) {
 			var out strings.Builder
-			if code := ConfigTest(file, tt.engine, &out); code != tt.code {
+			if code := ConfigTest(file, Options{Engine: tt.engine}, &out); code != tt.code {
 				t.Errorf("exit code %d, want %d\n%s", code, tt.code, out.String())
 			}
 			for _, want := range tt.want {
 				if !regexp.MustCompile(want).MatchString(out.String()) {
 					t.Errorf("output does not match %s:\n%s", want, out.String())
 				}
+			}
+		})
+	}
+}
+
+// TestConfigTestFWMarkRules: on the xdp engine gvsd -t reads the rules
+// files too: their errors fail it at their lines, and a firewall-mark
+// service whose mark no rule sets is a warning at its line.
+func TestConfigTestFWMarkRules(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.rules"), filepath.Join(dir, "bad.rules")
+	os.WriteFile(good, []byte("*mangle\n-A PREROUTING -d 198.18.0.200 -p tcp -m multiport --dports 80,443 -j MARK --set-mark 1\nCOMMIT\n"), 0o644)
+	os.WriteFile(bad, []byte("*mangle\n-A PREROUTING -d 198.18.0.200 -p tcp -j MARK --set-mark 1\n-A PREROUTING ! -d 198.18.0.200 -j MARK --set-mark 2\n"), 0o644)
+	conf := "../../examples/fwmark-xdp.conf"
+	tests := []struct {
+		name string
+		opts Options
+		code int
+		want string
+	}{
+		{"no rules", Options{Engine: "xdp"}, config.ExitOK,
+			`fwmark-xdp.conf:18: warning: virtual server FWM 1: no rule of --fwmark-rules sets mark 1, so the xdp engine gives it no connections: add -j MARK --set-mark 1 rules for its addresses and ports\n.*configuration OK`},
+		{"IPv6 rules only", Options{Engine: "auto", FWMarkRules6: good}, config.ExitConfigTest, `good.rules:2: -d 198.18.0.200 is not an IPv6 address`},
+		{"good rules", Options{Engine: "xdp", FWMarkRules: good}, config.ExitOK, `^[^\n]*configuration OK\n$`},
+		{"bad rules", Options{Engine: "xdp", FWMarkRules: bad}, config.ExitConfigTest, `bad.rules:3: negation \(! -d 198.18.0.200\) is not supported`},
+		{"missing rules", Options{Engine: "xdp", FWMarkRules: filepath.Join(dir, "missing")}, config.ExitConfigTest, `firewall-mark rules: open .*missing: no such file`},
+		{"rules on the proxy engine", Options{Engine: "proxy", FWMarkRules: good}, config.ExitConfigTest, `--fwmark-rules and --fwmark-rules6 are for the xdp engine, not --engine proxy`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			if code := ConfigTest(conf, tt.opts, &out); code != tt.code {
+				t.Errorf("exit code %d, want %d\n%s", code, tt.code, out.String())
+			}
+			if !regexp.MustCompile(tt.want).MatchString(out.String()) {
+				t.Errorf("output does not match %s:\n%s", tt.want, out.String())
 			}
 		})
 	}

@@ -44,6 +44,11 @@ type Options struct {
 	// stop (see xdp.Options.PinPath and KeepPinned).
 	BPFPin          string
 	DontReleaseIPVS bool
+	// FWMarkRules and FWMarkRules6 are files of MARK rules in
+	// iptables-save (ip6tables-save) form by which the xdp engine
+	// classifies connections for firewall-mark services (see package
+	// fwmark); SIGHUP re-reads them.
+	FWMarkRules, FWMarkRules6 string
 }
 
 // Run runs gvsd until ctx ends, SIGTERM or SIGINT arrives, or the admin
@@ -67,6 +72,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	// following its VRRP instance.
 	syncd := ipvssync.NewManager(log, eng)
 
+	rules, err := startFWMarkRules(opts, eng, log)
+	if err != nil {
+		closeEngine(context.Background(), eng, opts.Grace, log)
+		return err
+	}
 	k, err := startKeepalived(ctx, opts.ConfigFile, dir, syncd, log)
 	if err != nil {
 		closeEngine(context.Background(), eng, opts.Grace, log)
@@ -81,6 +91,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				rules.reload()
 				k.reload(ctx)
 			}
 		}

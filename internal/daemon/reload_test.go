@@ -76,7 +76,7 @@ func TestReloadRefusesWhatConfigTestRejects(t *testing.T) {
 				if err := os.WriteFile(path, []byte(strings.Join(lines[:n], "")), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				if code := ConfigTest(path, "proxy", io.Discard); code == 0 {
+				if code := ConfigTest(path, Options{Engine: "proxy"}, io.Discard); code == 0 {
 					continue // a whole configuration (fewer blocks): reload may apply it
 				}
 				rejected++

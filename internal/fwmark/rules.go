@@ -51,7 +51,12 @@ type Rules struct {
 }
 
 // Files are where the rules were read from, "FAMILY FILE" each.
-func (rs *Rules) Files() []string { return rs.files }
+func (rs *Rules) Files() []string {
+	if rs == nil {
+		return nil
+	}
+	return rs.files
+}
 
 // Empty reports whether no rule marks anything.
 func (rs *Rules) Empty() bool { return rs == nil || len(rs.v4)+len(rs.v6) == 0 }

@@ -101,7 +101,7 @@ func (e *Engine) Apply(batch []ipvs.Command) error {
 	if p.Timeouts != nil {
 		e.timeouts = *p.Timeouts
 	}
-	return nil
+	return e.syncClassifier()
 }
 
 // newHops lists the real servers of the batch whose next hop the engine

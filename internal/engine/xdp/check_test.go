@@ -43,7 +43,8 @@ func TestCheckDest(t *testing.T) {
 		{name: "twos", svc: svc("twos", ipvs.TCP), dest: ipvs.Dest{Addr: rs}, want: "gvsd --engine proxy"},
 		{name: "SCTP", svc: svc("rr", ipvs.SCTP), dest: ipvs.Dest{Addr: rs}, want: "SCTP services are not served by the xdp engine (it keeps no SCTP association states); use gvsd --engine ipvs"},
 		{name: "DR across families", svc: svc("rr", ipvs.TCP), dest: ipvs.Dest{Addr: netip.MustParseAddr("2001:db8::11")}, want: "address family"},
-		{name: "fwmark", svc: &ipvs.Service{ServiceKey: ipvs.ServiceKey{Addr: vip.Addr(), FWMark: 1}, Scheduler: "rr"}, dest: ipvs.Dest{Addr: rs}, want: "firewall-mark services are not served by the xdp engine (XDP sees packets before iptables or nftables mark them); use gvsd --engine ipvs"},
+		{name: "fwmark", svc: &ipvs.Service{ServiceKey: ipvs.ServiceKey{Addr: netip.IPv4Unspecified(), FWMark: 1}, Scheduler: "rr"}, dest: ipvs.Dest{Addr: rs}},
+		{name: "fwmark NAT", svc: &ipvs.Service{ServiceKey: ipvs.ServiceKey{Addr: netip.IPv4Unspecified(), FWMark: 1}, Scheduler: "wlc"}, dest: ipvs.Dest{Addr: rs, Method: ipvs.Masq}},
 	}
 	var e Engine
 	for _, tc := range tests {

@@ -246,6 +246,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/gvs-lb/gvs/internal/engine"
+	"github.com/gvs-lb/gvs/internal/fwmark"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -328,6 +329,9 @@ type Engine struct {
 	// tableSpec is the template of a scheduler table (one inner map of
 	// objs.Tables), whose MaxEntries each table sets.
 	tableSpec *ebpf.MapSpec
+	// fwmSpec is the template of the firewall-mark classifier's trie
+	// (the inner map of objs.Fwm).
+	fwmSpec *ebpf.MapSpec
 
 	mu       sync.Mutex
 	order    []ipvs.ServiceKey
@@ -347,6 +351,13 @@ type Engine struct {
 	destBase map[uint32]ipvs.Stats
 	est      map[estKey]*estimator
 	warned   map[string]bool // sysctls already warned about
+	// The firewall-mark classifier (fwmark.go): the rules, whether the
+	// program has them (fwmLive) and whether they changed since
+	// (fwmStale), and the services warned of for want of a rule.
+	fwmRules  *fwmark.Rules
+	fwmLive   bool
+	fwmStale  bool
+	fwmWarned map[ipvs.ServiceKey]bool
 	closing  bool
 
 	scratch   tableScratch // for writeService's tables
@@ -471,6 +482,7 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 	// more than the table.
 	e.tableSpec = spec.Maps["tables"].InnerMap.Copy()
 	e.tableSpec.Key, e.tableSpec.Value = nil, nil
+	e.fwmSpec = spec.Maps["fwm"].InnerMap.Copy()
 	if opts.MaxConns > 0 {
 		spec.Maps["conns"].MaxEntries = opts.MaxConns
 		spec.Maps["conns4"].MaxEntries = opts.MaxConns
@@ -696,10 +708,7 @@ func checkFullNAT(svc *ipvs.Service, d *ipvs.Dest) error {
 }
 
 func checkService(svc *ipvs.Service) error {
-	if svc.IsFWMark() {
-		return errors.New("firewall-mark services are not served by the xdp engine (XDP sees packets before iptables or nftables mark them); use gvsd --engine ipvs")
-	}
-	if svc.Proto != ipvs.TCP && svc.Proto != ipvs.UDP {
+	if !svc.IsFWMark() && svc.Proto != ipvs.TCP && svc.Proto != ipvs.UDP {
 		return fmt.Errorf("%s services are not served by the xdp engine (it keeps no %s association states); use gvsd --engine ipvs", svc.Proto, svc.Proto)
 	}
 	if _, ok := schedKinds[svc.Scheduler]; !ok {

@@ -229,6 +229,7 @@ const (
 	lbMapCursors      = "cursors"
 	lbMapDestStats    = "dest_stats"
 	lbMapDests        = "dests"
+	lbMapFwm          = "fwm"
 	lbMapGenericIfs   = "generic_ifs"
 	lbMapLoads        = "loads"
 	lbMapLocality     = "locality"
@@ -302,6 +303,7 @@ type lbMapSpecs struct {
 	Cursors      *ebpf.MapSpec `ebpf:"cursors"`
 	DestStats    *ebpf.MapSpec `ebpf:"dest_stats"`
 	Dests        *ebpf.MapSpec `ebpf:"dests"`
+	Fwm          *ebpf.MapSpec `ebpf:"fwm"`
 	GenericIfs   *ebpf.MapSpec `ebpf:"generic_ifs"`
 	Loads        *ebpf.MapSpec `ebpf:"loads"`
 	Locality     *ebpf.MapSpec `ebpf:"locality"`
@@ -349,6 +351,7 @@ type lbMaps struct {
 	Cursors      *ebpf.Map `ebpf:"cursors"`
 	DestStats    *ebpf.Map `ebpf:"dest_stats"`
 	Dests        *ebpf.Map `ebpf:"dests"`
+	Fwm          *ebpf.Map `ebpf:"fwm"`
 	GenericIfs   *ebpf.Map `ebpf:"generic_ifs"`
 	Loads        *ebpf.Map `ebpf:"loads"`
 	Locality     *ebpf.Map `ebpf:"locality"`
@@ -372,6 +375,7 @@ func (m *lbMaps) Close() error {
 		m.Cursors,
 		m.DestStats,
 		m.Dests,
+		m.Fwm,
 		m.GenericIfs,
 		m.Loads,
 		m.Locality,

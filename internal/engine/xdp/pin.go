@@ -273,7 +273,7 @@ func (e *Engine) adopt() {
 		if !e.svcIdx.claim(info.Index) {
 			continue
 		}
-		sk := ipvs.ServiceKey{Proto: ipvs.Protocol(k.Proto), Addr: wordsAddr(k.Addr, k.Family), Port: be16(k.Port)}
+		sk := serviceKeyOf(k)
 		s := &svcState{index: info.Index, all: map[netip.AddrPort]*destState{}, adopted: true}
 		s.cfg.ServiceKey = sk
 		if info.Flags&svcPersistent != 0 {

@@ -69,6 +69,9 @@ func maskWords(bitsLen int, family uint8) [4]uint32 {
 }
 
 func svcKeyOf(k ipvs.ServiceKey) lbSvcKey {
+	if k.IsFWMark() {
+		return fwmarkSvcKey(k)
+	}
 	w, fam := addrWords(k.Addr)
 	return lbSvcKey{Addr: w, Port: be16(k.Port), Proto: uint8(k.Proto), Family: fam}
 }
