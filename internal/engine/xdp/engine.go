@@ -358,7 +358,7 @@ type Engine struct {
 	fwmLive   bool
 	fwmStale  bool
 	fwmWarned map[ipvs.ServiceKey]bool
-	closing  bool
+	closing   bool
 
 	scratch   tableScratch // for writeService's tables
 	zeroStats []lbStats    // one zero per possible CPU, for resetStats
