@@ -22,8 +22,9 @@ type SyncConn struct {
 	// port; Dest the real server the client sticks to; State is NONE;
 	// Timeout the persistence timeout.
 	Template bool
-	// FWMark is the firewall mark of a template of a firewall-mark
-	// service (Proto is 0 and Virtual unset there), else 0.
+	// FWMark is the firewall mark of a connection or template of a
+	// firewall-mark service (a template's Proto is 0 and Virtual unset),
+	// else 0.
 	FWMark uint32
 	// State is ipvsadm -Lnc's name for it: ESTABLISHED, FIN_WAIT, ...;
 	// UDP for a UDP connection.

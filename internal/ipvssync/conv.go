@@ -64,6 +64,7 @@ func FromEngine(c engine.SyncConn) (Conn, bool) {
 	if c.Template {
 		return fromTemplate(c, w)
 	}
+	w.FWMark = c.FWMark // the kernel's cp->fwmark: its service's mark
 	switch c.Proto {
 	case ipvs.TCP:
 		i := slices.Index(tcpStates, c.State)
@@ -125,6 +126,8 @@ func markAddr(mark uint32, v6 bool) netip.Addr {
 // A template keeps the kernel's wire form, except that a firewall-mark
 // service's has FWMark set and no Virtual: an engine finds a port-zero
 // or FTP service's template under port 0 and its real server by address.
+// A connection keeps its mark (FWMark): an engine looks for the
+// firewall-mark service of it first, as the kernel's ip_vs_find_dest.
 func ToEngine(w Conn) (engine.SyncConn, bool) {
 	c := engine.SyncConn{Proto: ipvs.Protocol(w.Proto), Client: w.Client, Virtual: w.Virtual, Dest: w.Dest,
 		Timeout: time.Duration(w.Timeout) * time.Second}
@@ -139,6 +142,7 @@ func ToEngine(w Conn) (engine.SyncConn, bool) {
 	if w.Flags&FlagTemplate != 0 {
 		return toTemplate(w, c)
 	}
+	c.FWMark = w.FWMark
 	switch c.Proto {
 	case ipvs.TCP:
 		if int(w.State) >= len(tcpStates) {

@@ -119,6 +119,15 @@ func fwmarkSvcKey(k ipvs.ServiceKey) lbSvcKey {
 	return lbSvcKey{Addr: [4]uint32{k.FWMark}, Family: fam}
 }
 
+// fwmarkKey is the firewall-mark service of mark in the family of addr.
+func fwmarkKey(mark uint32, addr netip.Addr) ipvs.ServiceKey {
+	a := netip.IPv4Unspecified()
+	if addr.Is6() && !addr.Is4In6() {
+		a = netip.IPv6Unspecified()
+	}
+	return ipvs.ServiceKey{Addr: a, FWMark: mark}
+}
+
 // serviceKeyOf is the service of a services map key (adopt).
 func serviceKeyOf(k lbSvcKey) ipvs.ServiceKey {
 	if k.Proto == 0 {

@@ -157,3 +157,57 @@ COMMIT
 		t.Errorf("an established marked connection's ACK: verdict %d to %x, want real server %d", ret, out[:6], first)
 	}
 }
+
+// TestSyncFWMark: a firewall-mark service's connections and persistence
+// templates travel in the kernel's sync format with their mark, and the
+// backup puts them under its own firewall-mark service: an established
+// connection's packets and the client's next connection on another
+// marked port go to the master's real server.
+func TestSyncFWMark(t *testing.T) {
+	labNS(t, 11, 12)
+	dr := func(n byte) ipvs.Dest { return ipvs.Dest{Addr: rsIP(n), Method: ipvs.Route, Weight: 1} }
+	snap := snapOf(fwmService(1, false, true, dr(11), dr(12)))
+	rules := loadRules(t, "-A PREROUTING -d 198.18.1.10 -p tcp -m multiport --dports 80,443 -j MARK --set-mark 1\n", "")
+	master, backup := newTestEngine(t, snap), newTestEngine(t, snap)
+	for _, e := range []*Engine{master, backup} {
+		if err := e.SetFWMarkRules(rules); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(vip.Addr(), port) }
+	// The backup's own choice for another client comes first, so that
+	// its rr would give this client's next connection the other server.
+	runOut(t, backup, build(pktSpec{src: netip.MustParseAddrPort("198.18.2.9:1000"), dst: at(80), proto: ipvs.TCP, flags: tcpSYN}))
+	v, out := runOut(t, master, build(pktSpec{src: client, dst: at(80), proto: ipvs.TCP, flags: tcpSYN}))
+	if v != xdpRedirect {
+		t.Fatalf("master SYN verdict %d", v)
+	}
+	rs := out[5]
+	runOut(t, master, build(pktSpec{src: client, dst: at(80), proto: ipvs.TCP, flags: tcpACK}))
+
+	listed := master.SyncConns()
+	var conns, templates int
+	for _, c := range listed {
+		if c.FWMark != 1 {
+			t.Errorf("listed without mark 1: %+v", c)
+		}
+		if c.Template {
+			templates++
+		} else {
+			conns++
+		}
+	}
+	if conns != 1 || templates != 1 {
+		t.Fatalf("master lists %d connections and %d templates, want 1 and 1: %+v", conns, templates, listed)
+	}
+	if in, skipped := backup.InstallSynced(overTheWire(t, listed)); in != 2 || skipped != 0 {
+		t.Fatalf("InstallSynced = %d installed, %d skipped; want 2 and 0", in, skipped)
+	}
+	if v, out := runOut(t, backup, build(pktSpec{src: client, dst: at(80), proto: ipvs.TCP, flags: tcpACK, payload: 4})); v != xdpRedirect || out[5] != rs {
+		t.Errorf("the backup forwards the synced connection's ACK with verdict %d to %x, want real server %d", v, out[:6], rs)
+	}
+	next := netip.AddrPortFrom(client.Addr(), client.Port()+1)
+	if v, out := runOut(t, backup, build(pktSpec{src: next, dst: at(443), proto: ipvs.TCP, flags: tcpSYN})); v != xdpRedirect || out[5] != rs {
+		t.Errorf("the client's next connection (443) on the backup: verdict %d to %x, want real server %d by the synced template", v, out[:6], rs)
+	}
+}

@@ -38,7 +38,10 @@ import (
 //     program counts a template's age forward only). A template of a
 //     port-zero or FTP service arrives without ports (the kernel's form):
 //     it is matched to the port-zero service, else the one on port 21,
-//     and to the real server by address.
+//     and to the real server by address. A firewall-mark service's
+//     connections and templates carry its mark, as the kernel's do: the
+//     backup puts them under its firewall-mark service of that mark and
+//     the client's family.
 
 var _ engine.Syncer = (*Engine)(nil)
 
@@ -60,6 +63,7 @@ func (e *Engine) SyncConns() []engine.SyncConn {
 			Virtual: netip.AddrPortFrom(wordsAddr(k.Daddr, k.Family), be16(k.Dport)),
 			Dest:    d.cfg.AddrPort(),
 			Method:  d.cfg.Method,
+			FWMark:  d.svc.cfg.FWMark,
 			State:   stateName(v.State),
 			Timeout: e.timeout(v.State),
 			Idle:    idle(now, v.LastSeen),
@@ -84,7 +88,7 @@ func (e *Engine) syncTemplates() []engine.SyncConn {
 		if d == nil || s == nil {
 			continue
 		}
-		out = append(out, engine.SyncConn{
+		c := engine.SyncConn{
 			Proto:    s.cfg.Proto,
 			Client:   netip.AddrPortFrom(wordsAddr(pk.Addr, uint8(pk.Family)), 0),
 			Virtual:  s.cfg.AddrPort(),
@@ -94,7 +98,11 @@ func (e *Engine) syncTemplates() []engine.SyncConn {
 			State:    "NONE",
 			Timeout:  time.Duration(s.cfg.Timeout) * time.Second,
 			Idle:     persistAge(now, pv.LastSeen),
-		})
+		}
+		if s.cfg.IsFWMark() {
+			c.FWMark, c.Virtual = s.cfg.FWMark, netip.AddrPort{}
+		}
+		out = append(out, c)
 	}
 	if err := it.Err(); err != nil {
 		e.log.Warn("listing persistence templates to sync", "err", err)
@@ -124,11 +132,22 @@ func (e *Engine) InstallSynced(conns []engine.SyncConn) (installed, skipped int)
 }
 
 func (e *Engine) installSynced(c *engine.SyncConn, now uint32) bool {
-	s := e.svcs[ipvs.ServiceKey{Proto: c.Proto, Addr: c.Virtual.Addr(), Port: c.Virtual.Port()}]
+	var s *svcState
+	if c.FWMark != 0 {
+		s = e.svcs[fwmarkKey(c.FWMark, c.Client.Addr())]
+	}
+	if s == nil {
+		s = e.svcs[ipvs.ServiceKey{Proto: c.Proto, Addr: c.Virtual.Addr(), Port: c.Virtual.Port()}]
+	}
 	if s == nil {
 		return false
 	}
 	d := s.all[c.Dest]
+	if d == nil {
+		// A real server of port 0 (the packet's port), which the kernel
+		// sends with the connection's port.
+		d = s.all[netip.AddrPortFrom(c.Dest.Addr(), 0)]
+	}
 	if d == nil || d.cfg.Method == ipvs.FullNAT {
 		return false
 	}
@@ -168,12 +187,12 @@ func (e *Engine) installSynced(c *engine.SyncConn, now uint32) bool {
 // installTemplate writes a received persistence template into the
 // persist map (now is on the program's clock, see coarseMonotonic).
 func (e *Engine) installTemplate(c *engine.SyncConn, now uint64) bool {
-	if c.FWMark != 0 {
-		return false // no firewall-mark services here
-	}
 	key := ipvs.ServiceKey{Proto: c.Proto, Addr: c.Virtual.Addr(), Port: c.Virtual.Port()}
+	if c.FWMark != 0 {
+		key = fwmarkKey(c.FWMark, c.Client.Addr())
+	}
 	s := e.svcs[key]
-	if s == nil && key.Port == 0 {
+	if s == nil && key.Port == 0 && !key.IsFWMark() {
 		key.Port = ftpPort
 		s = e.svcs[key]
 	}

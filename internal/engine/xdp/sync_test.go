@@ -235,7 +235,7 @@ func TestSyncTemplateSkipped(t *testing.T) {
 		{name: "no such service", mod: func(c *engine.SyncConn) { c.Virtual = netip.MustParseAddrPort("198.18.1.99:80") }},
 		{name: "service not persistent here", mod: func(c *engine.SyncConn) { c.Virtual = netip.MustParseAddrPort("198.18.1.11:80") }},
 		{name: "no such real server", mod: func(c *engine.SyncConn) { c.Dest = netip.AddrPortFrom(rsIP(12), 80) }},
-		{name: "firewall-mark service", mod: func(c *engine.SyncConn) { c.Proto, c.Virtual, c.FWMark = 0, netip.AddrPort{}, 7 }},
+		{name: "firewall-mark service it lacks", mod: func(c *engine.SyncConn) { c.Proto, c.Virtual, c.FWMark = 0, netip.AddrPort{}, 7 }},
 		{name: "family differs", mod: func(c *engine.SyncConn) { c.Client = netip.MustParseAddrPort("[2001:db8:3::7]:0") }},
 	}
 	for _, tt := range tests {
