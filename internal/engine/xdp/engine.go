@@ -130,15 +130,20 @@
 //     wlc 555 ns, lblc 571 ns, lblcr 585 ns per SYN).
 //   - twos (not in the 6.1 kernel) is refused (CheckDest, Apply) with an
 //     error naming the proxy engine.
-//   - SCTP and firewall-mark services are refused (CheckService, Apply,
-//     gvsd -t) naming the ipvs engine, the only one that serves them.
-//     SCTP: parsing its common header in the program measured nothing
+//   - Firewall-mark services: XDP sees a packet before iptables or
+//     nftables mark it, so the program classifies a new connection's
+//     packet by the user's MARK rules (SetFWMarkRules, package fwmark),
+//     compiled into an LPM trie keyed by protocol, family, port and
+//     destination prefix (fwmark.go, svc_find in bpf/xdp_lb.c); the
+//     service of the mark comes before the address/port service, as in
+//     ip_vs_service_find. No firewall-mark service, no trie.
+//   - SCTP services are refused (CheckService, Apply, gvsd -t) naming the
+//     ipvs engine, the only one that serves them. SCTP: parsing its common header in the program measured nothing
 //     (BenchmarkProgram, 6 runs each: established DR 251 ns either way,
 //     new DR 545 vs 590 ns and new TUN 652 vs 576 ns, within the noise),
 //     so the parser is not the obstacle; serving it needs the kernel's
 //     SCTP association states and timeouts, and for NAT and FullNAT a
-//     CRC32c of every packet (no BPF helper computes one). Firewall
-//     marks: XDP sees a packet before iptables or nftables mark it.
+//     CRC32c of every packet (no BPF helper computes one).
 //   - GRE (bpf/xdp_gre.h) is the header the kernel builds; with
 //     --tun-csum its checksum, and GUE's outer UDP checksum, are made as
 //     Linux's local checksum offload makes them (tun_sum: the tunnel

@@ -24,7 +24,7 @@ func TestFWMarkKeySize(t *testing.T) {
 	}
 }
 
-func loadRules(t *testing.T, v4, v6 string) *fwmark.Rules {
+func loadRules(t testing.TB, v4, v6 string) *fwmark.Rules {
 	t.Helper()
 	dir := t.TempDir()
 	p4, p6 := filepath.Join(dir, "rules.v4"), filepath.Join(dir, "rules.v6")
