@@ -103,9 +103,9 @@ stderr.
   -h, --help              print this help and exit
   -v, --version           print the version and exit
 
-Signals: SIGHUP reloads the file of -f. SIGTERM or SIGINT stops: the admin
-socket stays up, read-only, while connections drain for --grace; a second
-signal stops at once.
+Signals: SIGHUP reloads the file of -f and the --fwmark-rules files.
+SIGTERM or SIGINT stops: the admin socket stays up, read-only, while
+connections drain for --grace; a second signal stops at once.
 
 Documentation: README.md (section gvsd) and, for keepalived.conf keywords,
 internal/config/doc.go, in the source at github.com/gvs-lb/gvs.
