@@ -235,12 +235,53 @@ func isLocalAddr(a netip.Addr) bool {
 // engine talking to itself. Both ends count: on loopback Linux lets a
 // real client and an outgoing socket share a local port when their
 // peers differ.
+//
+// A socket's local port is known only once connect has started, and on
+// loopback the kernel can complete the handshake, and another goroutine
+// accept the connection, before the connecting one records it. So the
+// connects in flight are counted by real server address (connecting,
+// connected): a connection that arrives at an address a connect of the
+// engine's own is still going to waits for it to be recorded.
 type outgoing struct {
 	shards [shards]struct {
-		mu sync.Mutex
-		m  map[netip.AddrPort]outConn
-		_  [40]byte
+		mu      sync.Mutex
+		m       map[netip.AddrPort]outConn
+		pending map[netip.AddrPort]int // connects in flight, by real server
+		_       [32]byte
 	}
+	inFlight atomic.Int64 // connects in flight, all real servers
+}
+
+// connecting notes a connect to remote about to start; connected (with
+// the same remote) ends it, whatever its outcome, after add.
+func (o *outgoing) connecting(remote netip.AddrPort) {
+	o.inFlight.Add(1)
+	sh := &o.shards[remote.Port()%shards]
+	sh.mu.Lock()
+	if sh.pending == nil {
+		sh.pending = make(map[netip.AddrPort]int)
+	}
+	sh.pending[remote]++
+	sh.mu.Unlock()
+}
+
+func (o *outgoing) connected(remote netip.AddrPort) {
+	sh := &o.shards[remote.Port()%shards]
+	sh.mu.Lock()
+	if sh.pending[remote]--; sh.pending[remote] <= 0 {
+		delete(sh.pending, remote)
+	}
+	sh.mu.Unlock()
+	o.inFlight.Add(-1)
+}
+
+// pendingTo reports whether a connect to remote is in flight.
+func (o *outgoing) pendingTo(remote netip.AddrPort) bool {
+	sh := &o.shards[remote.Port()%shards]
+	sh.mu.Lock()
+	n := sh.pending[remote]
+	sh.mu.Unlock()
+	return n > 0
 }
 
 // outConn is one connection to a real server: the tcpConn and the real
@@ -272,13 +313,36 @@ func (o *outgoing) remove(local netip.AddrPort, c *tcpConn) {
 // loops reports whether a connection from client is one of the engine's
 // own connections to a real server: its local address is client and the
 // real server it went to is where the connection arrived, which local
-// says (called only when client matched, as it costs a system call).
+// says (called only when client matched or a connect is in flight, as it
+// costs a system call). When a connect of the engine's own to where the
+// connection arrived is in flight, it waits (up to loopWait) for that
+// connect to be recorded before it answers.
 func (o *outgoing) loops(client netip.AddrPort, local func() netip.AddrPort) bool {
+	if oc, ok := o.lookup(client); ok {
+		return oc.remote == local()
+	}
+	if o.inFlight.Load() == 0 {
+		return false
+	}
+	at := local()
+	for deadline := time.Now().Add(loopWait); o.pendingTo(at) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Microsecond)
+	}
+	oc, ok := o.lookup(client)
+	return ok && oc.remote == at
+}
+
+// loopWait bounds how long loops waits for a connect in flight to be
+// recorded: a connect that takes longer is to a real server elsewhere,
+// whose answer did not come from this engine.
+const loopWait = 100 * time.Millisecond
+
+func (o *outgoing) lookup(client netip.AddrPort) (outConn, bool) {
 	sh := &o.shards[client.Port()%shards]
 	sh.mu.Lock()
 	oc, ok := sh.m[client]
 	sh.mu.Unlock()
-	return ok && oc.remote == local()
+	return oc, ok
 }
 
 // loopRefused counts and logs (at most once a second) a connection or

@@ -240,8 +240,9 @@ func TestLoopRefusedAtConfig(t *testing.T) {
 // check cannot see (here: A's real server is an address where service B
 // is added only afterwards, so no check ever compares the two) ends at
 // the first connection that arrives from the engine's own socket, instead
-// of chaining connections. B has a real server (nothing listens there) so
-// that it listens: a service without one refuses at connect.
+// of chaining connections. B has a live real server, so that it listens
+// (a service without one refuses at connect) and stays available when a
+// hop gets through.
 func TestLoopRefusedAtConnect(t *testing.T) {
 	for _, path := range []string{"loops", "goroutines"} {
 		t.Run("TCP "+path, func(t *testing.T) {
@@ -249,22 +250,15 @@ func TestLoopRefusedAtConnect(t *testing.T) {
 			e.goroutines = path == "goroutines"
 			svc, later := vs(t, ipvs.TCP, lo4, "rr"), vs(t, ipvs.TCP, lo4, "rr")
 			tb := &table{t: t, e: e, tb: ipvs.NewTable(func(*ipvs.Service, *ipvs.Dest) error { return nil })}
-			dead := netip.AddrPortFrom(lo4, freePort(t, "tcp4", lo4))
-			tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later), addDest(later, dead, 1))
+			rs := startTCP(t, lo4, "rs")
+			tb.exec(addSvc(svc), addDest(svc, later.AddrPort(), 1), addSvc(later), addDest(later, rs.addr, 1))
 
-			// On loopback the reset may come before the dial returns.
-			c, err := net.DialTimeout("tcp", svc.AddrPort().String(), time.Second)
-			if err != nil && !isReset(err) {
-				t.Fatal(err)
-			}
-			if err == nil {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(3 * time.Second))
-				c.Write([]byte("hello\n"))
-				if _, err := io.ReadAll(c); err != nil && !isReset(err) {
-					t.Fatalf("the looping connection did not end: %v", err)
-				}
-			}
+			// On loopback the handshake can complete, and the looped
+			// connection be accepted, before the connecting side has
+			// recorded its port: the check must wait for it
+			// (outgoing.connecting), on both paths, from the first
+			// connection.
+			loopOnce(t, svc.AddrPort())
 			eventually(t, 2*time.Second, "the loop refused", func() bool { return e.State().LoopsRefused >= 1 })
 			if n := e.Status()[0].Stats.Conns; n > 8 {
 				t.Fatalf("%d connections for one client: the loop chained", n)
@@ -288,6 +282,27 @@ func TestLoopRefusedAtConnect(t *testing.T) {
 			t.Fatalf("state of %s: %+v, want no flow and the loop refused", later.ServiceKey, st)
 		}
 	})
+}
+
+// loopOnce connects a client to vip, whose real server leads back into
+// gvsd, and waits for the connection to end.
+func loopOnce(t *testing.T, vip netip.AddrPort) {
+	t.Helper()
+	// On loopback the reset may come before the dial returns.
+	c, err := net.DialTimeout("tcp", vip.String(), time.Second)
+	if err != nil && !isReset(err) {
+		t.Fatal(err)
+	}
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	c.Write([]byte("hello\n"))
+	c.(*net.TCPConn).CloseWrite()
+	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
+		t.Fatalf("the looping connection did not end: %v", err)
+	}
 }
 
 func isReset(err error) bool {

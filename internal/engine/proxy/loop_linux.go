@@ -402,8 +402,10 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 		c.abort()
 		return
 	}
+	e.out.connecting(d.sd.Addr)
 	sfd, err := rawConnect(d.sd.Addr, zoneIndex(d.sd.Addr.Addr()))
 	if err != nil && err != syscall.EINPROGRESS {
+		e.out.connected(d.sd.Addr)
 		if sfd >= 0 {
 			rawClose(sfd)
 		}
@@ -414,6 +416,7 @@ func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 	if sa, err := syscall.Getsockname(sfd); err == nil {
 		c.track(addrPortOfSockaddr(sa))
 	}
+	e.out.connected(d.sd.Addr)
 	if err := l.add(sfd, syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|epollET, loopEnt{f: f, server: true}); err != nil {
 		e.log.Warn("cannot watch a real server connection", "error", err)
 		c.abort()

@@ -190,7 +190,12 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 	d.newConn(sched.Inactive)
 	e.table.add(c)
 
+	e.out.connecting(d.sd.Addr)
 	sc, err := e.dialer.DialTCP(e.ctx, networkOf("tcp", d.sd.Addr.Addr()), netip.AddrPort{}, d.sd.Addr)
+	if err == nil {
+		c.track(addrPortOf(sc.LocalAddr()))
+	}
+	e.out.connected(d.sd.Addr)
 	if err != nil {
 		// The client gets a reset; the server is skipped for a while so
 		// the client's next connection goes elsewhere. No retry here.
@@ -200,7 +205,6 @@ func (s *service) serveTCP(cc *net.TCPConn) {
 		c.abort()
 		return
 	}
-	c.track(addrPortOf(sc.LocalAddr()))
 	if v := s.cfg.Load().ProxyProtocol; v != 0 {
 		var buf [maxProxyHeader]byte
 		hdr := buf[:0]
