@@ -135,7 +135,7 @@ func TestFaultRealServerKilledXDP(t *testing.T) {
 		port++
 		p := port
 		mu.Unlock()
-		name, err := getInNSFrom(lab.client.Name, p, e2eVIP+":80")
+		name, err := getInNSFrom(lab.client.Name, &net.TCPAddr{Port: p}, e2eVIP+":80")
 		if name == "RS1" {
 			mu.Lock()
 			rs1Ports = append(rs1Ports, p)
@@ -158,7 +158,7 @@ func TestFaultRealServerKilledXDP(t *testing.T) {
 		// that RS1's death left half-closed): take the first of RS1's
 		// ports that it lets the client bind again.
 		for _, port := range rs1Ports {
-			name, err := getInNSFrom(lab.client.Name, port, e2eVIP+":80")
+			name, err := getInNSFrom(lab.client.Name, &net.TCPAddr{Port: port}, e2eVIP+":80")
 			if errors.Is(err, syscall.EADDRINUSE) {
 				continue
 			}

@@ -323,14 +323,18 @@ func (k *keepAlive) get() (string, error) {
 
 // getInNS makes one HTTP/1.0 request to addr from the namespace ns and
 // returns the body, trimmed. The socket is made on a thread moved into ns.
-func getInNS(ns, addr string) (string, error) { return getInNSFrom(ns, 0, addr) }
+func getInNS(ns, addr string) (string, error) { return getInNSFrom(ns, nil, addr) }
 
-// getInNSFrom is getInNS from the local port lport (any when 0).
-func getInNSFrom(ns string, lport int, addr string) (string, error) {
+// getInNSFrom is getInNS from the local address and port local (any when
+// nil or zero).
+func getInNSFrom(ns string, local *net.TCPAddr, addr string) (string, error) {
 	var conn net.Conn
 	err := inNetns(ns, func() error {
 		var err error
-		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{Port: lport}}
+		d := net.Dialer{Timeout: 3 * time.Second}
+		if local != nil {
+			d.LocalAddr = local
+		}
 		conn, err = d.Dial("tcp", addr)
 		return err
 	})

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,25 +99,5 @@ func TestXDPFirewallMark(t *testing.T) {
 
 // getFrom is getInNS from the local address src.
 func getFrom(ns, src, addr string) (string, error) {
-	var conn net.Conn
-	err := inNetns(ns, func() error {
-		var err error
-		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-		conn, err = d.Dial("tcp", addr)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	_, err = bufio.NewReader(resp.Body).WriteTo(&b)
-	return b.String(), err
+	return getInNSFrom(ns, &net.TCPAddr{IP: net.ParseIP(src)}, addr)
 }
