@@ -149,3 +149,81 @@ func TestPinnedRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestPinnedRestartKeepsTunnelsAndMarks: what a restarted engine adopts
+// from the pins before it is given its table forwards as before: a GRE
+// real server with its checksum stays GRE with the checksum (not IPIP),
+// and a connection of a firewall-mark service keeps its real server; the
+// table applied afterwards finds the adopted firewall-mark service.
+func TestPinnedRestartKeepsTunnelsAndMarks(t *testing.T) {
+	labNS(t, 11, 12)
+	dir := bpffs(t)
+	log := slog.New(slog.NewTextHandler(&logBuf{}, nil))
+	opts := Options{Interfaces: []string{"gvs0"}, Mode: "generic", PinPath: dir, KeepPinned: true}
+	greCsum := ipvs.Dest{Addr: netip.MustParseAddr("198.19.0.21"), Port: 80, Method: ipvs.Tunnel, Weight: 1,
+		TunType: ipvs.TunGRE, TunFlags: tunFlagCsum}
+	dr := func(n byte) ipvs.Dest { return ipvs.Dest{Addr: rsIP(n), Method: ipvs.Route, Weight: 1} }
+	snap := snapOf(
+		oneService(vip, ipvs.TCP, "rr", greCsum),
+		fwmService(1, false, true, dr(11), dr(12)),
+	)
+	rules := loadRules(t, "*mangle\n-A PREROUTING -d 198.18.1.10/32 -p tcp --dport 443 -j MARK --set-mark 1\nCOMMIT\n", "")
+	start := func(t *testing.T) *Engine {
+		t.Helper()
+		e, err := New(log, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close(context.Background()) })
+		return e
+	}
+	marked := pktSpec{src: client, dst: netip.AddrPortFrom(vip.Addr(), 443), proto: ipvs.TCP}
+	tunnelled := pktSpec{src: client, dst: vip, proto: ipvs.TCP}
+	send := func(t *testing.T, e *Engine, p pktSpec, flags byte) []byte {
+		t.Helper()
+		p.flags = flags
+		v, out := runOut(t, e, build(p))
+		if v != xdpRedirect {
+			t.Fatalf("%s flags %#x: verdict %d, want redirect (drops %v)", p.dst, flags, v, e.Drops())
+		}
+		return out
+	}
+
+	e1 := start(t)
+	if err := engine.ApplySnapshot(e1, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := e1.SetFWMarkRules(rules); err != nil {
+		t.Fatal(err)
+	}
+	send(t, e1, tunnelled, tcpSYN)
+	first := serverOf(send(t, e1, marked, tcpSYN))
+	if err := e1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	e2 := start(t)
+	out := send(t, e2, tunnelled, tcpACK) // before any table
+	checkGRE(4, true)(t, build(pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpACK}), out)
+	if got := serverOf(send(t, e2, marked, tcpACK)); got != first {
+		t.Errorf("the marked connection went to %s after the restart, want %s", got, first)
+	}
+	if err := engine.ApplySnapshot(e2, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.SetFWMarkRules(rules); err != nil {
+		t.Fatal(err)
+	}
+	if got := serverOf(send(t, e2, marked, tcpACK)); got != first {
+		t.Errorf("the marked connection went to %s once the table was applied, want %s", got, first)
+	}
+	var fwm []ipvs.ServiceStatus
+	for _, s := range e2.Status() {
+		if s.FWMark == 1 {
+			fwm = append(fwm, s)
+		}
+	}
+	if len(fwm) != 1 || len(fwm[0].Dests) != 2 {
+		t.Fatalf("firewall-mark services after the restart: %+v, want one with its 2 real servers", fwm)
+	}
+}
