@@ -223,14 +223,28 @@ struct {
 	__type(value, __u32);
 } tx_ports SEC(".maps");
 
-/* Room for a new connection's entry while it is made (the BPF stack is
- * small). */
+/* Room for a new connection's entry while it is made (slot 0) and for a
+ * NAT connection's reply entry (slot 1, nat_setup): the BPF stack is
+ * small. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct conn_val);
+} scratch SEC(".maps");
+
+/* nat_icmp's FIB lookup (see there), as words: bpf2go cannot describe
+ * struct bpf_fib_lookup's anonymous unions. */
+struct fib_buf {
+	__u64 w[sizeof(struct bpf_fib_lookup) / 8];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct conn_val);
-} scratch SEC(".maps");
+	__type(value, struct fib_buf);
+} fib_scratch SEC(".maps");
 
 struct pkt {
 	__u32 saddr[4];

@@ -597,21 +597,29 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 			    struct conn_val *nc)
 {
 	struct conn_key rk = {};
-	struct conn_val rv = *nc;
+	/* The reply entry is built in scratch's second slot, not on the
+	 * stack: this function is on the program's deepest chain of calls
+	 * (TestLinux61StackDepth). */
+	__u32 one = 1;
+	struct conn_val *rvp = bpf_map_lookup_elem(&scratch, &one);
 	__u16 rport = d->port ? d->port : p->dport;
 
+	if (!rvp)
+		return -1;
+	*rvp = *nc;
+
 	nc->flags = CONN_F_NAT;
-	rv.flags = CONN_F_NAT | CONN_F_REPLY;
+	rvp->flags = CONN_F_NAT | CONN_F_REPLY;
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
 		nc->xdaddr[i] = d->addr[i];
-		rv.xsaddr[i] = p->daddr[i];
-		rv.xdaddr[i] = p->saddr[i];
+		rvp->xsaddr[i] = p->daddr[i];
+		rvp->xdaddr[i] = p->saddr[i];
 		rk.saddr[i] = d->addr[i];
 	}
 	nc->xdport = rport;
-	rv.xsport = p->dport;
-	rv.xdport = p->sport;
+	rvp->xsport = p->dport;
+	rvp->xdport = p->sport;
 	rk.sport = rport;
 	rk.proto = p->proto;
 	rk.family = p->family;
@@ -624,7 +632,7 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 		}
 		nc->xsport = p->sport;
 		rk.dport = p->sport;
-		if (conn_insert(&rk, &rv) && reply_takeover(&rk, &rv)) {
+		if (conn_insert(&rk, rvp) && reply_takeover(&rk, rvp)) {
 			count(REASON_NAT_CLASH);
 			return -1;
 		}
@@ -661,7 +669,7 @@ static __noinline int nat_setup(struct pkt *p, struct svc_info *s, struct dest_i
 		for (int j = 0; j < 4; j++)
 			rk.daddr[j] = s->laddr[li][j];
 		rk.dport = bpf_htons(port);
-		err = conn_insert(&rk, &rv);
+		err = conn_insert(&rk, rvp);
 	}
 	if (!err) {
 #pragma unroll
@@ -691,7 +699,6 @@ static __noinline int nat_icmp(struct xdp_md *ctx, struct pkt *p)
 	__u32 in3 = l4 + 8;
 	__u32 iihl;
 	struct conn_key k = {};
-	struct bpf_fib_lookup fib = {};
 	__u8 *ic = data + l4;
 
 	if ((void *)(ic + 8) > end)
@@ -758,21 +765,29 @@ static __noinline int nat_icmp(struct xdp_md *ctx, struct pkt *p)
 		osrc[i] = new_src ? x->xsaddr[i] : p->saddr[i];
 		odst[i] = x->xdaddr[i];
 	}
-	fib.family = p->family;
-	fib.l4_protocol = p->proto;
-	fib.tot_len = p->l3len;
+	/* The FIB lookup's 64 bytes live in a per-CPU map, not on the stack:
+	 * this function ends the program's deepest chain of calls
+	 * (TestLinux61StackDepth). */
+	__u32 zero = 0;
+	struct bpf_fib_lookup *fibp = (void *)bpf_map_lookup_elem(&fib_scratch, &zero);
+	if (!fibp)
+		return XDP_PASS;
+	__builtin_memset(fibp, 0, sizeof(*fibp));
+	fibp->family = p->family;
+	fibp->l4_protocol = p->proto;
+	fibp->tot_len = p->l3len;
 	if (p->family == AF_INET) {
-		fib.ipv4_src = osrc[0];
-		fib.ipv4_dst = odst[0];
+		fibp->ipv4_src = osrc[0];
+		fibp->ipv4_dst = odst[0];
 	} else {
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
-			fib.ipv6_src[i] = osrc[i];
-			fib.ipv6_dst[i] = odst[i];
+			fibp->ipv6_src[i] = osrc[i];
+			fibp->ipv6_dst[i] = odst[i];
 		}
 	}
-	fib.ifindex = ctx->ingress_ifindex;
-	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	fibp->ifindex = ctx->ingress_ifindex;
+	long rc = bpf_fib_lookup(ctx, fibp, sizeof(*fibp), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 			note_neigh_miss(odst, p->family);
@@ -854,10 +869,10 @@ static __noinline int nat_icmp(struct xdp_md *ctx, struct pkt *p)
 	if ((void *)(icsum + 1) > end)
 		return XDP_DROP;
 	*icsum = csum_apply(*icsum, icdiff);
-	if (set_macs(ctx, &fib))
+	if (set_macs(ctx, fibp))
 		return XDP_DROP;
 	count(REASON_ICMP);
-	return egress(ctx, fib.ifindex);
+	return egress(ctx, fibp->ifindex);
 }
 
 #endif

@@ -130,6 +130,11 @@ const (
 	lbDropReasonREASON_MAX         lbDropReason = 17
 )
 
+type lbFibBuf struct {
+	_ structs.HostLayout
+	W [8]uint64
+}
+
 type lbLocalityKey struct {
 	_    structs.HostLayout
 	Addr [4]uint32
@@ -229,6 +234,7 @@ const (
 	lbMapCursors      = "cursors"
 	lbMapDestStats    = "dest_stats"
 	lbMapDests        = "dests"
+	lbMapFibScratch   = "fib_scratch"
 	lbMapFwm          = "fwm"
 	lbMapGenericIfs   = "generic_ifs"
 	lbMapLoads        = "loads"
@@ -303,6 +309,7 @@ type lbMapSpecs struct {
 	Cursors      *ebpf.MapSpec `ebpf:"cursors"`
 	DestStats    *ebpf.MapSpec `ebpf:"dest_stats"`
 	Dests        *ebpf.MapSpec `ebpf:"dests"`
+	FibScratch   *ebpf.MapSpec `ebpf:"fib_scratch"`
 	Fwm          *ebpf.MapSpec `ebpf:"fwm"`
 	GenericIfs   *ebpf.MapSpec `ebpf:"generic_ifs"`
 	Loads        *ebpf.MapSpec `ebpf:"loads"`
@@ -351,6 +358,7 @@ type lbMaps struct {
 	Cursors      *ebpf.Map `ebpf:"cursors"`
 	DestStats    *ebpf.Map `ebpf:"dest_stats"`
 	Dests        *ebpf.Map `ebpf:"dests"`
+	FibScratch   *ebpf.Map `ebpf:"fib_scratch"`
 	Fwm          *ebpf.Map `ebpf:"fwm"`
 	GenericIfs   *ebpf.Map `ebpf:"generic_ifs"`
 	Loads        *ebpf.Map `ebpf:"loads"`
@@ -375,6 +383,7 @@ func (m *lbMaps) Close() error {
 		m.Cursors,
 		m.DestStats,
 		m.Dests,
+		m.FibScratch,
 		m.Fwm,
 		m.GenericIfs,
 		m.Loads,
