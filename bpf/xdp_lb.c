@@ -671,21 +671,38 @@ static long mh_step(__u32 off, struct walk *w)
 	return 0;
 }
 
-/* lc_step visits one server of the list for lc, wlc, sed, nq, fo and ovf,
- * keeping the kernel's comparisons (the first of equals wins). */
-static long lc_step(__u32 i, struct walk *w)
+/* list_entry is the start of a bpf_loop step over the service's list of
+ * servers (lc_step, half_step): the i-th server's index, entry and load.
+ * It returns 1 when the list has ended (the step returns 1, which ends
+ * the loop), -1 when the server is not available (the step goes on to the
+ * next one) and 0 with *idx, *d and *l set otherwise. */
+static __always_inline int list_entry(struct walk *w, __u32 i, __u32 *idx, struct dest_info **d,
+				      struct dest_load **l)
 {
 	if (i >= w->len)
 		return 1;
 	__u32 *slot = table_slot(w->svc, w->gen, i);
 	if (!slot)
 		return 1;
-	__u32 idx = *slot;
-	struct dest_info *d = bpf_map_lookup_elem(&dests, &idx);
-	struct dest_load *l = bpf_map_lookup_elem(&loads, &idx);
-	if (!d || !l)
-		return 0;
-	if (!(d->flags & DEST_F_AVAILABLE) || l->overloaded)
+	*idx = *slot;
+	*d = bpf_map_lookup_elem(&dests, idx);
+	*l = bpf_map_lookup_elem(&loads, idx);
+	if (!*d || !*l || !((*d)->flags & DEST_F_AVAILABLE))
+		return -1;
+	return 0;
+}
+
+/* lc_step visits one server of the list for lc, wlc, sed, nq, fo and ovf,
+ * keeping the kernel's comparisons (the first of equals wins). */
+static long lc_step(__u32 i, struct walk *w)
+{
+	__u32 idx;
+	struct dest_info *d;
+	struct dest_load *l;
+	int rc = list_entry(w, i, &idx, &d, &l);
+	if (rc)
+		return rc > 0;
+	if (l->overloaded)
 		return 0;
 	__s64 dw = d->weight;
 	__s64 act = l->active, inact = l->inactive;

@@ -55,16 +55,12 @@ static __always_inline __s64 overhead(struct dest_load *l)
  * active connections (is_overloaded's second half): found = 1. */
 static long half_step(__u32 i, struct walk *w)
 {
-	if (i >= w->len)
-		return 1;
-	__u32 *slot = table_slot(w->svc, w->gen, i);
-	if (!slot)
-		return 1;
-	__u32 idx = *slot;
-	struct dest_info *d = bpf_map_lookup_elem(&dests, &idx);
-	struct dest_load *l = load_of(idx);
-	if (!d || !l || !(d->flags & DEST_F_AVAILABLE))
-		return 0;
+	__u32 idx;
+	struct dest_info *d;
+	struct dest_load *l;
+	int rc = list_entry(w, i, &idx, &d, &l);
+	if (rc)
+		return rc > 0;
 	if (l->active * 2 < (__s64)d->weight) {
 		w->found = 1;
 		return 1;
