@@ -675,19 +675,24 @@ static long mh_step(__u32 off, struct walk *w)
  * servers (lc_step, half_step): the i-th server's index, entry and load.
  * It returns 1 when the list has ended (the step returns 1, which ends
  * the loop), -1 when the server is not available (the step goes on to the
- * next one) and 0 with *idx, *d and *l set otherwise. */
-static __always_inline int list_entry(struct walk *w, __u32 i, __u32 *idx, struct dest_info **d,
-				      struct dest_load **l)
+ * next one) and 0 with e set otherwise. */
+struct list_entry {
+	__u32 idx;
+	struct dest_info *d;
+	struct dest_load *l;
+};
+
+static __always_inline int list_entry(struct walk *w, __u32 i, struct list_entry *e)
 {
 	if (i >= w->len)
 		return 1;
 	__u32 *slot = table_slot(w->svc, w->gen, i);
 	if (!slot)
 		return 1;
-	*idx = *slot;
-	*d = bpf_map_lookup_elem(&dests, idx);
-	*l = bpf_map_lookup_elem(&loads, idx);
-	if (!*d || !*l || !((*d)->flags & DEST_F_AVAILABLE))
+	e->idx = *slot;
+	e->d = bpf_map_lookup_elem(&dests, &e->idx);
+	e->l = bpf_map_lookup_elem(&loads, &e->idx);
+	if (!e->d || !e->l || !(e->d->flags & DEST_F_AVAILABLE))
 		return -1;
 	return 0;
 }
@@ -696,12 +701,13 @@ static __always_inline int list_entry(struct walk *w, __u32 i, __u32 *idx, struc
  * keeping the kernel's comparisons (the first of equals wins). */
 static long lc_step(__u32 i, struct walk *w)
 {
-	__u32 idx;
-	struct dest_info *d;
-	struct dest_load *l;
-	int rc = list_entry(w, i, &idx, &d, &l);
+	struct list_entry e;
+	int rc = list_entry(w, i, &e);
 	if (rc)
 		return rc > 0;
+	__u32 idx = e.idx;
+	struct dest_info *d = e.d;
+	struct dest_load *l = e.l;
 	if (l->overloaded)
 		return 0;
 	__s64 dw = d->weight;

@@ -55,13 +55,11 @@ static __always_inline __s64 overhead(struct dest_load *l)
  * active connections (is_overloaded's second half): found = 1. */
 static long half_step(__u32 i, struct walk *w)
 {
-	__u32 idx;
-	struct dest_info *d;
-	struct dest_load *l;
-	int rc = list_entry(w, i, &idx, &d, &l);
+	struct list_entry e;
+	int rc = list_entry(w, i, &e);
 	if (rc)
 		return rc > 0;
-	if (l->active * 2 < (__s64)d->weight) {
+	if (e.l->active * 2 < (__s64)e.d->weight) {
 		w->found = 1;
 		return 1;
 	}
