@@ -30,8 +30,9 @@ import (
 // The check runs on events only, never on a timer: Apply (weights, real
 // servers, thresholds), a real server's overload, failed or removed mark
 // changing (sched.Dest.OnChange), a TCP service's count of connections
-// crossing its bound, the last template or UDP flow of a service ending. recheck queues the service; the janitor
-// closes or opens its socket under Engine.mu. A socket that cannot be
+// crossing its bound, the last template or UDP flow of a service ending.
+// recheck queues the service; the janitor closes or opens its socket
+// under Engine.mu. A socket that cannot be
 // bound again (another program took the port) is retried with a back-off
 // until it is, or until the service can no longer take connections.
 //
