@@ -19,7 +19,7 @@ import (
 
 // FallbackPoll is how often a Watcher that cannot use inotify (its
 // directory is missing or went away, or inotify is out of watches) tells
-// its owner to read the files again.
+// its owner to read the files again, and tries to watch them again.
 const FallbackPoll = 250 * time.Millisecond
 
 // watchMask is what keepalived watches a track file's directory for: a
@@ -61,14 +61,13 @@ func Watch(ctx context.Context, paths []string, log *slog.Logger) *Watcher {
 		}
 		w.paths[abs] = true
 	}
-	if err := shared.add(w); err != nil {
-		w.fallBack(err)
-		return w
-	}
 	go func() {
 		<-ctx.Done()
 		shared.remove(w)
 	}()
+	if err := shared.add(w); err != nil {
+		w.fallBack(err)
+	}
 	return w
 }
 
@@ -96,7 +95,8 @@ func (w *Watcher) dirs() map[string]bool {
 }
 
 // fallBack tells the owner to read the files every FallbackPoll, because
-// of err, until the Watcher's lifetime ends.
+// of err, until the directories can be watched again (a directory made
+// or made again) or the Watcher's lifetime ends.
 func (w *Watcher) fallBack(err error) {
 	if w.polling.Swap(true) {
 		return
@@ -111,6 +111,12 @@ func (w *Watcher) fallBack(err error) {
 			case <-w.ctx.Done():
 				return
 			case <-t.C:
+				if shared.add(w) == nil {
+					w.polling.Store(false)
+					w.log.Info("track files: watching their directories again")
+					w.nudge() // what changed while the watch was being made
+					return
+				}
 				w.nudge()
 			}
 		}

@@ -109,10 +109,45 @@ func TestWatchFallsBackToPolling(t *testing.T) {
 			break
 		}
 	}
+	watchesAgain(t, w, path)
+}
+
+// watchesAgain waits for w to stop polling, then checks that a change of
+// the file at path comes as an event.
+func watchesAgain(t *testing.T, w *Watcher, path string) {
+	t.Helper()
+	for timeout := time.After(10 * time.Second); w.Polling(); {
+		select {
+		case <-w.C():
+		case <-timeout:
+			t.Fatal("the directory exists and the Watcher still polls")
+		}
+	}
+	shared.mu.Lock()
+	watched := shared.subs[filepath.Dir(path)][w]
+	shared.mu.Unlock()
+	if !watched {
+		t.Fatal("not polling, and the directory is not watched")
+	}
+	select { // drain the wake-up that ended the polling
+	case <-w.C():
+	default:
+	}
+	if err := os.WriteFile(path, []byte("9"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select { // no poll wakes it now: this is the event
+	case <-w.C():
+	case <-time.After(10 * time.Second): // a hang, not a timing bound
+		t.Fatal("written once watched again: no event")
+	}
+	if v, _ := Read(path); v != 9 || w.Polling() {
+		t.Fatalf("after the event: the file reads %d (want 9), polling %v", v, w.Polling())
+	}
 }
 
 // TestWatchDirectoryRemoved: a directory removed under the Watcher makes
-// it poll, and says so.
+// it poll, and says so, until the directory is made again.
 func TestWatchDirectoryRemoved(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -137,6 +172,11 @@ func TestWatchDirectoryRemoved(t *testing.T) {
 			t.Fatal("the directory went away and the Watcher does not poll")
 		}
 	}
+	// made again: watched again
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	watchesAgain(t, w, path)
 }
 
 // TestWatchersShareOneInstance: more Watchers than the kernel's default
