@@ -6,6 +6,7 @@ package ipvs
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -141,6 +142,54 @@ func (k ServiceKey) String() string {
 		return fmt.Sprintf("FWM %d", k.FWMark)
 	}
 	return fmt.Sprintf("%s %s", k.Proto, k.AddrPort())
+}
+
+// ParseServiceKey reads a key as String writes it: "TCP 198.18.0.10:80",
+// "UDP [2001:db8::1]:53", "SCTP ...", "FWM 5" or "FWM 5 IPv6". An IPv4
+// address written as IPv6 ("[::ffff:198.18.0.10]:80") is the IPv4 key, as
+// the table keeps it. Anything else is an error saying what is wrong.
+func ParseServiceKey(s string) (ServiceKey, error) {
+	words := strings.Split(s, " ")
+	bad := func(why string, args ...any) (ServiceKey, error) {
+		return ServiceKey{}, fmt.Errorf("service %q: %s (want \"TCP|UDP|SCTP ADDR:PORT\", \"FWM MARK\" or \"FWM MARK IPv6\")", s, fmt.Sprintf(why, args...))
+	}
+	if words[0] == "FWM" {
+		if len(words) < 2 || len(words) > 3 || len(words) == 3 && words[2] != "IPv6" {
+			return bad("a firewall mark is \"FWM MARK\", or \"FWM MARK IPv6\" for IPv6")
+		}
+		mark, err := strconv.ParseUint(words[1], 10, 32)
+		if err != nil || mark == 0 || words[1][0] == '+' {
+			return bad("the firewall mark %q is not a number from 1 to 4294967295", words[1])
+		}
+		k := ServiceKey{FWMark: uint32(mark), Addr: netip.IPv4Unspecified()}
+		if len(words) == 3 {
+			k.Addr = netip.IPv6Unspecified()
+		}
+		return k, nil
+	}
+	var k ServiceKey
+	switch words[0] {
+	case "TCP":
+		k.Proto = TCP
+	case "UDP":
+		k.Proto = UDP
+	case "SCTP":
+		k.Proto = SCTP
+	default:
+		return bad("unknown protocol %q", words[0])
+	}
+	if len(words) != 2 {
+		return bad("want the protocol, one space and ADDR:PORT")
+	}
+	ap, err := netip.ParseAddrPort(words[1])
+	if err != nil {
+		return bad("%q is not ADDR:PORT (an IPv6 address goes in brackets)", words[1])
+	}
+	if ap.Addr().Zone() != "" {
+		return bad("%q has a zone; a virtual address has none", words[1])
+	}
+	k.Addr, k.Port = ap.Addr().Unmap(), ap.Port()
+	return k, nil
 }
 
 // Service is a virtual service's configuration.
