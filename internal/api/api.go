@@ -14,6 +14,7 @@ import (
 type Backend interface {
 	Exec(cmds []ipvs.Command) error // stops at the first failure, returns a *wire.CommandError
 	Services() []ipvs.ServiceStatus
+	Service(key ipvs.ServiceKey) (ipvs.ServiceStatus, bool) // false: no such service
 	Conns() []ipvs.Conn
 	Timeouts() ipvs.Timeouts
 	Info() wire.Info

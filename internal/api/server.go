@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,7 +37,7 @@ type Server struct {
 func NewServer(b Backend, log *slog.Logger, st State) *Server {
 	s := &Server{backend: b, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/commands", s.change(s.commands))
-	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Services()) })
+	s.mux.HandleFunc("GET /v1/services", s.services)
 	s.mux.HandleFunc("GET /v1/conns", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Conns()) })
 	s.mux.HandleFunc("GET /v1/timeouts", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Timeouts()) })
 	s.mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, b.Info()) })
@@ -197,6 +198,44 @@ func defaultNetmask(raw json.RawMessage, c *ipvs.Command) {
 	if json.Unmarshal(raw, &given) == nil && given.Service.Netmask == nil {
 		c.Service.Netmask = ipvs.FullNetmask(c.Service.IPv6())
 	}
+}
+
+// services answers GET /v1/services: every service, or with
+// ?service=KEY (as ipvs.ServiceKey.String writes it: "TCP 198.18.0.10:80",
+// "FWM 5 IPv6") only that one, so that a monitor polling one service of
+// many costs one service's counters. The answer is a list either way,
+// empty when the service does not exist.
+func (s *Server) services(w http.ResponseWriter, r *http.Request) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		badRequest(w, fmt.Errorf("query: %w", err))
+		return
+	}
+	for name := range q {
+		if name != "service" {
+			badRequest(w, fmt.Errorf("unknown query parameter %q (the one known is \"service\")", name))
+			return
+		}
+	}
+	keys, ok := q["service"]
+	if !ok {
+		reply(w, http.StatusOK, s.backend.Services())
+		return
+	}
+	if len(keys) != 1 {
+		badRequest(w, errors.New("service given more than once"))
+		return
+	}
+	key, err := ipvs.ParseServiceKey(keys[0])
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	out := []ipvs.ServiceStatus{}
+	if st, ok := s.backend.Service(key); ok {
+		out = append(out, st)
+	}
+	reply(w, http.StatusOK, out)
 }
 
 // decodeStrict decodes the one JSON value r holds into v. A field v does

@@ -199,6 +199,12 @@ func (d *Director) Snapshot() *ipvs.Snapshot { return d.table.Snapshot() }
 // Services lists the services with the engine's counters.
 func (d *Director) Services() []ipvs.ServiceStatus { return d.engine.Status() }
 
+// Service is the one service key names with the engine's counters, false
+// when there is none. Only that service's counters are read.
+func (d *Director) Service(key ipvs.ServiceKey) (ipvs.ServiceStatus, bool) {
+	return d.engine.StatusOf(key)
+}
+
 // Conns lists the engine's connection table.
 func (d *Director) Conns() []ipvs.Conn { return d.engine.Conns() }
 

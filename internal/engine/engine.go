@@ -55,6 +55,9 @@ type Engine interface {
 	// Status returns every service with its counters and rates, services
 	// in the order added, real servers in the kernel's order.
 	Status() []ipvs.ServiceStatus
+	// StatusOf is Status of the one service key names, false when the
+	// engine does not serve it. It reads only that service's counters.
+	StatusOf(key ipvs.ServiceKey) (ipvs.ServiceStatus, bool)
 	// Conns lists the connection table (ipvsadm -Lnc).
 	Conns() []ipvs.Conn
 	// Zero clears the counters of one service, or of all when key is nil.

@@ -23,10 +23,13 @@ import (
 // daemons run for real on their sockets, with nothing to send.
 type syncEngine struct{ name string }
 
-func (e syncEngine) Name() string                             { return e.name }
-func (syncEngine) CheckDest(*ipvs.Service, *ipvs.Dest) error  { return nil }
-func (syncEngine) Apply([]ipvs.Command) error                 { return nil }
-func (syncEngine) Status() []ipvs.ServiceStatus               { return nil }
+func (e syncEngine) Name() string                            { return e.name }
+func (syncEngine) CheckDest(*ipvs.Service, *ipvs.Dest) error { return nil }
+func (syncEngine) Apply([]ipvs.Command) error                { return nil }
+func (syncEngine) Status() []ipvs.ServiceStatus              { return nil }
+func (syncEngine) StatusOf(ipvs.ServiceKey) (ipvs.ServiceStatus, bool) {
+	return ipvs.ServiceStatus{}, false
+}
 func (syncEngine) Conns() []ipvs.Conn                         { return nil }
 func (syncEngine) Zero(*ipvs.ServiceKey)                      {}
 func (syncEngine) Close(context.Context) error                { return nil }

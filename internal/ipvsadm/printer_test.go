@@ -27,6 +27,14 @@ func (f fixedClient) Exec(context.Context, []ipvs.Command) error {
 }
 func (f fixedClient) Services(context.Context) ([]ipvs.ServiceStatus, error) { return f.svcs, nil }
 func (f fixedClient) Conns(context.Context) ([]ipvs.Conn, error)             { return f.conns, nil }
+func (f fixedClient) Service(_ context.Context, key ipvs.ServiceKey) (ipvs.ServiceStatus, bool, error) {
+	for _, s := range f.svcs {
+		if s.ServiceKey == key {
+			return s, true, nil
+		}
+	}
+	return ipvs.ServiceStatus{}, false, nil
+}
 func (f fixedClient) Timeouts(context.Context) (ipvs.Timeouts, error) {
 	return ipvs.DefaultTimeouts, nil
 }

@@ -93,6 +93,15 @@ func (b tableBackend) Services() []ipvs.ServiceStatus {
 	return out
 }
 
+func (b tableBackend) Service(key ipvs.ServiceKey) (ipvs.ServiceStatus, bool) {
+	for _, s := range b.Services() {
+		if s.ServiceKey == key {
+			return s, true
+		}
+	}
+	return ipvs.ServiceStatus{}, false
+}
+
 func (b tableBackend) Conns() []ipvs.Conn      { return nil }
 func (b tableBackend) Timeouts() ipvs.Timeouts { return b.table.Timeouts() }
 func (b tableBackend) Info() wire.Info {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 
 	"github.com/gvs-lb/gvs/internal/api/client"
@@ -17,6 +18,7 @@ import (
 type Client interface {
 	Exec(ctx context.Context, cmds []ipvs.Command) error
 	Services(ctx context.Context) ([]ipvs.ServiceStatus, error)
+	Service(ctx context.Context, key ipvs.ServiceKey) (ipvs.ServiceStatus, bool, error)
 	Conns(ctx context.Context) ([]ipvs.Conn, error)
 	Timeouts(ctx context.Context) (ipvs.Timeouts, error)
 	Info(ctx context.Context) (wire.Info, error)
@@ -128,19 +130,22 @@ func (r *runner) list(req *Request) int {
 		WriteConns(r.stdout, conns, req.Format)
 		return ExitOK
 	}
+	if req.List == ListService {
+		// gvsd reads that one service's counters, not the table's.
+		s, ok, err := r.c.Service(r.ctx, serviceKey(req.Service.ServiceKey))
+		if err != nil {
+			return r.fail(err)
+		}
+		if !ok {
+			fmt.Fprintln(r.stderr, ipvs.ErrNoService)
+			return ExitFailure
+		}
+		WriteService(r.stdout, s, req.Format)
+		return ExitOK
+	}
 	svcs, err := r.c.Services(r.ctx)
 	if err != nil {
 		return r.fail(err)
-	}
-	if req.List == ListService {
-		for _, s := range svcs {
-			if sameService(s.ServiceKey, req.Service.ServiceKey) {
-				WriteService(r.stdout, s, req.Format)
-				return ExitOK
-			}
-		}
-		fmt.Fprintln(r.stderr, ipvs.ErrNoService)
-		return ExitFailure
 	}
 	version, size := "1.2.1", 4096
 	if req.Format&FmtRule == 0 {
@@ -154,12 +159,19 @@ func (r *runner) list(req *Request) int {
 	return ExitOK
 }
 
-// sameService matches a listed service with the one named on the line.
-func sameService(a, b ipvs.ServiceKey) bool {
-	if a.IsFWMark() || b.IsFWMark() {
-		return a.FWMark == b.FWMark && is6(a.Addr) == is6(b.Addr)
+// serviceKey is the key the table holds for the service named on the
+// line: a firewall mark's address is its family's unspecified address, an
+// IPv4-mapped address is the IPv4 one.
+func serviceKey(k ipvs.ServiceKey) ipvs.ServiceKey {
+	if k.IsFWMark() {
+		addr := netip.IPv4Unspecified()
+		if is6(k.Addr) {
+			addr = netip.IPv6Unspecified()
+		}
+		return ipvs.ServiceKey{FWMark: k.FWMark, Addr: addr}
 	}
-	return a.Proto == b.Proto && a.Port == b.Port && a.Addr.Unmap() == b.Addr.Unmap()
+	k.Addr = k.Addr.Unmap()
+	return k
 }
 
 // BatchClient is a Client that sends many changes in one request, applied

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,6 +81,19 @@ func (c *Client) ExecEach(ctx context.Context, cmds []ipvs.Command) ([]wire.Comm
 func (c *Client) Services(ctx context.Context) ([]ipvs.ServiceStatus, error) {
 	var v []ipvs.ServiceStatus
 	return v, c.get(ctx, "/v1/services", &v)
+}
+
+// Service returns the one service key names with its counters, false
+// when gvsd has no such service. gvsd reads only that service's counters.
+func (c *Client) Service(ctx context.Context, key ipvs.ServiceKey) (ipvs.ServiceStatus, bool, error) {
+	var v []ipvs.ServiceStatus
+	if err := c.get(ctx, "/v1/services?"+url.Values{"service": {key.String()}}.Encode(), &v); err != nil {
+		return ipvs.ServiceStatus{}, false, err
+	}
+	if len(v) == 0 {
+		return ipvs.ServiceStatus{}, false, nil
+	}
+	return v[0], true, nil
 }
 
 // Conns lists the connection table.
@@ -146,6 +160,10 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 		return err
 	}
 	if resp.code != 200 {
+		ce := &wire.CommandError{}
+		if json.Unmarshal(resp.body, ce) == nil && ce.Msg != "" {
+			return fmt.Errorf("gvsd answered %s for %s: %s", resp.status, path, ce.Msg)
+		}
 		return fmt.Errorf("gvsd answered %s for %s", resp.status, path)
 	}
 	return json.Unmarshal(resp.body, v)

@@ -9,7 +9,7 @@
 // The routes (internal/api serves them, its Client calls them):
 //
 //	POST   /v1/commands          []ipvs.Command, applied in order: 204, or CommandError (400 bad request, 409 refused, 503 shutting down)
-//	GET    /v1/services          []ipvs.ServiceStatus
+//	GET    /v1/services          []ipvs.ServiceStatus; ?service=KEY: only that service, [] when there is none
 //	GET    /v1/conns             []ipvs.Conn
 //	GET    /v1/timeouts          ipvs.Timeouts
 //	GET    /v1/info              Info
@@ -21,8 +21,13 @@
 //	POST   /v1/daemons           SyncDaemon: 204, or CommandError
 //	DELETE /v1/daemons/{state}   204, or CommandError
 //
+// KEY is a service as ipvs.ServiceKey's String writes it, URL-encoded:
+// "TCP 198.18.0.10:80", "UDP [2001:db8::1]:53", "FWM 5", "FWM 5 IPv6".
+// gvsd then reads the counters of that service alone, not the table's.
+//
 // Requests are decoded strictly: an unknown field or data after the JSON
-// value is a 400. The state views are empty arrays, never null, when there
+// value is a 400, as are an unknown query parameter and a KEY that does
+// not parse (the CommandError says what is wrong). The state views are empty arrays, never null, when there
 // is nothing to show.
 package wire
 

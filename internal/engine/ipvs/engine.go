@@ -354,25 +354,42 @@ func (e *Engine) Status() []table.ServiceStatus {
 	defer e.mu.Unlock()
 	out := make([]table.ServiceStatus, 0, len(e.order))
 	for _, k := range e.order {
-		sc := e.owned[k]
-		ks := kService(&sc.Service)
-		st := table.ServiceStatus{Service: sc.Service}
-		if got, err := e.c.Service(ks); err == nil {
-			st.Flags = uint32(got.Flags)
-			st.Stats, st.Rates = stats(got.Stats64)
-		} else {
-			e.log.Warn("reading a service from the kernel's IPVS table", "service", k, "error", err)
-		}
-		dests, err := e.c.Destinations(ks)
-		if err != nil {
-			e.log.Warn("reading real servers from the kernel's IPVS table", "service", k, "error", err)
-		}
-		for _, kd := range dests {
-			st.Dests = append(st.Dests, destStatus(kd))
-		}
-		out = append(out, st)
+		out = append(out, e.status(e.owned[k]))
 	}
 	return out
+}
+
+// StatusOf reads the one owned service key names from the kernel.
+func (e *Engine) StatusOf(key table.ServiceKey) (table.ServiceStatus, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sc := e.owned[key]
+	if sc == nil {
+		return table.ServiceStatus{}, false
+	}
+	return e.status(sc), true
+}
+
+// status reads sc's counters, rates and real servers from the kernel;
+// e.mu is held.
+func (e *Engine) status(sc *table.ServiceConfig) table.ServiceStatus {
+	k := sc.ServiceKey
+	ks := kService(&sc.Service)
+	st := table.ServiceStatus{Service: sc.Service}
+	if got, err := e.c.Service(ks); err == nil {
+		st.Flags = uint32(got.Flags)
+		st.Stats, st.Rates = stats(got.Stats64)
+	} else {
+		e.log.Warn("reading a service from the kernel's IPVS table", "service", k, "error", err)
+	}
+	dests, err := e.c.Destinations(ks)
+	if err != nil {
+		e.log.Warn("reading real servers from the kernel's IPVS table", "service", k, "error", err)
+	}
+	for _, kd := range dests {
+		st.Dests = append(st.Dests, destStatus(kd))
+	}
+	return st
 }
 
 func destStatus(kd kipvs.DestinationExtended) table.DestStatus {

@@ -515,23 +515,40 @@ func (e *Engine) Status() []ipvs.ServiceStatus {
 	defer e.mu.Unlock()
 	out := make([]ipvs.ServiceStatus, 0, len(e.order))
 	for _, s := range e.order {
-		cfg := *s.cfg.Load()
-		cfg.LocalAddrs = slices.Clone(cfg.LocalAddrs)
-		ss := ipvs.ServiceStatus{Service: cfg, Dests: make([]ipvs.DestStatus, 0, len(s.dests))}
-		ss.Stats, ss.Rates = s.stats.snapshot()
-		for _, d := range s.dests {
-			ds := ipvs.DestStatus{
-				Dest:         d.cfg,
-				ActiveConns:  uint32(max(d.sd.ActiveConns(), 0)),
-				InactConns:   uint32(max(d.sd.InactConns(), 0)),
-				PersistConns: uint32(max(d.sd.PersistConns(), 0)),
-			}
-			ds.Stats, ds.Rates = d.stats.snapshot()
-			ss.Dests = append(ss.Dests, ds)
-		}
-		out = append(out, ss)
+		out = append(out, s.status())
 	}
 	return out
+}
+
+// StatusOf returns the status of the service key names.
+func (e *Engine) StatusOf(key ipvs.ServiceKey) (ipvs.ServiceStatus, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.services[key]
+	if s == nil {
+		return ipvs.ServiceStatus{}, false
+	}
+	return s.status(), true
+}
+
+// status is the service with its counters and rates; the engine's lock
+// is held.
+func (s *service) status() ipvs.ServiceStatus {
+	cfg := *s.cfg.Load()
+	cfg.LocalAddrs = slices.Clone(cfg.LocalAddrs)
+	ss := ipvs.ServiceStatus{Service: cfg, Dests: make([]ipvs.DestStatus, 0, len(s.dests))}
+	ss.Stats, ss.Rates = s.stats.snapshot()
+	for _, d := range s.dests {
+		ds := ipvs.DestStatus{
+			Dest:         d.cfg,
+			ActiveConns:  uint32(max(d.sd.ActiveConns(), 0)),
+			InactConns:   uint32(max(d.sd.InactConns(), 0)),
+			PersistConns: uint32(max(d.sd.PersistConns(), 0)),
+		}
+		ds.Stats, ds.Rates = d.stats.snapshot()
+		ss.Dests = append(ss.Dests, ds)
+	}
+	return ss
 }
 
 // Conns lists the connection table: TCP connections, UDP flows and

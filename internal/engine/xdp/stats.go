@@ -179,9 +179,7 @@ func (e *Engine) Status() []ipvs.ServiceStatus {
 	out := make([]ipvs.ServiceStatus, 0, len(e.order))
 	// A large table's counters are read in batches (readAllStats): one
 	// system call per slot was 130,000 for 10,000 services of 4.
-	svcStats := func(idx uint32) ipvs.Stats { return readStats(e.objs.SvcStats, idx) }
-	destStats := func(idx uint32) ipvs.Stats { return readStats(e.objs.DestStats, idx) }
-	load := func(idx uint32) (l lbDestLoad, ok bool) { return l, e.objs.Loads.Lookup(idx, &l) == nil }
+	svcStats, destStats, load := e.slotReaders()
 	if len(e.dests) >= estBatchFrom {
 		svcs, err1 := readAllStats(e.objs.SvcStats, e.svcIdx.size())
 		dests, err2 := readAllStats(e.objs.DestStats, e.destIdx.size())
@@ -193,34 +191,60 @@ func (e *Engine) Status() []ipvs.ServiceStatus {
 		}
 	}
 	for _, k := range e.order {
-		s := e.svcs[k]
-		if s == nil {
-			continue
+		if s := e.svcs[k]; s != nil {
+			out = append(out, e.status(s, svcStats, destStats, load))
 		}
-		st := ipvs.ServiceStatus{
-			Service: s.cfg,
-			Stats:   sub(svcStats(s.index), e.svcBase[s.index]),
-			Rates:   e.est[estKey{svc: true, index: s.index}].rates(),
-			Dests:   make([]ipvs.DestStatus, 0, len(s.dests)),
-		}
-		for _, d := range s.dests {
-			c := e.counts[d.index]
-			if l, ok := load(d.index); ok {
-				// The program's live counts are newer than the last scan.
-				c.active, c.inactive = uint32(max(l.Active, 0)), uint32(max(l.Inactive, 0))
-			}
-			st.Dests = append(st.Dests, ipvs.DestStatus{
-				Dest:         d.cfg,
-				ActiveConns:  c.active,
-				InactConns:   c.inactive,
-				PersistConns: c.persist,
-				Stats:        sub(destStats(d.index), e.destBase[d.index]),
-				Rates:        e.est[estKey{index: d.index}].rates(),
-			})
-		}
-		out = append(out, st)
 	}
 	return out
+}
+
+// StatusOf returns the status of the service key names, reading only its
+// own and its real servers' slots of the maps.
+func (e *Engine) StatusOf(key ipvs.ServiceKey) (ipvs.ServiceStatus, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.svcs[key]
+	if s == nil {
+		return ipvs.ServiceStatus{}, false
+	}
+	svcStats, destStats, load := e.slotReaders()
+	return e.status(s, svcStats, destStats, load), true
+}
+
+// slotReaders read one slot of the service counters, the real server
+// counters and the real servers' live loads: one system call each.
+func (e *Engine) slotReaders() (svcStats, destStats func(uint32) ipvs.Stats, load func(uint32) (lbDestLoad, bool)) {
+	svcStats = func(idx uint32) ipvs.Stats { return readStats(e.objs.SvcStats, idx) }
+	destStats = func(idx uint32) ipvs.Stats { return readStats(e.objs.DestStats, idx) }
+	load = func(idx uint32) (l lbDestLoad, ok bool) { return l, e.objs.Loads.Lookup(idx, &l) == nil }
+	return svcStats, destStats, load
+}
+
+// status is s with its counters and rates, read through the given
+// functions; e.mu is held.
+func (e *Engine) status(s *svcState, svcStats, destStats func(uint32) ipvs.Stats, load func(uint32) (lbDestLoad, bool)) ipvs.ServiceStatus {
+	st := ipvs.ServiceStatus{
+		Service: s.cfg,
+		Stats:   sub(svcStats(s.index), e.svcBase[s.index]),
+		Rates:   e.est[estKey{svc: true, index: s.index}].rates(),
+		Dests:   make([]ipvs.DestStatus, 0, len(s.dests)),
+	}
+	for _, d := range s.dests {
+		c := e.counts[d.index]
+		if l, ok := load(d.index); ok {
+			// The program's live counts are newer than the last scan.
+			c.active, c.inactive = uint32(max(l.Active, 0)), uint32(max(l.Inactive, 0))
+		}
+		st.Dests = append(st.Dests, ipvs.DestStatus{
+			Dest:         d.cfg,
+			ActiveConns:  c.active,
+			InactConns:   c.inactive,
+			PersistConns: c.persist,
+			Stats:        sub(destStats(d.index), e.destBase[d.index]),
+			Rates:        e.est[estKey{index: d.index}].rates(),
+		})
+	}
+	return st
 }
 
 // Zero clears the counters of one service (and its real servers), or of
