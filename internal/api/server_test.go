@@ -47,7 +47,7 @@ func serve(t *testing.T, configure func(*api.Server)) (string, *api.Server) {
 	return path, srv
 }
 
-func waitDial(t *testing.T, path string) {
+func waitDial(t testing.TB, path string) {
 	t.Helper()
 	for range 500 {
 		if c, err := net.Dial("unix", path); err == nil {

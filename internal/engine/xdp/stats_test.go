@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -111,5 +112,14 @@ func TestStatusLargeTable(t *testing.T) {
 				t.Errorf("%s -> %s: %d active, %d inactive, want %d, %d", ss.ServiceKey, ds.AddrPort(), ds.ActiveConns, ds.InactConns, idx%7, idx%5)
 			}
 		}
+		// One service's status, read slot by slot, is its entry in the
+		// whole table's, read in batches.
+		if one, ok := e.StatusOf(ss.ServiceKey); !ok || !reflect.DeepEqual(one, ss) {
+			t.Errorf("StatusOf(%s) = %+v, %v; Status has %+v", ss.ServiceKey, one, ok, ss)
+		}
+	}
+	missing := ipvs.ServiceKey{Proto: ipvs.UDP, Addr: vip.Addr(), Port: 1000}
+	if _, ok := e.StatusOf(missing); ok {
+		t.Errorf("StatusOf(%s), which the engine does not serve: found", missing)
 	}
 }
