@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 
 	"github.com/gvs-lb/gvs/internal/api/client"
@@ -132,7 +131,7 @@ func (r *runner) list(req *Request) int {
 	}
 	if req.List == ListService {
 		// gvsd reads that one service's counters, not the table's.
-		s, ok, err := r.c.Service(r.ctx, serviceKey(req.Service.ServiceKey))
+		s, ok, err := r.c.Service(r.ctx, req.Service.ServiceKey)
 		if err != nil {
 			return r.fail(err)
 		}
@@ -157,21 +156,6 @@ func (r *runner) list(req *Request) int {
 	}
 	WriteTable(r.stdout, version, size, svcs, req.Format)
 	return ExitOK
-}
-
-// serviceKey is the key the table holds for the service named on the
-// line: a firewall mark's address is its family's unspecified address, an
-// IPv4-mapped address is the IPv4 one.
-func serviceKey(k ipvs.ServiceKey) ipvs.ServiceKey {
-	if k.IsFWMark() {
-		addr := netip.IPv4Unspecified()
-		if is6(k.Addr) {
-			addr = netip.IPv6Unspecified()
-		}
-		return ipvs.ServiceKey{FWMark: k.FWMark, Addr: addr}
-	}
-	k.Addr = k.Addr.Unmap()
-	return k
 }
 
 // BatchClient is a Client that sends many changes in one request, applied
