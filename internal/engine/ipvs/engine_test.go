@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -160,6 +161,12 @@ func TestKernelTable(t *testing.T) {
 		j := slices.IndexFunc(st[i].Dests, func(d table.DestStatus) bool { return d.AddrPort() == c.Dest.AddrPort() })
 		if j < 0 || st[i].Dests[j].Dest != *c.Dest {
 			t.Errorf("%s: real server %+v reads back as %+v", c.Service.ServiceKey, *c.Dest, st[i].Dests)
+		}
+	}
+	// One service's status is its entry in the whole table's.
+	for _, s := range st {
+		if one, ok := e.StatusOf(s.ServiceKey); !ok || !reflect.DeepEqual(one, s) {
+			t.Errorf("StatusOf(%s) = %+v, %v; Status has %+v", s.ServiceKey, one, ok, s)
 		}
 	}
 	for _, args := range [][]string{{"-Ln"}, {"-Sn"}, {"-Ln", "--thresholds"}, {"-Ln", "--tun-info"},
