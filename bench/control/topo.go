@@ -36,6 +36,7 @@ type xdpTopo struct {
 // newTopo builds the namespaces with the real servers' addresses; on
 // error, what was made is removed.
 func newTopo(ctx context.Context, rsAddrs []string) (t *xdpTopo, err error) {
+	topo.RemoveStale(ctx, namespacePfx)
 	id := fmt.Sprintf("%s-%d-%d", namespacePfx, os.Getpid(), topoSeq.Add(1))
 	t = &xdpTopo{dir: id + "-dir", rs: id + "-rs"}
 	defer func() {

@@ -44,6 +44,7 @@ type xdpTopo struct {
 // newTopo builds the namespaces; queues is the number of veth queues.
 // On error, what was made is removed.
 func newTopo(ctx context.Context, id string, queues int) (t *xdpTopo, err error) {
+	topo.RemoveStale(ctx, namespacePfx)
 	t = &xdpTopo{
 		cli: fmt.Sprintf("%s-%s-cli", namespacePfx, id),
 		dir: fmt.Sprintf("%s-%s-dir", namespacePfx, id),

@@ -12,7 +12,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +46,33 @@ func (n *Namespaces) Close() {
 		cancel()
 	}
 	n.made = nil
+}
+
+// RemoveStale deletes the namespaces named PREFIX-PID-... whose benchmark
+// process PID has gone without removing them (killed, or its machine's
+// timeout hit): each run's namespaces are named after its process, so a
+// live run's are never touched.
+func RemoveStale(ctx context.Context, prefix string) {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return // none made yet
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix+"-")
+		if !ok {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		if err := Run(ctx, "ip", "netns", "del", e.Name()); err != nil {
+			fmt.Fprintf(os.Stderr, "removing a stale namespace: %v\n", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "removed namespace %s, left by process %d, which has ended\n", e.Name(), pid)
+		}
+	}
 }
 
 // Veth joins aIf in namespace a and bIf in namespace b with a veth pair;
