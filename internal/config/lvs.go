@@ -520,13 +520,8 @@ func init() {
 			vs.PersistenceEngine, _ = d.oneOf(n, 1, "persistence_engine", "sip")
 		}},
 		"protocol": {min: 1, max: 1, fn: func(d *decoder, n *node, vs *VirtualServer) {
-			switch p, _ := d.oneOf(n, 1, "protocol", "TCP", "UDP", "SCTP"); p {
-			case "TCP":
-				vs.Protocol = ipvs.TCP
-			case "UDP":
-				vs.Protocol = ipvs.UDP
-			case "SCTP":
-				vs.Protocol = ipvs.SCTP
+			if name, ok := d.oneOf(n, 1, "protocol", "TCP", "UDP", "SCTP"); ok {
+				vs.Protocol, _ = ipvs.ParseProtocol(name)
 			}
 		}},
 		"ha_suspend": {fn: func(d *decoder, n *node, vs *VirtualServer) { vs.HASuspend = true }},

@@ -32,6 +32,17 @@ func (p Protocol) String() string {
 	return fmt.Sprintf("proto(%d)", uint8(p))
 }
 
+// ParseProtocol is String's inverse for the protocols IPVS has: "TCP",
+// "UDP" or "SCTP".
+func ParseProtocol(name string) (Protocol, bool) {
+	for _, p := range []Protocol{TCP, UDP, SCTP} {
+		if name == p.String() {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
 // Method is a real server's packet-forwarding method (ipvsadm -g, -i, -m).
 type Method uint8
 
@@ -168,14 +179,8 @@ func ParseServiceKey(s string) (ServiceKey, error) {
 		return k, nil
 	}
 	var k ServiceKey
-	switch words[0] {
-	case "TCP":
-		k.Proto = TCP
-	case "UDP":
-		k.Proto = UDP
-	case "SCTP":
-		k.Proto = SCTP
-	default:
+	var ok bool
+	if k.Proto, ok = ParseProtocol(words[0]); !ok {
 		return bad("unknown protocol %q", words[0])
 	}
 	if len(words) != 2 {

@@ -43,14 +43,7 @@ func parseConns(r io.Reader) ([]table.Conn, error) {
 		}
 		var c table.Conn
 		var err error
-		switch f[0] {
-		case "TCP":
-			c.Proto = table.TCP
-		case "UDP":
-			c.Proto = table.UDP
-		case "SCTP":
-			c.Proto = table.SCTP
-		}
+		c.Proto, _ = table.ParseProtocol(f[0])
 		if c.Client, err = procAddrPort(f[1], f[2]); err == nil {
 			if c.Virtual, err = procAddrPort(f[3], f[4]); err == nil {
 				c.Dest, err = procAddrPort(f[5], f[6])
