@@ -8,37 +8,61 @@ import (
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
+// The benchmarks' table (bench/control's): services of benchPerSvc real
+// servers each, drawn in turn from a pool of benchPool, all with a
+// resolved next hop in the namespace benchLab makes.
+const benchPerSvc, benchPool = 4, 64
+
+// benchLab makes the test's namespace with the pool's real servers.
+func benchLab(b *testing.B) {
+	rs := make([]byte, benchPool)
+	for i := range rs {
+		rs[i] = byte(10 + i)
+	}
+	labNS(b, rs...)
+}
+
+// benchTable is n services (198.19.x.y:80, scheduler sch) with their real
+// servers as one batch: service i's add is command i*(1+benchPerSvc), its
+// real servers' adds follow it.
+func benchTable(n int, sch string) []ipvs.Command {
+	batch := make([]ipvs.Command, 0, n*(1+benchPerSvc))
+	for i := range n {
+		s := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), Port: 80}, Scheduler: sch}
+		batch = append(batch, ipvs.Command{Op: ipvs.OpAddService, Service: &s})
+		for j := range benchPerSvc {
+			d := ipvs.Dest{Addr: rsIP(byte(10 + (benchPerSvc*i+j)%benchPool)), Port: 80, Method: ipvs.Route, Weight: 1}
+			batch = append(batch, ipvs.Command{Op: ipvs.OpAddDest, Service: &s, Dest: &d})
+		}
+	}
+	return batch
+}
+
+// benchEngine loads an engine sized for n services of the table.
+func benchEngine(b *testing.B, n int) *Engine {
+	e, err := load(nil, Options{MaxServices: n, MaxDests: benchPerSvc * n})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
 // BenchmarkApplyRestore applies a restore of 10,000 services of 4 real
 // servers each as one batch, as `gvsadm -R` hands it to the engine (the
 // table of bench/control: real servers from a pool of 64, all with a
 // resolved next hop), for rr and mh, on an engine loaded in a namespace
 // of its own. Needs root. Profile with -cpuprofile and -memprofile.
 func BenchmarkApplyRestore(b *testing.B) {
-	const n, perSvc, pool = 10000, 4, 64
-	rs := make([]byte, pool)
-	for i := range rs {
-		rs[i] = byte(10 + i)
-	}
+	const n = 10000
 	for _, sch := range []string{"rr", "mh"} {
 		b.Run(sch, func(b *testing.B) {
-			labNS(b, rs...) // the namespace is the goroutine's: one per sub-benchmark
-			batch := make([]ipvs.Command, 0, n*(1+perSvc))
-			for i := range n {
-				s := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), Port: 80}, Scheduler: sch}
-				batch = append(batch, ipvs.Command{Op: ipvs.OpAddService, Service: &s})
-				for j := range perSvc {
-					d := ipvs.Dest{Addr: rsIP(rs[(perSvc*i+j)%pool]), Port: 80, Method: ipvs.Route, Weight: 1}
-					batch = append(batch, ipvs.Command{Op: ipvs.OpAddDest, Service: &s, Dest: &d})
-				}
-			}
+			benchLab(b) // the namespace is the goroutine's: one per sub-benchmark
+			batch := benchTable(n, sch)
 			for b.Loop() {
 				b.StopTimer()
-				e, err := load(nil, Options{MaxServices: n, MaxDests: perSvc * n})
-				if err != nil {
-					b.Fatal(err)
-				}
+				e := benchEngine(b, n)
 				b.StartTimer()
-				err = e.Apply(batch)
+				err := e.Apply(batch)
 				b.StopTimer()
 				if err != nil {
 					b.Fatal(err)
@@ -58,42 +82,23 @@ func BenchmarkApplyRestore(b *testing.B) {
 // services, as bench/control's flap, in process: the engine's part of it
 // should not grow with the table.
 func BenchmarkApplyFlap(b *testing.B) {
-	const perSvc, pool = 4, 64
-	rs := make([]byte, pool)
-	for i := range rs {
-		rs[i] = byte(10 + i)
-	}
 	for _, n := range []int{10, 10000} {
 		b.Run(fmt.Sprintf("mh/%d", n), func(b *testing.B) {
-			labNS(b, rs...)
-			e, err := load(nil, Options{MaxServices: n, MaxDests: perSvc * n})
-			if err != nil {
-				b.Fatal(err)
-			}
+			benchLab(b)
+			e := benchEngine(b, n)
 			b.Cleanup(func() { e.objs.Close() })
-			var batch []ipvs.Command
-			var first ipvs.Command
-			for i := range n {
-				s := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), Port: 80}, Scheduler: "mh"}
-				batch = append(batch, ipvs.Command{Op: ipvs.OpAddService, Service: &s})
-				for j := range perSvc {
-					d := ipvs.Dest{Addr: rsIP(rs[(perSvc*i+j)%pool]), Port: 80, Method: ipvs.Route, Weight: 1}
-					batch = append(batch, ipvs.Command{Op: ipvs.OpAddDest, Service: &s, Dest: &d})
-					if i == 0 && j == 0 {
-						first = batch[len(batch)-1]
-					}
-				}
-			}
+			batch := benchTable(n, "mh")
 			if err := e.Apply(batch); err != nil {
 				b.Fatal(err)
 			}
-			del := first
+			add := batch[1] // service 0's first real server
+			del := add
 			del.Op = ipvs.OpDelDest
 			for b.Loop() {
 				if err := e.Apply([]ipvs.Command{del}); err != nil {
 					b.Fatal(err)
 				}
-				if err := e.Apply([]ipvs.Command{first}); err != nil {
+				if err := e.Apply([]ipvs.Command{add}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -106,33 +111,15 @@ func BenchmarkApplyFlap(b *testing.B) {
 // 10,000 services of 4 real servers, on an engine loaded in a namespace
 // of its own. Needs root.
 func BenchmarkStatus(b *testing.B) {
-	const n, perSvc, pool = 10000, 4, 64
-	rs := make([]byte, pool)
-	for i := range rs {
-		rs[i] = byte(10 + i)
-	}
-	labNS(b, rs...)
-	e, err := load(nil, Options{MaxServices: n, MaxDests: perSvc * n})
-	if err != nil {
-		b.Fatal(err)
-	}
+	const n = 10000
+	benchLab(b)
+	e := benchEngine(b, n)
 	b.Cleanup(func() { e.objs.Close() })
-	var batch []ipvs.Command
-	var key ipvs.ServiceKey
-	for i := range n {
-		s := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), Port: 80}, Scheduler: "rr"}
-		batch = append(batch, ipvs.Command{Op: ipvs.OpAddService, Service: &s})
-		for j := range perSvc {
-			d := ipvs.Dest{Addr: rsIP(rs[(perSvc*i+j)%pool]), Port: 80, Method: ipvs.Route, Weight: 1}
-			batch = append(batch, ipvs.Command{Op: ipvs.OpAddDest, Service: &s, Dest: &d})
-		}
-		if i == n/2 {
-			key = s.ServiceKey
-		}
-	}
+	batch := benchTable(n, "rr")
 	if err := e.Apply(batch); err != nil {
 		b.Fatal(err)
 	}
+	key := batch[n/2*(1+benchPerSvc)].Service.ServiceKey
 	b.Run("all", func(b *testing.B) {
 		for b.Loop() {
 			if len(e.Status()) != n {
