@@ -130,9 +130,16 @@ func withHold(hold chan struct{}) func(*tcpServer) {
 	return func(s *tcpServer) { s.hold = hold }
 }
 
+// startTCP starts a real server named name on a free port of addr.
 func startTCP(t testing.TB, addr netip.Addr, name string, opts ...func(*tcpServer)) *tcpServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+	return startTCPAt(t, "tcp", netip.AddrPortFrom(addr, 0), name, opts...)
+}
+
+// startTCPAt starts a real server named name listening on network at ap.
+func startTCPAt(t testing.TB, network string, ap netip.AddrPort, name string, opts ...func(*tcpServer)) *tcpServer {
+	t.Helper()
+	ln, err := net.Listen(network, ap.String())
 	if err != nil {
 		t.Fatal(err)
 	}

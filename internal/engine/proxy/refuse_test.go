@@ -168,21 +168,7 @@ func TestRefuseFailedServers(t *testing.T) {
 		eventuallyRefused(t, svc.AddrPort())
 		// The back-off (500 ms in tests) ends: the service listens again
 		// and the next connection tries the server, which is up now.
-		ln, err := net.Listen("tcp4", dead.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs := &tcpServer{ln: ln, addr: dead, name: "late"}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go rs.serve(c)
-			}
-		}()
+		startTCPAt(t, "tcp4", dead, "late")
 		if c := eventuallyServed(t, svc.AddrPort()); c.server != "late" {
 			t.Fatalf("served by %s, want late", c.server)
 		}
