@@ -631,18 +631,26 @@ func TestNATReplyTakeover(t *testing.T) {
 		send(t, tcp(rs, c, flags), tcp(v, c, flags), xdpTX)
 	}
 	clashes := func() uint64 { return e.Drops()["nat-clash"] }
+	// handshake opens a connection from c to v; finished opens one and
+	// closes it, leaving it in TIME_WAIT.
+	handshake := func(t *testing.T, c, v netip.AddrPort) {
+		t.Helper()
+		fwd(t, c, v, tcpSYN)
+		back(t, c, v, tcpSYN|tcpACK)
+		fwd(t, c, v, tcpACK)
+	}
+	finished := func(t *testing.T, c, v netip.AddrPort) {
+		t.Helper()
+		handshake(t, c, v)
+		fwd(t, c, v, tcpFIN|tcpACK)
+		back(t, c, v, tcpFIN|tcpACK)
+		fwd(t, c, v, tcpACK)
+	}
 
 	t.Run("TCP after TIME_WAIT: the new connection takes the replies", func(t *testing.T) {
 		c := netip.AddrPortFrom(client.Addr(), 42001)
-		fwd(t, c, vip, tcpSYN)
-		back(t, c, vip, tcpSYN|tcpACK)
-		fwd(t, c, vip, tcpACK)
-		fwd(t, c, vip, tcpFIN|tcpACK)
-		back(t, c, vip, tcpFIN|tcpACK)
-		fwd(t, c, vip, tcpACK)
-		fwd(t, c, vip2, tcpSYN)
-		back(t, c, vip2, tcpSYN|tcpACK)
-		fwd(t, c, vip2, tcpACK)
+		finished(t, c, vip)
+		handshake(t, c, vip2)
 		states := map[netip.AddrPort]string{}
 		for _, cn := range e.Conns() {
 			if cn.Client == c {
@@ -677,9 +685,7 @@ func TestNATReplyTakeover(t *testing.T) {
 
 	t.Run("TCP while the old connection is live: refused", func(t *testing.T) {
 		c := netip.AddrPortFrom(client.Addr(), 42002)
-		fwd(t, c, vip, tcpSYN)
-		back(t, c, vip, tcpSYN|tcpACK)
-		fwd(t, c, vip, tcpACK)
+		handshake(t, c, vip)
 		before := clashes()
 		send(t, tcp(c, vip2, tcpSYN), pktSpec{}, xdpDrop)
 		if n := clashes() - before; n != 1 {
@@ -691,15 +697,8 @@ func TestNATReplyTakeover(t *testing.T) {
 
 	t.Run("a SYN reusing the finished connection's own tuple leaves the newer one's replies", func(t *testing.T) {
 		c := netip.AddrPortFrom(client.Addr(), 42005)
-		fwd(t, c, vip, tcpSYN)
-		back(t, c, vip, tcpSYN|tcpACK)
-		fwd(t, c, vip, tcpACK)
-		fwd(t, c, vip, tcpFIN|tcpACK)
-		back(t, c, vip, tcpFIN|tcpACK)
-		fwd(t, c, vip, tcpACK)
-		fwd(t, c, vip2, tcpSYN)
-		back(t, c, vip2, tcpSYN|tcpACK)
-		fwd(t, c, vip2, tcpACK)
+		finished(t, c, vip)
+		handshake(t, c, vip2)
 		// The first connection is over and its entry goes (the
 		// kernel's conn_reuse_mode), but the reply entry is the live
 		// second connection's: the SYN clashes with it.
