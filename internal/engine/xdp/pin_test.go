@@ -53,6 +53,18 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
+// startEngine starts an engine with opts, closed at the end of the test
+// (for a test of what Close keeps, close it before).
+func startEngine(t *testing.T, log *slog.Logger, opts Options) *Engine {
+	t.Helper()
+	e, err := New(log, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
 // TestPinnedRestart: an engine with a pin directory that closes keeping
 // its pins hands its connections to the next one, which forwards an
 // established connection to its real server before and after it is
@@ -65,15 +77,6 @@ func TestPinnedRestart(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	rs := func(n byte) ipvs.Dest { return ipvs.Dest{Addr: rsIP(n), Port: 80, Method: ipvs.Route, Weight: 1} }
 	opts := Options{Interfaces: []string{"gvs0"}, Mode: "generic", PinPath: dir, KeepPinned: true}
-	start := func(t *testing.T, opts Options) *Engine {
-		t.Helper()
-		e, err := New(log, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close(context.Background()) })
-		return e
-	}
 	spec := pktSpec{src: client, dst: vip, proto: ipvs.TCP}
 	send := func(t *testing.T, e *Engine, flags byte) string {
 		t.Helper()
@@ -85,7 +88,7 @@ func TestPinnedRestart(t *testing.T) {
 		return serverOf(out)
 	}
 
-	e1 := start(t, opts)
+	e1 := startEngine(t, log, opts)
 	if err := engine.ApplySnapshot(e1, snapOf(oneService(vip, ipvs.TCP, "rr", rs(11), rs(12)))); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +103,7 @@ func TestPinnedRestart(t *testing.T) {
 		}
 	}
 
-	e2 := start(t, opts)
+	e2 := startEngine(t, log, opts)
 	t.Run("an established connection goes on before the table is applied", func(t *testing.T) {
 		if got := send(t, e2, tcpACK); got != first {
 			t.Errorf("went to %s, want %s", got, first)
@@ -134,7 +137,7 @@ func TestPinnedRestart(t *testing.T) {
 		o := opts
 		o.MaxConns = 1024
 		o.KeepPinned = false
-		e3 := start(t, o)
+		e3 := startEngine(t, log, o)
 		if !strings.Contains(logs.String(), "not re-using the pinned maps") || !strings.Contains(logs.String(), "MaxEntries") {
 			t.Errorf("the log does not say why the maps were not re-used:\n%s", logs.String())
 		}
@@ -168,15 +171,6 @@ func TestPinnedRestartKeepsTunnelsAndMarks(t *testing.T) {
 		fwmService(1, false, true, dr(11), dr(12)),
 	)
 	rules := loadRules(t, "*mangle\n-A PREROUTING -d 198.18.1.10/32 -p tcp --dport 443 -j MARK --set-mark 1\nCOMMIT\n", "")
-	start := func(t *testing.T) *Engine {
-		t.Helper()
-		e, err := New(log, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close(context.Background()) })
-		return e
-	}
 	marked := pktSpec{src: client, dst: netip.AddrPortFrom(vip.Addr(), 443), proto: ipvs.TCP}
 	tunnelled := pktSpec{src: client, dst: vip, proto: ipvs.TCP}
 	send := func(t *testing.T, e *Engine, p pktSpec, flags byte) []byte {
@@ -189,7 +183,7 @@ func TestPinnedRestartKeepsTunnelsAndMarks(t *testing.T) {
 		return out
 	}
 
-	e1 := start(t)
+	e1 := startEngine(t, log, opts)
 	if err := engine.ApplySnapshot(e1, snap); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +196,7 @@ func TestPinnedRestartKeepsTunnelsAndMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e2 := start(t)
+	e2 := startEngine(t, log, opts)
 	out := send(t, e2, tunnelled, tcpACK) // before any table
 	checkGRE(4, true)(t, build(pktSpec{src: client, dst: vip, proto: ipvs.TCP, flags: tcpACK}), out)
 	if got := serverOf(send(t, e2, marked, tcpACK)); got != first {
