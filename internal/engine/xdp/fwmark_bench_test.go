@@ -38,33 +38,7 @@ func BenchmarkFWMark(b *testing.B) {
 		fmt.Fprintf(&rules, "-A PREROUTING -d 198.18.1.%d/32 -p tcp -m multiport --dports 443,8000:8009 -j MARK --set-mark %d\n", 10+i, 1+i%2)
 	}
 	rs := loadRules(b, rules.String(), "")
-	run := func(b *testing.B, pkt []byte) time.Duration {
-		_, d, err := e.objs.XdpLb.Benchmark(pkt, 1, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return d
-	}
-	var next uint32 // every SYN from a client address and port of its own
-	newConns := func(b *testing.B, port uint16) {
-		frames := make([][]byte, 4096)
-		var total time.Duration
-		b.ResetTimer()
-		for i := range b.N {
-			if i%len(frames) == 0 {
-				b.StopTimer()
-				for j := range frames {
-					n := next
-					next++
-					src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 4 + byte(n>>24), byte(n >> 16)}), uint16(n))
-					frames[j] = frame(pktSpec{src: src, dst: netip.AddrPortFrom(vip.Addr(), port), proto: ipvs.TCP, flags: tcpSYN}, dirMAC)
-				}
-				b.StartTimer()
-			}
-			total += run(b, frames[i%len(frames)])
-		}
-		b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
-	}
+	newConns := func(b *testing.B, port uint16) { benchNew(b, e, netip.AddrPortFrom(vip.Addr(), port)) }
 	b.Run("new/none", func(b *testing.B) { newConns(b, 80) })
 
 	if err := e.SetFWMarkRules(rs); err != nil {
@@ -81,13 +55,13 @@ func BenchmarkFWMark(b *testing.B) {
 		frames := make([][]byte, flows)
 		for i := range frames {
 			src := netip.AddrPortFrom(client.Addr(), uint16(20000+i))
-			run(b, frame(pktSpec{src: src, dst: netip.AddrPortFrom(vip.Addr(), 443), proto: ipvs.TCP, flags: tcpSYN}, dirMAC))
+			benchRun(b, e, frame(pktSpec{src: src, dst: netip.AddrPortFrom(vip.Addr(), 443), proto: ipvs.TCP, flags: tcpSYN}, dirMAC))
 			frames[i] = frame(pktSpec{src: src, dst: netip.AddrPortFrom(vip.Addr(), 443), proto: ipvs.TCP, flags: tcpACK, payload: 6}, dirMAC)
 		}
 		var total time.Duration
 		b.ResetTimer()
 		for i := range b.N {
-			total += run(b, frames[i%flows])
+			total += benchRun(b, e, frames[i%flows])
 		}
 		b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
 	})

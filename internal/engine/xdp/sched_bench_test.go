@@ -3,7 +3,6 @@ package xdp
 import (
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
@@ -28,27 +27,6 @@ func BenchmarkProgramSchedulers(b *testing.B) {
 	e := newTestEngine(b, snapOf(svcs...))
 	for i, name := range names {
 		v := netip.AddrPortFrom(vip.Addr(), uint16(90+i))
-		b.Run("new/"+name, func(b *testing.B) {
-			frames := make([][]byte, 4096)
-			var total time.Duration
-			b.ResetTimer()
-			for n := range b.N {
-				if n%len(frames) == 0 {
-					b.StopTimer()
-					for j := range frames {
-						k := uint32(n + j)
-						src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 4 + byte(k>>24), byte(k >> 16)}), uint16(k))
-						frames[j] = frame(pktSpec{src: src, dst: v, proto: ipvs.TCP, flags: tcpSYN}, dirMAC)
-					}
-					b.StartTimer()
-				}
-				_, d, err := e.objs.XdpLb.Benchmark(frames[n%len(frames)], 1, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				total += d
-			}
-			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "prog-ns/op")
-		})
+		b.Run("new/"+name, func(b *testing.B) { benchNew(b, e, v) })
 	}
 }
