@@ -22,8 +22,8 @@ FORCE=0
 
 # Packages installed into the guest rootfs (debootstrap --variant=minbase --include=...).
 # The Go test binaries are static (CGO_ENABLED=0) and need none of them; the
-# tests drive ipvsadm, keepalived, ip and curl.
-GUEST_PKGS=(ipvsadm keepalived iproute2 kmod iputils-ping curl busybox procps psmisc)
+# tests drive ipvsadm, keepalived, ip, iptables-restore and curl.
+GUEST_PKGS=(ipvsadm keepalived iproute2 iptables kmod iputils-ping curl busybox procps psmisc)
 
 # Kernel module subtrees (relative to /lib/modules/$KVER/kernel) copied into the guest.
 # net/ (all of netfilter/ipvs, bridge, sched, ...) plus what those depend on.

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,13 +74,9 @@ func TestReadmeQuickStart(t *testing.T) {
 func TestExamples(t *testing.T) {
 	requireVM(t)
 	ranHere := map[string]string{ // file: the test that runs it
-		"nat-http.conf": "TestNATLab",
-		"dr-vrrp.conf":  "TestDRVRRPLab",
-	}
-	// Run by a test on the host: the kernel's IPVS would need the rules
-	// loaded with iptables-restore, which this guest does not have.
-	ranElsewhere := map[string]string{
-		"fwmark-xdp.conf": "test/e2e's TestXDPFirewallMark (xdp engine, with fwmark-xdp.rules)",
+		"nat-http.conf":   "TestNATLab",
+		"dr-vrrp.conf":    "TestDRVRRPLab",
+		"fwmark-xdp.conf": "TestFWMarkLab",
 	}
 	files, _ := filepath.Glob(share("examples/*.conf"))
 	if len(files) == 0 {
@@ -91,8 +88,6 @@ func TestExamples(t *testing.T) {
 		switch test, ok := ranHere[name]; {
 		case err == nil && ok:
 			t.Logf("%s: configuration OK on the ipvs engine, run by %s", name, test)
-		case err == nil && ranElsewhere[name] != "":
-			t.Logf("%s: configuration OK on the ipvs engine, run by %s", name, ranElsewhere[name])
 		case err == nil:
 			t.Errorf("%s runs on the ipvs engine (gvsd -t accepts it) but no test here runs it: give it a lab as TestDRVRRPLab does", name)
 		case ok:
@@ -204,4 +199,77 @@ func TestDRVRRPLab(t *testing.T) {
 		t.Fatalf("rr through the BACKUP answered %v, want RS1 and RS2 alternating", got)
 	}
 	t.Logf("the BACKUP's table after the failover:\n%s", dir2.Run("ipvsadm", "-Ln", "--stats"))
+}
+
+// TestFWMarkLab runs examples/fwmark-xdp.conf as written on the ipvs
+// engine, with its rules file loaded by iptables-restore as the file's
+// header says: the kernel's IPVS serves the mark iptables gives ports 80
+// and 443. What test/e2e's TestXDPFirewallMark asserts of the xdp engine
+// holds of the kernel too: a client's connections to both ports go to
+// one real server (persistence by mark), a second client gets the other
+// (rr), an unmarked port is not served, and gvsadm lists the service and
+// its connections as ipvsadm does.
+func TestFWMarkLab(t *testing.T) {
+	requireVM(t)
+	netnstest.Require(t, "iptables-restore")
+	const vip = "198.18.0.200"
+	client, dir := netnstest.New(t, "cli"), netnstest.New(t, "dir")
+	rs := [2]*netnstest.NS{netnstest.New(t, "rs1"), netnstest.New(t, "rs2")}
+	netnstest.Bridge(t, netnstest.New(t, "hub"), "br0", "eth0", client, dir, rs[0], rs[1])
+	client.Addr("eth0", "198.18.0.100/24")
+	client.Addr("eth0", "198.18.0.101/24")
+	dir.Addr("eth0", "198.18.0.1/24")
+	dir.Addr("eth0", vip+"/32")
+	l := &lab{t: t, client: client, dir: dir, rs: rs, rsAddr: [2]string{"198.18.0.11", "198.18.0.12"}}
+	for i, n := range rs {
+		n.Addr("eth0", l.rsAddr[i]+"/24")
+		n.Addr("lo", vip+"/32")
+		n.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+		l.startRS(i)
+		n.Start(filepath.Join(bin, "rs"), "-name", fmt.Sprintf("RS%d", i+1), "-listen", "0.0.0.0:443")
+	}
+	rules, err := os.ReadFile(share("examples/fwmark-xdp.rules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := dir.Cmd("iptables-restore")
+	restore.Stdin = strings.NewReader(string(rules))
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-restore examples/fwmark-xdp.rules in the director: %v\n%s", err, out)
+	}
+	l.socket = filepath.Join(t.TempDir(), "gvsd.sock")
+	dir.Start(filepath.Join(bin, "gvsd"), "--engine", "ipvs", "-f", share("examples/fwmark-xdp.conf"), "--socket", l.socket, "--grace", "1s")
+	l.waitFor(30*time.Second, "both real servers of FWM 1 in the kernel (TCP_CHECK)", func() bool {
+		return strings.Count(dir.Run("ipvsadm", "-Sn"), "-a -f 1") == 2
+	})
+	get := func(src, port string) (string, error) {
+		out, err := client.Output("curl", "-s", "--max-time", "3", "--interface", src, "http://"+vip+":"+port+"/")
+		return strings.TrimSpace(out), err
+	}
+	served := map[string]string{} // client address: real server
+	for _, src := range []string{"198.18.0.100", "198.18.0.101"} {
+		for i := range 6 {
+			port := []string{"80", "443"}[i%2]
+			name, err := get(src, port)
+			if err != nil {
+				t.Fatalf("curl %s:%s from %s through the kernel's fwmark service: %v", vip, port, src, err)
+			}
+			if served[src] == "" {
+				served[src] = name
+			} else if served[src] != name {
+				t.Errorf("client %s got %s on port %s after %s: persistence by mark should keep one real server", src, name, port, served[src])
+			}
+		}
+	}
+	if served["198.18.0.100"] == served["198.18.0.101"] {
+		t.Errorf("both clients went to %s: rr should give the second client the other real server", served["198.18.0.100"])
+	}
+	if out, err := get("198.18.0.100", "8080"); err == nil {
+		t.Errorf("unmarked port 8080 answered %q; nothing marks it and no service has it", out)
+	}
+	l.sameListing("-Ln")
+	l.sameListing("-Sn")
+	l.sameListing("-Lnc")
+	t.Logf("ipvsadm -Lnc after the requests:\n%s", dir.Run("ipvsadm", "-Lnc"))
 }
