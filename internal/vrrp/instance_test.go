@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -336,9 +337,15 @@ func TestInstanceDropsCounted(t *testing.T) {
 	})
 }
 
+// TestSyncGroup runs in a synctest bubble, whose fake clock moves only
+// when every goroutine waits: B (50 ms adverts) becomes MASTER long
+// before A (1 s adverts) would on its own, and the group pulls A along at
+// that same instant. B failing puts A in FAULT.
 func TestSyncGroup(t *testing.T) {
-	// B (50 ms adverts) becomes MASTER long before A (1 s adverts) would
-	// on its own: the group pulls A along. B failing puts A in FAULT.
+	synctest.Test(t, testSyncGroup)
+}
+
+func testSyncGroup(t *testing.T) {
 	var lanA, lanB hub
 	cfgA := memConfig("VI_A", 1, 100, "198.18.0.1")
 	cfgA.AdvertInt = time.Second
@@ -356,6 +363,18 @@ func TestSyncGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// when each instance last became MASTER, on the bubble's clock
+	var mu sync.Mutex
+	masterAt := map[*Instance]time.Time{}
+	for _, i := range []*Instance{a, b} {
+		i.OnStateChange(func(i *Instance, s State) {
+			if s == StateMaster {
+				mu.Lock()
+				masterAt[i] = time.Now()
+				mu.Unlock()
+			}
+		})
+	}
 	notify := filepath.Join(t.TempDir(), "group.log")
 	g, err := NewGroup(SyncGroup{Name: "G", Instances: []string{"VI_A", "VI_B"}, Notify: script.Cmd{Line: "echo >>" + notify}},
 		[]*Instance{a, b}, slog.New(slog.DiscardHandler))
@@ -368,29 +387,47 @@ func TestSyncGroup(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); i.Run(ctx) }()
 	}
-	stop := func() { cancel(); wg.Wait() }
+	// stop ends the instances, then waits for the group's notify scripts
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait(); g.Close() }) }
 	t.Cleanup(stop)
+	// want waits until every goroutine of the bubble is idle and checks
+	// the states
+	want := func(what string, sa, sb State) {
+		t.Helper()
+		synctest.Wait()
+		if a.Status().State != sa || b.Status().State != sb {
+			t.Fatalf("%s: A %v, B %v; want A %v, B %v", what, a.Status().State, b.Status().State, sa, sb)
+		}
+	}
 	start := time.Now()
-	waitState(t, b, StateMaster)
-	waitState(t, a, StateMaster)
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("A became MASTER after %v: on its own, not pulled by the group", d)
+	// B's master down timer runs out after 3 x 50 ms plus its skew, A's
+	// own only after 3 s plus its skew
+	bDown := 3*cfgB.AdvertInt + 156*cfgB.AdvertInt/256
+	time.Sleep(bDown - time.Nanosecond)
+	want("just before B's master down timer", StateBackup, StateBackup)
+	time.Sleep(time.Nanosecond)
+	want("B's master down timer ran out", StateMaster, StateMaster)
+	mu.Lock()
+	atA, atB := masterAt[a].Sub(start), masterAt[b].Sub(start)
+	mu.Unlock()
+	if atA != bDown || atB != bDown {
+		t.Fatalf("A became MASTER after %v and B after %v, want both after B's Master_Down_Interval %v", atA, atB, bDown)
 	}
 	if g.State() != StateMaster {
 		t.Fatalf("group state %v", g.State())
 	}
 	b.SetScriptResult("chk", false)
-	waitState(t, b, StateFault)
-	waitState(t, a, StateFault)
+	want("B's script failed", StateFault, StateFault)
 	b.SetScriptResult("chk", true)
-	waitState(t, b, StateMaster)
-	waitState(t, a, StateMaster)
+	want("B's script recovered", StateBackup, StateBackup)
+	time.Sleep(bDown)
+	want("B's master down timer ran out again", StateMaster, StateMaster)
 	stop()
-	g.Close()
 	got := readLines(t, notify)
-	want := []string{"GROUP G BACKUP", "GROUP G MASTER", "GROUP G FAULT", "GROUP G BACKUP", "GROUP G MASTER", "GROUP G STOP"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("group notify calls %q, want %q", got, want)
+	wantNotify := []string{"GROUP G BACKUP", "GROUP G MASTER", "GROUP G FAULT", "GROUP G BACKUP", "GROUP G MASTER", "GROUP G STOP"}
+	if !slices.Equal(got, wantNotify) {
+		t.Fatalf("group notify calls %q, want %q", got, wantNotify)
 	}
 }
 
