@@ -431,7 +431,15 @@ func testSyncGroup(t *testing.T) {
 	}
 }
 
+// TestRunScriptRiseFall runs a real script in a synctest bubble: its
+// runs are due on the bubble's fake clock (which stands still while one
+// runs), so a change is reported exactly Rise or Fall intervals after the
+// script's outcome changed.
 func TestRunScriptRiseFall(t *testing.T) {
+	synctest.Test(t, testRunScriptRiseFall)
+}
+
+func testRunScriptRiseFall(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "ok")
 	s := TrackScript{Name: "chk", Script: script.Cmd{Line: "test -e " + flag}, Interval: 20 * time.Millisecond,
 		Timeout: 20 * time.Millisecond, Rise: 3, Fall: 2}
@@ -447,25 +455,27 @@ func TestRunScriptRiseFall(t *testing.T) {
 		select {
 		case r := <-results:
 			return r, time.Now()
-		case <-time.After(3 * time.Second):
+		case <-time.After(time.Minute): // on the fake clock: no real wait
 			t.Fatal("no result")
 		}
 		return false, time.Time{}
 	}
-	if r, _ := next(); r {
+	// The script's outcome changes right after a run: the next run, one
+	// interval later, is the first of the new outcome.
+	r, last := next()
+	if r {
 		t.Fatal("first result: ok, want failure")
 	}
-	start := time.Now()
 	os.WriteFile(flag, nil, 0o644)
 	r, at := next()
-	if !r || at.Sub(start) < 2*s.Interval {
-		t.Fatalf("rise: %v after %v, want true after >= 3 runs", r, at.Sub(start))
+	if want := time.Duration(s.Rise) * s.Interval; !r || at.Sub(last) != want {
+		t.Fatalf("rise: %v after %v, want true after %d runs (%v)", r, at.Sub(last), s.Rise, want)
 	}
-	start = time.Now()
+	last = at
 	os.Remove(flag)
 	r, at = next()
-	if r || at.Sub(start) < s.Interval {
-		t.Fatalf("fall: %v after %v, want false after >= 2 runs", r, at.Sub(start))
+	if want := time.Duration(s.Fall) * s.Interval; r || at.Sub(last) != want {
+		t.Fatalf("fall: %v after %v, want false after %d runs (%v)", r, at.Sub(last), s.Fall, want)
 	}
 }
 
