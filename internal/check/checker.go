@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/clock"
 	"github.com/gvs-lb/gvs/internal/trackfile"
 )
 
@@ -35,7 +36,7 @@ type Checker struct {
 	target netip.AddrPort
 	log    *slog.Logger
 
-	clock Clock
+	clock clock.Clock // schedules the attempts
 
 	mu      sync.Mutex
 	m       machine
@@ -60,40 +61,23 @@ type counters struct {
 	delta            int64 // FILE_CHECK's last weight change
 }
 
-// Clock is the time a checker schedules its attempts by. Tests inject one
-// they advance themselves; nil means the system clock.
-type Clock interface {
-	Now() time.Time
-	// After is like time.After; stop releases the timer early.
-	After(d time.Duration) (c <-chan time.Time, stop func())
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) After(d time.Duration) (<-chan time.Time, func()) {
-	t := time.NewTimer(d)
-	return t.C, func() { t.Stop() }
-}
-
 // NewChecker prepares spec for the real server at rs. log may be nil.
 func NewChecker(spec Spec, rs netip.AddrPort, log *slog.Logger) (*Checker, error) {
 	return newChecker(spec, rs, log, nil)
 }
 
-func newChecker(spec Spec, rs netip.AddrPort, log *slog.Logger, clock Clock) (*Checker, error) {
+func newChecker(spec Spec, rs netip.AddrPort, log *slog.Logger, clk clock.Clock) (*Checker, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	if clock == nil {
-		clock = systemClock{}
+	if clk == nil {
+		clk = clock.System
 	}
 	c := &Checker{
-		clock:   clock,
+		clock:   clk,
 		spec:    spec,
 		rs:      rs,
 		target:  spec.target(rs),

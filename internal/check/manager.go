@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/clock"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -103,7 +104,7 @@ type Options struct {
 	// reload does not reset a failure being counted.
 	Adopt []*Checker
 	// Clock schedules the checkers; nil is the system clock.
-	Clock Clock
+	Clock clock.Clock
 }
 
 // Manager runs the checkers of many virtual servers and keeps their pools

@@ -6,50 +6,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gvs-lb/gvs/internal/clock"
 )
 
-// fakeClock is a Clock the test advances: a checker waiting on it sleeps
-// until the test fires its timer, and the time jumps to the timer's
-// deadline. Probes still run for real (a refused TCP connection takes no
-// time on this clock).
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	timer   *fakeTimer // the checker's pending timer
-	pending chan struct{}
-}
-
-type fakeTimer struct {
-	at time.Time
-	c  chan time.Time
-}
+// fakeClock is the shared fake clock with the steps a checker's tests
+// take: a checker waiting on it sleeps until the test fires its timer,
+// and the time jumps to the timer's deadline. Probes still run for real
+// (a refused TCP connection takes no time on this clock).
+type fakeClock struct{ *clock.Fake }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), pending: make(chan struct{}, 1)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func()) {
-	c.mu.Lock()
-	t := &fakeTimer{at: c.now.Add(d), c: make(chan time.Time, 1)}
-	c.timer = t
-	c.mu.Unlock()
-	select {
-	case c.pending <- struct{}{}:
-	default:
-	}
-	return t.c, func() {
-		c.mu.Lock()
-		if c.timer == t {
-			c.timer = nil
-		}
-		c.mu.Unlock()
-	}
+	return &fakeClock{clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 }
 
 // wait blocks until the checker sleeps on a timer and returns its
@@ -57,14 +25,12 @@ func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func()) {
 func (c *fakeClock) wait(t *testing.T) time.Time {
 	t.Helper()
 	for {
-		c.mu.Lock()
-		tm := c.timer
-		c.mu.Unlock()
-		if tm != nil {
-			return tm.at
+		pending, changed := c.Pending()
+		if len(pending) > 0 {
+			return pending[0]
 		}
 		select {
-		case <-c.pending:
+		case <-changed:
 		case <-time.After(10 * time.Second): // a hang, not a timing bound
 			t.Fatal("the checker never went to sleep")
 		}
@@ -76,12 +42,7 @@ func (c *fakeClock) wait(t *testing.T) time.Time {
 func (c *fakeClock) fire(t *testing.T) time.Time {
 	t.Helper()
 	at := c.wait(t)
-	c.mu.Lock()
-	tm := c.timer
-	c.timer = nil
-	c.now = at
-	c.mu.Unlock()
-	tm.c <- at
+	c.Advance(at.Sub(c.Now()))
 	return at
 }
 
