@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/clock"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -165,7 +166,7 @@ func (p *TrackProcess) Equal(o *TrackProcess) bool {
 // CAP_NET_ADMIN, or in a PID or network namespace other than the
 // host's) it scans /proc every poll (DefaultProcessPoll when 0).
 func RunProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time.Duration, report func(ok bool)) {
-	runProcess(ctx, log, p, "/proc", poll, report)
+	runProcess(ctx, log, p, poll, clock.System, report)
 }
 
 // processTracker is RunProcess's state.
@@ -181,18 +182,21 @@ type processTracker struct {
 	since         time.Time // since when
 }
 
-func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, procRoot string, poll time.Duration, report func(ok bool)) {
+// runProcess is RunProcess with the clock that times TerminateDelay and
+// ForkDelay (the /proc poll, only how often to look, keeps the system's
+// ticker).
+func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time.Duration, clk clock.Clock, report func(ok bool)) {
 	if log == nil {
 		log = slog.Default()
 	}
 	if poll <= 0 {
 		poll = DefaultProcessPoll
 	}
-	t := &processTracker{p: p, procRoot: procRoot, log: log, report: report}
+	t := &processTracker{p: p, procRoot: "/proc", log: log, report: report}
 	// The first result at once; then listen, and count again so that
 	// nothing between the two counts is missed.
 	t.scan()
-	t.decide(time.Now())
+	t.decide(clk.Now())
 	events, err := subscribeProcEvents()
 	if err != nil {
 		log.Info(fmt.Sprintf("vrrp_track_process %s: process events unavailable (%v); scanning /proc every %s", p.Name, err, poll))
@@ -222,13 +226,24 @@ func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, procRoot 
 		}
 		t.scan()
 	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	// due fires when a pending change is due, at dueAt; it is made
+	// again only when that time moves
+	var due <-chan time.Time
+	var dueAt time.Time
+	stopDue := func() {}
+	defer func() { stopDue() }()
 	for {
-		var due <-chan time.Time
-		if wait := t.decide(time.Now()); wait > 0 {
-			timer.Reset(wait)
-			due = timer.C
+		now := clk.Now()
+		var at time.Time
+		if wait := t.decide(now); wait > 0 {
+			at = now.Add(wait)
+		}
+		if !at.Equal(dueAt) {
+			stopDue()
+			due, dueAt, stopDue = nil, at, func() {}
+			if !at.IsZero() {
+				due, stopDue = clk.After(at.Sub(now))
+			}
 		}
 		var evc <-chan netlink.ProcEvent
 		var errc <-chan error
@@ -241,6 +256,7 @@ func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, procRoot 
 		case <-tick:
 			t.scan()
 		case <-due:
+			due, dueAt, stopDue = nil, time.Time{}, func() {}
 		case e, ok := <-evc:
 			if !ok {
 				relisten(errors.New("the event channel closed"))

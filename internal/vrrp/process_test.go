@@ -7,9 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gvs-lb/gvs/internal/clock"
 )
 
 func TestTrackProcessMatches(t *testing.T) {
@@ -173,41 +176,109 @@ func TestRunProcessQuorum(t *testing.T) {
 	want("none: fails", false)
 }
 
+// TestRunProcessDelays follows real processes with the tracker's delays
+// on a fake clock: the quorum lost is reported exactly terminate_delay
+// later on that clock, regained exactly fork_delay later, and a loss that
+// ends within terminate_delay is never reported.
 func TestRunProcessDelays(t *testing.T) {
 	r := newProcRunner(t)
 	a := r.start()
-	var res results
-	var changed atomic.Int64 // when the last report came, UnixNano
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	type report struct {
+		ok bool
+		at time.Time // on clk
+	}
+	reports := make(chan report, 16)
+	p := TrackProcess{Name: "p", Process: r.name, Quorum: 1, QuorumMax: -1,
+		TerminateDelay: 600 * time.Millisecond, ForkDelay: 300 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		RunProcess(ctx, slog.New(slog.DiscardHandler), TrackProcess{Name: "p", Process: r.name, Quorum: 1, QuorumMax: -1,
-			TerminateDelay: 600 * time.Millisecond, ForkDelay: 300 * time.Millisecond}, 20*time.Millisecond,
-			func(ok bool) { res.report(ok); changed.Store(time.Now().UnixNano()) })
+		runProcess(ctx, slog.New(slog.DiscardHandler), p, 20*time.Millisecond, clk,
+			func(ok bool) { reports <- report{ok, clk.Now()} })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	waitUntil(t, 5*time.Second, "first result", func() bool { return res.n.Load() == 1 && res.last.Load() == 1 })
+	// sleeping waits (a bounded real wait for the tracker to see a
+	// process come or go) until the tracker sleeps until delay after
+	// from; a report before that fails the test.
+	sleeping := func(what string, from time.Time, delay time.Duration) {
+		t.Helper()
+		at := from.Add(delay)
+		limit := time.After(5 * time.Second)
+		for {
+			pending, changed := clk.Pending()
+			if slices.Contains(pending, at) {
+				return
+			}
+			select {
+			case rep := <-reports:
+				t.Fatalf("%s: reported %v at +%v, want it only after %v", what, rep.ok, rep.at.Sub(from), delay)
+			case <-changed:
+			case <-limit:
+				t.Fatalf("%s: the tracker never waited until %v (timers pending: %v)", what, at, pending)
+			}
+		}
+	}
+	// next advances clk to the tracker's timer and returns the report
+	// that it brings.
+	next := func(what string) report {
+		t.Helper()
+		pending, _ := clk.Pending()
+		if len(pending) == 0 {
+			t.Fatalf("%s: no timer to fire", what)
+		}
+		clk.Advance(pending[0].Sub(clk.Now()))
+		select {
+		case rep := <-reports:
+			return rep
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no report when the timer fired", what)
+			return report{}
+		}
+	}
+	select {
+	case rep := <-reports:
+		if !rep.ok {
+			t.Fatal("first result: failure with the process running")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no first result")
+	}
 
-	killed := time.Now()
+	lost := clk.Now()
 	r.kill(a)
-	waitUntil(t, 5*time.Second, "failure after terminate_delay", func() bool { return res.last.Load() == 0 })
-	if d := time.Duration(changed.Load() - killed.UnixNano()); d < 600*time.Millisecond {
-		t.Errorf("failed %v after the process died, before terminate_delay 600ms", d)
+	sleeping("the only process killed", lost, p.TerminateDelay)
+	if rep := next("terminate_delay"); rep.ok || rep.at.Sub(lost) != p.TerminateDelay {
+		t.Errorf("process gone: reported %v at +%v, want false at terminate_delay +%v", rep.ok, rep.at.Sub(lost), p.TerminateDelay)
 	}
-	started := time.Now()
-	r.start()
-	waitUntil(t, 5*time.Second, "pass after fork_delay", func() bool { return res.last.Load() == 1 })
-	if d := time.Duration(changed.Load() - started.UnixNano()); d < 300*time.Millisecond {
-		t.Errorf("passed %v after the process started, before fork_delay 300ms", d)
-	}
-	// a process that dies and comes back within terminate_delay changes nothing
-	n := res.n.Load()
+
+	back := clk.Now()
 	b := r.start()
+	sleeping("a process started", back, p.ForkDelay)
+	if rep := next("fork_delay"); !rep.ok || rep.at.Sub(back) != p.ForkDelay {
+		t.Errorf("process back: reported %v at +%v, want true at fork_delay +%v", rep.ok, rep.at.Sub(back), p.ForkDelay)
+	}
+
+	// A process that dies and comes back within terminate_delay changes
+	// nothing: the tracker stops waiting, and forgets the loss.
+	lost = clk.Now()
 	r.kill(b)
-	time.Sleep(100 * time.Millisecond)
-	if res.n.Load() != n {
-		t.Errorf("a second process starting and dying was reported")
+	sleeping("the process killed again", lost, p.TerminateDelay)
+	clk.Advance(p.TerminateDelay / 2)
+	c := r.start()
+	waitUntil(t, 5*time.Second, "the tracker to stop waiting when a process came back", func() bool {
+		pending, _ := clk.Pending()
+		return len(pending) == 0
+	})
+	clk.Advance(time.Hour)
+	lost = clk.Now()
+	r.kill(c)
+	sleeping("the process killed an hour later", lost, p.TerminateDelay)
+	select {
+	case rep := <-reports:
+		t.Errorf("reported %v at +%v though every loss was shorter than terminate_delay", rep.ok, rep.at.Sub(lost))
+	default:
 	}
 }
 
