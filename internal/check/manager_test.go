@@ -65,14 +65,25 @@ func (p *pool) kinds() string {
 // run starts a manager over vss until the test ends.
 func (p *pool) run(t *testing.T, vss ...VirtualServer) *Manager {
 	t.Helper()
-	m, err := NewManager(vss, p.table, Options{
+	return p.runOn(t, nil, vss...)
+}
+
+// runOn starts a manager over vss on clk (nil: the system clock) until
+// the test ends.
+func (p *pool) runOn(t *testing.T, clk *fakeClock, vss ...VirtualServer) *Manager {
+	t.Helper()
+	opts := Options{
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnEvent: func(e Event) {
 			p.mu.Lock()
 			p.events = append(p.events, e)
 			p.mu.Unlock()
 		},
-	})
+	}
+	if clk != nil {
+		opts.Clock = clk
+	}
+	m, err := NewManager(vss, p.table, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,14 +222,22 @@ func TestManagerAllCheckersMustPass(t *testing.T) {
 	ra := tcpReal(a, 1)
 	ra.Checks = append(ra.Checks, misc)
 	p := newPool(t)
-	p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{ra}})
+	m := p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{ra}})
 	p.wantDests(t, name(a, 1))
 	os.WriteFile(code, []byte("1"), 0o644) // TCP still passes, MISC fails
 	p.wantDests(t, "")
+	// failed is how many of the server's checkers the manager counts as
+	// failing (it edits the pool in the same step)
+	failed := func(n int) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("%d checkers failing", n), func() bool {
+			return m.VirtualServers()[0].RealServers[0].FailedCheckers == n
+		}, func() string { return fmt.Sprint(m.VirtualServers()) })
+	}
 	a.stop() // both fail
-	time.Sleep(300 * time.Millisecond)
+	failed(2)
 	os.WriteFile(code, []byte("0"), 0o644) // MISC passes, TCP still fails
-	time.Sleep(300 * time.Millisecond)
+	failed(1)
 	if got := p.dests(); got != "" {
 		t.Fatalf("pool %q with one checker still failing", got)
 	}
@@ -307,25 +326,39 @@ func TestManagerQuorumHysteresis(t *testing.T) {
 	eventually(t, "quorum back at weight 3", quorum, gotQ)
 }
 
+// TestManagerHASuspend runs the checkers on a fake clock: a suspended
+// virtual server's checker wakes every delay_loop and probes nothing.
 func TestManagerHASuspend(t *testing.T) {
 	a := newTCPServer(t)
 	p := newPool(t)
-	m := p.run(t, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{tcpReal(a, 1)}, HASuspend: true})
-	time.Sleep(300 * time.Millisecond)
-	if st := m.Status()[0]; st.Enabled || st.Checks != 0 {
+	clk := newFakeClock()
+	m := p.runOn(t, clk, VirtualServer{Service: vip, Quorum: 1, RealServers: []RealServer{tcpReal(a, 1)}, HASuspend: true})
+	// idle lets three delay_loops pass, each up to the checker's next
+	// sleep, and wants no check made meanwhile
+	idle := func(what string) {
+		t.Helper()
+		clk.wait(t)
+		n := m.Status()[0].Checks
+		for range 3 {
+			clk.fire(t)
+			clk.wait(t)
+		}
+		if st := m.Status()[0]; st.Enabled || st.Checks != n {
+			t.Fatalf("%s: %d checks over three delay_loops (enabled %v), want none", what, st.Checks-n, st.Enabled)
+		}
+	}
+	idle("suspended at start")
+	if st := m.Status()[0]; st.Checks != 0 {
 		t.Fatalf("suspended virtual server was checked: %+v", st)
 	}
 	if err := m.Resume(ipvs.ServiceKey{Proto: ipvs.UDP, Addr: vip.Addr, Port: 53}); err == nil {
 		t.Error("Resume of an unknown service succeeded")
 	}
 	m.AddressChanged(vip.Addr, true)
+	// resumed, it checks at once, with no time passing
 	eventually(t, "checks after the VIP came", func() bool { return m.Status()[0].Checks > 0 }, func() string { return fmt.Sprint(m.Status()) })
 	if err := m.Suspend(vip); err != nil {
 		t.Fatal(err)
 	}
-	n := m.Status()[0].Checks
-	time.Sleep(300 * time.Millisecond)
-	if got := m.Status()[0].Checks; got > n+1 {
-		t.Errorf("%d checks while suspended", got-n)
-	}
+	idle("suspended again")
 }
