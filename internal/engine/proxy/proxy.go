@@ -78,6 +78,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/clock"
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/sched"
@@ -96,6 +97,8 @@ type Options struct {
 	// Grace bounds how long Close waits for established connections, on
 	// top of Close's context (0: only the context).
 	Grace time.Duration
+	// Clock times Grace (nil: the system clock).
+	Clock clock.Clock
 	// FreeBind lets a service listen on a virtual address this host does
 	// not hold yet (IP_FREEBIND, Linux), as a VRRP backup must.
 	FreeBind bool
@@ -610,10 +613,15 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Unlock()
 	e.loops.Wait()
 
+	var graceOver <-chan time.Time
 	if e.opts.Grace > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.opts.Grace)
-		defer cancel()
+		clk := e.opts.Clock
+		if clk == nil {
+			clk = clock.System
+		}
+		var stop func()
+		graceOver, stop = clk.After(e.opts.Grace)
+		defer stop()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -625,6 +633,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+	case <-graceOver:
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
 		e.cancel() // ends connects in progress
 		e.cutLoops()
 		e.table.each(func(c *tcpConn) { c.abort() })

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/clock"
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
@@ -643,58 +645,71 @@ func TestApplyRemovesService(t *testing.T) {
 	}
 }
 
+// TestClose: Close stops accepting at once and serves the open
+// connections until they finish, its context ends or Options.Grace (on a
+// fake clock) runs out, and then cuts them.
 func TestClose(t *testing.T) {
 	tests := []struct {
 		name    string
 		grace   time.Duration // Options.Grace
-		ctx     time.Duration // Close's context
-		finish  bool          // the client ends its connection during the grace period
+		end     string        // what ends the wait: "finish" (the client), "ctx" or "grace"
 		wantErr error
 	}{
-		{name: "connections finish within the grace period", ctx: 600 * time.Millisecond, finish: true},
-		{name: "connections cut when the context ends", ctx: 600 * time.Millisecond, wantErr: context.DeadlineExceeded},
-		{name: "connections cut when Options.Grace ends", grace: 600 * time.Millisecond, ctx: time.Minute, wantErr: context.DeadlineExceeded},
+		{name: "connections finish while Close waits", end: "finish"},
+		{name: "connections finish within the grace period", grace: 600 * time.Millisecond, end: "finish"},
+		{name: "connections cut when the context ends", end: "ctx", wantErr: context.Canceled},
+		{name: "connections cut when Options.Grace ends", grace: 600 * time.Millisecond, end: "grace", wantErr: context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEngine(t, Options{Grace: tt.grace})
+			clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			e := newEngine(t, Options{Grace: tt.grace, Clock: clk})
 			svc := vs(t, ipvs.TCP, lo4, "rr")
 			rs := startTCP(t, lo4, "rs1")
 			newTable(t, e).exec(addSvc(svc), addDest(svc, rs.addr, 1))
 			c := mustDial(t, svc.AddrPort())
-			if tt.finish {
-				go func() {
-					time.Sleep(200 * time.Millisecond)
-					c.echo(t, "still served while closing\n")
-					c.Conn.(*net.TCPConn).CloseWrite()
-					io.ReadAll(c.br)
-				}()
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), tt.ctx)
+			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			start := time.Now()
-			err := e.Close(ctx)
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("Close = %v, want %v", err, tt.wantErr)
+			closed := make(chan error, 1)
+			start := clk.Now()
+			go func() { closed <- e.Close(ctx) }()
+			// Close has begun (and stopped the services, in the same
+			// step) once Apply, even of nothing, fails
+			eventually(t, 5*time.Second, "Close to begin", func() bool { return e.Apply(nil) != nil })
+			c.echo(t, "still served while closing\n")
+			if tt.grace > 0 {
+				eventually(t, 5*time.Second, "Close to wait for the grace period", func() bool {
+					pending, _ := clk.Pending()
+					return len(pending) > 0
+				})
+				if pending, _ := clk.Pending(); !pending[0].Equal(start.Add(tt.grace)) {
+					t.Fatalf("Close waits until +%v, want the grace period %v", pending[0].Sub(start), tt.grace)
+				}
 			}
-			took := time.Since(start)
-			if tt.finish && took > 550*time.Millisecond {
-				t.Fatalf("Close took %v though the connection ended", took)
+			switch tt.end {
+			case "finish":
+				c.finish(t)
+			case "ctx":
+				cancel()
+			case "grace":
+				clk.Advance(tt.grace)
 			}
-			if !tt.finish && (took < 550*time.Millisecond || took > 2*time.Second) {
-				t.Fatalf("Close took %v, want about 600 ms", took)
+			select {
+			case err := <-closed:
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Close = %v, want %v", err, tt.wantErr)
+				}
+			case <-time.After(10 * time.Second): // a hang, not a timing bound
+				t.Fatalf("Close did not return once the %s ended the wait", tt.end)
 			}
 			if _, err := net.DialTimeout("tcp", svc.AddrPort().String(), time.Second); err == nil {
 				t.Fatal("the service still accepts connections after Close")
 			}
-			if !tt.finish {
-				c.SetDeadline(time.Now().Add(time.Second))
-				if _, err := c.br.ReadByte(); err == nil {
-					t.Fatal("the connection was not cut")
+			if tt.wantErr != nil {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("the connection was not cut: read %v", err)
 				}
-			}
-			if err := e.Apply(nil); err == nil {
-				t.Fatal("Apply after Close succeeded")
 			}
 		})
 	}
