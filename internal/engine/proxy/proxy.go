@@ -97,7 +97,10 @@ type Options struct {
 	// Grace bounds how long Close waits for established connections, on
 	// top of Close's context (0: only the context).
 	Grace time.Duration
-	// Clock times Grace (nil: the system clock).
+	// Clock is the engine's time (nil: the system clock): the connection
+	// timeouts and Grace are measured on it. Connections still look at
+	// it every Tick of real time, and persistence templates and
+	// FailBackoff keep the system's timers.
 	Clock clock.Clock
 	// FreeBind lets a service listen on a virtual address this host does
 	// not hold yet (IP_FREEBIND, Linux), as a VRRP backup must.
@@ -126,7 +129,8 @@ var errDeadline = os.ErrDeadlineExceeded
 type Engine struct {
 	log    *slog.Logger
 	opts   Options
-	epoch  time.Time
+	clock  clock.Clock
+	epoch  time.Time // now's zero, on clock
 	dialer net.Dialer
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -174,11 +178,16 @@ func New(logger *slog.Logger, opts Options) *Engine {
 	if opts.Tick <= 0 {
 		opts.Tick = time.Second
 	}
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.System
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		log:         logger,
 		opts:        opts,
-		epoch:       time.Now(),
+		clock:       clk,
+		epoch:       clk.Now(),
 		dialer:      net.Dialer{Timeout: opts.DialTimeout},
 		ctx:         ctx,
 		cancel:      cancel,
@@ -202,7 +211,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 }
 
 // now is the engine's monotonic clock in nanoseconds.
-func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
+func (e *Engine) now() int64 { return int64(e.clock.Now().Sub(e.epoch)) }
 
 // Name is "proxy".
 func (e *Engine) Name() string { return "proxy" }
@@ -615,12 +624,8 @@ func (e *Engine) Close(ctx context.Context) error {
 
 	var graceOver <-chan time.Time
 	if e.opts.Grace > 0 {
-		clk := e.opts.Clock
-		if clk == nil {
-			clk = clock.System
-		}
 		var stop func()
-		graceOver, stop = clk.After(e.opts.Grace)
+		graceOver, stop = e.clock.After(e.opts.Grace)
 		defer stop()
 	}
 	done := make(chan struct{})

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -423,23 +424,47 @@ func TestServerCloseFirst(t *testing.T) {
 	})
 }
 
+// TestIdleTimeout: a connection idle for the tcp timeout, counted on the
+// engine's clock (a fake one here) from the last byte moved, is closed and
+// its entry released.
 func TestIdleTimeout(t *testing.T) {
-	e := newEngine(t, Options{})
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := newEngine(t, Options{Clock: clk})
 	svc := vs(t, ipvs.TCP, lo4, "rr")
 	rs := startTCP(t, lo4, "rs1")
 	tb := newTable(t, e)
 	tb.exec(addSvc(svc), addDest(svc, rs.addr, 1), ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{TCP: 1}})
 	c := mustDial(t, svc.AddrPort())
+	// moved waits until the engine accounted the bytes moved each way: it
+	// does so after it noted the time of the last one, which the clock
+	// must not pass before
+	moved := func(in, out uint64) {
+		t.Helper()
+		eventually(t, 5*time.Second, fmt.Sprintf("%d bytes in and %d out accounted", in, out), func() bool {
+			d, _ := destStatus(t, e, svc.ServiceKey, rs.addr)
+			return d.Stats.InBytes == in && d.Stats.OutBytes == out
+		})
+	}
+	expiresIn := func(what string, ms int64) {
+		t.Helper()
+		if l := connsOf(e, svc.AddrPort()); len(l) != 1 || l[0].State != "ESTABLISHED" || l[0].Expires != ms {
+			t.Fatalf("%s: entries %+v, want one ESTABLISHED expiring in %d ms", what, l, ms)
+		}
+	}
 	c.echo(t, "x")
-	start := time.Now()
-	_, err := c.br.ReadByte()
-	if err == nil {
-		t.Fatal("an idle connection was not closed")
+	moved(1, 5) // "x" each way after the server's "rs1\n"
+	expiresIn("after the echo", 1000)
+	clk.Advance(999 * time.Millisecond)
+	expiresIn("999 ms later", 1)
+	c.echo(t, "y")
+	moved(2, 6)
+	expiresIn("after another echo", 1000)
+	clk.Advance(time.Second)
+	c.SetDeadline(time.Now().Add(5 * time.Second)) // a hang, not a timing bound
+	if _, err := c.br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the idle connection was not closed a tcp timeout after its last byte: read %v", err)
 	}
-	if d := time.Since(start); d < 800*time.Millisecond || d > 3*time.Second {
-		t.Fatalf("idle connection closed after %v, want about 1 s", d)
-	}
-	eventually(t, time.Second, "the entry to go", func() bool { return len(connsOf(e, svc.AddrPort())) == 0 })
+	eventually(t, 5*time.Second, "the entry to go", func() bool { return len(connsOf(e, svc.AddrPort())) == 0 })
 	if d, _ := destStatus(t, e, svc.ServiceKey, rs.addr); d.ActiveConns+d.InactConns != 0 {
 		t.Fatalf("counters after expiry: %+v", d)
 	}
