@@ -290,8 +290,12 @@ func TestDrainAndRemove(t *testing.T) {
 	}
 }
 
+// TestRefusedServer: a real server that refuses a connection is skipped
+// for new ones for FailBackoff, on the engine's clock (a fake one here),
+// and tried again after.
 func TestRefusedServer(t *testing.T) {
-	e := newEngine(t, Options{FailBackoff: 300 * time.Millisecond})
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := newEngine(t, Options{FailBackoff: 300 * time.Millisecond, Clock: clk})
 	svc := vs(t, ipvs.TCP, lo4, "rr")
 	rs1 := startTCP(t, lo4, "rs1")
 	dead := netip.AddrPortFrom(lo4, freePort(t, "tcp", lo4)) // nothing listens
@@ -324,11 +328,19 @@ func TestRefusedServer(t *testing.T) {
 	if closed != 1 {
 		t.Fatalf("want one CLOSE entry for the refused connection: %+v", entries)
 	}
-	// After the back-off it is tried again (and fails again).
-	time.Sleep(400 * time.Millisecond)
-	if _, err := dialVS(t, svc.AddrPort(), netip.Addr{}); err == nil {
-		t.Fatal("after the back-off the dead server was not tried again")
+	// The back-off ends FailBackoff after the refusal; then the dead
+	// server is tried again (and fails again).
+	if pending, _ := clk.Pending(); len(pending) != 1 || pending[0].Sub(clk.Now()) != 300*time.Millisecond {
+		t.Fatalf("timers pending %v at %v, want the back-off's, 300 ms on", pending, clk.Now())
 	}
+	clk.Advance(300 * time.Millisecond)
+	eventually(t, 5*time.Second, "the dead server tried again after the back-off", func() bool {
+		c, err := dialVS(t, svc.AddrPort(), netip.Addr{})
+		if err == nil {
+			c.finish(t)
+		}
+		return err != nil
+	})
 }
 
 func TestConnStates(t *testing.T) {

@@ -308,10 +308,16 @@ func (d *dest) fail(err error) {
 	d.sd.SetFailed(true)
 	e.log.Warn("real server unreachable, skipped for new connections",
 		"service", d.svc.key.String(), "server", d.sd.Addr.String(), "error", err, "retry_in", e.opts.FailBackoff)
-	time.AfterFunc(e.opts.FailBackoff, func() {
-		d.sd.SetFailed(false)
-		d.failing.Store(false)
-	})
+	over, stop := e.clock.After(e.opts.FailBackoff)
+	go func() {
+		defer stop()
+		select {
+		case <-over:
+			d.sd.SetFailed(false)
+			d.failing.Store(false)
+		case <-e.ctx.Done():
+		}
+	}()
 }
 
 // account adds a transfer of n bytes to the service's and the server's
