@@ -51,3 +51,37 @@ func TestFake(t *testing.T) {
 		t.Error("After(0) did not fire at once")
 	}
 }
+
+func TestFakeAfterFunc(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := NewFake(start)
+	var calls []time.Time
+	var tm Timer
+	tm = f.AfterFunc(time.Second, func() {
+		calls = append(calls, f.Now())
+		if len(calls) == 1 {
+			tm.Reset(time.Second) // as a timer that re-arms itself
+		}
+	})
+	f.Advance(999 * time.Millisecond)
+	if len(calls) != 0 {
+		t.Fatalf("called at %v, before its second", calls)
+	}
+	f.Advance(time.Millisecond)
+	if len(calls) != 1 || !calls[0].Equal(start.Add(time.Second)) {
+		t.Fatalf("calls %v, want one at +1s once Advance returned", calls)
+	}
+	if pending, _ := f.Pending(); len(pending) != 1 || !pending[0].Equal(start.Add(2*time.Second)) {
+		t.Fatalf("pending %v, want the re-armed timer at +2s", pending)
+	}
+	if !tm.Stop() {
+		t.Error("Stop of a pending timer reported it was not pending")
+	}
+	f.Advance(time.Hour)
+	if len(calls) != 1 {
+		t.Errorf("a stopped timer was called: %v", calls)
+	}
+	if tm.Stop() {
+		t.Error("Stop of a stopped timer reported it was pending")
+	}
+}
