@@ -97,10 +97,9 @@ type Options struct {
 	// Grace bounds how long Close waits for established connections, on
 	// top of Close's context (0: only the context).
 	Grace time.Duration
-	// Clock is the engine's time (nil: the system clock): the connection
-	// timeouts, FailBackoff and Grace are measured on it. Connections
-	// still look at it every Tick of real time, and persistence
-	// templates keep the system's timers.
+	// Clock is the engine's time (nil: the system clock): connection and
+	// persistence timeouts, FailBackoff and Grace are measured on it.
+	// Connections still look at it every Tick of real time.
 	Clock clock.Clock
 	// FreeBind lets a service listen on a virtual address this host does
 	// not hold yet (IP_FREEBIND, Linux), as a VRRP backup must.

@@ -184,8 +184,12 @@ func TestPersistence(t *testing.T) {
 	}
 }
 
+// TestPersistenceTemplateExpiry runs on a fake clock: a template outlives
+// its timeout while a connection it sent lives, and goes once they are
+// gone.
 func TestPersistenceTemplateExpiry(t *testing.T) {
-	e := newEngine(t, Options{})
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := newEngine(t, Options{Clock: clk})
 	svc := vs(t, ipvs.TCP, lo4, "rr")
 	svc.Flags = ipvs.FlagPersistent
 	svc.Timeout = 1
@@ -195,7 +199,13 @@ func TestPersistenceTemplateExpiry(t *testing.T) {
 
 	// An open connection keeps its template past the timeout (n_control).
 	c := mustDial(t, svc.AddrPort())
-	time.Sleep(1500 * time.Millisecond)
+	clk.Advance(1500 * time.Millisecond) // the template's timer runs at +1 s, within this
+	for _, l := range connsOf(e, svc.AddrPort()) {
+		// re-armed at +1 s for a timeout more
+		if l.State == "NONE" && l.Expires != 500 {
+			t.Fatalf("template %+v at +1.5 s, want it expiring in 500 ms", l)
+		}
+	}
 	if c2 := mustDial(t, svc.AddrPort()); c2.server != c.server {
 		t.Fatalf("template expired while its connection lived: %s then %s", c.server, c2.server)
 	} else {
@@ -206,6 +216,7 @@ func TestPersistenceTemplateExpiry(t *testing.T) {
 	// shorten tcpfin so they expire, then the template goes too.
 	tb.exec(ipvs.Command{Op: ipvs.OpSetTimeout, Timeouts: &ipvs.Timeouts{TCPFin: 1}})
 	eventually(t, 5*time.Second, "the template to expire", func() bool {
+		clk.Advance(time.Second) // the entries expire at the engine's next tick of real time
 		d1, _ := destStatus(t, e, svc.ServiceKey, rs1.addr)
 		d2, _ := destStatus(t, e, svc.ServiceKey, rs2.addr)
 		return d1.PersistConns+d2.PersistConns == 0 && len(connsOf(e, svc.AddrPort())) == 0

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/clock"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/sched"
 )
@@ -69,7 +70,7 @@ type template struct {
 	dest     *dest
 	expires  atomic.Int64 // engine clock
 	nControl atomic.Int32 // connections it controls
-	timer    *time.Timer
+	timer    clock.Timer
 }
 
 // schedKey names what the scheduler depends on: its name and the
@@ -213,7 +214,7 @@ func (s *service) pick(client netip.AddrPort) (*dest, *template) {
 		}
 		t = &template{client: pfx.Addr(), dest: d}
 		d.sd.Bind(sched.Template)
-		t.timer = time.AfterFunc(time.Duration(timeout), func() { s.expireTemplate(t) })
+		t.timer = s.e.clock.AfterFunc(time.Duration(timeout), func() { s.expireTemplate(t) })
 		if s.templates == nil {
 			s.templates = make(map[netip.Addr]*template)
 		}
