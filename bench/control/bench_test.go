@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ import (
 // flap happened, and that the report has its rows. It asserts no time:
 // timing is for the benchmark run by hand. The xdp engine needs root.
 func TestSmoke(t *testing.T) {
+	if os.Getenv("GVS_IPVS_VM") != "" {
+		t.Skip("in the IPVS VM only TestSmokeIPVS runs: the guest has no Go to build gvsd with, and the proxy and xdp rows run on the host")
+	}
 	c := config{scheds: []string{"rr", "mh"}, sizes: []int{10}, servers: 4, limit: 30 * time.Second, repeat: 1, work: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -36,14 +40,49 @@ func TestSmoke(t *testing.T) {
 	})
 }
 
-func smoke(ctx context.Context, t *testing.T, c config, engine string) {
+// TestSmokeIPVS runs the ipvs engine's rows on the smallest table (10
+// services, rr) against the kernel's IPVS, ipvsadm and keepalived, with
+// the gvsd and gvsadm of GVS_BIN: test/ipvsvm's TestVM runs it in the IPVS
+// VM (GVS_IPVS_VM=1). It checks that every figure, gvsd's and the
+// references', was measured and that the report has them; it asserts no
+// time.
+func TestSmokeIPVS(t *testing.T) {
+	bin := os.Getenv("GVS_BIN")
+	if os.Getenv("GVS_IPVS_VM") == "" || bin == "" {
+		t.Skip("needs the kernel's IPVS, ipvsadm and keepalived: runs in the IPVS VM (go test ./test/ipvsvm)")
+	}
+	c := config{scheds: []string{"rr"}, sizes: []int{10}, servers: 4, limit: 60 * time.Second, repeat: 1,
+		gvsd: filepath.Join(bin, "gvsd"), gvsadm: filepath.Join(bin, "gvsadm")}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res := smoke(ctx, t, c, "ipvs")
+	for _, r := range res.rows {
+		f := r.refs
+		switch {
+		case f == nil:
+			t.Errorf("ipvs %s: no references measured", r.sched)
+		case f.failed != "":
+			t.Errorf("ipvs %s: the references failed: %s", r.sched, f.failed)
+		case f.ipvsadmRestore <= 0 || f.ipvsadmEdit <= 0 || f.gvsdStart <= 0 || f.kaStart <= 0 ||
+			f.gvsdReload <= 0 || f.kaReload <= 0 || f.gvsdStartRSS == 0 || f.kaStartRSS == 0:
+			t.Errorf("ipvs %s: a reference is missing: %+v", r.sched, *f)
+		}
+	}
+	if n, err := kernelCount(); err != nil || n != [2]int{} {
+		t.Errorf("the kernel's table is not empty after the benchmark: %v (%v)", n, err)
+	}
+}
+
+// smoke runs the benchmark of engine on c's sizes and schedulers, and
+// checks gvsd's figures and the report.
+func smoke(ctx context.Context, t *testing.T, c config, engine string) *result {
 	c.engines, c.work = []string{engine}, t.TempDir()
 	res, err := benchmark(ctx, c, testWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.rows) != 2 {
-		t.Fatalf("%d rows, want 2 (rr and mh)", len(res.rows))
+	if len(res.rows) != len(c.scheds) {
+		t.Fatalf("%d rows, want %d (%v)", len(res.rows), len(c.scheds), c.scheds)
 	}
 	for _, r := range res.rows {
 		if r.failed != "" {
@@ -62,7 +101,14 @@ func smoke(ctx context.Context, t *testing.T, c config, engine string) {
 	}
 	var out bytes.Buffer
 	res.markdown(&out)
-	for _, s := range []string{"| " + engine + " | rr | 10 |", "| " + engine + " | mh | 10 |", "Goals (issue 10):"} {
+	want := []string{"Goals (issue 10):"}
+	for _, s := range c.scheds {
+		want = append(want, "| "+engine+" | "+s+" | 10 |")
+		if engine == "ipvs" {
+			want = append(want, "| "+s+" | 10 | ")
+		}
+	}
+	for _, s := range want {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("the report has no %q:\n%s", s, out.String())
 		}
@@ -73,6 +119,7 @@ func smoke(ctx context.Context, t *testing.T, c config, engine string) {
 		t.Errorf("the plot data has no row for 10 services:\n%s", dat.String())
 	}
 	t.Logf("\n%s", out.String())
+	return res
 }
 
 type testWriter struct{ t *testing.T }

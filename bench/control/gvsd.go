@@ -172,9 +172,13 @@ func (d *daemon) wait(ctx context.Context, msg string) (time.Time, error) {
 	}
 }
 
-// rss is gvsd's resident memory in bytes (VmRSS of /proc/PID/status).
-func (d *daemon) rss() (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+// rss is gvsd's resident memory in bytes.
+func (d *daemon) rss() (uint64, error) { return rssOf(d.cmd.Process.Pid) }
+
+// rssOf is a process's resident memory in bytes (VmRSS of
+// /proc/PID/status).
+func rssOf(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}

@@ -1,9 +1,12 @@
 // Command control benchmarks GVS's control plane, black-box: it builds the
 // real gvsd and gvsadm, starts gvsd on each engine (proxy on loopback, xdp
-// in network namespaces), and times what a user does to large tables:
-// restoring the whole table with `gvsadm -R`, one `gvsadm -e`, one
-// health-check flap, and gvsd's memory per service. See bench/README.md,
-// "Control plane"; run it with `bash bench/control/run.sh`.
+// in network namespaces, ipvs on the kernel's IPVS), and times what a user
+// does to large tables: restoring the whole table with `gvsadm -R`, one
+// `gvsadm -e`, one health-check flap, and gvsd's memory per service. The
+// ipvs engine is also compared with ipvsadm and keepalived doing the same
+// to the same kernel (ipvs.go). See bench/README.md, "Control plane" and
+// "IPVS engine"; run it with `bash bench/control/run.sh`, or
+// `bash bench/control/run-ipvs.sh` for the ipvs engine in the IPVS VM.
 package main
 
 import (
@@ -44,7 +47,7 @@ type config struct {
 func main() {
 	c := config{servers: 4}
 	var engines, scheds, sizes, dat string
-	flag.StringVar(&engines, "engines", "proxy,xdp", "engines to measure (xdp needs root)")
+	flag.StringVar(&engines, "engines", "proxy,xdp", "engines to measure: proxy, xdp (needs root), ipvs (needs root, the kernel's ip_vs, ipvsadm and keepalived)")
 	flag.StringVar(&scheds, "scheds", "rr,mh", "schedulers (-s) of the services")
 	flag.StringVar(&sizes, "sizes", "10,100,1000,10000", "table sizes, in services")
 	flag.DurationVar(&c.limit, "limit", 60*time.Second, "time allowed to each restore, edit and flap; a size that takes longer is reported as \"> limit\" and larger ones are not run")
@@ -129,6 +132,8 @@ type row struct {
 	flapOK              bool
 	flapErr             string
 	rssBase, rssFull    uint64 // gvsd's RSS before and after the restore
+
+	refs *ipvsRefs // the ipvs engine's references (ipvs.go); nil on the others
 }
 
 func (r *row) flap() time.Duration { return r.flapDown + r.flapUp }
@@ -142,7 +147,12 @@ func benchmark(ctx context.Context, c config, log io.Writer) (*result, error) {
 	for _, eng := range c.engines {
 		l, ok := layouts[eng]
 		if !ok {
-			return nil, fmt.Errorf("no engine %q (proxy or xdp)", eng)
+			return nil, fmt.Errorf("no engine %q (proxy, xdp or ipvs)", eng)
+		}
+		if eng == "ipvs" {
+			if err := checkIPVS(); err != nil {
+				return nil, err
+			}
 		}
 		for _, sched := range c.scheds {
 			var tooSlow string
@@ -167,6 +177,17 @@ func benchmark(ctx context.Context, c config, log io.Writer) (*result, error) {
 				}
 				if !r.restoreOK || !r.editOK || !r.flapOK {
 					tooSlow = fmt.Sprintf("not run: %d services exceeded the limit", n)
+					continue
+				}
+				if eng == "ipvs" {
+					if err := c.measureRefs(ctx, l, r, log); err != nil {
+						if ctx.Err() != nil {
+							return nil, ctx.Err()
+						}
+						r.refs.failed = err.Error()
+						fmt.Fprintf(log, "  references failed: %v\n", err)
+						tooSlow = fmt.Sprintf("not run: the references of %d services failed", n)
+					}
 				}
 			}
 		}
@@ -203,6 +224,12 @@ func (c *config) measure(ctx context.Context, l layout, r *row, log io.Writer) e
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if l.engine == "ipvs" {
+		// An empty kernel table: gvsd refuses services added outside it.
+		if err := flushKernel(ctx); err != nil {
+			return err
+		}
+	}
 	if l.engine == "proxy" {
 		// A port no one uses now, so that two runs (or a test beside this
 		// one) do not collide on the VIPs.
@@ -270,6 +297,11 @@ func (c *config) measure(ctx context.Context, l layout, r *row, log io.Writer) e
 	}
 	if err := c.listed(ctx, d, r); err != nil {
 		return err
+	}
+	if l.engine == "ipvs" {
+		if err := wantKernel(r.size, r.size*c.servers); err != nil {
+			return fmt.Errorf("after gvsadm -R: %w", err)
+		}
 	}
 	if r.rssFull, err = d.rss(); err != nil {
 		return err

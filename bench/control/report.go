@@ -63,6 +63,7 @@ func (res *result) markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 	fmt.Fprintln(w)
+	res.ipvsMarkdown(w)
 	fmt.Fprintln(w, "Goals (issue 10):")
 	fmt.Fprintln(w)
 	for _, g := range res.goals() {
@@ -101,6 +102,9 @@ func (res *result) goals() []string {
 		return "NOT met"
 	}
 	for _, eng := range res.c.engines {
+		if eng == "ipvs" {
+			continue // issue 10's goals are the proxy's and xdp's; ipvs has its references
+		}
 		for _, sched := range res.c.scheds {
 			l, ref := largest(eng, sched), res.smallest(&row{engine: eng, sched: sched})
 			name := eng + " " + sched
@@ -239,3 +243,58 @@ func commit() string {
 	}
 	return ", commit " + strings.TrimSpace(string(out))
 }
+
+// ipvsMarkdown writes the ipvs rows' comparison with ipvsadm and
+// keepalived, when there are ipvs rows.
+func (res *result) ipvsMarkdown(w io.Writer) {
+	var rows []*row
+	for _, r := range res.rows {
+		if r.engine == "ipvs" {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "ipvs engine against the kernel's own tools, same kernel, same run (ratio: gvsd ÷ reference; below 1 gvsd is faster):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| -s | services | restore: gvsadm -R | ipvsadm -R | ratio | start from keepalived.conf: gvsd | keepalived | ratio | one -e: gvsadm | ipvsadm | ratio | reload, one weight: gvsd | keepalived | ratio | RSS after start: gvsd | keepalived | gvsd RSS per service (-R) |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range rows {
+		cells := []string{r.sched, fmt.Sprint(r.size)}
+		f := r.refs
+		switch {
+		case r.skipped != "":
+			cells = append(cells, r.skipped)
+		case r.failed != "":
+			cells = append(cells, "failed: "+cell(r.failed))
+		case f == nil:
+			cells = append(cells, "gvsd exceeded the limit (see the table above)")
+		case f.failed != "":
+			cells = append(cells, "references failed: "+cell(f.failed))
+		default:
+			cells = append(cells,
+				dur(r.restore), dur(f.ipvsadmRestore), ratio(r.restore, f.ipvsadmRestore),
+				dur(f.gvsdStart), dur(f.kaStart), ratio(f.gvsdStart, f.kaStart),
+				dur(r.edit), dur(f.ipvsadmEdit), ratio(r.edit, f.ipvsadmEdit),
+				dur(f.gvsdReload), dur(f.kaReload), ratio(f.gvsdReload, f.kaReload),
+				mib(f.gvsdStartRSS), mib(f.kaStartRSS), perService(r))
+		}
+		for len(cells) < 17 {
+			cells = append(cells, "")
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	fmt.Fprintln(w)
+}
+
+// cell is an error's first line, fit for a markdown table cell.
+func cell(err string) string {
+	first, rest, _ := strings.Cut(strings.TrimSpace(err), "\n")
+	if rest != "" {
+		first += " …"
+	}
+	return strings.ReplaceAll(first, "|", "\\|")
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
+
+	"github.com/cloudflare/ipvs"
 )
 
 // rsPool is how many distinct real-server addresses the services share:
@@ -31,12 +34,15 @@ var layouts = map[string]layout{
 	// The namespace topology of topo.go; DR, the xdp engine's plainest
 	// method (next hop = the real server's MAC, which needs its ARP reply).
 	"xdp": {engine: "xdp", port: 80, method: "-g", lvs: "DR", vipNet: "198.19", rsNet: "198.18.1", rsBase: 10},
+	// The kernel's table in the IPVS VM: the xdp engine's addresses, NAT
+	// (-m), no interface or traffic needed.
+	"ipvs": {engine: "ipvs", port: 80, method: "-m", lvs: "NAT", vipNet: "198.19", rsNet: "198.18.1", rsBase: 10},
 }
 
-// vip is service i's address (i < 62,500).
-func (l layout) vip(i int) string {
-	return fmt.Sprintf("%s.%d.%d:%d", l.vipNet, i/250, 1+i%250, l.port)
-}
+// vip is service i's address and port (i < 62,500).
+func (l layout) vip(i int) string { return fmt.Sprintf("%s:%d", l.vipAddr(i), l.port) }
+
+func (l layout) vipAddr(i int) string { return fmt.Sprintf("%s.%d.%d", l.vipNet, i/250, 1+i%250) }
 
 func (l layout) rsAddr(j int) string { return fmt.Sprintf("%s.%d", l.rsNet, l.rsBase+j%rsPool) }
 
@@ -69,8 +75,7 @@ func (l layout) rules(sched string, first, last, servers int) []byte {
 // checker and stay up.
 func (l layout) keepalivedConf(sched string, servers int, flagFile string) []byte {
 	var b bytes.Buffer
-	vip := l.vip(0)
-	addr, port := vip[:len(vip)-len(fmt.Sprint(l.port))-1], l.port
+	addr, port := l.vipAddr(0), l.port
 	fmt.Fprintf(&b, "virtual_server %s %d {\n\tdelay_loop 0.1\n\tlvs_sched %s\n\tlvs_method %s\n\tprotocol TCP\n", addr, port, sched, l.lvs)
 	for k := range servers {
 		fmt.Fprintf(&b, "\treal_server %s %d {\n\t\tweight 1\n", l.rsAddr(k), port)
@@ -81,4 +86,34 @@ func (l layout) keepalivedConf(sched string, servers int, flagFile string) []byt
 	}
 	b.WriteString("}\n")
 	return b.Bytes()
+}
+
+// fullConf is keepalived.conf of services 0 … services-1, each with
+// servers real servers of weight 1 and no checker, so that every real
+// server is up at once; the second real server of service heavier (-1:
+// none) has weight 2, the one edit a reload is timed with.
+func (l layout) fullConf(sched string, services, servers, heavier int) []byte {
+	var b bytes.Buffer
+	for i := range services {
+		fmt.Fprintf(&b, "virtual_server %s %d {\n\tlvs_sched %s\n\tlvs_method %s\n\tprotocol TCP\n", l.vipAddr(i), l.port, sched, l.lvs)
+		for k := range servers {
+			w := 1
+			if i == heavier && k == 1 {
+				w = 2
+			}
+			fmt.Fprintf(&b, "\treal_server %s %d {\n\t\tweight %d\n\t}\n", l.rsAddr(4*i+k), l.port, w)
+		}
+		b.WriteString("}\n")
+	}
+	return b.Bytes()
+}
+
+// kernelService is service i as github.com/cloudflare/ipvs names it.
+func (l layout) kernelService(i int) ipvs.Service {
+	return ipvs.Service{Address: netip.MustParseAddr(l.vipAddr(i)), Port: uint16(l.port), Family: ipvs.INET, Protocol: ipvs.TCP}
+}
+
+// kernelRS is the k-th real server of service i.
+func (l layout) kernelRS(i, k int) netip.AddrPort {
+	return netip.MustParseAddrPort(l.rs(i, k))
 }
