@@ -3,8 +3,10 @@
 // bookworm's stock kernel with the ip_vs modules, ipvsadm and keepalived,
 // from the Debian archive), builds the test binaries and gvsd, gvsadm and
 // rs on the host, and boots the VM once (run.sh, QEMU) to run them all
-// inside (guest.sh). The in-guest tests are internal/engine/ipvs's and
-// test/ipvsvm/guest's; they set GVS_IPVS_VM=1, and skip elsewhere.
+// inside (guest.sh). The in-guest tests are internal/engine/ipvs's,
+// test/ipvsvm/guest's and bench/control's ipvs smoke test (the benchmark
+// of bench/control/run-ipvs.sh at 10 services); they need GVS_IPVS_VM=1,
+// and skip elsewhere.
 //
 // It needs root (debootstrap, netns), Linux on amd64, qemu-system-x86,
 // debootstrap and cpio (build.sh installs them with apt when missing); it
@@ -61,6 +63,7 @@ func TestVM(t *testing.T) {
 	steps := [][]string{
 		{"go", "test", "-c", "-o", filepath.Join(share, "engine-ipvs.test"), "../../internal/engine/ipvs"},
 		{"go", "test", "-c", "-o", filepath.Join(share, "guest.test"), "./guest"},
+		{"go", "test", "-c", "-o", filepath.Join(share, "bench-control.test"), "../../bench/control"},
 		{"go", "build", "-o", filepath.Join(share, "bin") + "/", "../../cmd/gvsd", "../../cmd/gvsadm", "../../test/rs"},
 		{"cp", "guest.sh", filepath.Join(share, "guest.sh")},
 		{"cp", "-r", "../../examples", filepath.Join(share, "examples")},
