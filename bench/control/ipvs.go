@@ -242,7 +242,7 @@ func (c *config) startReload(ctx context.Context, l layout, r *row, conf string,
 		}
 		select {
 		case <-done:
-			return 0, 0, 0, fmt.Errorf("exited (%v) after SIGHUP", cmd.ProcessState)
+			return 0, 0, 0, fmt.Errorf("exited (%v) after SIGHUP (a SIGHUP before the process catches it ends it)", cmd.ProcessState)
 		case <-lctx.Done():
 			return 0, 0, 0, fmt.Errorf("the kernel did not show weight 2 for %s of %s within %v after SIGHUP", l.rs(mid, 1), l.vip(mid), c.limit)
 		case <-time.After(time.Millisecond):

@@ -59,6 +59,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	stopping := make(chan os.Signal, 2)
 	signal.Notify(stopping, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(stopping)
+	// SIGHUP is caught from here on, and read once the configuration is
+	// running: one that arrives while the first configuration is applied
+	// (its services may already be in the kernel) reloads right after,
+	// where SIGHUP's default action would end gvsd.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, cancel := context.WithCancel(ctx) // checkers, VRRP, reloads
 	defer cancel()
 
@@ -82,9 +89,6 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		closeEngine(context.Background(), eng, opts.Grace, log)
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
