@@ -5,6 +5,7 @@ import (
 	"io"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -64,6 +65,9 @@ func (res *result) markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	res.ipvsMarkdown(w)
+	if !slices.ContainsFunc(res.c.engines, func(e string) bool { return e != "ipvs" }) {
+		return // issue 10's goals are the proxy's and xdp's
+	}
 	fmt.Fprintln(w, "Goals (issue 10):")
 	fmt.Fprintln(w)
 	for _, g := range res.goals() {
