@@ -37,7 +37,7 @@ defaults=(-engines ipvs -scheds rr -sizes 10,100,1000,10000 -limit 300s -repeat 
 # The VM's output: progress to stderr as it comes, the tables kept for stdout.
 set +e
 IPVS_VM_SHARE="$share" IPVS_VM_TIMEOUT=${IPVS_VM_TIMEOUT:-3600} \
-	bash test/ipvsvm/run.sh "$share/bench.sh" "${defaults[@]}" "$@" | tr -d '\r' | tee "$share/out" |
+	bash test/ipvsvm/run.sh "$share/bench.sh" "${defaults[@]}" "$@" | sed -u 's/\r$//' | tee "$share/out" |
 	awk '/^@@@ tables/ {skip = 1} !skip {print; fflush()} /^@@@ end/ {skip = 0}' >&2
 status=${PIPESTATUS[0]}
 set -e
