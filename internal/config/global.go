@@ -61,10 +61,18 @@ type Global struct {
 	VRRPStrict           bool `json:"vrrp_strict,omitempty"`
 	// VRRPCheckUnicastSrc checks unicast adverts come from a peer.
 	VRRPCheckUnicastSrc bool `json:"vrrp_check_unicast_src,omitempty"`
-	// VRRPNotifyFIFO and LVSNotifyFIFO get state changes written to them.
-	NotifyFIFO     *Script `json:"notify_fifo,omitempty"`
-	VRRPNotifyFIFO *Script `json:"vrrp_notify_fifo,omitempty"`
-	LVSNotifyFIFO  *Script `json:"lvs_notify_fifo,omitempty"`
+	// NotifyFIFO (every change), VRRPNotifyFIFO (VRRP's) and
+	// LVSNotifyFIFO (the checkers') are the paths of FIFOs that state
+	// changes are written to, one line each; Cmd is the path, User and
+	// Group (resolved as a script's) own a FIFO gvsd creates. The
+	// *Script fields are the programs started with the FIFO's path as
+	// their last argument to read it.
+	NotifyFIFO           *Script `json:"notify_fifo,omitempty"`
+	NotifyFIFOScript     *Script `json:"notify_fifo_script,omitempty"`
+	VRRPNotifyFIFO       *Script `json:"vrrp_notify_fifo,omitempty"`
+	VRRPNotifyFIFOScript *Script `json:"vrrp_notify_fifo_script,omitempty"`
+	LVSNotifyFIFO        *Script `json:"lvs_notify_fifo,omitempty"`
+	LVSNotifyFIFOScript  *Script `json:"lvs_notify_fifo_script,omitempty"`
 
 	// DefaultInterface is where static addresses go (default eth0).
 	DefaultInterface string `json:"default_interface"`
@@ -237,6 +245,9 @@ var globalTable = table[Global]{
 	"notify_fifo":                     setScript(func(g *Global) **Script { return &g.NotifyFIFO }),
 	"vrrp_notify_fifo":                setScript(func(g *Global) **Script { return &g.VRRPNotifyFIFO }),
 	"lvs_notify_fifo":                 setScript(func(g *Global) **Script { return &g.LVSNotifyFIFO }),
+	"notify_fifo_script":              setScript(func(g *Global) **Script { return &g.NotifyFIFOScript }),
+	"vrrp_notify_fifo_script":         setScript(func(g *Global) **Script { return &g.VRRPNotifyFIFOScript }),
+	"lvs_notify_fifo_script":          setScript(func(g *Global) **Script { return &g.LVSNotifyFIFOScript }),
 	"default_interface":               setString(func(g *Global) *string { return &g.DefaultInterface }),
 	"enable_script_security":          setBool(func(g *Global) *bool { return &g.EnableScriptSecurity }),
 	"script_user": {min: 1, max: 2, fn: func(d *decoder, n *node, g *Global) {
@@ -298,7 +309,7 @@ func init() {
 		vrrp_higher_prio_send_advert vrrp_lower_prio_no_advert vrrp_own_all_associated_vips
 		vrrp_down_timer_adverts random_seed reload_time_file reload_repeat reload_file
 		umask max_auto_priority min_auto_priority_delay fifo_write_vrrp_states_on_reload
-		vrrp_notify_priority_changes notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script
+		vrrp_notify_priority_changes
 		linkbeat_use_polling net_namespace net_namespace_ipvs namespace_with_ipsets instance
 		use_pid_dir child_wait_time script_security data_use_instance vrrp_track_process
 		disable_local_igmp cpu_affinity`) {

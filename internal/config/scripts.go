@@ -44,6 +44,8 @@ const (
 	miscScript                     // MISC_CHECK misc_path
 	notifyScript                   // notify_*, notify (VRRP and real servers)
 	quorumScript                   // quorum_up, quorum_down
+	fifoScript                     // notify_fifo_script and its vrrp_ and lvs_ kin
+	notifyFIFO                     // a notify FIFO: not a script, its user owns the FIFO
 )
 
 // scriptRef is one script of the configuration, as resolveScripts walks
@@ -123,7 +125,26 @@ func resolveScripts(c *Config, file string, h scriptHost) []Warning {
 		}
 	}
 
-	// Users first, in the order keepalived reads them.
+	// The notify FIFOs' readers: the global one runs once, on the side
+	// that runs (gvsd is one process; keepalived's VRRP process starts it
+	// when there is one).
+	g := &c.Global
+	switch {
+	case len(c.Instances) > 0:
+		notify(&vrrpSide, fifoScript, g.NotifyFIFOScript)
+	default:
+		notify(&checkSide, fifoScript, g.NotifyFIFOScript)
+	}
+	notify(&vrrpSide, fifoScript, g.VRRPNotifyFIFOScript)
+	notify(&checkSide, fifoScript, g.LVSNotifyFIFOScript)
+
+	// Users first, in the order keepalived reads them: the FIFOs' as
+	// global_defs is read.
+	for _, f := range []*Script{g.NotifyFIFO, g.VRRPNotifyFIFO, g.LVSNotifyFIFO} {
+		if f != nil && f.Cmd != "" {
+			r.setUser(scriptRef{s: f, kind: notifyFIFO})
+		}
+	}
 	for _, ref := range append(append([]scriptRef{}, vrrpSide...), checkSide...) {
 		r.setUser(ref)
 	}
@@ -242,6 +263,8 @@ func (r *scriptResolver) setUser(ref scriptRef) {
 			r.untracked(ref.name)
 		case miscScript:
 			r.errorf(s.Pos, "Failed to set uid/gid for misc checker script %s - removing", cmdStr(s))
+		case notifyFIFO:
+			r.logf(s.Pos, "Invalid user/group for fifo %s - ignoring", s.Cmd)
 		default:
 			r.logf(s.Pos, "Invalid user/group for %s script %s - ignoring", ref.kind.word(), s.word0())
 		}
@@ -257,6 +280,8 @@ func (r *scriptResolver) setUser(ref scriptRef) {
 		r.untracked(ref.name)
 	case miscScript:
 		r.errorf(s.Pos, "Unable to set default user for misc script %s - removing", cmdStr(s))
+	case notifyFIFO:
+		r.logf(s.Pos, "Failed to set default user for fifo %s - ignoring", s.Cmd)
 	default:
 		r.logf(s.Pos, "Failed to set default user for %s script %s - ignoring", ref.kind.word(), s.word0())
 	}
@@ -301,7 +326,7 @@ func (r *scriptResolver) secure(refs []scriptRef, file, what string) {
 			}
 		case flags&scNotFound != 0:
 			s.Disabled = "not found or not accessible"
-		case flags&scExecutable == 0 && (ref.kind == notifyScript || ref.kind == quorumScript || flags&scSystem == 0):
+		case flags&scExecutable == 0 && (ref.kind == notifyScript || ref.kind == quorumScript || ref.kind == fifoScript || flags&scSystem == 0):
 			s.Disabled = "not executable"
 		default:
 			continue
@@ -548,8 +573,11 @@ func cmdStr(s *Script) string {
 }
 
 func (k scriptKind) word() string {
-	if k == quorumScript {
+	switch k {
+	case quorumScript:
 		return "quorum"
+	case fifoScript:
+		return "notify_fifo"
 	}
 	return "notify"
 }
