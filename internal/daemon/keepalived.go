@@ -11,6 +11,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/director"
 	"github.com/gvs-lb/gvs/internal/ipvssync"
+	"github.com/gvs-lb/gvs/internal/notify"
 	"github.com/gvs-lb/gvs/internal/plan"
 	"github.com/gvs-lb/gvs/internal/vrrp"
 )
@@ -62,6 +63,11 @@ type keepalived struct {
 	// (MASTER), for ha_suspend.
 	vips map[netip.Addr]int
 	sync syncRole
+	// fifos are the notify FIFOs open now; vrrpFIFO and lvsFIFO write
+	// to them (the instances and checkers hold these two for gvsd's
+	// life).
+	fifos             notifyFIFOs
+	vrrpFIFO, lvsFIFO notify.Sink
 }
 
 // request is a plan to apply, or (plan nil) stop.
@@ -180,12 +186,15 @@ func (k *keepalived) reconcile(cfg *config.Config, p *plan.Plan) error {
 		}
 		k.links = links
 	}
-	vunits, err := planVRRP(p, k.vrrp, k.links, k.log)
+	vunits, err := planVRRP(p, k.vrrp, k.links, &k.vrrpFIFO, k.log)
 	if err != nil {
 		return err
 	}
 	initTrackFiles(p.TrackFiles, k.log)
 	mail := newMailer(cfg, k.log)
+	// The FIFOs first: the checkers and instances started next write
+	// their first changes to them.
+	k.applyFIFOs(p.NotifyFIFOs)
 	if err := k.applyLVS(p, mail); err != nil {
 		return err
 	}
@@ -259,6 +268,7 @@ func (k *keepalived) shutdown() {
 	}
 	k.publish()
 	k.stopSync()
+	k.closeFIFOs() // after the last STOP and DOWN lines
 }
 
 // publish shows the running units to the API's views.

@@ -214,9 +214,12 @@ func (k *keepalived) startLVSUnit(u *lvsUnit, present map[netip.Addr]bool) error
 		})
 	})
 	mgr, err := check.NewManager([]check.VirtualServer{u.run}, apply, check.Options{
-		Log:     k.log.With("virtual_server", u.svc.Block.Pos.String()),
-		OnEvent: func(ev check.Event) { k.mailLVSEvent(u, ev) },
-		Adopt:   u.adopt,
+		Log: k.log.With("virtual_server", u.svc.Block.Pos.String()),
+		OnEvent: func(ev check.Event) {
+			k.writeLVSEvent(u, ev)
+			k.mailLVSEvent(u, ev)
+		},
+		Adopt: u.adopt,
 	})
 	u.adopt = nil
 	if err != nil {

@@ -32,11 +32,11 @@ type vrrpUnit struct {
 
 // newVRRPUnit makes the instances (and group) of a unit of the plan.
 // Nothing runs yet.
-func newVRRPUnit(pu *plan.VRRPUnit, links vrrp.Links, log *slog.Logger) (*vrrpUnit, error) {
+func newVRRPUnit(pu *plan.VRRPUnit, links vrrp.Links, fifo vrrp.LineWriter, log *slog.Logger) (*vrrpUnit, error) {
 	u := &vrrpUnit{plan: pu, last: map[*vrrp.Instance]vrrp.State{}, done: make(chan struct{})}
 	for i, ic := range pu.Instances {
 		inst, err := vrrp.NewInstance(ic, vrrp.Options{Logger: log, Scripts: pu.Scripts, Files: pu.Files,
-			Processes: pu.Processes, Links: links})
+			Processes: pu.Processes, Links: links, FIFO: fifo})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", pu.Blocks[i].Pos, err)
 		}
@@ -53,9 +53,9 @@ func newVRRPUnit(pu *plan.VRRPUnit, links vrrp.Links, log *slog.Logger) (*vrrpUn
 }
 
 // planVRRP makes the units of p that differ from those running (old, by
-// name); the others are kept. Nothing runs yet. links is shared by the
-// new instances.
-func planVRRP(p *plan.Plan, old map[string]*vrrpUnit, links vrrp.Links, log *slog.Logger) (map[string]*vrrpUnit, error) {
+// name); the others are kept. Nothing runs yet. links and fifo (the
+// notify FIFOs) are shared by the new instances.
+func planVRRP(p *plan.Plan, old map[string]*vrrpUnit, links vrrp.Links, fifo vrrp.LineWriter, log *slog.Logger) (map[string]*vrrpUnit, error) {
 	units := map[string]*vrrpUnit{}
 	for i := range p.VRRP {
 		pu := &p.VRRP[i]
@@ -63,7 +63,7 @@ func planVRRP(p *plan.Plan, old map[string]*vrrpUnit, links vrrp.Links, log *slo
 			units[pu.Name] = o
 			continue
 		}
-		u, err := newVRRPUnit(pu, links, log)
+		u, err := newVRRPUnit(pu, links, fifo, log)
 		if err != nil {
 			return nil, err
 		}

@@ -36,6 +36,8 @@ type Plan struct {
 	// TrackFiles are the track_file blocks with init_file: gvsd creates
 	// (or, with overwrite, rewrites) each file at start and reload.
 	TrackFiles []TrackFileInit
+	// NotifyFIFOs are notify_fifo, vrrp_notify_fifo and lvs_notify_fifo.
+	NotifyFIFOs []NotifyFIFO
 }
 
 // TrackFileInit is a track_file's init_file.
@@ -67,6 +69,7 @@ func Compile(cfg *config.Config) (*Plan, []config.Warning, error) {
 	p.VRRP = c.vrrp()
 	p.Sync = c.syncDaemon(p.VRRP)
 	p.TrackFiles = c.trackFiles()
+	p.NotifyFIFOs = c.notifyFIFOs()
 	c.unsupported()
 	slices.SortStableFunc(c.warns, func(a, b config.Warning) int {
 		if a.File != b.File {

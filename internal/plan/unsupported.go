@@ -7,9 +7,6 @@ import "github.com/gvs-lb/gvs/internal/config"
 // one set; internal/config's doc lists them.
 var (
 	globalUnsupported = map[string]string{
-		"notify_fifo":                 "gvsd writes no notify FIFO; use notify scripts",
-		"vrrp_notify_fifo":            "gvsd writes no notify FIFO; use notify scripts",
-		"lvs_notify_fifo":             "gvsd writes no notify FIFO; use notify scripts",
 		"vrrp_garp_lower_prio_delay":  "gvsd sends no gratuitous ARPs on a lower-priority advert",
 		"vrrp_garp_lower_prio_repeat": "gvsd sends no gratuitous ARPs on a lower-priority advert",
 		"vrrp_skip_check_adv_addr":    "gvsd does not compare an advert's addresses with its own",

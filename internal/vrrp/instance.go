@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -13,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gvs-lb/gvs/internal/notify"
+	"github.com/gvs-lb/gvs/internal/script"
 	"github.com/gvs-lb/gvs/internal/trackfile"
 )
 
@@ -37,6 +38,15 @@ type Options struct {
 	// track_interface links as they change. Share one LinkWatcher
 	// between the instances of a process; nil: Run watches on its own.
 	Links Links
+	// FIFO gets a line for every state change, as keepalived writes its
+	// notify FIFOs (INSTANCE "VI_1" MASTER 100); a sync group writes its
+	// own lines (GROUP "G1" MASTER 0) to its first member's. nil: none.
+	FIFO LineWriter
+}
+
+// LineWriter takes whole lines without blocking (a notify.Sink).
+type LineWriter interface {
+	WriteLine(line string)
 }
 
 // Status is what an instance shows of itself; JSON-friendly.
@@ -762,6 +772,9 @@ func (r *runner) changed(s State) {
 	}
 	r.notify.run(sc)
 	r.notify.run(r.cfg.Notify, "INSTANCE", r.cfg.Name, s.String(), fmt.Sprint(r.m.Priority()))
+	if r.opt.FIFO != nil {
+		r.opt.FIFO.WriteLine(notify.InstanceLine(r.cfg.Name, s.String(), r.m.Priority()))
+	}
 	if hook != nil {
 		hook(r.Instance, s)
 	}

@@ -2,9 +2,11 @@ package vrrp
 
 import (
 	"fmt"
-	"github.com/gvs-lb/gvs/internal/script"
 	"log/slog"
 	"sync"
+
+	"github.com/gvs-lb/gvs/internal/notify"
+	"github.com/gvs-lb/gvs/internal/script"
 )
 
 // Group runs a vrrp_sync_group: when one member becomes MASTER the others
@@ -100,5 +102,8 @@ func (g *Group) changed(from *Instance, s State) {
 		}
 		g.notify.run(sc)
 		g.notify.run(g.cfg.Notify, "GROUP", g.cfg.Name, newState.String())
+		if w := g.members[0].opt.FIFO; w != nil {
+			w.WriteLine(notify.GroupLine(g.cfg.Name, newState.String()))
+		}
 	}
 }
