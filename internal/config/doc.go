@@ -23,7 +23,9 @@
 //     refresh/refresh_repeat, vrrp_garp_lower_prio_delay/repeat,
 //     vrrp_garp_interval, vrrp_gna_interval, vrrp_skip_check_adv_addr,
 //     vrrp_strict, vrrp_check_unicast_src, notify_fifo, vrrp_notify_fifo,
-//     lvs_notify_fifo, default_interface, enable_script_security,
+//     lvs_notify_fifo (PATH [user [group]]) and their readers
+//     notify_fifo_script, vrrp_notify_fifo_script, lvs_notify_fifo_script,
+//     default_interface, enable_script_security,
 //     script_user, lvs_timeouts, lvs_flush, lvs_flush_onstop,
 //     lvs_sync_daemon. Other keepalived global keywords (SNMP, D-Bus,
 //     nftables, process tuning ...) are accepted with a warning.
@@ -104,8 +106,6 @@
 // not act on them; internal/plan.Compile (so gvsd -t) warns of each one
 // set, at its line (the block's line for those inside a block):
 //
-//   - notify_fifo, vrrp_notify_fifo, lvs_notify_fifo: gvsd writes no
-//     notify FIFO; notify scripts and smtp_alert report state changes.
 //   - vrrp_garp_lower_prio_delay/repeat, garp_lower_prio_delay/repeat:
 //     no gratuitous ARPs are sent on a lower-priority advert.
 //   - vrrp_skip_check_adv_addr, skip_check_adv_addr, vrrp_strict,
@@ -170,8 +170,12 @@
 // It reports keepalived's messages as warnings, those keepalived -t
 // counts as errors with KeepalivedError, and "SECURITY VIOLATION - scripts
 // are being executed but script_security not enabled." with Security
-// (keepalived -t's exit ExitConfigTestSecurity). Notify FIFOs are not
-// scripts and are not checked.
+// (keepalived -t's exit ExitConfigTestSecurity). The notify FIFOs'
+// readers (notify_fifo_script and its vrrp_ and lvs_ kin) are notify
+// scripts here; a notify FIFO's own user (the owner of a FIFO gvsd
+// creates) is resolved as a script's, and a FIFO whose user does not
+// exist is not written (Disabled), but it is not a script and is not
+// checked.
 //
 // # Errors and warnings
 //

@@ -307,3 +307,47 @@ vrrp_instance V { interface eth0
 		}
 	})
 }
+
+// TestNotifyFIFOUsers: a notify FIFO is owned by its own user (and
+// group), else by the default script user; one whose user does not exist
+// is not written, with keepalived's message. Its reader is a script of
+// its own user.
+func TestNotifyFIFOUsers(t *testing.T) {
+	users := map[string]string{"alice": "1001:1001", "carol": "1003:1003"}
+	groups := map[string]string{"staff": "50"}
+	c := mustParse(t, `global_defs {
+ script_user carol
+ notify_fifo /run/all.fifo
+ vrrp_notify_fifo /run/vrrp.fifo alice staff
+ lvs_notify_fifo /run/lvs.fifo bob
+ lvs_notify_fifo_script "/bin/cat -u" alice
+}
+`)
+	warns := warnLines(resolveScripts(c, "t.conf", fakeHost(users, groups, 0, 0)))
+	g := &c.Global
+	for _, tt := range []struct {
+		name     string
+		s        *Script
+		uid, gid uint32
+		disabled bool
+	}{
+		{"notify_fifo", g.NotifyFIFO, 1003, 1003, false},
+		{"vrrp_notify_fifo", g.VRRPNotifyFIFO, 1001, 50, false},
+		{"lvs_notify_fifo", g.LVSNotifyFIFO, 0, 0, true},
+		{"lvs_notify_fifo_script", g.LVSNotifyFIFOScript, 1001, 1001, false},
+	} {
+		if got := tt.s.Disabled != ""; got != tt.disabled {
+			t.Errorf("%s: disabled %v (%q), want %v", tt.name, got, tt.s.Disabled, tt.disabled)
+		}
+		if !tt.disabled && (tt.s.UID != tt.uid || tt.s.GID != tt.gid) {
+			t.Errorf("%s: user %d:%d, want %d:%d", tt.name, tt.s.UID, tt.s.GID, tt.uid, tt.gid)
+		}
+	}
+	want := []string{
+		"5: Script user 'bob' does not exist",
+		"5: Invalid user/group for fifo /run/lvs.fifo - ignoring",
+	}
+	if !slices.Equal(warns, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(warns, "\n"), strings.Join(want, "\n"))
+	}
+}
