@@ -228,10 +228,12 @@ func TestInstanceTrackingAndNotify(t *testing.T) {
 	cfg.TrackFiles = []TrackRef{{Name: "tf"}}
 	host := newMemHost()
 	var h hub
+	fifo := &lineRecorder{}
 	inst, stop := runMem(t, cfg, Options{
 		Conn: h.conn("198.18.0.1"), Host: host,
 		Scripts: map[string]TrackScript{"chk": {Name: "chk", Script: script.Cmd{Line: "true"}}},
 		Files:   map[string]TrackFile{"tf": {Name: "tf", File: trackFile, Weight: -10}},
+		FIFO:    fifo,
 	})
 	waitState(t, inst, StateMaster)
 	if !host.hasVIPs() {
@@ -276,6 +278,15 @@ func TestInstanceTrackingAndNotify(t *testing.T) {
 	}
 	if got := readLines(t, log); !slices.Equal(got, want) {
 		t.Fatalf("notify calls:\n%q\nwant\n%q", got, want)
+	}
+	// The notify FIFO gets the same changes, in keepalived's words.
+	var wantFIFO []string
+	for _, w := range want {
+		f := strings.Fields(w)
+		wantFIFO = append(wantFIFO, fmt.Sprintf("%s %q %s %s\n", f[0], f[1], f[2], f[3]))
+	}
+	if got := fifo.get(""); !slices.Equal(got, wantFIFO) {
+		t.Fatalf("notify FIFO lines:\n%q\nwant\n%q", got, wantFIFO)
 	}
 	if got := readLines(t, masterLog); len(got) != 3 {
 		t.Fatalf("notify_master ran %d times, want 3", len(got))
@@ -350,8 +361,9 @@ func testSyncGroup(t *testing.T) {
 	cfgA := memConfig("VI_A", 1, 100, "198.18.0.1")
 	cfgA.AdvertInt = time.Second
 	hostA, hostB := newMemHost(), newMemHost()
+	fifo := &lineRecorder{}
 	a, err := NewInstance(cfgA, Options{Conn: lanA.conn("198.18.0.1"), Host: hostA, Links: hostA,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), FIFO: fifo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +371,7 @@ func testSyncGroup(t *testing.T) {
 	cfgB.TrackScripts = []TrackRef{{Name: "chk"}}
 	b, err := NewInstance(cfgB, Options{Conn: lanB.conn("198.18.1.1"), Host: hostB, Links: hostB,
 		Scripts: map[string]TrackScript{"chk": {Name: "chk"}},
-		Logger:  slog.New(slog.DiscardHandler)})
+		Logger:  slog.New(slog.DiscardHandler), FIFO: fifo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,6 +441,39 @@ func testSyncGroup(t *testing.T) {
 	if !slices.Equal(got, wantNotify) {
 		t.Fatalf("group notify calls %q, want %q", got, wantNotify)
 	}
+	var wantFIFO []string
+	for _, w := range want {
+		f := strings.Fields(w)
+		wantFIFO = append(wantFIFO, fmt.Sprintf("%s %q %s 0\n", f[0], f[1], f[2]))
+	}
+	if got := fifo.get("GROUP "); !slices.Equal(got, wantFIFO) {
+		t.Fatalf("group notify FIFO lines %q, want %q", got, wantFIFO)
+	}
+}
+
+// lineRecorder is a notify FIFO that keeps its lines.
+type lineRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *lineRecorder) WriteLine(line string) {
+	r.mu.Lock()
+	r.lines = append(r.lines, line)
+	r.mu.Unlock()
+}
+
+// get returns the lines that start with prefix.
+func (r *lineRecorder) get(prefix string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, l := range r.lines {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // TestRunScriptRiseFall runs a real script in a synctest bubble: its
