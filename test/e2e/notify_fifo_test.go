@@ -162,8 +162,9 @@ func TestNotifyFIFOAsKeepalived(t *testing.T) {
 		t.Fatalf("keepalived wrote %q: no STOP line", kaLines)
 	}
 	waitFor(t, 5*time.Second, "keepalived to remove its FIFOs", func() bool {
-		_, err := os.Stat(filepath.Join(dir, "vrrp.fifo"))
-		return errors.Is(err, os.ErrNotExist)
+		_, err1 := os.Stat(filepath.Join(dir, "vrrp.fifo"))
+		_, err2 := os.Stat(filepath.Join(dir, "all.fifo"))
+		return errors.Is(err1, os.ErrNotExist) && errors.Is(err2, os.ErrNotExist)
 	})
 	os.Remove(filepath.Join(dir, "lvs.out"))
 	os.Remove(filepath.Join(dir, "reader.args"))
