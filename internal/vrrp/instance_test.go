@@ -442,7 +442,7 @@ func testSyncGroup(t *testing.T) {
 		t.Fatalf("group notify calls %q, want %q", got, wantNotify)
 	}
 	var wantFIFO []string
-	for _, w := range want {
+	for _, w := range wantNotify {
 		f := strings.Fields(w)
 		wantFIFO = append(wantFIFO, fmt.Sprintf("%s %q %s 0\n", f[0], f[1], f[2]))
 	}
