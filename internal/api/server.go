@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -154,18 +153,10 @@ func listenPrivate(path string) (*net.UnixListener, error) {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
-	var raw []json.RawMessage
-	if err := decodeStrict(http.MaxBytesReader(w, r.Body, 64<<20), &raw); err != nil {
+	cmds, err := decodeCommands(http.MaxBytesReader(w, r.Body, 64<<20))
+	if err != nil {
 		badRequest(w, err)
 		return
-	}
-	cmds := make([]ipvs.Command, len(raw))
-	for i, c := range raw {
-		if err := decodeStrict(bytes.NewReader(c), &cmds[i]); err != nil {
-			badRequest(w, fmt.Errorf("command %d: %w", i, err))
-			return
-		}
-		defaultNetmask(c, &cmds[i])
 	}
 	if r.URL.Query().Get("on_error") == "continue" {
 		reply(w, http.StatusOK, wire.Refused{Refused: s.execEach(cmds)})
@@ -183,21 +174,67 @@ func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// defaultNetmask gives a service whose JSON has no "netmask" the full
-// mask (one client per persistence template), as ipvsadm does when -M is
-// not given; a netmask of 0 is the /0 mask, not "unset".
-func defaultNetmask(raw json.RawMessage, c *ipvs.Command) {
-	if c.Service == nil {
-		return
+// commandIn is an ipvs.Command as a request carries it: its service's
+// netmask may be left out.
+type commandIn struct {
+	ipvs.Command
+	Service *serviceIn `json:"service,omitempty"`
+}
+
+// serviceIn is an ipvs.Service whose "netmask" may be left out: such a
+// service gets the full mask (one client per persistence template), as
+// ipvsadm does when -M is not given; a netmask of 0 is the /0 mask, not
+// "unset".
+type serviceIn struct {
+	ipvs.Service
+	Netmask *int `json:"netmask"`
+}
+
+// decodeCommands reads a request's JSON array of commands, strictly (see
+// decodeStrict), decoding each command once as it is read. An error in a
+// command says which one.
+func decodeCommands(r io.Reader) ([]ipvs.Command, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	fail := func(err error) error { return errors.New(strings.TrimPrefix(err.Error(), "json: ")) }
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fail(err)
 	}
-	var given struct {
-		Service struct {
-			Netmask *int `json:"netmask"`
-		} `json:"service"`
+	var cmds []ipvs.Command
+	switch tok {
+	case nil: // null: no commands
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			var in commandIn
+			if err := dec.Decode(&in); err != nil {
+				var syntax *json.SyntaxError
+				var tooLarge *http.MaxBytesError
+				if errors.As(err, &syntax) || errors.As(err, &tooLarge) || errors.Is(err, io.ErrUnexpectedEOF) {
+					return nil, fail(err)
+				}
+				return nil, fmt.Errorf("command %d: %w", i, fail(err))
+			}
+			c := in.Command
+			if in.Service != nil {
+				c.Service = &in.Service.Service
+				c.Service.Netmask = ipvs.FullNetmask(c.Service.IPv6())
+				if in.Service.Netmask != nil {
+					c.Service.Netmask = *in.Service.Netmask
+				}
+			}
+			cmds = append(cmds, c)
+		}
+		if _, err := dec.Token(); err != nil { // the closing ]
+			return nil, fail(err)
+		}
+	default:
+		return nil, errors.New("the body is not a JSON array of commands")
 	}
-	if json.Unmarshal(raw, &given) == nil && given.Service.Netmask == nil {
-		c.Service.Netmask = ipvs.FullNetmask(c.Service.IPv6())
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("unexpected data after the JSON value")
 	}
+	return cmds, nil
 }
 
 // services answers GET /v1/services: every service, or with
