@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
+	"reflect"
 	"testing"
 
+	"github.com/gvs-lb/gvs/internal/api"
 	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/api/wire"
+	"github.com/gvs-lb/gvs/internal/director"
+	"github.com/gvs-lb/gvs/internal/engine/proxy"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/porttest"
 )
@@ -104,5 +110,85 @@ func TestServicesFiltered(t *testing.T) {
 		if code != http.StatusBadRequest || ce.Msg != tt.msg {
 			t.Errorf("GET /v1/services%s: %d %q, want 400 %q", tt.query, code, ce.Msg, tt.msg)
 		}
+	}
+}
+
+// TestServicesStreamed: a table whose status is longer than one chunk of
+// the answer (300 services of 4 real servers, about 400 KB) is streamed,
+// delimited by the end of the connection, with the bytes encoding/json
+// writes; the client reads it as the director holds it, and a short
+// table still comes with its Content-Length.
+func TestServicesStreamed(t *testing.T) {
+	lo := netip.MustParseAddr("127.81.0.1")
+	port := porttest.Free(t, "tcp4", lo)
+	eng := proxy.New(nil, proxy.Options{})
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	dir := director.New(eng, slog.New(slog.DiscardHandler))
+	socket := filepath.Join(t.TempDir(), "gvsd.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.NewServer(dir, slog.New(slog.DiscardHandler), nil).Listen(ctx, socket) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitDial(t, socket)
+	c := client.New(socket)
+
+	raw := func() (*http.Response, []byte) {
+		t.Helper()
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}}}
+		resp, err := hc.Get("http://gvsd/v1/services")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	if resp, body := raw(); resp.ContentLength != int64(len(body)) || string(body) != "[]\n" {
+		t.Errorf("empty table: Content-Length %d, body %q; want []", resp.ContentLength, body)
+	}
+
+	var cmds []ipvs.Command
+	for i := range 300 {
+		s := ipvs.Service{ServiceKey: ipvs.ServiceKey{Proto: ipvs.TCP, Addr: netip.AddrFrom4([4]byte{127, 81, byte(i >> 8), byte(1 + i)}), Port: port}, Scheduler: "wrr"}
+		cmds = append(cmds, ipvs.Command{Op: ipvs.OpAddService, Service: &s})
+		for j := range 4 {
+			d := ipvs.Dest{Addr: netip.AddrFrom4([4]byte{127, 82, 0, byte(1 + 4*i%64 + j)}), Port: port, Method: ipvs.Masq, Weight: int32(j)}
+			cmds = append(cmds, ipvs.Command{Op: ipvs.OpAddDest, Service: &s, Dest: &d})
+		}
+		if i == 0 {
+			if err := c.Exec(context.Background(), cmds); err != nil {
+				t.Fatal(err)
+			}
+			cmds = nil
+			if resp, body := raw(); resp.ContentLength != int64(len(body)) {
+				t.Errorf("one service: Content-Length %d for %d bytes", resp.ContentLength, len(body))
+			}
+		}
+	}
+	if err := c.Exec(context.Background(), cmds); err != nil {
+		t.Fatal(err)
+	}
+	want := dir.Services()
+	wantJSON, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := raw()
+	if resp.ContentLength != -1 || len(resp.TransferEncoding) != 0 || !resp.Close {
+		t.Errorf("300 services: Content-Length %d, Transfer-Encoding %v, close %v; want neither, delimited by the close",
+			resp.ContentLength, resp.TransferEncoding, resp.Close)
+	}
+	if string(body) != string(wantJSON)+"\n" {
+		t.Errorf("300 services: %d bytes, not the %d encoding/json writes", len(body), len(wantJSON)+1)
+	}
+	got, err := c.Services(context.Background())
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("Client.Services: %d services, %v; want the director's %d", len(got), err, len(want))
 	}
 }

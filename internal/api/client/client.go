@@ -77,10 +77,16 @@ func (c *Client) ExecEach(ctx context.Context, cmds []ipvs.Command) ([]wire.Comm
 	return v.Refused, nil
 }
 
-// Services lists the services with their counters.
+// Services lists the services with their counters, decoding them as
+// they arrive (ipvs.ReadServiceStatuses: the whole table is about 1.3 KB
+// of JSON a service).
 func (c *Client) Services(ctx context.Context) ([]ipvs.ServiceStatus, error) {
 	var v []ipvs.ServiceStatus
-	return v, c.get(ctx, "/v1/services", &v)
+	err := c.stream(ctx, "/v1/services", func(body io.Reader) (err error) {
+		v, err = ipvs.ReadServiceStatuses(body)
+		return err
+	})
+	return v, err
 }
 
 // Service returns the one service key names with its counters, false
@@ -155,7 +161,19 @@ func (c *Client) Daemons(ctx context.Context) ([]wire.SyncDaemonStatus, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, v any) error {
-	resp, err := c.do(ctx, "GET", path, nil)
+	return c.stream(ctx, path, func(body io.Reader) error {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, v)
+	})
+}
+
+// stream GETs path and hands read the body of a 200 answer as it
+// arrives; any other answer is an error.
+func (c *Client) stream(ctx context.Context, path string, read func(body io.Reader) error) error {
+	resp, err := c.doStream(ctx, "GET", path, nil, read)
 	if err != nil {
 		return err
 	}
@@ -166,7 +184,7 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 		}
 		return fmt.Errorf("gvsd answered %s for %s", resp.status, path)
 	}
-	return json.Unmarshal(resp.body, v)
+	return nil
 }
 
 func (c *Client) noContent(ctx context.Context, method, path string, body []byte) error {
@@ -193,6 +211,12 @@ type response struct {
 
 // do sends one request on a new connection and reads the answer.
 func (c *Client) do(ctx context.Context, method, path string, body []byte) (*response, error) {
+	return c.doStream(ctx, method, path, body, nil)
+}
+
+// doStream is do, handing the body of a 200 answer to read as it
+// arrives instead of reading it into the response, when read is not nil.
+func (c *Client) doStream(ctx context.Context, method, path string, body []byte, read func(io.Reader) error) (*response, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.socket)
 	if err != nil {
@@ -205,7 +229,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*res
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	resp, err := roundTrip(conn, method, path, body)
+	resp, err := roundTrip(conn, method, path, body, read)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -215,7 +239,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*res
 	return resp, nil
 }
 
-func roundTrip(conn io.ReadWriter, method, path string, body []byte) (*response, error) {
+func roundTrip(conn io.ReadWriter, method, path string, body []byte, read func(io.Reader) error) (*response, error) {
 	var req bytes.Buffer
 	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: gvsd\r\nConnection: close\r\n", method, path)
 	if body != nil {
@@ -248,15 +272,43 @@ func roundTrip(conn io.ReadWriter, method, path string, body []byte) (*response,
 	if code == 204 || code == 304 || code < 200 || method == "HEAD" {
 		return resp, nil
 	}
+	var bodyReader io.Reader = r.R // Connection: close ends the body
+	n := int64(-1)
 	if cl := header.Get("Content-Length"); cl != "" {
-		n, err := strconv.ParseInt(cl, 10, 64)
+		n, err = strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < 0 {
 			return nil, fmt.Errorf("malformed Content-Length %q", cl)
 		}
+		bodyReader = &exactReader{r: r.R, left: n}
+	}
+	if read != nil && code == 200 {
+		return resp, read(bodyReader)
+	}
+	if n >= 0 {
 		resp.body = make([]byte, n)
 		_, err = io.ReadFull(r.R, resp.body)
 		return resp, err
 	}
-	resp.body, err = io.ReadAll(r.R) // Connection: close ends the body
+	resp.body, err = io.ReadAll(bodyReader)
 	return resp, err
+}
+
+// exactReader reads the left bytes of a body of known length; the
+// connection ending before them is io.ErrUnexpectedEOF.
+type exactReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), e.left)]
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF && e.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }

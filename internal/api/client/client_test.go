@@ -149,3 +149,40 @@ func TestClientMalformedAnswer(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestClientServicesCutShort: a table whose answer ends before its
+// Content-Length, or before its JSON when the end of the connection
+// delimits it, is an error, not a shorter table; bytes past the
+// Content-Length are not read.
+func TestClientServicesCutShort(t *testing.T) {
+	const svc = `{"proto":6,"addr":"198.18.0.1","port":80,"scheduler":"rr","netmask":32,"stats":{},"rates":{},"dests":[]}`
+	for _, tt := range []struct {
+		answer string
+		want   int // services; -1: an error
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n[" + svc + "]\n", -1},
+		{"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n[" + svc + "," + svc[:40], -1},
+		{"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n[" + svc + "," + svc + "]\n", 2},
+		{fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n[%s]\nnot JSON", len(svc)+3, svc), 1},
+	} {
+		path := filepath.Join(t.TempDir(), "gvsd.sock")
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Read(make([]byte, 4096))
+			fmt.Fprint(c, tt.answer)
+			c.Close()
+		}()
+		got, err := client.New(path).Services(context.Background())
+		if tt.want < 0 && err == nil || tt.want >= 0 && (err != nil || len(got) != tt.want) {
+			t.Errorf("answer %q: %d services, %v; want %d", tt.answer, len(got), err, tt.want)
+		}
+		l.Close()
+	}
+}

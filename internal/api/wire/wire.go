@@ -25,6 +25,11 @@
 // "TCP 198.18.0.10:80", "UDP [2001:db8::1]:53", "FWM 5", "FWM 5 IPv6".
 // gvsd then reads the counters of that service alone, not the table's.
 //
+// Answers carry their Content-Length, except a GET /v1/services longer
+// than 64 KiB, which is sent as it is encoded and ends with the
+// connection (no chunked encoding, which internal/api/client does not
+// read).
+//
 // Requests are decoded strictly: an unknown field or data after the JSON
 // value is a 400, as are an unknown query parameter and a KEY that does
 // not parse (the CommandError says what is wrong). The state views are empty arrays, never null, when there
