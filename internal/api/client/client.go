@@ -161,13 +161,14 @@ func (c *Client) Daemons(ctx context.Context) ([]wire.SyncDaemonStatus, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, v any) error {
-	return c.stream(ctx, path, func(body io.Reader) error {
-		b, err := io.ReadAll(body)
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(b, v)
-	})
+	resp, err := c.do(ctx, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	if resp.code != 200 {
+		return answerError(resp, path)
+	}
+	return json.Unmarshal(resp.body, v)
 }
 
 // stream GETs path and hands read the body of a 200 answer as it
@@ -178,13 +179,18 @@ func (c *Client) stream(ctx context.Context, path string, read func(body io.Read
 		return err
 	}
 	if resp.code != 200 {
-		ce := &wire.CommandError{}
-		if json.Unmarshal(resp.body, ce) == nil && ce.Msg != "" {
-			return fmt.Errorf("gvsd answered %s for %s: %s", resp.status, path, ce.Msg)
-		}
-		return fmt.Errorf("gvsd answered %s for %s", resp.status, path)
+		return answerError(resp, path)
 	}
 	return nil
+}
+
+// answerError is the error of an answer other than 200 to a GET of path.
+func answerError(resp *response, path string) error {
+	ce := &wire.CommandError{}
+	if json.Unmarshal(resp.body, ce) == nil && ce.Msg != "" {
+		return fmt.Errorf("gvsd answered %s for %s: %s", resp.status, path, ce.Msg)
+	}
+	return fmt.Errorf("gvsd answered %s for %s", resp.status, path)
 }
 
 func (c *Client) noContent(ctx context.Context, method, path string, body []byte) error {
