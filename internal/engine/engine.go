@@ -96,6 +96,48 @@ type State struct {
 	// engine itself (a real server leading back to one of its services).
 	LoopsRefused uint64         `json:"loops_refused"`
 	Services     []ServiceState `json:"services"`
+	// XDP is the xdp engine's own state; nil on other engines, which
+	// leave it out.
+	XDP *XDPState `json:"xdp,omitempty"`
+}
+
+// XDPState is what the xdp engine is attached to, how full its maps are
+// and what its program did not forward.
+type XDPState struct {
+	Interfaces []XDPInterface `json:"interfaces"`
+	PinPath    string         `json:"pin_path,omitempty"` // gvsd --bpf-pin
+	// Services and RealServers are the map slots for virtual services
+	// and real servers: Used counts those configured and those removed
+	// whose connections live on.
+	Services    Bound `json:"services"`
+	RealServers Bound `json:"real_servers"`
+	// ConnEntries4 and ConnEntries6 are the connection tables (one entry
+	// per DR or TUN connection, two per NAT or FullNAT one), as counted
+	// by the last expiry pass.
+	ConnEntries4 Bound `json:"conn_entries_ipv4"`
+	ConnEntries6 Bound `json:"conn_entries_ipv6"`
+	// Packets are the packets the program did not simply forward, by
+	// reason: every reason, in the program's order, zero or not.
+	Packets []PacketReason `json:"packets"`
+}
+
+// XDPInterface is an interface the program is attached to.
+type XDPInterface struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"` // "native" or "generic"
+}
+
+// Bound is a fixed capacity and how much of it is in use.
+type Bound struct {
+	Used  int `json:"used"`
+	Limit int `json:"limit"`
+}
+
+// PacketReason counts packets for one reason.
+type PacketReason struct {
+	Reason  string `json:"reason"`  // "no-service"
+	Meaning string `json:"meaning"` // one line: what it means and what became of the packet
+	Packets uint64 `json:"packets"`
 }
 
 // ServiceState is one service's share of State.

@@ -105,7 +105,8 @@ type ctlKey struct {
 // their timeout, then sets each real server's counters from what is left
 // (correcting what the program counted, including entries the LRU map
 // evicted by itself) and frees the indexes of removed servers and
-// services nobody refers to any more.
+// services nobody refers to any more. It counts the entries left for
+// State.
 func (e *Engine) expire() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -125,7 +126,9 @@ func (e *Engine) expire() {
 	live := map[lbConnKey]bool{}         // NAT forward entries that stay
 	owner := map[lbConnKey]lbConnKey{}   // reply entry -> its forward key
 	replies := map[lbConnKey]lbConnKey{} // the same, for those past orphanAge
+	entries := map[uint8]int{}           // by family
 	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
+		entries[k.Family]++
 		if v.Flags&connReply != 0 {
 			// A reply entry lives and dies with its forward entry. One
 			// younger than orphanAge may belong to a connection being
@@ -184,6 +187,10 @@ func (e *Engine) expire() {
 		}
 	}
 	e.deleteConns(dead)
+	for i := range dead {
+		entries[dead[i].Family]--
+	}
+	e.entries4, e.entries6 = entries[afInet], entries[afInet6]
 
 	var pk lbPersistKey
 	var pv lbPersistVal

@@ -249,6 +249,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/fwmark"
@@ -262,7 +263,30 @@ const (
 	defaultDestsPerSvc = 4
 	maxIndex           = 1<<16 - 1
 	maxLocalAddrs      = 16
+	// DefaultMaxConns is the connection table's size per address
+	// family unless Options.MaxConns says otherwise.
+	DefaultMaxConns = 262144
+	// MaxConnsLimit is the largest connection table the kernel makes:
+	// a hash map's buckets, a power of two at least its size, take 16
+	// bytes each and must fit in 4 GiB (htab_map_alloc's E2BIG).
+	MaxConnsLimit = 1 << 27
+	// connEntryBytes is the kernel memory of a slot of both connection
+	// tables (the map's memlock in /proc/PID/fdinfo on Linux 6.18): 128
+	// bytes in the IPv4 one, 152 in the IPv6 one.
+	connEntryBytes = 128 + 152
 )
+
+// CheckMaxConns refuses a connection table size (per address family,
+// gvsd --xdp-max-conns) the kernel cannot make.
+func CheckMaxConns(n uint64) error {
+	switch {
+	case n == 0:
+		return fmt.Errorf("the connection table needs at least 1 entry (default %d)", DefaultMaxConns)
+	case n > MaxConnsLimit:
+		return fmt.Errorf("a connection table of %d entries is more than the kernel's hash maps hold (at most %d, which take %d GiB of kernel memory)", n, MaxConnsLimit, MaxConnsLimit*connEntryBytes>>30)
+	}
+	return nil
+}
 
 // Options configure the engine.
 type Options struct {
@@ -292,10 +316,11 @@ type Options struct {
 	// gratuitous ARP is found within about this time.
 	NeighRefresh time.Duration
 	// MaxConns is the size of the connection table of each address
-	// family (entries; a NAT or FullNAT connection takes two). When it
-	// is full, a new connection evicts the least recently used entry.
-	// Memory is allocated up front for both tables, about 120 bytes an
-	// IPv4 entry and 145 an IPv6 one. 0: 262144.
+	// family (entries; a NAT or FullNAT connection takes two; gvsd
+	// --xdp-max-conns). When it is full, a new connection evicts the
+	// least recently used entry. Memory is allocated up front for both
+	// tables, 128 bytes an IPv4 entry and 152 an IPv6 one (70 MiB for the
+	// default). 0: DefaultMaxConns; at most MaxConnsLimit.
 	MaxConns uint32
 	// StateTimeouts override the kernel's fixed per-state TCP timeouts
 	// that ipvsadm --set does not reach, by ipvsadm -Lnc's state name
@@ -369,6 +394,11 @@ type Engine struct {
 	zeroStats []lbStats    // one zero per possible CPU, for resetStats
 	txPorts   map[int]bool // interfaces written to the tx_ports map
 	reused    bool         // the maps are a previous engine's, pinned
+
+	ifaces []engine.XDPInterface // attached, with their mode
+	// entries4 and entries6 are the connection tables' entries as the
+	// last expiry pass left them.
+	entries4, entries6 int
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -454,6 +484,11 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 	if opts.MaxServices > maxIndex || opts.MaxDests > maxIndex {
 		return nil, fmt.Errorf("xdp engine: at most %d services and %d real servers (asked for %d and %d)", maxIndex, maxIndex, opts.MaxServices, opts.MaxDests)
 	}
+	if opts.MaxConns != 0 {
+		if err := CheckMaxConns(uint64(opts.MaxConns)); err != nil {
+			return nil, fmt.Errorf("xdp engine: %w", err)
+		}
+	}
 	e := &Engine{
 		log:      log.With("engine", "xdp"),
 		opts:     opts,
@@ -488,10 +523,11 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 	e.tableSpec = spec.Maps["tables"].InnerMap.Copy()
 	e.tableSpec.Key, e.tableSpec.Value = nil, nil
 	e.fwmSpec = spec.Maps["fwm"].InnerMap.Copy()
-	if opts.MaxConns > 0 {
-		spec.Maps["conns"].MaxEntries = opts.MaxConns
-		spec.Maps["conns4"].MaxEntries = opts.MaxConns
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
+	spec.Maps["conns"].MaxEntries = opts.MaxConns
+	spec.Maps["conns4"].MaxEntries = opts.MaxConns
 	var reused map[string]*ebpf.Map
 	if opts.PinPath != "" {
 		if err := checkPinDir(opts.PinPath); err != nil {
@@ -513,6 +549,9 @@ func load(log *slog.Logger, opts Options) (*Engine, error) {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("xdp engine: the kernel refused the BPF program: %w (run as root on Linux 6.1 or later)", err)
+		}
+		if errors.Is(err, unix.ENOMEM) {
+			return nil, fmt.Errorf("xdp engine: loading the BPF program: %w (its connection tables of %d entries per family take %d MiB of kernel memory; start gvsd with a smaller --xdp-max-conns)", err, opts.MaxConns, uint64(opts.MaxConns)*connEntryBytes>>20)
 		}
 		return nil, fmt.Errorf("xdp engine: loading the BPF program: %w (run as root on Linux 6.1 or later)", err)
 	}
@@ -557,6 +596,12 @@ func (e *Engine) attach() error {
 			}
 		}
 		e.links = append(e.links, lk)
+		mode := "native"
+		var generic uint32
+		if e.objs.GenericIfs.Lookup(uint32(idx), &generic) == nil && generic != 0 {
+			mode = "generic"
+		}
+		e.ifaces = append(e.ifaces, engine.XDPInterface{Name: name, Mode: mode})
 		if e.opts.PinPath != "" && !adopted {
 			if err := lk.Pin(linkPin(e.opts.PinPath, name)); err != nil {
 				return fmt.Errorf("xdp engine: pinning the XDP link of %s: %w", name, err)
@@ -783,28 +828,6 @@ func (e *Engine) ConnEntries() int {
 	n := 0
 	e.walkConns(func(*lbConnKey, *lbConnVal) { n++ })
 	return n
-}
-
-// Drops returns how many packets the program left to the kernel or
-// dropped, by reason, for diagnostics.
-func (e *Engine) Drops() map[string]uint64 {
-	names := []string{"", "malformed", "fragment", "not-ip", "not-tcp-udp", "no-service", "not-syn", "no-dest", "no-neighbour", "no-route", "too-big", "stale",
-		"toa-no-room", "no-local-port", "nat-clash", "icmp-translated", "refused"}
-	out := map[string]uint64{}
-	for i := 1; i < len(names); i++ {
-		var per []uint64
-		if err := e.objs.Reasons.Lookup(uint32(i), &per); err != nil {
-			continue
-		}
-		var n uint64
-		for _, x := range per {
-			n += x
-		}
-		if n > 0 {
-			out[names[i]] = n
-		}
-	}
-	return out
 }
 
 func (e *Engine) allocSvc() (uint32, error) {
