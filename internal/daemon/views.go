@@ -163,5 +163,23 @@ func engineView(st engine.State) wire.Engine {
 	for _, s := range st.Services {
 		out.Services = append(out.Services, wire.EngineService(s))
 	}
+	if x := st.XDP; x != nil {
+		v := &wire.XDPEngine{
+			Interfaces:   []wire.XDPInterface{},
+			PinPath:      x.PinPath,
+			Services:     wire.Bound(x.Services),
+			RealServers:  wire.Bound(x.RealServers),
+			ConnEntries4: wire.Bound(x.ConnEntries4),
+			ConnEntries6: wire.Bound(x.ConnEntries6),
+			Packets:      []wire.PacketReason{},
+		}
+		for _, i := range x.Interfaces {
+			v.Interfaces = append(v.Interfaces, wire.XDPInterface(i))
+		}
+		for _, p := range x.Packets {
+			v.Packets = append(v.Packets, wire.PacketReason(p))
+		}
+		out.XDP = v
+	}
 	return out
 }

@@ -136,11 +136,15 @@ func yesNo(b bool) string {
 
 // writeEngine is the "engine" view: the engine's bounds and what they
 // turned away (TCP connections refused, UDP flows evicted and refused,
-// loops refused), and which services listen.
+// loops refused), and which services listen; on the xdp engine,
+// writeXDP's.
 func writeEngine(w io.Writer, raw json.RawMessage) error {
 	var st wire.Engine
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return err
+	}
+	if st.XDP != nil {
+		return writeXDP(w, st.XDP)
 	}
 	fmt.Fprintf(w, "Engine %s: descriptor limit %d, UDP flows %d of %d (at most %d per service) on %d sockets, loops refused %d\n",
 		st.Engine, st.FDLimit, st.UDPFlows, st.UDPFlowLimit, st.UDPFlowLimitPerService, st.UDPSockets, st.LoopsRefused)
@@ -154,6 +158,56 @@ func writeEngine(w io.Writer, raw json.RawMessage) error {
 	return table(w, "Service\tListening\tConns\tFlows\tSockets\tEvicted\tRefused", func(tw io.Writer) {
 		for _, s := range st.Services {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", s.Service, yesNo(s.Listening), s.TCPConns, s.Flows, s.Sockets, s.Evicted, s.Refused)
+		}
+	})
+}
+
+// writeXDP is the xdp engine's view: the interfaces and their XDP mode,
+// how full each map is, and the packets of every reason that counted
+// some, with what the reason means.
+func writeXDP(w io.Writer, x *wire.XDPEngine) error {
+	var ifs []string
+	for _, i := range x.Interfaces {
+		ifs = append(ifs, fmt.Sprintf("%s (%s)", i.Name, i.Mode))
+	}
+	fmt.Fprintf(w, "Engine xdp on %s", strings.Join(ifs, ", "))
+	if x.PinPath != "" {
+		fmt.Fprintf(w, ", pinned in %s", x.PinPath)
+	}
+	fmt.Fprintln(w)
+	err := table(w, "Map\tUsed\tLimit\tFull", func(tw io.Writer) {
+		for _, m := range []struct {
+			name string
+			b    wire.Bound
+		}{
+			{"Virtual services", x.Services},
+			{"Real servers", x.RealServers},
+			{"IPv4 connection entries", x.ConnEntries4},
+			{"IPv6 connection entries", x.ConnEntries6},
+		} {
+			full := 0
+			if m.b.Limit > 0 {
+				full = m.b.Used * 100 / m.b.Limit
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d%%\n", m.name, m.b.Used, m.b.Limit, full)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var counted []wire.PacketReason
+	for _, p := range x.Packets {
+		if p.Packets > 0 {
+			counted = append(counted, p)
+		}
+	}
+	if len(counted) == 0 {
+		_, err := fmt.Fprintln(w, "No packet dropped or left to the kernel")
+		return err
+	}
+	return table(w, "Reason\tPackets\tMeaning", func(tw io.Writer) {
+		for _, p := range counted {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", p.Reason, p.Packets, p.Meaning)
 		}
 	})
 }

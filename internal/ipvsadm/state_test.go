@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/gvs-lb/gvs/internal/api/wire"
 )
 
 type stateFake map[string]string
@@ -61,6 +63,62 @@ VI_1      eth0       51    2        MASTER  100       100        198.18.0.3  10 
 			RunState(context.Background(), tt.name, []string{"--json"}, &out, &errb, views)
 			if !json.Valid(out.Bytes()) {
 				t.Errorf("--json printed invalid JSON: %s", out.String())
+			}
+		})
+	}
+}
+
+// TestEngineViewXDP: gvsadm engine on the xdp engine shows the interfaces
+// with their mode, each map's use, and only the reasons that counted
+// packets; --json has them all.
+func TestEngineViewXDP(t *testing.T) {
+	tests := []struct {
+		name, view, want string
+	}{
+		{"busy, pinned", `{"engine":"xdp","fd_limit":0,"tcp_conn_limit":0,"tcp_conn_limit_per_service":0,"tcp_conns":0,"tcp_refused":0,
+				"udp_flow_limit":0,"udp_flow_limit_per_service":0,"udp_flows":0,"udp_sockets":0,"loops_refused":0,"services":[],
+				"xdp":{"interfaces":[{"name":"eth0","mode":"native"},{"name":"eth1","mode":"generic"}],"pin_path":"/sys/fs/bpf/gvs/a",
+				"services":{"used":2,"limit":4096},"real_servers":{"used":5,"limit":16384},
+				"conn_entries_ipv4":{"used":196000,"limit":262144},"conn_entries_ipv6":{"used":0,"limit":262144},
+				"packets":[{"reason":"malformed","meaning":"truncated or malformed headers: passed to the kernel","packets":0},
+				{"reason":"no-service","meaning":"new flow to no virtual service: passed to the kernel","packets":12},
+				{"reason":"refused","meaning":"no real server could take a new connection: ICMP port unreachable sent back","packets":3}]}}`, `Engine xdp on eth0 (native), eth1 (generic), pinned in /sys/fs/bpf/gvs/a
+Map                      Used    Limit   Full
+Virtual services         2       4096    0%
+Real servers             5       16384   0%
+IPv4 connection entries  196000  262144  74%
+IPv6 connection entries  0       262144  0%
+Reason      Packets  Meaning
+no-service  12       new flow to no virtual service: passed to the kernel
+refused     3        no real server could take a new connection: ICMP port unreachable sent back
+`},
+		{"no packet counted", `{"engine":"xdp","services":[],"xdp":{"interfaces":[{"name":"eth0","mode":"generic"}],
+				"services":{"used":0,"limit":8},"real_servers":{"used":0,"limit":32},
+				"conn_entries_ipv4":{"used":0,"limit":512},"conn_entries_ipv6":{"used":0,"limit":512},
+				"packets":[{"reason":"malformed","meaning":"truncated or malformed headers: passed to the kernel","packets":0}]}}`, `Engine xdp on eth0 (generic)
+Map                      Used  Limit  Full
+Virtual services         0     8      0%
+Real servers             0     32     0%
+IPv4 connection entries  0     512    0%
+IPv6 connection entries  0     512    0%
+No packet dropped or left to the kernel
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			views := stateFake{"engine": tt.view}
+			var out, errb bytes.Buffer
+			if rc := RunState(context.Background(), "engine", nil, &out, &errb, views); rc != ExitOK {
+				t.Fatalf("exit %d: %s", rc, errb.String())
+			}
+			if out.String() != tt.want {
+				t.Errorf("got:\n%s\nwant:\n%s", out.String(), tt.want)
+			}
+			out.Reset()
+			RunState(context.Background(), "engine", []string{"--json"}, &out, &errb, views)
+			var back wire.Engine
+			if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.XDP == nil || len(back.XDP.Packets) == 0 {
+				t.Errorf("--json printed %s (%v), want the view with every packet reason", out.String(), err)
 			}
 		})
 	}

@@ -16,7 +16,7 @@
 //	GET    /v1/state/checkers        []Checker
 //	GET    /v1/state/virtual-servers []VirtualServer
 //	GET    /v1/state/vrrp            []VRRPInstance
-//	GET    /v1/state/engine          Engine (engines that have one: proxy)
+//	GET    /v1/state/engine          Engine (engines that have one: proxy, xdp)
 //	GET    /v1/daemons           []SyncDaemonStatus, master first
 //	POST   /v1/daemons           SyncDaemon: 204, or CommandError
 //	DELETE /v1/daemons/{state}   204, or CommandError
@@ -193,6 +193,49 @@ type Engine struct {
 	// itself (a real server leading back to one of its services).
 	LoopsRefused uint64          `json:"loops_refused"`
 	Services     []EngineService `json:"services"`
+	// XDP is the xdp engine's state, absent on the other engines. The
+	// fields above are the proxy engine's: zero on the xdp engine.
+	XDP *XDPEngine `json:"xdp,omitempty"`
+}
+
+// XDPEngine is what the xdp engine is attached to, how full its maps are
+// and what its program did not simply forward.
+type XDPEngine struct {
+	Interfaces []XDPInterface `json:"interfaces"`
+	PinPath    string         `json:"pin_path,omitempty"` // gvsd --bpf-pin
+	// Services and RealServers are map slots (--xdp-max-services,
+	// --xdp-max-real-servers): used by those configured and by removed
+	// ones whose connections live on.
+	Services    Bound `json:"services"`
+	RealServers Bound `json:"real_servers"`
+	// ConnEntries4 and ConnEntries6 are the connection tables of each
+	// family (--xdp-max-conns): one entry per DR or TUN connection, two
+	// per NAT or FullNAT one, as the last expiry pass (every second)
+	// counted them.
+	ConnEntries4 Bound `json:"conn_entries_ipv4"`
+	ConnEntries6 Bound `json:"conn_entries_ipv6"`
+	// Packets counts, by reason, the packets the program passed to the
+	// kernel, dropped, answered or changed: every reason, zero or not.
+	Packets []PacketReason `json:"packets"`
+}
+
+// XDPInterface is an interface the xdp program is attached to.
+type XDPInterface struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"` // "native" or "generic"
+}
+
+// Bound is a fixed capacity and how much of it is used.
+type Bound struct {
+	Used  int `json:"used"`
+	Limit int `json:"limit"`
+}
+
+// PacketReason is the packets counted for one reason.
+type PacketReason struct {
+	Reason  string `json:"reason"`  // "no-service"
+	Meaning string `json:"meaning"` // what it means and what became of the packets
+	Packets uint64 `json:"packets"`
 }
 
 // EngineService is one service's share of Engine.
