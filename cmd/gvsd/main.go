@@ -11,12 +11,14 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/api/wire"
 	"github.com/gvs-lb/gvs/internal/daemon"
 	"github.com/gvs-lb/gvs/internal/director"
+	"github.com/gvs-lb/gvs/internal/engine/xdp"
 )
 
 // version is gvsd's version, set when building a release:
@@ -57,6 +59,12 @@ stderr.
                           xdp engine: most real servers of all services
                           together (default 4 per --xdp-max-services, at
                           most 65535; about 100 bytes each)
+      --xdp-max-conns N   xdp engine: size of the connection table of each
+                          address family, in entries (one per DR or TUN
+                          connection, two per NAT or FullNAT one); when full
+                          the least recently used entry is evicted (default
+                          262144, at most 134217728; 280 bytes of kernel
+                          memory each, 70 MiB for the default)
       --fwmark-rules FILE
                           xdp engine: the MARK rules that select firewall-
                           mark services (-f MARK, virtual_server fwmark N), as
@@ -138,6 +146,7 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs.StringVar(&s.opts.XDPMode, "xdp-mode", "", "")
 	fs.IntVar(&s.opts.XDPMaxServices, "xdp-max-services", 0, "")
 	fs.IntVar(&s.opts.XDPMaxDests, "xdp-max-real-servers", 0, "")
+	fs.Func("xdp-max-conns", "", func(v string) error { return parseMaxConns(v, &s.opts.XDPMaxConns) })
 	fs.DurationVar(&s.opts.Grace, "grace", 10*time.Second, "")
 	fs.StringVar(&s.opts.BPFPin, "bpf-pin", "", "")
 	fs.StringVar(&s.opts.FWMarkRules, "fwmark-rules", "", "")
@@ -158,6 +167,20 @@ func (s *settings) flagSet() *flag.FlagSet {
 	fs.BoolVar(&s.showVersion, "v", false, "")
 	fs.BoolVar(&s.showVersion, "version", false, "")
 	return fs
+}
+
+// parseMaxConns reads --xdp-max-conns into n, refusing what is not a
+// size the kernel makes.
+func parseMaxConns(v string, n *uint32) error {
+	x, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("want a number of connection entries from 1 to %d", xdp.MaxConnsLimit)
+	}
+	if err := xdp.CheckMaxConns(x); err != nil {
+		return err
+	}
+	*n = uint32(x)
+	return nil
 }
 
 // run is gvsd with its arguments; it returns the exit status.

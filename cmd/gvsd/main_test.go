@@ -87,6 +87,9 @@ func TestBadArguments(t *testing.T) {
 		{"unknown option", []string{"--verbose"}, "gvsd: flag provided but not defined: -verbose\nTry 'gvsd --help' for more information.\n"},
 		{"stray argument", []string{"-f", "a.conf", "b.conf"}, "gvsd: unexpected argument \"b.conf\"\nTry 'gvsd --help' for more information.\n"},
 		{"missing value", []string{"--grace"}, "gvsd: flag needs an argument: -grace\nTry 'gvsd --help' for more information.\n"},
+		{"connection table of 0", []string{"--xdp-max-conns", "0"}, "gvsd: invalid value \"0\" for flag -xdp-max-conns: the connection table needs at least 1 entry (default 262144)\nTry 'gvsd --help' for more information.\n"},
+		{"connection table too big", []string{"--xdp-max-conns=134217729"}, "gvsd: invalid value \"134217729\" for flag -xdp-max-conns: a connection table of 134217729 entries is more than the kernel's hash maps hold (at most 134217728, which take 35 GiB of kernel memory)\nTry 'gvsd --help' for more information.\n"},
+		{"connection table not a number", []string{"--xdp-max-conns", "-5"}, "gvsd: invalid value \"-5\" for flag -xdp-max-conns: want a number of connection entries from 1 to 134217728\nTry 'gvsd --help' for more information.\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := runGVSD(tt.args...)

@@ -32,6 +32,9 @@ type Options struct {
 	// XDPMaxServices and XDPMaxDests size the xdp engine's maps (0: its
 	// defaults; see xdp.Options).
 	XDPMaxServices, XDPMaxDests int
+	// XDPMaxConns sizes the xdp engine's connection table of each
+	// address family (0: its default; see xdp.Options.MaxConns).
+	XDPMaxConns uint32
 	// UDPFlows and UDPFlowsPerService bound the proxy engine's UDP flows
 	// (0: from the descriptor limit; see proxy.Options).
 	UDPFlows, UDPFlowsPerService int

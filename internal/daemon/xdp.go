@@ -28,7 +28,7 @@ func newXDP(opts Options, log *slog.Logger) (engine.Engine, error) {
 	return xdp.New(log.With("engine", "xdp"), xdp.Options{
 		Interfaces: opts.Interfaces, Mode: mode,
 		PinPath: opts.BPFPin, KeepPinned: opts.DontReleaseIPVS,
-		MaxServices: opts.XDPMaxServices, MaxDests: opts.XDPMaxDests,
+		MaxServices: opts.XDPMaxServices, MaxDests: opts.XDPMaxDests, MaxConns: opts.XDPMaxConns,
 	})
 }
 
