@@ -381,9 +381,6 @@ func TestXDPHelper(t *testing.T) {
 	case "director":
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		opts := xdp.Options{Interfaces: []string{"eth0"}, Mode: cmp.Or(os.Getenv("GVS_XDP_XDPMODE"), "generic"), TunnelSource4: netip.MustParsePrefix("198.18.1.1/32")}
-		if n, err := strconv.ParseUint(os.Getenv("GVS_XDP_MAXCONNS"), 10, 32); err == nil {
-			opts.MaxConns = uint32(n) // TestFaultConnTableOverflow's small table
-		}
 		serveXDPDirector(t, ctx, log, opts, os.Getenv("GVS_XDP_SOCK"))
 	}
 }
