@@ -192,14 +192,16 @@
 //     keeps it in 32 bits, in units of 2^22 ns (4.19 ms), so timeouts up
 //     to 104 days compare right across the clock's wrap.
 //   - The connection table is an LRU hash of Options.MaxConns entries
-//     (default 262144) per address family: when it is full, a new
-//     connection evicts the least recently used entry, where IPVS grows
-//     its table without bound. IPv4 connections have their own table
-//     because its 16-byte key hashes faster than the 40-byte IPv6 one.
-//     Evictions are not counted: the table's size and the connections
-//     the services counted are what tells them (TestFaultConnTableOverflow:
-//     4,096 one-datagram flows through a table of 512 left every
-//     established and new TCP connection of another service working).
+//     (gvsd --xdp-max-conns, default 262144) per address family: when it
+//     is full, a new connection evicts the least recently used entry,
+//     where IPVS grows its table without bound. IPv4 connections have
+//     their own table because its 16-byte key hashes faster than the
+//     40-byte IPv6 one. Evictions are not counted (the kernel's LRU does
+//     not say): State (gvsadm engine) shows the entries against the
+//     bound, as the expiry pass counted them, beside the connections the
+//     services counted (TestFaultConnTableOverflow: 4,096 one-datagram
+//     flows through a table of 512 left every established and new TCP
+//     connection of another service working).
 //   - A SYN that finds the entry of a connection that is over (the client
 //     reused its source port) is scheduled anew, as in IPVS: when the entry
 //     is in TIME_WAIT or CLOSE and its service is not persistent
