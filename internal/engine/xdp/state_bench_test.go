@@ -8,7 +8,8 @@ import (
 // table of a million live entries (State: a lookup per packet reason, no
 // walk), beside the expiry pass that counts the entries for it once per
 // ExpiryInterval and a walk of the table per call (ConnEntries). Needs
-// root and about 300 MiB of kernel memory.
+// root and about 300 MiB of kernel memory. On the 2-CPU VM: State 47 µs,
+// an expiry pass 553 ms, a walk 527 ms.
 func BenchmarkState1M(b *testing.B) {
 	requireRoot(b)
 	const n = 1 << 20
@@ -49,5 +50,4 @@ func BenchmarkState1M(b *testing.B) {
 			e.ConnEntries()
 		}
 	})
-	b.ReportMetric(float64(e.State().XDP.ConnEntries4.Used), "entries")
 }
