@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"github.com/gvs-lb/gvs/internal/config"
 	"github.com/gvs-lb/gvs/internal/director"
@@ -21,7 +20,8 @@ import (
 //
 // One goroutine, the reconciler (run), owns the running state: it takes
 // the plans to apply (the first one, then SIGHUP's), stop, the VRRP
-// instances' state changes and the sync daemon's retries, one at a time,
+// instances' state changes and the wake-ups of a sync daemon that could
+// not start (a link or address change, or a slow timer), one at a time,
 // works out what changed and hands the director, the checkers, the VRRP
 // units and the sync daemons only that. Nothing else writes that state,
 // so it needs no lock; the API's views read what the reconciler
@@ -94,7 +94,7 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, s
 	k := &keepalived{path: path, engine: dir.Engine(), dir: dir, syncd: syncd, log: log, ctx: kctx, cancel: cancel,
 		requests: make(chan request), vrrpEvents: make(chan vrrpEvent, 256), done: make(chan struct{}),
 		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{},
-		sync: syncRole{retry: time.Second}}
+		sync: syncRole{retry: syncRetry}}
 	k.shown.Store(&shown{})
 	if path == "" {
 		close(k.done)
@@ -150,6 +150,8 @@ func (k *keepalived) run() {
 			r.reply <- k.reconcile(r.cfg, r.plan)
 		case ev := <-k.vrrpEvents:
 			k.vrrpChanged(ev)
+			k.reconcileSync()
+		case <-k.sync.linkChanged():
 			k.reconcileSync()
 		case <-k.sync.again:
 			k.reconcileSync()
@@ -268,6 +270,7 @@ func (k *keepalived) shutdown() {
 	}
 	k.publish()
 	k.stopSync()
+	k.sync.stopLinks()
 	k.closeFIFOs() // after the last STOP and DOWN lines
 }
 

@@ -1,7 +1,12 @@
 package ipvssync
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -34,6 +39,29 @@ func TestDefaultsAsKernel(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.cfg.withDefaults(tt.mtu); got != tt.want {
 				t.Fatalf("withDefaults = %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNeedsLink: the start failures a link or address change can cure
+// are told from the others, wrapped as Start returns them.
+func TestNeedsLink(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no such interface", ErrNoDevice, true},
+		{"kernel master without an IPv4 address", fmt.Errorf("start: %w", syscall.EADDRNOTAVAIL), true},
+		{"bind on a missing address", &net.OpError{Op: "listen", Err: os.NewSyscallError("bind", syscall.EADDRNOTAVAIL)}, true},
+		{"interface down", fmt.Errorf("join: %w", syscall.ENETDOWN), true},
+		{"daemon already running", ErrRunning, false},
+		{"engine cannot sync", errors.New("the proxy engine cannot synchronize connections"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NeedsLink(tc.err); got != tc.want {
+				t.Errorf("NeedsLink(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/engine"
@@ -89,6 +90,15 @@ var (
 	ErrNotRunning = errors.New("No daemon is running")
 	ErrNoDevice   = errors.New("No such device")
 )
+
+// NeedsLink reports whether Start failed for want of its interface: none
+// of that name, or one down or without the address the daemon needs
+// (the kernel's master binds to the interface's IPv4 address). A link or
+// address change can cure it; nothing else can.
+func NeedsLink(err error) bool {
+	return errors.Is(err, ErrNoDevice) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENXIO) ||
+		errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.ENETDOWN) || errors.Is(err, syscall.ENETUNREACH)
+}
 
 // Timing of the master. The kernel sends a buffer when it is full or two
 // seconds old; GVS reads the connection table once per SendInterval.
