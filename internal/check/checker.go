@@ -50,6 +50,10 @@ type Checker struct {
 	regexes []*regexp.Regexp // the compiled regex of each url, nil when none
 	// fileValue is a FILE_CHECK's last number read in range.
 	fileValue int64
+	// fileWait: a FILE_CHECK had its turn in this Run (it read its file,
+	// or was suspended) and waits for the next change of the file, or to
+	// be resumed; it has no delay_loop.
+	fileWait bool
 }
 
 type counters struct {
@@ -150,11 +154,15 @@ func (c *Checker) SetEnabled(on bool) {
 
 // Run checks until ctx ends: a first check after a random part of the
 // warmup, then one every delay_loop, with retries as the machine says.
+// A FILE_CHECK, as keepalived's, has no delay_loop: it reads its file
+// at once, then each time inotify says the file changed (the track
+// file's Watcher reads it on a timer only where inotify cannot watch).
 // report is called after every attempt, from Run's goroutine.
 //
 // Run may be called again after an earlier Run returned (a manager that
 // takes the checker over): the state, the counters and the schedule go
-// on where they were, so the next attempt comes when it was due.
+// on where they were, so the next attempt comes when it was due. A
+// FILE_CHECK reads its file again then, for the changes no one watched.
 func (c *Checker) Run(ctx context.Context, report func(Report)) {
 	c.mu.Lock()
 	if c.due.IsZero() {
@@ -164,9 +172,8 @@ func (c *Checker) Run(ctx context.Context, report func(Report)) {
 		}
 		c.due = c.clock.Now().Add(first)
 	}
+	c.fileWait = false
 	c.mu.Unlock()
-	// A FILE_CHECK also reads its file when inotify says it changed, as
-	// keepalived's does, not only every delay_loop.
 	var fileChanged <-chan struct{}
 	if c.spec.Type == FILE {
 		fileChanged = trackfile.Watch(ctx, []string{c.spec.TrackFile}, c.log).C()
@@ -193,21 +200,28 @@ func (c *Checker) Run(ctx context.Context, report func(Report)) {
 		}
 		c.mu.Lock()
 		c.due = c.clock.Now().Add(next)
+		c.fileWait = c.spec.Type == FILE
 		c.mu.Unlock()
 	}
 }
 
 // sleepUntilDue waits until the next attempt is due, or less when the
 // checker is re-enabled or its track file changed; false when ctx ended.
+// A FILE_CHECK that read its file waits for a change alone.
 func (c *Checker) sleepUntilDue(ctx context.Context, fileChanged <-chan struct{}) bool {
 	c.mu.Lock()
 	d := c.due.Sub(c.clock.Now())
+	waitFile := c.fileWait
 	c.mu.Unlock()
-	if d <= 0 {
-		return ctx.Err() == nil
+	var fire <-chan time.Time
+	if !waitFile {
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		var stop func()
+		fire, stop = c.clock.After(d)
+		defer stop()
 	}
-	fire, stop := c.clock.After(d)
-	defer stop()
 	for {
 		select {
 		case <-ctx.Done():

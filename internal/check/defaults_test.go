@@ -33,8 +33,9 @@ func defaultSpec(t Type) Spec {
 	case SMTP:
 		s.HeloName = "smtpchecker.keepalived.org"
 	case FILE:
-		// the file's number is the state: no retries, no warmup
-		s.Retry, s.Warmup, s.DelayLoop = 0, 0, time.Second
+		// the file's number is the state, read when it changes: no
+		// retries, no warmup, no delay_loop
+		s.Retry, s.Warmup, s.DelayLoop = 0, 0, 0
 	}
 	return s
 }

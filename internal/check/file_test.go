@@ -155,43 +155,66 @@ func TestFileCheckWithTCP(t *testing.T) {
 	p.wantDests(t, name(srv, 7))
 }
 
-// TestFileCheckFollowsTheFile: a FILE_CHECK reads its file when it is
-// written, replaced by a rename or removed, not only every delay_loop:
-// on a clock that never moves, each change still brings an attempt.
+// TestFileCheckFollowsTheFile: a FILE_CHECK reads its file at the start
+// and then each time it is written, replaced by a rename or removed, as
+// keepalived's; never on a timer: it asks its clock for none, whether
+// its spec has a delay_loop (ignored) or none (as plan compiles it). A
+// change while it is suspended is read when it is resumed, at the latest.
 func TestFileCheckFollowsTheFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state")
-	s := defaultSpec(FILE)
-	s.TrackFile = path
-	_, clk, ch, _ := clockedChecker(t, s, netip.MustParseAddrPort("198.18.1.1:80"))
-	first := attemptOn(t, clk, ch) // no file: reads as 0, up
-	if !first.Up {
-		t.Fatalf("first attempt, no file: down (%v)", first.Err)
-	}
-	for _, step := range []struct {
-		what string
-		do   func()
-		up   bool
+	for _, tc := range []struct {
+		name      string
+		delayLoop time.Duration
 	}{
-		{"written 1", func() { os.WriteFile(path, []byte("1\n"), 0o644) }, false},
-		{"replaced by a rename with 0", func() { writeFile(t, path, "0") }, true},
-		{"written 5", func() { os.WriteFile(path, []byte("5"), 0o644) }, false},
-		{"removed", func() { os.Remove(path) }, true},
+		{"no delay_loop", 0},
+		{"a delay_loop", time.Second},
 	} {
-		clk.wait(t) // the checker sleeps until a delay_loop the clock never reaches
-		step.do()
-		for {
-			var r timedReport
-			select {
-			case r = <-ch:
-			case <-time.After(10 * time.Second): // a hang, not a timing bound
-				t.Fatalf("%s: no attempt", step.what)
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state")
+			s := defaultSpec(FILE)
+			s.TrackFile, s.DelayLoop = path, tc.delayLoop
+			c, clk, ch, _ := clockedChecker(t, s, netip.MustParseAddrPort("198.18.1.1:80"))
+			// attempt returns the next report, waiting for at most 10 s:
+			// a hang, not a timing bound.
+			attempt := func(what string) timedReport {
+				t.Helper()
+				select {
+				case r := <-ch:
+					return r
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s: no attempt", what)
+					return timedReport{}
+				}
 			}
-			if !r.at.Equal(first.at) {
-				t.Fatalf("%s: the attempt came at %s, after the clock moved", step.what, r.at)
+			if first := attempt("the start"); !first.Up { // no file reads as 0
+				t.Fatalf("first attempt, no file: down (%v)", first.Err)
 			}
-			if r.Up == step.up {
-				break
+			for _, step := range []struct {
+				what string
+				do   func()
+				up   bool
+			}{
+				{"written 1", func() { os.WriteFile(path, []byte("1\n"), 0o644) }, false},
+				{"replaced by a rename with 0", func() { writeFile(t, path, "0") }, true},
+				{"written 5", func() { os.WriteFile(path, []byte("5"), 0o644) }, false},
+				{"removed", func() { os.Remove(path) }, true},
+				{"suspended, written 3, resumed", func() {
+					c.SetEnabled(false)
+					os.WriteFile(path, []byte("3"), 0o644)
+					c.SetEnabled(true)
+				}, false},
+			} {
+				step.do()
+				for r := attempt(step.what); r.Up != step.up; r = attempt(step.what) {
+				}
 			}
-		}
+			// The last attempt came after the checker went to sleep again
+			// following the ones before it: every sleep so far is counted.
+			if n := clk.asked(); n != 0 {
+				t.Errorf("the checker asked its clock for %d timers; want none (it reads the file when it changes)", n)
+			}
+			if len(ch) > 1 {
+				t.Errorf("%d more attempts after the last change; want at most the one a late inotify event may bring", len(ch))
+			}
+		})
 	}
 }

@@ -54,7 +54,7 @@ type Spec struct {
 	ConnectTimeout   time.Duration `json:"connect_timeout"`
 	Retry            int           `json:"retry"`
 	DelayBeforeRetry time.Duration `json:"delay_before_retry"`
-	DelayLoop        time.Duration `json:"delay_loop"`
+	DelayLoop        time.Duration `json:"delay_loop"` // none for FILE_CHECK, which reads its file when it changes
 	// Warmup bounds the random delay before the first check; keepalived's
 	// default is the delay_loop. Zero checks at once.
 	Warmup time.Duration `json:"warmup"`
@@ -170,7 +170,7 @@ func (s *Spec) Validate() error {
 	default:
 		return fmt.Errorf("unknown checker %q (want one of %v)", s.Type, Types)
 	}
-	if s.DelayLoop <= 0 {
+	if s.DelayLoop <= 0 && s.Type != FILE { // a FILE_CHECK reads its file when it changes
 		return fmt.Errorf("%s: delay_loop must be positive", s.Type)
 	}
 	if s.Type != MISC && s.Type != FILE && s.ConnectTimeout <= 0 {

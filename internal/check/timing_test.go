@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,11 +15,29 @@ import (
 // take: a checker waiting on it sleeps until the test fires its timer,
 // and the time jumps to the timer's deadline. Probes still run for real
 // (a refused TCP connection takes no time on this clock).
-type fakeClock struct{ *clock.Fake }
+type fakeClock struct {
+	*clock.Fake
+	timers atomic.Int32 // how many the checker asked for
+}
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
+	return &fakeClock{Fake: clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 }
+
+// After is the fake clock's, counted.
+func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func()) {
+	c.timers.Add(1)
+	return c.Fake.After(d)
+}
+
+// AfterFunc is the fake clock's, counted.
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	c.timers.Add(1)
+	return c.Fake.AfterFunc(d, f)
+}
+
+// asked is how many timers the checker asked for.
+func (c *fakeClock) asked() int { return int(c.timers.Load()) }
 
 // wait blocks until the checker sleeps on a timer and returns its
 // deadline.

@@ -210,10 +210,6 @@ type UDPCheckConf struct {
 	MaxReplyLength int `json:"max_reply_length"`
 }
 
-// FileCheckPoll is how often a FILE_CHECK reads its file (keepalived
-// watches it with inotify).
-const FileCheckPoll = time.Second
-
 // DefaultSMTPHeloName is keepalived's SMTP_CHECK HELO name.
 const DefaultSMTPHeloName = "smtpchecker.keepalived.org"
 
@@ -494,9 +490,8 @@ func (d *decoder) resolveChecker(vs *VirtualServer, rs *RealServer, c *Checker) 
 		return def
 	}
 	if c.Type == FileCheck {
-		// the file is read every FileCheckPoll, and its state is known
-		// at once: no timers, retries or alpha
-		c.DelayLoop = FileCheckPoll
+		// the file is read when inotify says it changed, and its state
+		// is known at once: no timers, retries or alpha
 		return
 	}
 	c.DelayLoop = pick(func(cm *common) *time.Duration { return cm.delayLoop }, DefaultDelayLoop)

@@ -35,7 +35,7 @@
 //     init_file [VALUE] [overwrite]; tracked by vrrp_instance and
 //     vrrp_sync_group track_file and by real_server FILE_CHECK. gvsd reads
 //     the file when inotify says it was written and closed, renamed in or
-//     out, created or removed (as keepalived; a FILE_CHECK also every
+//     out, created or removed (as keepalived; a FILE_CHECK has no
 //     delay_loop), or every 250 ms while its directory cannot be watched:
 //     the number at its start, as strtol reads it; a missing file reads 0.
 //   - vrrp_track_process NAME: process NAME|PATH [PARAMS...],

@@ -96,8 +96,8 @@ func (c *compiler) checker(ch *config.Checker, rs *config.RealServer) []check.Sp
 
 // fileCheck compiles a FILE_CHECK: the track_file block it names gives
 // the path, and its weight unless the checker sets one. The file is read
-// every config.FileCheckPoll and its number is the state: no retries, no
-// warmup.
+// at the start and whenever it changes, and its number is the state: no
+// delay_loop, no retries, no warmup.
 func (c *compiler) fileCheck(ch *config.Checker) []check.Spec {
 	f, ok := c.cfg.TrackFileBlock(ch.File.TrackFile)
 	if !ok {
