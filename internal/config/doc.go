@@ -42,7 +42,8 @@
 //     param_match [initial|partial], full_command, quorum, quorum_max,
 //     weight [reverse], delay, terminate_delay, fork_delay. gvsd counts
 //     from /proc once, then follows the kernel's process events (the
-//     netlink proc connector, as keepalived), or scans /proc every second
+//     netlink proc connector, as keepalived; one socket for every block),
+//     or scans /proc every second
 //     where they do not reach it (another PID or network namespace than
 //     the host's): a process matches by its comm (15 bytes), or with
 //     full_command or parameters by the first word of its command line

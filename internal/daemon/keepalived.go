@@ -59,6 +59,9 @@ type keepalived struct {
 	vrrp  map[string]*vrrpUnit // by instance or sync group name
 	mail  *mailer
 	links vrrp.Links // the interfaces' states, made by the first plan with VRRP
+	// procs is the one subscription to the kernel's process events that
+	// every vrrp_track_process shares.
+	procs *vrrp.ProcEvents
 	// vips are the virtual addresses the VRRP instances hold now
 	// (MASTER), for ha_suspend.
 	vips map[netip.Addr]int
@@ -94,7 +97,7 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, s
 	k := &keepalived{path: path, engine: dir.Engine(), dir: dir, syncd: syncd, log: log, ctx: kctx, cancel: cancel,
 		requests: make(chan request), vrrpEvents: make(chan vrrpEvent, 256), done: make(chan struct{}),
 		lvs: map[string]*lvsUnit{}, vrrp: map[string]*vrrpUnit{}, vips: map[netip.Addr]int{},
-		sync: syncRole{retry: syncRetry}}
+		procs: vrrp.NewProcEvents(), sync: syncRole{retry: syncRetry}}
 	k.shown.Store(&shown{})
 	if path == "" {
 		close(k.done)

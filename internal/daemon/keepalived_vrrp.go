@@ -132,7 +132,7 @@ func (k *keepalived) startVRRPUnit(u *vrrpUnit) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			vrrp.RunProcess(ctx, k.log, p, vrrp.DefaultProcessPoll, func(ok bool) {
+			vrrp.RunProcess(ctx, k.log, k.procs, p, vrrp.DefaultProcessPoll, func(ok bool) {
 				for _, inst := range u.insts {
 					inst.SetProcessResult(p.Name, ok)
 				}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/clock"
@@ -161,12 +162,16 @@ func (p *TrackProcess) Equal(o *TrackProcess) bool {
 // result at once, then each change once it has lasted TerminateDelay
 // (quorum lost) or ForkDelay (regained). It counts once from /proc, then
 // follows the kernel's process events (forks, execs, comm changes and
-// exits, by the netlink proc connector), looking at only the process
-// each one names. Where those events do not reach gvsd (without
+// exits, by the netlink proc connector) from events, shared with the
+// other trackers (nil: a subscription of its own), looking at only the
+// process each one names. Where those events do not reach gvsd (without
 // CAP_NET_ADMIN, or in a PID or network namespace other than the
 // host's) it scans /proc every poll (DefaultProcessPoll when 0).
-func RunProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time.Duration, report func(ok bool)) {
-	runProcess(ctx, log, p, poll, clock.System, report)
+func RunProcess(ctx context.Context, log *slog.Logger, events *ProcEvents, p TrackProcess, poll time.Duration, report func(ok bool)) {
+	if events == nil {
+		events = NewProcEvents()
+	}
+	runProcess(ctx, log, events, p, poll, clock.System, report)
 }
 
 // processTracker is RunProcess's state.
@@ -185,7 +190,7 @@ type processTracker struct {
 // runProcess is RunProcess with the clock that times TerminateDelay and
 // ForkDelay (the /proc poll, only how often to look, keeps the system's
 // ticker).
-func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time.Duration, clk clock.Clock, report func(ok bool)) {
+func runProcess(ctx context.Context, log *slog.Logger, events *ProcEvents, p TrackProcess, poll time.Duration, clk clock.Clock, report func(ok bool)) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -197,13 +202,13 @@ func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time
 	// nothing between the two counts is missed.
 	t.scan()
 	t.decide(clk.Now())
-	events, err := subscribeProcEvents()
+	l, err := events.listen()
 	if err != nil {
 		log.Info(fmt.Sprintf("vrrp_track_process %s: process events unavailable (%v); scanning /proc every %s", p.Name, err, poll))
 	}
 	defer func() {
-		if events != nil {
-			events.close()
+		if l != nil {
+			events.leave(l)
 		}
 	}()
 	t.scan()
@@ -213,18 +218,8 @@ func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time
 		context.AfterFunc(ctx, tk.Stop)
 		tick = tk.C
 	}
-	if events == nil {
+	if l == nil {
 		pollNow()
-	}
-	// Events were lost (the socket's buffer overflowed, or it failed):
-	// listen again and count afresh.
-	relisten := func(why error) {
-		events.close()
-		if events, err = subscribeProcEvents(); err != nil {
-			log.Warn(fmt.Sprintf("vrrp_track_process %s: process events lost (%v, then %v); scanning /proc every %s", p.Name, why, err, poll))
-			pollNow()
-		}
-		t.scan()
 	}
 	// due fires when a pending change is due, at dueAt; it is made
 	// again only when that time moves
@@ -246,9 +241,10 @@ func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time
 			}
 		}
 		var evc <-chan netlink.ProcEvent
-		var errc <-chan error
-		if events != nil {
-			evc, errc = events.ch, events.errs
+		var lost <-chan struct{}
+		var ended <-chan error
+		if l != nil {
+			evc, lost, ended = l.ch, l.lost, l.ended
 		}
 		select {
 		case <-ctx.Done():
@@ -257,14 +253,15 @@ func runProcess(ctx context.Context, log *slog.Logger, p TrackProcess, poll time
 			t.scan()
 		case <-due:
 			due, dueAt, stopDue = nil, time.Time{}, func() {}
-		case e, ok := <-evc:
-			if !ok {
-				relisten(errors.New("the event channel closed"))
-				continue
-			}
+		case e := <-evc:
 			t.event(e)
-		case err := <-errc:
-			relisten(err)
+		case <-lost: // events were dropped: count afresh
+			t.scan()
+		case err := <-ended:
+			log.Warn(fmt.Sprintf("vrrp_track_process %s: process events lost (%v); scanning /proc every %s", p.Name, err, poll))
+			l = nil
+			pollNow()
+			t.scan()
 		}
 	}
 }
@@ -335,6 +332,147 @@ func (t *processTracker) decide(now time.Time) time.Duration {
 	t.log.Info("vrrp_track_process result", "process", t.p.Name, "running", n, "ok", ok)
 	t.report(ok)
 	return 0
+}
+
+// ProcEvents shares one subscription to the kernel's process events
+// among every tracker that listens (one per gvsd): it subscribes when
+// the first listens and ends the subscription when the last leaves, and
+// hands each event to every listener. The subscription proves itself
+// once (subscribeProcEvents); where it cannot, the failure stands for
+// the ProcEvents' lifetime, since what causes it (capabilities,
+// namespaces) does not change while gvsd runs, and every tracker polls.
+type ProcEvents struct {
+	mu          sync.Mutex
+	listeners   map[*procListener]struct{} // the current stream's
+	stream      *procStream                // nil: none open
+	unavailable error                      // why a subscription failed
+}
+
+// procListener is one tracker's share of the events.
+type procListener struct {
+	ch    chan netlink.ProcEvent
+	lost  chan struct{} // events were dropped (its channel, or the socket, overflowed): count afresh
+	ended chan error    // the subscription ended and could not be renewed: poll
+}
+
+// procStream is the goroutine that reads a subscription.
+type procStream struct {
+	stop, done chan struct{}
+}
+
+// NewProcEvents returns a ProcEvents with no subscription yet.
+func NewProcEvents() *ProcEvents {
+	return &ProcEvents{listeners: map[*procListener]struct{}{}}
+}
+
+// listen adds a listener, subscribing if it is the first.
+func (h *ProcEvents) listen() (*procListener, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stream == nil {
+		if h.unavailable != nil {
+			return nil, h.unavailable
+		}
+		sub, err := subscribeProcEvents()
+		if err != nil {
+			h.unavailable = err
+			return nil, err
+		}
+		h.stream = &procStream{stop: make(chan struct{}), done: make(chan struct{})}
+		go h.read(h.stream, sub)
+	}
+	l := newProcListener(1024)
+	h.listeners[l] = struct{}{}
+	return l, nil
+}
+
+// leave removes a listener; the last one ends the subscription.
+func (h *ProcEvents) leave(l *procListener) {
+	h.mu.Lock()
+	delete(h.listeners, l)
+	var st *procStream
+	if len(h.listeners) == 0 && h.stream != nil {
+		st, h.stream = h.stream, nil
+	}
+	h.mu.Unlock()
+	if st != nil {
+		close(st.stop)
+		<-st.done
+	}
+}
+
+// read hands sub's events to the listeners until st stops. A failed
+// subscription (the kernel dropped events) is renewed.
+func (h *ProcEvents) read(st *procStream, sub *procEvents) {
+	defer close(st.done)
+	for sub != nil {
+		select {
+		case <-st.stop:
+			sub.close()
+			return
+		case ev, ok := <-sub.ch:
+			if ok {
+				h.fanOut(ev)
+				continue
+			}
+			sub = h.renew(st, sub, errors.New("the event channel closed"))
+		case err := <-sub.errs:
+			sub = h.renew(st, sub, err)
+		}
+	}
+}
+
+func (h *ProcEvents) fanOut(ev netlink.ProcEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for l := range h.listeners {
+		select {
+		case l.ch <- ev:
+		default:
+			l.dropped()
+		}
+	}
+}
+
+// newProcListener returns a listener that holds up to n events.
+func newProcListener(n int) *procListener {
+	return &procListener{ch: make(chan netlink.ProcEvent, n), lost: make(chan struct{}, 1), ended: make(chan error, 1)}
+}
+
+func (l *procListener) dropped() {
+	select {
+	case l.lost <- struct{}{}:
+	default:
+	}
+}
+
+// renew replaces the failed subscription old: the listeners count
+// afresh on the new one, or (none) are told to poll. nil when there is
+// no new one, or st was stopped meanwhile.
+func (h *ProcEvents) renew(st *procStream, old *procEvents, why error) *procEvents {
+	old.close()
+	sub, err := subscribeProcEvents()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stream != st { // the last listener left meanwhile
+		if sub != nil {
+			sub.close()
+		}
+		return nil
+	}
+	if err != nil {
+		err = fmt.Errorf("%v, then %v", why, err)
+		for l := range h.listeners {
+			l.ended <- err
+		}
+		clear(h.listeners)
+		h.stream, h.unavailable = nil, err
+		return nil
+	}
+	for l := range h.listeners {
+		l.dropped()
+	}
+	return sub
 }
 
 // procEvents is a subscription to the kernel's process events.

@@ -2,15 +2,22 @@ package vrrp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/gvs-lb/gvs/internal/clock"
 )
@@ -49,7 +56,8 @@ func TestTrackProcessMatches(t *testing.T) {
 
 // procRunner starts processes of a distinctive name: a symlink to sleep
 // in a temporary directory, so comm is the link's name and argv[0] its
-// path. Every process is killed by pid when the test ends.
+// path; each runner of the test process has a name of its own. Every
+// process is killed by pid when the test ends.
 type procRunner struct {
 	t    *testing.T
 	path string
@@ -64,13 +72,15 @@ func newProcRunner(t *testing.T) *procRunner {
 		}
 		t.Skipf("no sleep binary: %v", err)
 	}
-	name := fmt.Sprintf("gvst%d", os.Getpid()%100000000) // under 15 bytes, unique on the host
+	name := fmt.Sprintf("gvst%d%c", os.Getpid()%100000000, 'a'+runners.Add(1)%26) // under 15 bytes, unique on the host
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.Symlink(sleep, path); err != nil {
 		t.Fatal(err)
 	}
 	return &procRunner{t: t, path: path, name: name}
 }
+
+var runners atomic.Int32
 
 func (r *procRunner) start(args ...string) *exec.Cmd {
 	r.t.Helper()
@@ -148,6 +158,16 @@ func (r *results) report(ok bool) {
 	r.n.Add(1)
 }
 
+// pollingEvents is a ProcEvents whose subscription failed, as where the
+// kernel's events do not reach gvsd: its trackers scan /proc.
+func pollingEvents() *ProcEvents {
+	e := NewProcEvents()
+	e.unavailable = errors.New("no process events (test)")
+	return e
+}
+
+// TestRunProcessQuorum: the quorum and quorum_max, followed by scanning
+// /proc (the fallback where the kernel's process events do not arrive).
 func TestRunProcessQuorum(t *testing.T) {
 	r := newProcRunner(t)
 	a := r.start()
@@ -156,7 +176,7 @@ func TestRunProcessQuorum(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		RunProcess(ctx, slog.New(slog.DiscardHandler), TrackProcess{Name: "p", Process: r.name, Quorum: 2, QuorumMax: 3}, 20*time.Millisecond, res.report)
+		RunProcess(ctx, slog.New(slog.DiscardHandler), pollingEvents(), TrackProcess{Name: "p", Process: r.name, Quorum: 2, QuorumMax: 3}, 20*time.Millisecond, res.report)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	want := func(what string, ok bool) {
@@ -195,7 +215,7 @@ func TestRunProcessDelays(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		runProcess(ctx, slog.New(slog.DiscardHandler), p, 20*time.Millisecond, clk,
+		runProcess(ctx, slog.New(slog.DiscardHandler), NewProcEvents(), p, 20*time.Millisecond, clk,
 			func(ok bool) { reports <- report{ok, clk.Now()} })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -309,7 +329,7 @@ func TestInstanceTracksProcess(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				RunProcess(ctx, slog.New(slog.DiscardHandler), proc, 20*time.Millisecond, func(ok bool) { inst.SetProcessResult("app", ok) })
+				RunProcess(ctx, slog.New(slog.DiscardHandler), nil, proc, 20*time.Millisecond, func(ok bool) { inst.SetProcessResult("app", ok) })
 			}()
 			t.Cleanup(func() { cancel(); <-done })
 			want := func(st State, prio uint8) {
@@ -345,7 +365,7 @@ func TestRunProcessFollowsEvents(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		RunProcess(ctx, slog.New(slog.DiscardHandler), TrackProcess{Name: "p", Process: r.name, Quorum: 1, QuorumMax: 1}, time.Hour, res.report)
+		RunProcess(ctx, slog.New(slog.DiscardHandler), nil, TrackProcess{Name: "p", Process: r.name, Quorum: 1, QuorumMax: 1}, time.Hour, res.report)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	want := func(what string, ok bool, reports int32) {
@@ -362,4 +382,122 @@ func TestRunProcessFollowsEvents(t *testing.T) {
 	want("one again: passes", true, 4)
 	r.kill(a)
 	want("none: fails", false, 5)
+}
+
+// TestRunProcessSharesEvents: trackers given one ProcEvents share one
+// netlink socket to the kernel's process events (counted in
+// /proc/self/fd), each still sees its own process start and die with no
+// /proc scan (their poll is an hour), and the socket is closed once the
+// last tracker stops.
+func TestRunProcessSharesEvents(t *testing.T) {
+	ev, err := subscribeProcEvents()
+	if err != nil {
+		// not something the project can install: the kernel sends them
+		// only to root in the host's PID and network namespaces
+		t.Skipf("process events unavailable here: %v", err)
+	}
+	ev.close()
+	if n := connectorSockets(t); n != 0 {
+		t.Fatalf("%d proc connector sockets open before the trackers start", n)
+	}
+	const trackers = 3
+	events := NewProcEvents()
+	runners := make([]*procRunner, trackers)
+	res := make([]results, trackers)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range runners {
+		runners[i] = newProcRunner(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			RunProcess(ctx, slog.New(slog.DiscardHandler), events, TrackProcess{Name: runners[i].name, Process: runners[i].name, Quorum: 1, QuorumMax: 1},
+				time.Hour, res[i].report)
+		}()
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			wg.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	// want waits for tracker i's reports; the wait bounds a hang, an
+	// hour-long poll cannot be what ends it
+	want := func(i int, what string, ok bool, reports int32) {
+		t.Helper()
+		waitUntil(t, 10*time.Second, fmt.Sprintf("tracker %d: %s", i, what), func() bool {
+			return res[i].n.Load() == reports && (res[i].last.Load() == 1) == ok
+		})
+	}
+	for i := range runners {
+		want(i, "none running: fails", false, 1)
+	}
+	if n := connectorSockets(t); n != 1 {
+		t.Errorf("%d trackers hold %d proc connector sockets, want 1", trackers, n)
+	}
+	for i, r := range runners {
+		p := r.start()
+		want(i, "its process started: passes", true, 2)
+		r.kill(p)
+		want(i, "its process died: fails", false, 3)
+	}
+	for i := range runners {
+		if n := res[i].n.Load(); n != 3 {
+			t.Errorf("tracker %d reported %d times, want 3 (the other trackers' processes are not its own)", i, n)
+		}
+	}
+	stop()
+	if n := connectorSockets(t); n != 0 {
+		t.Errorf("%d proc connector sockets open after the trackers stopped, want 0", n)
+	}
+}
+
+// connectorSockets counts this process's open NETLINK_CONNECTOR sockets:
+// the inodes /proc/self/net/netlink lists for protocol 11 that are among
+// its descriptors.
+func connectorSockets(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/net/netlink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 10 && f[1] == strconv.Itoa(unix.NETLINK_CONNECTOR) {
+			inodes[f[len(f)-1]] = true
+		}
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, "socket:[") && inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] {
+			n++
+		}
+	}
+	return n
+}
+
+// TestProcEventsSlowListener: a listener whose events pile up is told
+// it lost some (its tracker counts afresh) and holds up no other one.
+func TestProcEventsSlowListener(t *testing.T) {
+	h := NewProcEvents()
+	slow, fast := newProcListener(1), newProcListener(3)
+	h.listeners[slow], h.listeners[fast] = struct{}{}, struct{}{}
+	for range 3 {
+		h.fanOut(netlink.ProcEvent{Msg: &netlink.ExitProcEvent{ProcessPid: 1, ProcessTgid: 1}})
+	}
+	if len(slow.ch) != 1 || len(slow.lost) != 1 {
+		t.Errorf("slow listener: %d events queued, lost %v; want 1 and lost", len(slow.ch), len(slow.lost) == 1)
+	}
+	if len(fast.ch) != 3 || len(fast.lost) != 0 {
+		t.Errorf("other listener: %d events queued, lost %v; want all 3 and none lost", len(fast.ch), len(fast.lost) == 1)
+	}
 }
