@@ -57,6 +57,23 @@ func (s *locality) now() time.Time {
 	return time.Now()
 }
 
+// expire runs the collector of s's table at now: at a full check it
+// drops the entries unused for the expiration, else (the table over its
+// size) those unused for lblcEntryTimeout. lastUse is an entry's last use.
+func expire[E any](s *locality, now time.Time, table map[netip.Addr]E, lastUse func(E) time.Time) {
+	s.gc.run(now, len(table), func(full bool) {
+		idle := lblcEntryTimeout
+		if full {
+			idle = s.Expiry
+		}
+		for a, e := range table {
+			if now.Sub(lastUse(e)) >= idle {
+				delete(table, a)
+			}
+		}
+	})
+}
+
 type lblcEntry struct {
 	dest    *Dest
 	lastUse time.Time
@@ -72,13 +89,7 @@ func (s *lblc) Schedule(c Conn) *Dest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	s.gc.run(now, len(s.table), func(full bool) {
-		for a, e := range s.table {
-			if (full && now.Sub(e.lastUse) >= s.Expiry) || (!full && now.Sub(e.lastUse) >= lblcEntryTimeout) {
-				delete(s.table, a)
-			}
-		}
-	})
+	expire(&s.locality, now, s.table, func(e *lblcEntry) time.Time { return e.lastUse })
 
 	daddr := c.Virtual.Addr().Unmap()
 	if e, ok := s.table[daddr]; ok {

@@ -87,13 +87,7 @@ func (s *lblcr) Schedule(c Conn) *Dest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	s.gc.run(now, len(s.table), func(full bool) {
-		for a, e := range s.table {
-			if (full && now.Sub(e.lastUse) >= s.Expiry) || (!full && now.Sub(e.lastUse) >= lblcEntryTimeout) {
-				delete(s.table, a)
-			}
-		}
-	})
+	expire(&s.locality, now, s.table, func(e *lblcrEntry) time.Time { return e.lastUse })
 
 	daddr := c.Virtual.Addr().Unmap()
 	e, ok := s.table[daddr]
