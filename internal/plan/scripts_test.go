@@ -62,11 +62,11 @@ virtual_server 198.18.0.10 80 {
 	if len(ic.TrackScripts) != 1 || ic.TrackScripts[0].Name != "chk" {
 		t.Errorf("VI_1 tracks %+v, want chk alone", ic.TrackScripts)
 	}
-	if ic.NotifyMaster.RunAs == nil || *ic.NotifyMaster.RunAs != *nobody {
-		t.Errorf("notify_master %+v, want it as 65534:65533", ic.NotifyMaster)
+	if ic.Notify.Master.RunAs == nil || *ic.Notify.Master.RunAs != *nobody {
+		t.Errorf("notify_master %+v, want it as 65534:65533", ic.Notify.Master)
 	}
-	if !ic.NotifyBackup.IsZero() {
-		t.Errorf("the refused notify_backup is still there: %+v", ic.NotifyBackup)
+	if !ic.Notify.Backup.IsZero() {
+		t.Errorf("the refused notify_backup is still there: %+v", ic.Notify.Backup)
 	}
 
 	rs := p.Services[0].Check.RealServers[0]

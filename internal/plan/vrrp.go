@@ -92,13 +92,18 @@ func (c *compiler) vrrp() []VRRPUnit {
 	for i := range units {
 		u := &units[i]
 		if g := u.GroupBlock; g != nil {
-			u.Group = &vrrp.SyncGroup{Name: g.Name, Instances: g.Group, NotifyMaster: scriptCmd(g.Notify.Master),
-				NotifyBackup: scriptCmd(g.Notify.Backup), NotifyFault: scriptCmd(g.Notify.Fault),
-				NotifyStop: scriptCmd(g.Notify.Stop), Notify: scriptCmd(g.Notify.Any)}
+			u.Group = &vrrp.SyncGroup{Name: g.Name, Instances: g.Group, Notify: notifyCmds(g.Notify)}
 		}
 	}
 	slices.SortFunc(units, func(a, b VRRPUnit) int { return strings.Compare(a.Name, b.Name) })
 	return units
+}
+
+// notifyCmds is an instance's or a sync group's notify scripts as vrrp
+// runs them.
+func notifyCmds(n config.Notify) vrrp.Notify {
+	return vrrp.Notify{Master: scriptCmd(n.Master), Backup: scriptCmd(n.Backup), Fault: scriptCmd(n.Fault),
+		Stop: scriptCmd(n.Stop), Any: scriptCmd(n.Any)}
 }
 
 // instance compiles a vrrp_instance (with the tracking of its sync group)
@@ -120,9 +125,7 @@ func (c *compiler) instance(in *config.VRRPInstance, u *VRRPUnit) (vrrp.Instance
 		NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay, DontTrackPrimary: in.DontTrackPrimary,
 		UnicastSrcIP: in.UnicastSrcIP, MCastSrcIP: in.McastSrcIP, CheckUnicastSrc: g.VRRPCheckUnicastSrc,
 		UseVMAC: in.UseVMAC, VMACName: in.VMACName, VMACXmitBase: in.VMACXmitBase,
-		NotifyMaster: scriptCmd(in.Notify.Master), NotifyBackup: scriptCmd(in.Notify.Backup),
-		NotifyFault: scriptCmd(in.Notify.Fault), NotifyStop: scriptCmd(in.Notify.Stop),
-		Notify:                  scriptCmd(in.Notify.Any),
+		Notify:                  notifyCmds(in.Notify),
 		GARPMasterDelay:         in.GarpMasterDelay,
 		GARPMasterRepeat:        in.GarpMasterRepeat,
 		GARPMasterRefresh:       in.GarpMasterRefresh,

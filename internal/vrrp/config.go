@@ -112,11 +112,7 @@ type InstanceConfig struct {
 	TrackFiles       []TrackRef       // track_file
 	TrackProcesses   []TrackRef       // track_process
 
-	NotifyMaster script.Cmd // notify_master
-	NotifyBackup script.Cmd // notify_backup
-	NotifyFault  script.Cmd // notify_fault
-	NotifyStop   script.Cmd // notify_stop
-	Notify       script.Cmd // notify: gets INSTANCE name state priority
+	Notify Notify // Any gets INSTANCE name state priority
 
 	GARPMasterDelay         time.Duration // garp_master_delay (default 5 s; 0 or less: no second burst)
 	GARPMasterRepeat        int           // garp_master_repeat (default 5)
@@ -127,9 +123,37 @@ type InstanceConfig struct {
 
 // SyncGroup is a vrrp_sync_group: its instances change state together.
 type SyncGroup struct {
-	Name                                                        string
-	Instances                                                   []string
-	NotifyMaster, NotifyBackup, NotifyFault, NotifyStop, Notify script.Cmd
+	Name      string
+	Instances []string
+	Notify    Notify // Any gets GROUP name state
+}
+
+// Notify is the scripts an instance or a sync group runs when its state
+// changes: notify_master, notify_backup, notify_fault and notify_stop on
+// entering that state, notify (Any) on every change.
+type Notify struct {
+	Master, Backup, Fault, Stop, Any script.Cmd
+}
+
+// entering is the script for entering s (none for INIT).
+func (n *Notify) entering(s State) script.Cmd {
+	switch s {
+	case StateMaster:
+		return n.Master
+	case StateBackup:
+		return n.Backup
+	case StateFault:
+		return n.Fault
+	case StateStop:
+		return n.Stop
+	}
+	return script.Cmd{}
+}
+
+// Equal reports whether n and o run the same scripts.
+func (n Notify) Equal(o Notify) bool {
+	return n.Master.Equal(o.Master) && n.Backup.Equal(o.Backup) && n.Fault.Equal(o.Fault) &&
+		n.Stop.Equal(o.Stop) && n.Any.Equal(o.Any)
 }
 
 // IPv6 reports whether the instance runs VRRP over IPv6 (its first VIP is
@@ -235,14 +259,7 @@ func (c *InstanceConfig) Equal(o *InstanceConfig) bool {
 		!slices.EqualFunc(a.TrackFiles, b.TrackFiles, TrackRef.equal) || !slices.EqualFunc(a.TrackProcesses, b.TrackProcesses, TrackRef.equal) {
 		return false
 	}
-	for _, p := range []struct{ a, b *script.Cmd }{{&a.NotifyMaster, &b.NotifyMaster}, {&a.NotifyBackup, &b.NotifyBackup},
-		{&a.NotifyFault, &b.NotifyFault}, {&a.NotifyStop, &b.NotifyStop}, {&a.Notify, &b.Notify}} {
-		if !p.a.Equal(*p.b) {
-			return false
-		}
-		*p.a, *p.b = script.Cmd{}, script.Cmd{}
-	}
-	return a.comparable() == b.comparable()
+	return a.Notify.Equal(b.Notify) && a.comparable() == b.comparable()
 }
 
 // comparable is c without its slices: every other field compares with ==.
@@ -287,9 +304,7 @@ func (r TrackRef) equal(o TrackRef) bool {
 
 // Equal reports whether g and o are the same sync group.
 func (g *SyncGroup) Equal(o *SyncGroup) bool {
-	return g.Name == o.Name && slices.Equal(g.Instances, o.Instances) && g.NotifyMaster.Equal(o.NotifyMaster) &&
-		g.NotifyBackup.Equal(o.NotifyBackup) && g.NotifyFault.Equal(o.NotifyFault) &&
-		g.NotifyStop.Equal(o.NotifyStop) && g.Notify.Equal(o.Notify)
+	return g.Name == o.Name && slices.Equal(g.Instances, o.Instances) && g.Notify.Equal(o.Notify)
 }
 
 // Equal reports whether s and o are the same vrrp_script.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/internal/notify"
-	"github.com/gvs-lb/gvs/internal/script"
 	"github.com/gvs-lb/gvs/internal/trackfile"
 )
 
@@ -759,19 +758,8 @@ func (r *runner) changed(s State) {
 		r.garpAt, r.refreshAt = time.Time{}, time.Time{}
 	}
 	r.log.Info("entering "+s.String()+" state", "priority", r.m.Priority())
-	var sc script.Cmd
-	switch s {
-	case StateMaster:
-		sc = r.cfg.NotifyMaster
-	case StateBackup:
-		sc = r.cfg.NotifyBackup
-	case StateFault:
-		sc = r.cfg.NotifyFault
-	case StateStop:
-		sc = r.cfg.NotifyStop
-	}
-	r.notify.run(sc)
-	r.notify.run(r.cfg.Notify, "INSTANCE", r.cfg.Name, s.String(), fmt.Sprint(r.m.Priority()))
+	r.notify.run(r.cfg.Notify.entering(s))
+	r.notify.run(r.cfg.Notify.Any, "INSTANCE", r.cfg.Name, s.String(), fmt.Sprint(r.m.Priority()))
 	if r.opt.FIFO != nil {
 		r.opt.FIFO.WriteLine(notify.InstanceLine(r.cfg.Name, s.String(), r.m.Priority()))
 	}

@@ -221,8 +221,8 @@ func TestInstanceTrackingAndNotify(t *testing.T) {
 	masterLog := filepath.Join(dir, "master.log")
 	trackFile := filepath.Join(dir, "track")
 	cfg := memConfig("VI_1", 1, 200, "198.18.0.1")
-	cfg.Notify = script.Cmd{Line: "echo >>" + log}
-	cfg.NotifyMaster = script.Cmd{Line: "echo master >>" + masterLog}
+	cfg.Notify.Any = script.Cmd{Line: "echo >>" + log}
+	cfg.Notify.Master = script.Cmd{Line: "echo master >>" + masterLog}
 	cfg.TrackScripts = []TrackRef{{Name: "chk"}}
 	cfg.TrackInterfaces = []TrackInterface{{Name: "uplink", Weight: -50}}
 	cfg.TrackFiles = []TrackRef{{Name: "tf"}}
@@ -388,7 +388,7 @@ func testSyncGroup(t *testing.T) {
 		})
 	}
 	notify := filepath.Join(t.TempDir(), "group.log")
-	g, err := NewGroup(SyncGroup{Name: "G", Instances: []string{"VI_A", "VI_B"}, Notify: script.Cmd{Line: "echo >>" + notify}},
+	g, err := NewGroup(SyncGroup{Name: "G", Instances: []string{"VI_A", "VI_B"}, Notify: Notify{Any: script.Cmd{Line: "echo >>" + notify}}},
 		[]*Instance{a, b}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

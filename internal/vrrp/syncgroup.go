@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/gvs-lb/gvs/internal/notify"
-	"github.com/gvs-lb/gvs/internal/script"
 )
 
 // Group runs a vrrp_sync_group: when one member becomes MASTER the others
@@ -89,19 +88,8 @@ func (g *Group) changed(from *Instance, s State) {
 		}
 	}
 	if newState != old {
-		var sc script.Cmd
-		switch newState {
-		case StateMaster:
-			sc = g.cfg.NotifyMaster
-		case StateBackup:
-			sc = g.cfg.NotifyBackup
-		case StateFault:
-			sc = g.cfg.NotifyFault
-		case StateStop:
-			sc = g.cfg.NotifyStop
-		}
-		g.notify.run(sc)
-		g.notify.run(g.cfg.Notify, "GROUP", g.cfg.Name, newState.String())
+		g.notify.run(g.cfg.Notify.entering(newState))
+		g.notify.run(g.cfg.Notify.Any, "GROUP", g.cfg.Name, newState.String())
 		if w := g.members[0].opt.FIFO; w != nil {
 			w.WriteLine(notify.GroupLine(g.cfg.Name, newState.String()))
 		}
