@@ -20,11 +20,7 @@ import (
 
 // l4Sum is the offset of the TCP or UDP checksum in an untagged frame.
 func l4Sum(b []byte) int {
-	proto := b[14+9]
-	if binary.BigEndian.Uint16(b[12:]) != 0x0800 {
-		proto = b[14+6]
-	}
-	if proto == 6 {
+	if ipProto(b) == 6 {
 		return l4At(b) + 16
 	}
 	return l4At(b) + 6
@@ -33,16 +29,17 @@ func l4Sum(b []byte) int {
 // seedOf is the folded pseudo-header sum of an untagged frame as it is:
 // what the kernel puts into the field of a CHECKSUM_PARTIAL packet.
 func seedOf(b []byte) uint16 {
-	l4 := b[l4At(b):]
-	var sum uint32
+	return ^checksum(nil, pseudoOf(b))
+}
+
+// pseudoOf is the unfolded pseudo-header sum of an untagged frame, its L4
+// length as it is.
+func pseudoOf(b []byte) uint32 {
+	n := len(b) - l4At(b)
 	if binary.BigEndian.Uint16(b[12:]) == 0x0800 {
-		ip := b[14:l4At(b)]
-		sum = pseudo4([4]byte(ip[12:16]), [4]byte(ip[16:20]), ip[9], len(l4))
-	} else {
-		ip := b[14:54]
-		sum = pseudo6([16]byte(ip[8:24]), [16]byte(ip[24:40]), ip[6], len(l4))
+		return pseudo4([4]byte(b[26:30]), [4]byte(b[30:34]), ipProto(b), n)
 	}
-	return ^checksum(nil, sum)
+	return pseudo6([16]byte(b[22:38]), [16]byte(b[38:54]), ipProto(b), n)
 }
 
 // partial is b as a partial-checksum sender hands it over.
@@ -57,16 +54,7 @@ func partial(b []byte) []byte {
 func resum(b []byte) {
 	at := l4Sum(b)
 	binary.BigEndian.PutUint16(b[at:], 0)
-	l4 := b[l4At(b):]
-	var sum uint32
-	if binary.BigEndian.Uint16(b[12:]) == 0x0800 {
-		ip := b[14:l4At(b)]
-		sum = pseudo4([4]byte(ip[12:16]), [4]byte(ip[16:20]), ip[9], len(l4))
-	} else {
-		ip := b[14:54]
-		sum = pseudo6([16]byte(ip[8:24]), [16]byte(ip[24:40]), ip[6], len(l4))
-	}
-	c := checksum(l4, sum)
+	c := checksum(b[l4At(b):], pseudoOf(b))
 	if c == 0 && l4Sum(b) == l4At(b)+6 {
 		c = 0xffff
 	}
@@ -386,23 +374,12 @@ func withCsum(d ipvs.Dest) ipvs.Dest {
 // tunnelSumErr verifies the checksum a GUE (outer UDP) or GRE frame
 // carries over its inner packet.
 func tunnelSumErr(frame []byte) error {
-	var proto byte
-	var l4 []byte
+	proto := ipProto(frame)
 	var sum uint32
-	if binary.BigEndian.Uint16(frame[12:]) == 0x0800 {
-		ip := frame[14:34]
-		proto, l4 = ip[9], frame[34:]
-		if proto == 17 {
-			sum = pseudo4([4]byte(ip[12:16]), [4]byte(ip[16:20]), 17, len(l4))
-		}
-	} else {
-		ip := frame[14:54]
-		proto, l4 = ip[6], frame[54:]
-		if proto == 17 {
-			sum = pseudo6([16]byte(ip[8:24]), [16]byte(ip[24:40]), 17, len(l4))
-		}
+	if proto == 17 {
+		sum = pseudoOf(frame)
 	}
-	if c := checksum(l4, sum); c != 0 {
+	if c := checksum(frame[l4At(frame):], sum); c != 0 {
 		return fmt.Errorf("the tunnel's checksum (IP protocol %d) does not verify over the inner packet: sum %#04x", proto, c)
 	}
 	return nil

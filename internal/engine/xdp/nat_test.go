@@ -119,6 +119,14 @@ func l4At(b []byte) int {
 	return 14 + 40
 }
 
+// ipProto is the IP protocol (the IPv6 next header) of an untagged frame.
+func ipProto(b []byte) byte {
+	if binary.BigEndian.Uint16(b[12:]) == 0x0800 {
+		return b[14+9]
+	}
+	return b[14+6]
+}
+
 // srcPort is the source port of an untagged frame.
 func srcPort(b []byte) uint16 { return binary.BigEndian.Uint16(b[l4At(b):]) }
 
@@ -126,25 +134,16 @@ func srcPort(b []byte) uint16 { return binary.BigEndian.Uint16(b[l4At(b):]) }
 // an untagged frame with an independent (Go) computation.
 func validSums(t *testing.T, b []byte) {
 	t.Helper()
-	l4 := b[l4At(b):]
-	var sum uint32
-	var proto byte
+	l4, proto := b[l4At(b):], ipProto(b)
 	if binary.BigEndian.Uint16(b[12:]) == 0x0800 {
-		ip := b[14:l4At(b)]
-		if checksum(ip, 0) != 0 {
+		if checksum(b[14:l4At(b)], 0) != 0 {
 			t.Errorf("bad IPv4 header checksum")
 		}
-		proto = ip[9]
-		sum = pseudo4([4]byte(ip[12:16]), [4]byte(ip[16:20]), proto, len(l4))
 		if proto == 17 && binary.BigEndian.Uint16(l4[6:]) == 0 {
 			return
 		}
-	} else {
-		ip := b[14:54]
-		proto = ip[6]
-		sum = pseudo6([16]byte(ip[8:24]), [16]byte(ip[24:40]), proto, len(l4))
 	}
-	if checksum(l4, sum) != 0 {
+	if checksum(l4, pseudoOf(b)) != 0 {
 		t.Errorf("bad %d checksum", proto)
 	}
 }
