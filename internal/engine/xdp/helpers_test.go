@@ -171,6 +171,17 @@ func runOut(t *testing.T, e *Engine, pkt []byte) (uint32, []byte) {
 	return ret, opts.DataOut
 }
 
+// redirected runs p through e, which must redirect it, and returns the
+// frame that leaves.
+func redirected(t *testing.T, e *Engine, p pktSpec) []byte {
+	t.Helper()
+	v, out := runOut(t, e, build(p))
+	if v != xdpRedirect {
+		t.Fatalf("%s flags %#x: verdict %d, want redirect (drops %v)", p.dst, p.flags, v, e.Drops())
+	}
+	return out
+}
+
 // Packet building.
 
 type pktSpec struct {

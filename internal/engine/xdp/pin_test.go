@@ -81,11 +81,7 @@ func TestPinnedRestart(t *testing.T) {
 	send := func(t *testing.T, e *Engine, flags byte) string {
 		t.Helper()
 		spec.flags = flags
-		v, out := runOut(t, e, build(spec))
-		if v != xdpRedirect {
-			t.Fatalf("flags %#x: verdict %d, want redirect (drops %v)", flags, v, e.Drops())
-		}
-		return serverOf(out)
+		return serverOf(redirected(t, e, spec))
 	}
 
 	e1 := startEngine(t, log, opts)
@@ -176,11 +172,7 @@ func TestPinnedRestartKeepsTunnelsAndMarks(t *testing.T) {
 	send := func(t *testing.T, e *Engine, p pktSpec, flags byte) []byte {
 		t.Helper()
 		p.flags = flags
-		v, out := runOut(t, e, build(p))
-		if v != xdpRedirect {
-			t.Fatalf("%s flags %#x: verdict %d, want redirect (drops %v)", p.dst, flags, v, e.Drops())
-		}
-		return out
+		return redirected(t, e, p)
 	}
 
 	e1 := startEngine(t, log, opts)

@@ -23,11 +23,7 @@ func TestSYNReuse(t *testing.T) {
 	send := func(t *testing.T, flags byte) string {
 		t.Helper()
 		spec.flags = flags
-		v, out := runOut(t, e, build(spec))
-		if v != xdpRedirect {
-			t.Fatalf("flags %#x: verdict %d, want redirect (drops %v)", flags, v, e.Drops())
-		}
-		return serverOf(out)
+		return serverOf(redirected(t, e, spec))
 	}
 	// entry checks that the client's one entry is in state, to server n,
 	// and that the servers' counters hold it alone.
