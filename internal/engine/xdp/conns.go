@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 )
 
@@ -423,47 +424,71 @@ func deleteBatches[K any](log *slog.Logger, m *ebpf.Map, keys []K) {
 func (e *Engine) Conns() []ipvs.Conn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now, clock := monotonic(), connClock()
 	var out []ipvs.Conn
+	for _, c := range e.connList() {
+		out = append(out, ipvs.Conn{Proto: c.Proto, Client: c.Client, Virtual: c.Virtual, Dest: c.Dest,
+			State: c.State, Expires: expiresMS(c.Timeout, c.Idle)})
+	}
+	e.eachTemplate(func(s *svcState, d *destState, client netip.Addr, age time.Duration) {
+		out = append(out, ipvs.Conn{
+			Proto:   s.cfg.Proto,
+			Client:  netip.AddrPortFrom(client, 0),
+			Virtual: s.cfg.AddrPort(),
+			Dest:    d.cfg.AddrPort(),
+			State:   "NONE",
+			Expires: expiresMS(time.Duration(s.cfg.Timeout)*time.Second, age),
+		})
+	})
+	return out
+}
+
+// connList lists the connections (not NAT reply entries) of the known
+// real servers, as Conns and a sync master show them. e.mu is held.
+func (e *Engine) connList() []engine.SyncConn {
+	now := connClock()
+	var out []engine.SyncConn
 	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
 		d := e.dests[uint32(v.Dest)]
 		if d == nil || v.Flags&connReply != 0 {
 			return
 		}
-		out = append(out, ipvs.Conn{
+		out = append(out, engine.SyncConn{
 			Proto:   ipvs.Protocol(k.Proto),
 			Client:  netip.AddrPortFrom(wordsAddr(k.Saddr, k.Family), be16(k.Sport)),
 			Virtual: netip.AddrPortFrom(wordsAddr(k.Daddr, k.Family), be16(k.Dport)),
 			Dest:    d.cfg.AddrPort(),
+			Method:  d.cfg.Method,
+			FWMark:  d.svc.cfg.FWMark,
 			State:   stateName(v.State),
-			Expires: expiresMS(e.timeout(v.State), idle(clock, v.LastSeen)),
+			Timeout: e.timeout(v.State),
+			Idle:    idle(now, v.LastSeen),
 		})
 	})
 	if err != nil {
 		e.log.Warn("listing connections", "err", err)
 	}
+	return out
+}
+
+// eachTemplate calls f with each persistence template of a known service
+// and real server: the client address (masked) and the time since it was
+// last used. e.mu is held.
+func (e *Engine) eachTemplate(f func(s *svcState, d *destState, client netip.Addr, age time.Duration)) {
+	now := monotonic()
 	var pk lbPersistKey
 	var pv lbPersistVal
-	pt := e.objs.Persist.Iterate()
-	for pt.Next(&pk, &pv) {
+	it := e.objs.Persist.Iterate()
+	for it.Next(&pk, &pv) {
 		d := e.dests[pv.Dest]
 		s := e.svcByIndex(pk.Svc)
 		if d == nil || s == nil {
 			continue
 		}
-		out = append(out, ipvs.Conn{
-			Proto:   s.cfg.Proto,
-			Client:  netip.AddrPortFrom(wordsAddr(pk.Addr, uint8(pk.Family)), 0),
-			Virtual: s.cfg.AddrPort(),
-			Dest:    d.cfg.AddrPort(),
-			State:   "NONE",
-			Expires: expiresMS(time.Duration(s.cfg.Timeout)*time.Second, persistAge(now, pv.LastSeen)),
-		})
+		f(s, d, wordsAddr(pk.Addr, uint8(pk.Family)), persistAge(now, pv.LastSeen))
 	}
-	if err := pt.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
+	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
 		e.log.Warn("listing persistence templates", "err", err)
 	}
-	return out
 }
 
 // expiresMS is what is left of timeout to after age, in milliseconds.

@@ -45,68 +45,29 @@ import (
 
 var _ engine.Syncer = (*Engine)(nil)
 
-// SyncConns lists the connections (not NAT reply entries) for a sync
-// master.
+// SyncConns lists the connections (not NAT reply entries) and the
+// persistence templates for a sync master.
 func (e *Engine) SyncConns() []engine.SyncConn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := connClock()
-	var out []engine.SyncConn
-	err := e.walkConns(func(k *lbConnKey, v *lbConnVal) {
-		d := e.dests[uint32(v.Dest)]
-		if d == nil || v.Flags&connReply != 0 {
-			return
-		}
-		out = append(out, engine.SyncConn{
-			Proto:   ipvs.Protocol(k.Proto),
-			Client:  netip.AddrPortFrom(wordsAddr(k.Saddr, k.Family), be16(k.Sport)),
-			Virtual: netip.AddrPortFrom(wordsAddr(k.Daddr, k.Family), be16(k.Dport)),
-			Dest:    d.cfg.AddrPort(),
-			Method:  d.cfg.Method,
-			FWMark:  d.svc.cfg.FWMark,
-			State:   stateName(v.State),
-			Timeout: e.timeout(v.State),
-			Idle:    idle(now, v.LastSeen),
-		})
-	})
-	if err != nil {
-		e.log.Warn("listing connections to sync", "err", err)
-	}
-	return append(out, e.syncTemplates()...)
-}
-
-// syncTemplates lists the persistence templates for a sync master.
-func (e *Engine) syncTemplates() []engine.SyncConn {
-	now := monotonic()
-	var out []engine.SyncConn
-	var pk lbPersistKey
-	var pv lbPersistVal
-	it := e.objs.Persist.Iterate()
-	for it.Next(&pk, &pv) {
-		d := e.dests[pv.Dest]
-		s := e.svcByIndex(pk.Svc)
-		if d == nil || s == nil {
-			continue
-		}
+	out := e.connList()
+	e.eachTemplate(func(s *svcState, d *destState, client netip.Addr, age time.Duration) {
 		c := engine.SyncConn{
 			Proto:    s.cfg.Proto,
-			Client:   netip.AddrPortFrom(wordsAddr(pk.Addr, uint8(pk.Family)), 0),
+			Client:   netip.AddrPortFrom(client, 0),
 			Virtual:  s.cfg.AddrPort(),
 			Dest:     d.cfg.AddrPort(),
 			Method:   d.cfg.Method,
 			Template: true,
 			State:    "NONE",
 			Timeout:  time.Duration(s.cfg.Timeout) * time.Second,
-			Idle:     persistAge(now, pv.LastSeen),
+			Idle:     age,
 		}
 		if s.cfg.IsFWMark() {
 			c.FWMark, c.Virtual = s.cfg.FWMark, netip.AddrPort{}
 		}
 		out = append(out, c)
-	}
-	if err := it.Err(); err != nil {
-		e.log.Warn("listing persistence templates to sync", "err", err)
-	}
+	})
 	return out
 }
 
