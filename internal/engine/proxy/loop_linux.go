@@ -370,21 +370,8 @@ func (l *evLoop) accept(ln *loopListener) {
 // serve schedules a new client connection and connects to the real server.
 func (l *evLoop) serve(s *service, cfd int, client netip.AddrPort) {
 	e := s.e
-	if !e.admitTCP(s) {
-		resetFD(cfd)
-		return
-	}
-	if e.out.loops(client, func() netip.AddrPort { return localOfFD(cfd) }) {
-		e.loopRefused(s, client)
-		resetFD(cfd)
-		e.leaveTCP(s)
-		return
-	}
-	d, t := s.pick(client)
+	d, t := s.scheduleTCP(client, func() netip.AddrPort { return localOfFD(cfd) }, func() { resetFD(cfd) })
 	if d == nil {
-		e.noDest(s)
-		resetFD(cfd)
-		e.leaveTCP(s)
 		return
 	}
 	c := &tcpConn{svc: s, dest: d, tmpl: t, client: client}

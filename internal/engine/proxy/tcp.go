@@ -160,27 +160,38 @@ func (c *tcpConn) setState(s tcpState) {
 	c.state.Store(uint32(s))
 }
 
+// scheduleTCP admits a new client connection within the bounds and picks
+// its real server; local is the connection's local address. A connection
+// it refuses (over a bound, from gvsd itself, no real server) is reset
+// with reset, counted and logged, and d is nil.
+func (s *service) scheduleTCP(client netip.AddrPort, local func() netip.AddrPort, reset func()) (d *dest, t *template) {
+	e := s.e
+	if !e.admitTCP(s) {
+		reset()
+		return nil, nil
+	}
+	if e.out.loops(client, local) {
+		e.loopRefused(s, client)
+		reset()
+		e.leaveTCP(s)
+		return nil, nil
+	}
+	if d, t = s.pick(client); d == nil {
+		e.noDest(s)
+		reset()
+		e.leaveTCP(s)
+	}
+	return d, t
+}
+
 // serveTCP proxies one client connection: schedule, connect to the real
 // server, then move data both ways until both sides have closed.
 func (s *service) serveTCP(cc *net.TCPConn) {
 	e := s.e
 	defer e.live.Done()
-	if !e.admitTCP(s) {
-		reset(cc)
-		return
-	}
 	client := addrPortOf(cc.RemoteAddr())
-	if e.out.loops(client, func() netip.AddrPort { return addrPortOf(cc.LocalAddr()) }) {
-		e.loopRefused(s, client)
-		reset(cc)
-		e.leaveTCP(s)
-		return
-	}
-	d, t := s.pick(client)
+	d, t := s.scheduleTCP(client, func() netip.AddrPort { return addrPortOf(cc.LocalAddr()) }, func() { reset(cc) })
 	if d == nil {
-		e.noDest(s)
-		reset(cc)
-		e.leaveTCP(s)
 		return
 	}
 	pair := &netPair{cc: cc}
