@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -195,6 +196,20 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// exitCode is the exit status of a command that ran to its end with err:
+// 0 when err is nil; any other error (the command did not run) is fatal.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
 }
 
 // freePort returns a TCP port free on 127.0.0.1 (and likely on other

@@ -8,7 +8,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -660,14 +659,7 @@ func TestKeepalivedConfigTest(t *testing.T) {
 				}
 			}
 			out, err := exec.Command(filepath.Join(bin, "gvsd"), append([]string{"-t", "-f", path}, tt.args...)...).CombinedOutput()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if code != tt.code {
+			if code := exitCode(t, err); code != tt.code {
 				t.Errorf("gvsd -t exit code %d, want %d\n%s", code, tt.code, out)
 			}
 			re := regexp.MustCompile(strings.ReplaceAll(tt.want, "FILE", regexp.QuoteMeta(path)))

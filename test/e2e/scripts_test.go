@@ -5,7 +5,6 @@ package e2e
 // as keepalived does.
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -210,16 +209,6 @@ virtual_server 198.18.5.1 80 {
 			[]string{"SECURITY VIOLATION - check scripts are being executed but script_security not enabled. There are insecure scripts."}},
 		{"root's own script", vrrpConf(security, ok), 0, []string{"configuration OK"}, nil},
 	}
-	exitCode := func(err error) int {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	}
 	_, noKeepalived := exec.LookPath("keepalived")
 	if noKeepalived != nil && os.Getenv("CI") == "true" {
 		t.Fatal("CI=true and keepalived is not installed (apt-get install keepalived)")
@@ -231,7 +220,7 @@ virtual_server 198.18.5.1 80 {
 				t.Fatal(err)
 			}
 			out, err := exec.Command(filepath.Join(bin, "gvsd"), "-t", "-f", path).CombinedOutput()
-			if code := exitCode(err); code != tt.code {
+			if code := exitCode(t, err); code != tt.code {
 				t.Errorf("gvsd -t exit code %d, want %d\n%s", code, tt.code, out)
 			}
 			for _, w := range append(tt.want, tt.ka...) {
@@ -249,7 +238,7 @@ virtual_server 198.18.5.1 80 {
 			// keepalived -t needs the instance's interface: run it in the
 			// namespace.
 			kout, err := n.Cmd("keepalived", "-t", "-f", path).CombinedOutput()
-			if code := exitCode(err); code != tt.code {
+			if code := exitCode(t, err); code != tt.code {
 				t.Errorf("keepalived -t exit code %d, gvsd -t's %d\n%s", code, tt.code, kout)
 			}
 			for _, w := range tt.ka {

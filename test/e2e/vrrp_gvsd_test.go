@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -261,23 +259,13 @@ func TestVRRPv3AuthenticationAsKeepalived(t *testing.T) {
 		{"v3 with PASS", v3, 5},
 		{"v3 with AH", strings.Replace(v3, "auth_type PASS", "auth_type AH", 1), 5},
 	}
-	exit := func(err error) int {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := p.write(t, 0, tt.conf)
 			kaOut, err := p.dirs[0].Cmd("keepalived", "-t", "-l", "-n", "-f", path).CombinedOutput()
-			ka := exit(err)
+			ka := exitCode(t, err)
 			gvsdOut, err := p.dirs[0].Cmd(filepath.Join(bin, "gvsd"), "-t", "-f", path).CombinedOutput()
-			gvsd := exit(err)
+			gvsd := exitCode(t, err)
 			if ka != tt.code || gvsd != ka {
 				t.Errorf("keepalived -t exits %d, gvsd -t %d, want both %d\nkeepalived:\n%s\ngvsd:\n%s", ka, gvsd, tt.code, kaOut, gvsdOut)
 			}
