@@ -13,6 +13,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
 
+// hasAddrOn reports whether addr is on n's interface dev.
 func hasAddrOn(n *netnstest.NS, dev, addr string) bool {
 	out, err := n.Output("ip", "-o", "addr", "show", "dev", dev)
 	if err != nil {

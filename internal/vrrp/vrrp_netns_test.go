@@ -52,18 +52,8 @@ func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool)
 	return 0
 }
 
-func hasAddr(n *netnstest.NS, addr string) bool {
-	out, err := n.Output("ip", "-o", "addr", "show", "dev", "eth0")
-	if err != nil {
-		return false
-	}
-	for _, f := range strings.Fields(out) {
-		if strings.HasPrefix(f, addr+"/") {
-			return true
-		}
-	}
-	return false
-}
+// hasAddr reports whether addr is on n's eth0.
+func hasAddr(n *netnstest.NS, addr string) bool { return hasAddrOn(n, "eth0", addr) }
 
 // neverBoth polls the VIP on both sides until the test ends and fails it
 // if the VIP is on both for two polls in a row (a handover takes one).
