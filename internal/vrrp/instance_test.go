@@ -175,12 +175,21 @@ func finished(c InstanceConfig) InstanceConfig {
 	return c
 }
 
+// runMem runs an instance of cfg on opt's in-memory host (its links too,
+// unless opt has others), without logs; see runInstance.
 func runMem(t *testing.T, cfg InstanceConfig, opt Options) (*Instance, func()) {
 	t.Helper()
 	opt.Logger = slog.New(slog.DiscardHandler)
 	if h, ok := opt.Host.(*memHost); ok && opt.Links == nil {
 		opt.Links = h
 	}
+	return runInstance(t, cfg, opt)
+}
+
+// runInstance runs a new instance of cfg with opt until stop, which the
+// test's end calls too.
+func runInstance(t *testing.T, cfg InstanceConfig, opt Options) (inst *Instance, stop func()) {
+	t.Helper()
 	inst, err := NewInstance(cfg, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -190,15 +199,15 @@ func runMem(t *testing.T, cfg InstanceConfig, opt Options) (*Instance, func()) {
 	go func() {
 		defer close(done)
 		if err := inst.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
+			t.Errorf("%s: Run: %v", cfg.Name, err)
 		}
 	}()
-	stop := func() {
+	stop = func() {
 		cancel()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			t.Error("instance did not stop")
+			t.Errorf("%s did not stop", cfg.Name)
 		}
 	}
 	t.Cleanup(stop)

@@ -107,20 +107,8 @@ func TestNetnsTrackInterfaceEvents(t *testing.T) {
 		cfg := finished(InstanceConfig{Name: name, Interface: "eth0", VRID: vrid, Priority: 200, Version: 3,
 			AdvertInt: 100 * time.Millisecond, VIPs: []VIP{{Prefix: netip.MustParsePrefix(vip)}},
 			TrackInterfaces: []TrackInterface{track}})
-		inst, err := NewInstance(cfg, Options{Netns: p.a.Name, Links: links,
+		inst, _ := runInstance(t, cfg, Options{Netns: p.a.Name, Links: links,
 			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, nil)).With("ns", p.a.Name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := inst.Run(ctx); err != nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		}()
-		t.Cleanup(func() { cancel(); <-done })
 		return inst
 	}
 	weighted := start("VI_W", 61, "198.18.1.61/24", TrackInterface{Name: "trk", Weight: -50})
