@@ -13,6 +13,7 @@
  */
 #include "include/gvs_bpf.h"
 #include "toa_reader.h"
+#include "xdp_vlan.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -72,26 +73,14 @@ int toa_read(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	struct toa_key k = {};
 	struct toa_val v = {};
-	__u32 off = sizeof(*eth);
+	__u32 off;
 	__u16 proto;
 	struct tcphdr *th;
 
-	if ((void *)(eth + 1) > end)
+	if (skip_vlans(data, end, &proto, &off))
 		return XDP_PASS;
-	proto = eth->h_proto;
-#pragma unroll
-	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		struct vlan_hdr *vh = data + off;
-		if ((void *)(vh + 1) > end)
-			return XDP_PASS;
-		proto = vh->h_vlan_encapsulated_proto;
-		off += sizeof(*vh);
-	}
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data + off;
 		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP)

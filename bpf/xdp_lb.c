@@ -27,6 +27,7 @@
  */
 #include "include/gvs_bpf.h"
 #include "xdp_lb.h"
+#include "xdp_vlan.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -292,24 +293,12 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u32 off = sizeof(*eth);
+	__u32 off;
 	__u16 proto;
 	void *l4;
 
-	if ((void *)(eth + 1) > end)
+	if (skip_vlans(data, end, &proto, &off))
 		return REASON_MALFORMED;
-	proto = eth->h_proto;
-#pragma unroll
-	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		struct vlan_hdr *vh = data + off;
-		if ((void *)(vh + 1) > end)
-			return REASON_MALFORMED;
-		proto = vh->h_vlan_encapsulated_proto;
-		off += sizeof(*vh);
-	}
 	p->l3off = off;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data + off;

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -111,6 +112,7 @@ func TestReaderProgram(t *testing.T) {
 		name        string
 		src, dst    netip.AddrPort
 		tcp         []byte
+		tags        []uint16 // VLAN tags' TPIDs, outermost first
 		want        netip.AddrPort
 		wantRecords bool
 	}{
@@ -120,9 +122,18 @@ func TestReaderProgram(t *testing.T) {
 		{name: "after NOPs", src: netip.AddrPortFrom(laddr.Addr(), 31002), dst: rs, tcp: tcpHeader(append([]byte{1, 1, 1, 1}, Option(client4)...)...), want: client4},
 		{name: "last in full options", src: netip.AddrPortFrom(laddr.Addr(), 31004), dst: rs, tcp: tcpHeader(append(bytes.Repeat([]byte{1}, 32), Option(client4)...)...), want: client4},
 		{name: "without TOA", src: netip.AddrPortFrom(laddr.Addr(), 31003), dst: rs, tcp: tcpHeader(2, 4, 5, 0xb4)},
+		{name: "IPv4 behind 802.1Q", src: netip.AddrPortFrom(laddr.Addr(), 31005), dst: rs, tcp: tcpHeader(Option(client4)...),
+			tags: []uint16{0x8100}, want: client4},
+		{name: "IPv6 behind 802.1ad and 802.1Q", src: netip.AddrPortFrom(laddr6.Addr(), 31006), dst: rs6, tcp: tcpHeader(Option(client6)...),
+			tags: []uint16{0x88a8, 0x8100}, want: client6},
+		{name: "behind three tags (not read)", src: netip.AddrPortFrom(laddr.Addr(), 31007), dst: rs, tcp: tcpHeader(Option(client4)...),
+			tags: []uint16{0x88a8, 0x8100, 0x8100}},
 	}
 	for _, tc := range tests {
 		in := frame(tc.src, tc.dst, tc.tcp)
+		for i := len(tc.tags) - 1; i >= 0; i-- {
+			in = slices.Concat(in[:12], []byte{byte(tc.tags[i] >> 8), byte(tc.tags[i]), 0, byte(10 + i)}, in[12:])
+		}
 		opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
 		v, err := r.objs.ToaRead.Run(opts)
 		if err != nil {
@@ -136,7 +147,7 @@ func TestReaderProgram(t *testing.T) {
 			t.Errorf("%s: Lookup = %v, %v; want %v", tc.name, got, ok, tc.want)
 		}
 	}
-	if r.Seen() != 5 {
-		t.Errorf("Seen = %d, want 5", r.Seen())
+	if r.Seen() != 7 {
+		t.Errorf("Seen = %d, want 7", r.Seen())
 	}
 }
