@@ -87,8 +87,13 @@ func schedFlags(s *ipvs.Service) string {
 
 const anySchedFlag = ipvs.SchedFlag1 | ipvs.SchedFlag2 | ipvs.SchedFlag3
 
-// ipv4Mask is a prefix length as a dotted mask.
-func ipv4Mask(bits int) string {
+// netmaskText is a persistent service's netmask as ipvsadm writes it: a
+// prefix length for IPv6, a dotted mask for IPv4.
+func netmaskText(s *ipvs.Service) string {
+	if is6(s.Addr) {
+		return strconv.Itoa(s.Netmask)
+	}
+	bits := s.Netmask
 	m := ^uint32(0)
 	if bits < 32 {
 		m = ^(m >> uint(max(bits, 0)))
@@ -281,11 +286,7 @@ func writeService(w *bufio.Writer, s *ipvs.ServiceStatus, f Format) {
 		if s.Persistent() {
 			fmt.Fprintf(w, " -p %d", s.Timeout)
 			if !netmaskIsFull(&s.Service) {
-				if is6(s.Addr) {
-					fmt.Fprintf(w, " -M %d", s.Netmask)
-				} else {
-					fmt.Fprintf(w, " -M %s", ipv4Mask(s.Netmask))
-				}
+				w.WriteString(" -M " + netmaskText(&s.Service))
 			}
 		}
 		if s.PE != "" {
@@ -328,11 +329,7 @@ func writeService(w *bufio.Writer, s *ipvs.ServiceStatus, f Format) {
 		if s.Persistent() {
 			fmt.Fprintf(w, " persistent %d", s.Timeout)
 			if !netmaskIsFull(&s.Service) {
-				if is6(s.Addr) {
-					fmt.Fprintf(w, " mask %d", s.Netmask)
-				} else {
-					fmt.Fprintf(w, " mask %s", ipv4Mask(s.Netmask))
-				}
+				w.WriteString(" mask " + netmaskText(&s.Service))
 			}
 			if s.PE != "" {
 				fmt.Fprintf(w, " pe %s", s.PE)
