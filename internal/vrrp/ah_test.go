@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -264,7 +262,7 @@ func TestInstanceAH(t *testing.T) {
 // SealAH makes with any advert, id and sequence number opens to that
 // advert.
 func FuzzOpenAH(f *testing.F) {
-	for _, p := range [][]byte{goldenHexF(f, "ah_keepalived")[:64], make([]byte, 20), {}} {
+	for _, p := range [][]byte{goldenHex(f, "ah_keepalived")[:64], make([]byte, 20), {}} {
 		f.Add(p, uint16(1), uint32(1), false)
 	}
 	f.Fuzz(func(t *testing.T, pkt []byte, id uint16, seq uint32, unicast bool) {
@@ -280,16 +278,4 @@ func FuzzOpenAH(f *testing.F) {
 			t.Fatalf("OpenAH(SealAH(%x)) = %x, %+v, %v", pkt, inner, info, err)
 		}
 	})
-}
-
-func goldenHexF(f *testing.F, name string) []byte {
-	raw, err := os.ReadFile(filepath.Join("testdata", name+".hex"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	b, err := parseHex(string(raw))
-	if err != nil {
-		f.Fatal(err)
-	}
-	return b
 }

@@ -36,15 +36,15 @@ func parseHex(s string) ([]byte, error) {
 }
 
 // goldenHex reads testdata/NAME.hex: hex digits, '#' comments ignored.
-func goldenHex(t *testing.T, name string) []byte {
-	t.Helper()
+func goldenHex(tb testing.TB, name string) []byte {
+	tb.Helper()
 	raw, err := os.ReadFile(filepath.Join("testdata", name+".hex"))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	b, err := parseHex(string(raw))
 	if err != nil {
-		t.Fatalf("%s: %v", name, err)
+		tb.Fatalf("%s: %v", name, err)
 	}
 	return b
 }
@@ -205,15 +205,7 @@ func TestDropCounters(t *testing.T) {
 
 func FuzzUnmarshal(f *testing.F) {
 	for _, name := range []string{"v2_pass", "v3_ipv4", "v3_ipv6"} {
-		raw, err := os.ReadFile(filepath.Join("testdata", name+".hex"))
-		if err != nil {
-			f.Fatal(err)
-		}
-		b, err := parseHex(string(raw))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b, strings.Contains(name, "ipv6"))
+		f.Add(goldenHex(f, name), strings.Contains(name, "ipv6"))
 	}
 	f.Add([]byte{0x31, 1, 100, 255, 0, 100, 0, 0}, false) // count larger than the packet
 	f.Add([]byte{0x21, 1, 100, 0, 1, 1, 0, 0}, true)      // v2 over IPv6
