@@ -7,15 +7,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/gvs-lb/gvs/internal/kernelfeat"
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
 
 func requireRoot(t *testing.T) {
@@ -27,21 +26,7 @@ func requireRoot(t *testing.T) {
 // and a veth pair rs0/rs1 up.
 func inNewNS(t *testing.T) {
 	requireRoot(t)
-	runtime.LockOSThread()
-	orig, _ := netns.Get()
-	ns, err := netns.New()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		netns.Set(orig)
-		orig.Close()
-		ns.Close()
-		runtime.UnlockOSThread()
-	})
-	lo, _ := netlink.LinkByName("lo")
-	netlink.LinkSetUp(lo)
+	netnstest.EnterNew(t)
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rs0"}, PeerName: "rs1"}); err != nil {
 		t.Fatal(err)
 	}

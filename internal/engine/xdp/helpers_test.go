@@ -15,6 +15,7 @@ import (
 	"github.com/gvs-lb/gvs/internal/engine"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/kernelfeat"
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
 
 // requireRoot skips (or fails in CI) when the test cannot load BPF
@@ -68,24 +69,7 @@ func enterNS(t *testing.T, ns netns.NsHandle) {
 func labNS(t testing.TB, rs ...byte) netns.NsHandle {
 	t.Helper()
 	requireRoot(t)
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("new network namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		netns.Set(orig)
-		orig.Close()
-		ns.Close()
-		runtime.UnlockOSThread()
-	})
-	lo, _ := netlink.LinkByName("lo")
-	netlink.LinkSetUp(lo)
+	ns := netnstest.EnterNew(t)
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "gvs0", HardwareAddr: dirMAC}, PeerName: "gvs1"}
 	if err := netlink.LinkAdd(veth); err != nil {
 		t.Fatalf("veth: %v", err)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -145,6 +146,40 @@ func (n *NS) Do(fn func() error) error {
 		}
 	}()
 	return fn()
+}
+
+// EnterNew moves the test's goroutine, locked to its thread, into a fresh
+// unnamed network namespace with lo up until the test ends, and returns
+// the namespace (subtests run on goroutines of their own: they enter it
+// with netns.Set on a locked thread). It needs root, which the caller
+// checks.
+func EnterNew(t testing.TB) netns.NsHandle {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	ns, err := netns.New()
+	if err != nil {
+		orig.Close()
+		runtime.UnlockOSThread()
+		t.Fatalf("new network namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		// A thread that cannot go back stays locked and dies with the
+		// goroutine.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		orig.Close()
+		ns.Close()
+	})
+	if lo, err := netlink.LinkByName("lo"); err != nil || netlink.LinkSetUp(lo) != nil {
+		t.Fatalf("lo in the new namespace: %v", err)
+	}
+	return ns
 }
 
 // Veth links namespaces a and b with a veth pair, named aIf in a and bIf
