@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/gvs-lb/gvs/internal/kernelfeat"
+	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 )
 
 // TestMain lets the test binary be the director process too, as the
@@ -32,21 +33,7 @@ func TestMain(m *testing.M) {
 // frames reach the real server through each and that the report names
 // them. It asserts no rate: timing is for the benchmark run by hand.
 func TestSmoke(t *testing.T) {
-	missing := func(why string) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and %s", why)
-		}
-		t.Skip(why)
-	}
-	if os.Geteuid() != 0 {
-		missing("the XDP benchmark needs root (network namespaces and BPF); run as root")
-	}
-	for _, tool := range []string{"ip", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing(tool + " is not installed (apt-get install iproute2 procps)")
-		}
-	}
+	netnstest.Require(t, "sysctl")
 	targets := []string{targetDrop, targetCeiling, targetDR, targetTUN, targetNAT, targetFNAT}
 	if _, err := exec.LookPath("nft"); err == nil {
 		targets = append(targets, targetNft)
