@@ -107,12 +107,7 @@ func xdpDRLab(t *testing.T, mode string) {
 		if i >= 2 {
 			mode, port = "tun", "8080"
 		}
-		t.Setenv("GVS_XDP_ROLE", "rs")
-		t.Setenv("GVS_XDP_NAME", fmt.Sprintf("RS%d", i+1))
-		t.Setenv("GVS_XDP_MODE", mode)
-		t.Setenv("GVS_XDP_LISTEN", e2eVIP+":"+port)
-		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
-		waitListening(t, n, e2eVIP+":"+port)
+		startXDPRealServer(t, n, fmt.Sprintf("RS%d", i+1), mode, port)
 	}
 	t.Setenv("GVS_XDP_XDPMODE", mode)
 	director, ctl := startXDPDirector(t, dir, "GVS_XDP", "TestXDPHelper")
@@ -351,6 +346,19 @@ func getInNSFrom(ns string, local *net.TCPAddr, addr string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return strings.TrimSpace(string(b)), err
+}
+
+// startXDPRealServer starts TestXDPHelper in n as the real server name:
+// realserver.Setup in mode (dr or tun) and an HTTP server on the VIP's
+// port naming itself; it returns once that listens.
+func startXDPRealServer(t *testing.T, n *netnstest.NS, name, mode, port string) {
+	t.Helper()
+	t.Setenv("GVS_XDP_ROLE", "rs")
+	t.Setenv("GVS_XDP_NAME", name)
+	t.Setenv("GVS_XDP_MODE", mode)
+	t.Setenv("GVS_XDP_LISTEN", e2eVIP+":"+port)
+	n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
+	waitListening(t, n, e2eVIP+":"+port)
 }
 
 // TestXDPHelper is not a test: it is the director or a real server of

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
@@ -57,12 +56,7 @@ func TestXDPTunnelGRE(t *testing.T) {
 			}
 			mode, port = "dr", "8081" // the VIP on lo; the kernel decapsulates
 		}
-		t.Setenv("GVS_XDP_ROLE", "rs")
-		t.Setenv("GVS_XDP_NAME", fmt.Sprintf("RS%d", i+1))
-		t.Setenv("GVS_XDP_MODE", mode)
-		t.Setenv("GVS_XDP_LISTEN", e2eVIP+":"+port)
-		n.Start(os.Args[0], "-test.run=^TestXDPHelper$", "-test.v")
-		waitListening(t, n, e2eVIP+":"+port)
+		startXDPRealServer(t, n, fmt.Sprintf("RS%d", i+1), mode, port)
 	}
 	director, ctl := startXDPDirector(t, dir, "GVS_XDP", "TestXDPHelper")
 
