@@ -125,10 +125,7 @@ func TestDRVRRPLab(t *testing.T) {
 	dir2.Addr("eth0", "198.18.0.5/24")
 	l := &lab{t: t, client: client, dir: dir1, rs: rs, rsAddr: [2]string{"198.18.0.2", "198.18.0.3"}}
 	for i, n := range rs {
-		n.Addr("eth0", l.rsAddr[i]+"/24")
-		n.Addr("lo", vip+"/32")
-		n.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
-			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+		drRealServer(n, l.rsAddr[i], vip)
 		l.startRS(i)
 	}
 	dir := t.TempDir()
@@ -222,10 +219,7 @@ func TestFWMarkLab(t *testing.T) {
 	dir.Addr("eth0", vip+"/32")
 	l := &lab{t: t, client: client, dir: dir, rs: rs, rsAddr: [2]string{"198.18.0.11", "198.18.0.12"}}
 	for i, n := range rs {
-		n.Addr("eth0", l.rsAddr[i]+"/24")
-		n.Addr("lo", vip+"/32")
-		n.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
-			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+		drRealServer(n, l.rsAddr[i], vip)
 		l.startRS(i)
 		n.Start(filepath.Join(bin, "rs"), "-name", fmt.Sprintf("RS%d", i+1), "-listen", "0.0.0.0:443")
 	}

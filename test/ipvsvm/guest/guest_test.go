@@ -70,13 +70,21 @@ func drLab(t *testing.T) *lab {
 	l.dir.Addr("eth0", "198.18.0.1/24")
 	l.dir.Addr("eth0", vip+"/32")
 	for i, n := range l.rs {
-		n.Addr("eth0", l.rsAddr[i]+"/24")
-		n.Addr("lo", vip+"/32")
-		n.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
-			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+		drRealServer(n, l.rsAddr[i], vip)
 		l.startRS(i)
 	}
 	return l
+}
+
+// drRealServer gives a DR real server its address on eth0 and the VIPs
+// on lo, and makes it answer no ARP for them.
+func drRealServer(n *netnstest.NS, addr string, vips ...string) {
+	n.Addr("eth0", addr+"/24")
+	for _, v := range vips {
+		n.Addr("lo", v+"/32")
+	}
+	n.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+		"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
 }
 
 func (l *lab) startRS(i int) {
@@ -320,11 +328,7 @@ func TestSyncInterop(t *testing.T) {
 	a.Addr("eth0", vip1+"/32")
 	b.Addr("eth0", "198.18.0.3/24")
 	b.Addr("eth0", vip2+"/32")
-	rs.Addr("eth0", rsAddr+"/24")
-	rs.Addr("lo", vip1+"/32")
-	rs.Addr("lo", vip2+"/32")
-	rs.Run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
-		"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2")
+	drRealServer(rs, rsAddr, vip1, vip2)
 	rs.Start(filepath.Join(bin, "rs"), "-name", "RS1", "-listen", "0.0.0.0:80")
 	var conf string
 	for _, v := range []string{vip1, vip2} {
