@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -80,20 +79,8 @@ func kernelCount() (n [2]int, err error) {
 }
 
 // countProcIPVS counts the services and real servers in the text of
-// /proc/net/ip_vs.
-func countProcIPVS(b []byte) (n [2]int) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case strings.HasPrefix(l, "TCP ") || strings.HasPrefix(l, "UDP ") || strings.HasPrefix(l, "FWM ") || strings.HasPrefix(l, "SCTP "):
-			n[0]++
-		case strings.HasPrefix(l, "  -> ") && !strings.HasPrefix(l, "  -> RemoteAddress"):
-			n[1]++
-		}
-	}
-	return n
-}
+// /proc/net/ip_vs, whose lines start as gvsadm -Ln's do.
+func countProcIPVS(b []byte) [2]int { return countListing(string(b)) }
 
 // measureRefs fills r.refs: the table of r (services 1 … size−1 restored,
 // one -e in the middle) done with ipvsadm, then the whole table started
