@@ -60,10 +60,35 @@ func checkIPVS() error {
 	return nil
 }
 
-// flushKernel empties the kernel's IPVS table (ipvsadm -C).
+// flushKernel empties the kernel's IPVS table (ipvsadm -C) and reloads
+// the ip_vs modules, so that every step starts from the same kernel.
+// ipvsadm -C alone is not enough: the kernel keeps each deleted real
+// server for one to three minutes in a trash list that it walks, entry by
+// entry, on every real server added (ip_vs_trash_get_dest, Linux 6.1), so
+// the steps after a large flush would pay for the steps before them (in
+// the VM, 1,000 services of 4 real servers took 54 s to add after a flush
+// of 10,000 services, 2.7 s on a fresh module).
 func flushKernel(ctx context.Context) error {
 	if out, err := exec.CommandContext(ctx, "ipvsadm", "-C").CombinedOutput(); err != nil {
 		return fmt.Errorf("ipvsadm -C: %v: %s", err, out)
+	}
+	mods, err := os.ReadFile("/proc/modules")
+	if err != nil {
+		return err
+	}
+	var unload []string
+	for l := range strings.Lines(string(mods)) {
+		if name, _, _ := strings.Cut(l, " "); strings.HasPrefix(name, "ip_vs_") {
+			unload = append(unload, name)
+		}
+	}
+	unload = append(unload, "ip_vs")
+	if out, err := exec.CommandContext(ctx, "modprobe", append([]string{"-r"}, unload...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("modprobe -r %s (to empty the kernel's trash of deleted real servers between steps; ip_vs must be a module nothing else uses): %v: %s",
+			strings.Join(unload, " "), err, out)
+	}
+	if out, err := exec.CommandContext(ctx, "modprobe", "ip_vs").CombinedOutput(); err != nil {
+		return fmt.Errorf("modprobe ip_vs: %v: %s", err, out)
 	}
 	return nil
 }
