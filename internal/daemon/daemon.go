@@ -72,7 +72,16 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx) // checkers, VRRP, reloads
 	defer cancel()
 
-	eng, err := newEngine(opts, log)
+	// The configuration is read once: the ipvs engine needs lvs_flush
+	// from it before it starts, and the first plan is applied after.
+	var first *loaded
+	if opts.ConfigFile != "" {
+		var err error
+		if first, err = loadConfig(opts.ConfigFile, log); err != nil {
+			return err
+		}
+	}
+	eng, err := newEngine(opts, first, log)
 	if err != nil {
 		return err
 	}
@@ -87,7 +96,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		closeEngine(context.Background(), eng, opts.Grace, log)
 		return err
 	}
-	k, err := startKeepalived(ctx, opts.ConfigFile, dir, syncd, log)
+	k, err := startKeepalived(ctx, opts.ConfigFile, first, dir, syncd, log)
 	if err != nil {
 		closeEngine(context.Background(), eng, opts.Grace, log)
 		return err
@@ -162,7 +171,9 @@ func closeEngine(ctx context.Context, eng engine.Engine, grace time.Duration, lo
 	}
 }
 
-func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
+// newEngine starts the engine opts name; first is the configuration file
+// as loaded (nil without one).
+func newEngine(opts Options, first *loaded, log *slog.Logger) (engine.Engine, error) {
 	if opts.Engine != "xdp" && opts.Engine != "auto" && (opts.BPFPin != "" || opts.DontReleaseIPVS) {
 		log.Warn("--bpf-pin and --dont-release-ipvs apply to the xdp engine only; ignored", "engine", opts.Engine)
 	}
@@ -177,7 +188,7 @@ func newEngine(opts Options, log *slog.Logger) (engine.Engine, error) {
 		log.Warn("xdp engine unavailable, using the proxy engine", "reason", err)
 		return newProxy(opts, log), nil
 	case "ipvs":
-		return newIPVS(opts, log)
+		return newIPVS(first, log)
 	}
 	return nil, fmt.Errorf("unknown engine %q (want proxy, xdp, ipvs or auto)", opts.Engine)
 }

@@ -10,17 +10,13 @@ import (
 )
 
 // newIPVS starts the kernel engine. keepalived.conf's lvs_flush and
-// lvs_flush_onstop decide whether it may clear services gvsd did not add;
-// they are read here because the engine starts before the configuration
-// is applied.
-func newIPVS(opts Options, log *slog.Logger) (engine.Engine, error) {
+// lvs_flush_onstop (in first, the configuration as loaded; nil without
+// one) decide whether it may clear services gvsd did not add; they are
+// needed before the configuration is applied.
+func newIPVS(first *loaded, log *slog.Logger) (engine.Engine, error) {
 	var ko kernel.Options
-	if opts.ConfigFile != "" {
-		cfg, _, err := config.Load(opts.ConfigFile)
-		if err != nil {
-			return nil, err
-		}
-		ko = kernelOptions(cfg)
+	if first != nil {
+		ko = kernelOptions(first.cfg)
 	}
 	eng, err := kernel.New(log.With("engine", "ipvs"), ko)
 	if err != nil {

@@ -90,9 +90,10 @@ type shown struct {
 
 var errStopping = errors.New("gvsd is stopping")
 
-// startKeepalived runs the configuration at path (none when empty), with
-// syncd for lvs_sync_daemon (nil: it is not run).
-func startKeepalived(ctx context.Context, path string, dir *director.Director, syncd *ipvssync.Manager, log *slog.Logger) (*keepalived, error) {
+// startKeepalived runs the configuration at path (none when empty), as
+// first holds it when the caller has loaded it already (nil: it is loaded
+// here), with syncd for lvs_sync_daemon (nil: it is not run).
+func startKeepalived(ctx context.Context, path string, first *loaded, dir *director.Director, syncd *ipvssync.Manager, log *slog.Logger) (*keepalived, error) {
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	k := &keepalived{path: path, engine: dir.Engine(), dir: dir, syncd: syncd, log: log, ctx: kctx, cancel: cancel,
 		requests: make(chan request), vrrpEvents: make(chan vrrpEvent, 256), done: make(chan struct{}),
@@ -103,14 +104,17 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, s
 		close(k.done)
 		return k, nil
 	}
-	cfg, p, err := k.load()
-	if err != nil {
-		cancel()
-		close(k.done)
-		return nil, err
+	if first == nil {
+		var err error
+		if first, err = loadConfig(path, log); err != nil {
+			cancel()
+			close(k.done)
+			return nil, err
+		}
 	}
+	cfg := first.cfg
 	go k.run()
-	if err := k.apply(cfg, p); err != nil {
+	if err := k.apply(cfg, first.plan); err != nil {
 		k.stop()
 		return nil, err
 	}
@@ -119,11 +123,17 @@ func startKeepalived(ctx context.Context, path string, dir *director.Director, s
 	return k, nil
 }
 
-// load reads, parses and compiles the configuration file at start,
+// loaded is a configuration file as read at start: parsed and compiled.
+type loaded struct {
+	cfg  *config.Config
+	plan *plan.Plan
+}
+
+// loadConfig reads, parses and compiles the configuration file at start,
 // logging its warnings. Unlike a reload, it runs a file with the lines
 // keepalived's own config test counts as errors, as keepalived does.
-func (k *keepalived) load() (*config.Config, *plan.Plan, error) {
-	cfg, warnings, err := config.Load(k.path)
+func loadConfig(path string, log *slog.Logger) (*loaded, error) {
+	cfg, warnings, err := config.Load(path)
 	var p *plan.Plan
 	if err == nil {
 		var w []config.Warning
@@ -131,12 +141,12 @@ func (k *keepalived) load() (*config.Config, *plan.Plan, error) {
 		warnings = append(warnings, w...)
 	}
 	for _, w := range warnings {
-		k.log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
+		log.Warn("configuration: "+w.Msg, "at", w.Pos.String())
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return cfg, p, nil
+	return &loaded{cfg: cfg, plan: p}, nil
 }
 
 // run is the reconciler: it takes one event at a time until stop.

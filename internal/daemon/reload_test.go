@@ -34,7 +34,7 @@ func runKeepalived(t *testing.T, path string, log *slog.Logger) (*keepalived, *d
 	t.Helper()
 	eng := newProxy(Options{}, log)
 	dir := director.New(eng, log)
-	k, err := startKeepalived(context.Background(), path, dir, nil, log)
+	k, err := startKeepalived(context.Background(), path, nil, dir, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
