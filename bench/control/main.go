@@ -39,6 +39,9 @@ type config struct {
 	servers int   // real servers per service
 	limit   time.Duration
 	repeat  int // runs of each timed gvsadm command (median kept)
+	// ipvsReload reloads the ip_vs modules between the ipvs engine's
+	// steps (see flushKernel).
+	ipvsReload bool
 
 	gvsd, gvsadm string // binaries; built from the tree when empty
 	work         string // scratch directory
@@ -52,6 +55,7 @@ func main() {
 	flag.StringVar(&sizes, "sizes", "10,100,1000,10000", "table sizes, in services")
 	flag.DurationVar(&c.limit, "limit", 60*time.Second, "time allowed to each restore, edit and flap; a size that takes longer is reported as \"> limit\" and larger ones are not run")
 	flag.IntVar(&c.repeat, "repeat", 5, "runs of each timed gvsadm command (the median is reported)")
+	flag.BoolVar(&c.ipvsReload, "ipvs-reload", false, "ipvs engine: reload the ip_vs modules between steps, so that none pays for the real servers an earlier step deleted (the kernel walks them on each add); ip_vs must be a module nothing else uses")
 	flag.StringVar(&c.gvsd, "gvsd", "", "gvsd binary to measure (default: built from this tree)")
 	flag.StringVar(&c.gvsadm, "gvsadm", "", "gvsadm binary (default: built from this tree)")
 	flag.StringVar(&dat, "dat", "", "write the plot's data to this file (gnuplot: bench/control/plot.gp)")
@@ -226,7 +230,7 @@ func (c *config) measure(ctx context.Context, l layout, r *row, log io.Writer) e
 	defer os.RemoveAll(dir)
 	if l.engine == "ipvs" {
 		// An empty kernel table: gvsd refuses services added outside it.
-		if err := flushKernel(ctx); err != nil {
+		if err := flushKernel(ctx, c.ipvsReload); err != nil {
 			return err
 		}
 	}

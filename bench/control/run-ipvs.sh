@@ -33,7 +33,7 @@ echo "@@@ end"
 GUEST
 chmod +x "$share/bench.sh"
 
-defaults=(-engines ipvs -scheds rr -sizes 10,100,1000,10000 -limit 300s -repeat 5)
+defaults=(-engines ipvs -ipvs-reload -scheds rr -sizes 10,100,1000,10000 -limit 300s -repeat 5)
 # The VM's output: progress to stderr as it comes, the tables kept for stdout.
 set +e
 IPVS_VM_SHARE="$share" IPVS_VM_TIMEOUT=${IPVS_VM_TIMEOUT:-3600} \
