@@ -25,6 +25,14 @@ import (
 // get fetches path from the socket: the status and the body.
 func get(t *testing.T, socket, path string) (int, []byte) {
 	t.Helper()
+	resp, b := getResponse(t, socket, path)
+	return resp.StatusCode, b
+}
+
+// getResponse fetches path from the socket with net/http's client: the
+// response (its body read and closed) and the body.
+func getResponse(t *testing.T, socket, path string) (*http.Response, []byte) {
+	t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)
@@ -38,7 +46,7 @@ func get(t *testing.T, socket, path string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, b
+	return resp, b
 }
 
 // TestServicesFiltered: GET /v1/services?service=KEY answers only that
@@ -134,20 +142,7 @@ func TestServicesStreamed(t *testing.T) {
 
 	raw := func() (*http.Response, []byte) {
 		t.Helper()
-		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}}}
-		resp, err := hc.Get("http://gvsd/v1/services")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, b
+		return getResponse(t, socket, "/v1/services")
 	}
 	if resp, body := raw(); resp.ContentLength != int64(len(body)) || string(body) != "[]\n" {
 		t.Errorf("empty table: Content-Length %d, body %q; want []", resp.ContentLength, body)
