@@ -11,30 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gvs-lb/gvs/internal/engine"
-	"github.com/gvs-lb/gvs/internal/ipvs"
+	"github.com/gvs-lb/gvs/internal/engine/enginetest"
 	"github.com/gvs-lb/gvs/internal/ipvssync"
 	"github.com/gvs-lb/gvs/internal/netns/netnstest"
 	"github.com/gvs-lb/gvs/internal/plan"
 	"github.com/gvs-lb/gvs/internal/vrrp"
 )
-
-// syncEngine is an engine with no connections that can sync: its sync
-// daemons run for real on their sockets, with nothing to send.
-type syncEngine struct{}
-
-func (syncEngine) Name() string                              { return "xdp" }
-func (syncEngine) CheckDest(*ipvs.Service, *ipvs.Dest) error { return nil }
-func (syncEngine) Apply([]ipvs.Command) error                { return nil }
-func (syncEngine) Status() []ipvs.ServiceStatus              { return nil }
-func (syncEngine) StatusOf(ipvs.ServiceKey) (ipvs.ServiceStatus, bool) {
-	return ipvs.ServiceStatus{}, false
-}
-func (syncEngine) Conns() []ipvs.Conn                         { return nil }
-func (syncEngine) Zero(*ipvs.ServiceKey)                      {}
-func (syncEngine) Close(context.Context) error                { return nil }
-func (syncEngine) SyncConns() []engine.SyncConn               { return nil }
-func (syncEngine) InstallSynced([]engine.SyncConn) (int, int) { return 0, 0 }
 
 // logBuffer collects log lines from several goroutines.
 type logBuffer struct {
@@ -70,7 +52,7 @@ func syncReconciler(t *testing.T, ifName string, retry time.Duration) (*keepaliv
 	stopped := make(chan struct{})
 	close(stopped)
 	ctx, cancel := context.WithCancel(context.Background())
-	syncd := ipvssync.NewManager(log, syncEngine{})
+	syncd := ipvssync.NewManager(log, enginetest.SyncEngine{EngineName: "xdp"})
 	k := &keepalived{log: log, ctx: ctx, cancel: cancel, syncd: syncd,
 		requests: make(chan request), vrrpEvents: make(chan vrrpEvent, 256), done: make(chan struct{}),
 		lvs: map[string]*lvsUnit{}, vips: map[netip.Addr]int{}, sync: syncRole{retry: retry},

@@ -15,28 +15,12 @@ import (
 	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/daemon"
 	"github.com/gvs-lb/gvs/internal/engine"
+	"github.com/gvs-lb/gvs/internal/engine/enginetest"
 	"github.com/gvs-lb/gvs/internal/ipvs"
 	"github.com/gvs-lb/gvs/internal/ipvssync"
 )
 
-// syncEngine is an engine with no connections that can sync: the sync
-// daemons run for real on their sockets, with nothing to send.
-type syncEngine struct{ name string }
-
-func (e syncEngine) Name() string                            { return e.name }
-func (syncEngine) CheckDest(*ipvs.Service, *ipvs.Dest) error { return nil }
-func (syncEngine) Apply([]ipvs.Command) error                { return nil }
-func (syncEngine) Status() []ipvs.ServiceStatus              { return nil }
-func (syncEngine) StatusOf(ipvs.ServiceKey) (ipvs.ServiceStatus, bool) {
-	return ipvs.ServiceStatus{}, false
-}
-func (syncEngine) Conns() []ipvs.Conn                         { return nil }
-func (syncEngine) Zero(*ipvs.ServiceKey)                      {}
-func (syncEngine) Close(context.Context) error                { return nil }
-func (syncEngine) SyncConns() []engine.SyncConn               { return nil }
-func (syncEngine) InstallSynced([]engine.SyncConn) (int, int) { return 0, 0 }
-
-type proxyLike struct{ syncEngine }
+type proxyLike struct{ enginetest.SyncEngine }
 
 func (proxyLike) SyncConns()     {}
 func (proxyLike) InstallSynced() {}
@@ -74,7 +58,7 @@ func startDaemonServer(t *testing.T, eng engine.Engine) *client.Client {
 // (internal/ipvssync/testdata/ipvsadm-1.31-daemon.txt), on lo (the
 // recording used lo for the maxlen clamp, dummy eth0/eth1 elsewhere).
 func TestDaemonCommands(t *testing.T) {
-	c := startDaemonServer(t, syncEngine{name: "xdp"})
+	c := startDaemonServer(t, enginetest.SyncEngine{EngineName: "xdp"})
 	steps := []struct {
 		name, args, stdout, stderr string
 		rc                         int
@@ -111,7 +95,7 @@ func TestDaemonCommands(t *testing.T) {
 }
 
 func TestDaemonRefusedByProxyEngine(t *testing.T) {
-	c := startDaemonServer(t, proxyLike{syncEngine{name: "proxy"}})
+	c := startDaemonServer(t, proxyLike{enginetest.SyncEngine{EngineName: "proxy"}})
 	var out, errOut bytes.Buffer
 	rc := Run(context.Background(), []string{"gvsadm", "--start-daemon", "master", "--mcast-interface", "lo"}, nil, &out, &errOut, c)
 	if rc != 255 || !strings.Contains(errOut.String(), "--engine xdp") {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gvs-lb/gvs/internal/api/client"
 	"github.com/gvs-lb/gvs/internal/api/wire"
+	"github.com/gvs-lb/gvs/internal/engine/enginetest"
 )
 
 // daemonsFake answers the sync daemon listing with fixed counters.
@@ -74,7 +75,7 @@ backup  eth1       7       224.0.0.81  8848  35        0     990        12      
 // TestDaemonsViewFromGvsd: the view of a backup daemon running in a real
 // gvsd API server, and what it says when gvsd is not running.
 func TestDaemonsViewFromGvsd(t *testing.T) {
-	c := startDaemonServer(t, syncEngine{name: "xdp"})
+	c := startDaemonServer(t, enginetest.SyncEngine{EngineName: "xdp"})
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		rc := Run(context.Background(), append([]string{"gvsadm"}, args...), nil, &out, &errb, c)
